@@ -1,0 +1,68 @@
+// DescriptorTables: the GDT (flat kernel and user segments plus a TSS) and the IDT.
+//
+// Contract: after `install`, every one of the 256 vectors enters its stub in
+// Interrupts.S, so no interrupt or exception can reach an empty gate. Selectors are
+// fixed: kernel code 0x08, kernel data 0x10, user code 0x1B, user data 0x23, TSS 0x28.
+// User segments and the TSS exist now so that user-mode servers need no new layout.
+
+import CPU
+import KernelCore
+
+enum DescriptorTables {
+  static let kernelCodeSelector: UInt16 = 0x08
+  static let kernelDataSelector: UInt16 = 0x10
+  static let userCodeSelector: UInt16 = 0x1B
+  static let userDataSelector: UInt16 = 0x23
+  static let taskStateSelector: UInt16 = 0x28
+
+  private nonisolated(unsafe) static var globalTable: InlineArray<6, UInt64> = .init(repeating: 0)
+  private nonisolated(unsafe) static var interruptTable: InlineArray<256, UInt64> = .init(repeating: 0)
+  // The 104-byte task state segment; only ss0/esp0 matter (the stack for entries from ring 3).
+  private nonisolated(unsafe) static var taskState: InlineArray<26, UInt32> = .init(repeating: 0)
+
+  /// Loads the GDT, the task register and the IDT.
+  static func install() {
+    globalTable[1] = segment(base: 0, limit: 0xFFFFF, access: 0x9A)  // kernel code
+    globalTable[2] = segment(base: 0, limit: 0xFFFFF, access: 0x92)  // kernel data
+    globalTable[3] = segment(base: 0, limit: 0xFFFFF, access: 0xFA)  // user code
+    globalTable[4] = segment(base: 0, limit: 0xFFFFF, access: 0xF2)  // user data
+    taskState[2] = UInt32(kernelDataSelector)  // ss0
+    taskState[1] = arch_boot_stack_top()  // esp0
+    taskState[25] = 104 << 16  // I/O map base past the end: no port access from ring 3
+    // Globals have fixed storage, so the addresses stay valid after the closures return.
+    let taskStateAddress = withUnsafeMutableBytes(of: &taskState) { UInt32(UInt(bitPattern: $0.baseAddress)) }
+    globalTable[5] = segment(base: taskStateAddress, limit: 103, access: 0x89, flags: 0)
+    withUnsafeMutableBytes(of: &globalTable) { table in
+      cpu_load_gdt(table.baseAddress, UInt16(6 * 8 - 1), kernelCodeSelector, kernelDataSelector)
+    }
+    cpu_load_task_register(taskStateSelector)
+
+    for vector in 0..<256 {
+      // 32-bit interrupt gate, ring 0 only: software `int` from user mode faults.
+      interruptTable[vector] = gate(handler: arch_interrupt_stub(UInt32(vector)), privilege: 0)
+    }
+    withUnsafeMutableBytes(of: &interruptTable) { table in
+      cpu_load_idt(table.baseAddress, UInt16(256 * 8 - 1))
+    }
+  }
+
+  private static func segment(base: UInt32, limit: UInt32, access: UInt8, flags: UInt8 = 0xC)
+    -> UInt64
+  {
+    var descriptor = UInt64(limit & 0xFFFF)
+    descriptor |= UInt64(base & 0xFF_FFFF) << 16
+    descriptor |= UInt64(access) << 40
+    descriptor |= UInt64((limit >> 16) & 0xF) << 48
+    descriptor |= UInt64(flags & 0xF) << 52
+    descriptor |= UInt64(base >> 24) << 56
+    return descriptor
+  }
+
+  private static func gate(handler: UInt32, privilege: UInt8) -> UInt64 {
+    var descriptor = UInt64(handler & 0xFFFF)
+    descriptor |= UInt64(kernelCodeSelector) << 16
+    descriptor |= UInt64(0x8E | (privilege & 3) << 5) << 40
+    descriptor |= UInt64(handler >> 16) << 48
+    return descriptor
+  }
+}

@@ -1,0 +1,60 @@
+// Exceptions: CPU exceptions (vectors 0-31) and the register part of panic reports.
+//
+// Contract: every exception is fatal for now (there is nothing to return to): the report
+// names the exception, its error code (decoded for page faults, with CR2), all registers,
+// and a symbolized backtrace, then the machine stops (see `Machine.stop`). Later issues
+// turn faults in user-mode servers into errors for their callers instead.
+
+import CPU
+import KernelCore
+
+enum Exceptions {
+  private static let names: InlineArray<32, StaticString> = [
+    "Division error", "Debug", "Non-maskable interrupt", "Breakpoint", "Overflow",
+    "Bound range exceeded", "Invalid opcode", "Device not available", "Double fault",
+    "Coprocessor segment overrun", "Invalid TSS", "Segment not present", "Stack-segment fault",
+    "General protection fault", "Page fault", "Reserved (15)", "x87 floating-point exception",
+    "Alignment check", "Machine check", "SIMD floating-point exception", "Virtualization exception",
+    "Control protection exception", "Reserved (22)", "Reserved (23)", "Reserved (24)",
+    "Reserved (25)", "Reserved (26)", "Reserved (27)", "Hypervisor injection exception",
+    "VMM communication exception", "Security exception", "Reserved (31)",
+  ]
+  static let pageFault: UInt32 = 14
+  static let invalidOpcode: UInt32 = 6
+
+  /// Handles an exception frame from `interruptDispatch`.
+  static func handle(_ frame: UnsafeMutablePointer<InterruptFrame>) {
+    report(frame, reason: names[Int(frame.pointee.vector)])
+  }
+
+  /// Prints a panic report for `frame` and stops the machine.
+  static func report(_ frame: UnsafeMutablePointer<InterruptFrame>, reason: StaticString) -> Never {
+    let registers = frame.pointee
+    Panic.begin()
+    Panic.line("\(reason) (vector \(registers.vector)), error code \(hex: registers.error_code, width: 4)")
+    if registers.vector == pageFault {
+      let code = registers.error_code
+      let cause: StaticString = code & 1 != 0 ? "protection violation" : "page not present"
+      let access: StaticString =
+        code & 16 != 0 ? "instruction fetch" : (code & 2 != 0 ? "write" : "read")
+      let mode: StaticString = code & 4 != 0 ? "user" : "kernel"
+      Panic.line("faulting address (cr2) \(hex: cpu_cr2(), width: 8): \(cause), \(access) in \(mode) mode")
+    }
+    if registers.vector == invalidOpcode, isTrapInstruction(at: registers.eip) {
+      Panic.line("ud2 at eip: a Swift runtime trap (overflow, bounds, nil unwrap or precondition)")
+    }
+    Panic.line("eip \(hex: registers.eip, width: 8)  \(Panic.symbol(registers.eip))")
+    Panic.line("cs \(hex: registers.cs, width: 4)  ds \(hex: registers.ds, width: 4)  eflags \(hex: registers.eflags, width: 8)")
+    Panic.line("eax \(hex: registers.eax, width: 8)  ebx \(hex: registers.ebx, width: 8)  ecx \(hex: registers.ecx, width: 8)  edx \(hex: registers.edx, width: 8)")
+    Panic.line("esi \(hex: registers.esi, width: 8)  edi \(hex: registers.edi, width: 8)  ebp \(hex: registers.ebp, width: 8)  esp \(hex: registers.esp_at_entry &+ 20, width: 8)")
+    Panic.line("cr0 \(hex: cpu_cr0(), width: 8)  cr2 \(hex: cpu_cr2(), width: 8)  cr3 \(hex: cpu_cr3(), width: 8)  cr4 \(hex: cpu_cr4(), width: 8)")
+    Panic.backtrace(instruction: registers.eip, framePointer: registers.ebp)
+    Panic.end()
+  }
+
+  private static func isTrapInstruction(at address: UInt32) -> Bool {
+    guard address >= Paging.pageSize, UInt64(address) + 2 <= UInt64(Paging.directMapEnd) else { return false }
+    let bytes = UnsafePointer<UInt8>(bitPattern: UInt(address))!
+    return bytes[0] == 0x0F && bytes[1] == 0x0B
+  }
+}

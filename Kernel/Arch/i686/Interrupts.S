@@ -1,0 +1,74 @@
+// Interrupts.S: one entry stub per interrupt vector and the common save/restore path.
+//
+// Contract: each stub pushes a dummy error code (unless the CPU pushed one) and its
+// vector number, then the common path saves the general and segment registers as an
+// InterruptFrame (CPU.h) and the FPU/SSE state (fxsave, so interrupted Swift code keeps
+// its xmm registers), loads the kernel data segments, and calls
+// interrupt_dispatch(InterruptFrame *) with a 16-byte aligned stack. On return it
+// restores everything (the handler may have changed the frame) and irets.
+
+.set KERNEL_DATA_SELECTOR, 0x10
+
+.macro STUB vector
+    .align 16
+stub_\vector:
+    // Vectors with a CPU-pushed error code: 8, 10-14, 17, 21, 29, 30.
+    .if (\vector == 8) || ((\vector >= 10) && (\vector <= 14)) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
+    .else
+    pushl $0
+    .endif
+    pushl $\vector
+    jmp interrupt_common
+.endm
+
+.section .text
+.altmacro
+.set vector, 0
+.rept 256
+    STUB %vector
+    .set vector, vector + 1
+.endr
+
+interrupt_common:
+    pushal
+    pushl %ds
+    pushl %es
+    pushl %fs
+    pushl %gs
+    movw $KERNEL_DATA_SELECTOR, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %fs
+    movw %ax, %gs
+    cld
+    movl %esp, %ebx                 // the InterruptFrame; ebx survives the call
+    subl $512, %esp
+    andl $-16, %esp
+    fxsave (%esp)
+    subl $12, %esp
+    pushl %ebx
+    call interrupt_dispatch
+    addl $16, %esp
+    fxrstor (%esp)
+    movl %ebx, %esp
+    popl %gs
+    popl %fs
+    popl %es
+    popl %ds
+    popal
+    addl $8, %esp                   // vector and error code
+    iret
+
+.macro STUB_ADDRESS vector
+    .long stub_\vector
+.endm
+
+.section .rodata
+.align 4
+.global interrupt_stub_table
+interrupt_stub_table:
+.set vector, 0
+.rept 256
+    STUB_ADDRESS %vector
+    .set vector, vector + 1
+.endr

@@ -1,0 +1,78 @@
+// CPU.h: the i686 instructions and boot-time data the Swift kernel needs, as inline C.
+//
+// Contract: every function here is a thin wrapper around one instruction (or a fixed
+// sequence) with no policy; Swift code in Kernel/Arch/i686 decides when to use them.
+// Nothing outside Kernel/Arch/i686 imports this module.
+#pragma once
+#include <stdint.h>
+
+/// The registers the interrupt entry stubs (Interrupts.S) save, lowest address first.
+typedef struct InterruptFrame {
+  uint32_t gs, fs, es, ds;
+  uint32_t edi, esi, ebp, esp_at_entry, ebx, edx, ecx, eax;
+  uint32_t vector, error_code;
+  uint32_t eip, cs, eflags;
+  uint32_t user_esp, user_ss;  // valid only when the interrupt came from ring 3
+} InterruptFrame;
+
+static inline void cpu_outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" ::"a"(value), "Nd"(port)); }
+static inline void cpu_outw(uint16_t port, uint16_t value) { __asm__ volatile("outw %0, %1" ::"a"(value), "Nd"(port)); }
+static inline void cpu_outl(uint16_t port, uint32_t value) { __asm__ volatile("outl %0, %1" ::"a"(value), "Nd"(port)); }
+static inline uint8_t cpu_inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline uint16_t cpu_inw(uint16_t port) { uint16_t v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline uint32_t cpu_inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+
+static inline void cpu_disable_interrupts(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline void cpu_enable_interrupts(void) { __asm__ volatile("sti" ::: "memory"); }
+/// Enables interrupts and halts in one step, so an interrupt cannot slip in between.
+static inline void cpu_enable_interrupts_and_halt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+static inline void cpu_halt(void) { __asm__ volatile("hlt" ::: "memory"); }
+static inline uint32_t cpu_flags(void) { uint32_t f; __asm__ volatile("pushfl; popl %0" : "=r"(f)::"memory"); return f; }
+static inline void cpu_restore_flags(uint32_t f) { __asm__ volatile("pushl %0; popfl" ::"r"(f) : "memory", "cc"); }
+
+static inline uint32_t cpu_cr0(void) { uint32_t v; __asm__ volatile("movl %%cr0, %0" : "=r"(v)); return v; }
+static inline uint32_t cpu_cr2(void) { uint32_t v; __asm__ volatile("movl %%cr2, %0" : "=r"(v)); return v; }
+static inline uint32_t cpu_cr3(void) { uint32_t v; __asm__ volatile("movl %%cr3, %0" : "=r"(v)); return v; }
+static inline uint32_t cpu_cr4(void) { uint32_t v; __asm__ volatile("movl %%cr4, %0" : "=r"(v)); return v; }
+static inline void cpu_set_cr0(uint32_t v) { __asm__ volatile("movl %0, %%cr0" ::"r"(v) : "memory"); }
+static inline void cpu_set_cr3(uint32_t v) { __asm__ volatile("movl %0, %%cr3" ::"r"(v) : "memory"); }
+static inline void cpu_set_cr4(uint32_t v) { __asm__ volatile("movl %0, %%cr4" ::"r"(v) : "memory"); }
+static inline void cpu_invalidate_page(uint32_t address) { __asm__ volatile("invlpg (%0)" ::"r"(address) : "memory"); }
+
+static inline uint64_t cpu_timestamp(void) { uint32_t lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); return ((uint64_t)hi << 32) | lo; }
+static inline uint32_t cpu_frame_pointer(void) { return (uint32_t)(uintptr_t)__builtin_frame_address(0); }
+
+/// Loads the GDT and reloads every segment register (CS through a far return).
+static inline void cpu_load_gdt(const void *base, uint16_t limit, uint16_t code, uint16_t data) {
+  struct __attribute__((packed)) { uint16_t limit; uint32_t base; } descriptor = {limit, (uint32_t)(uintptr_t)base};
+  __asm__ volatile(
+      "lgdt %0\n\t"
+      "movw %2, %%ax\n\t"
+      "movw %%ax, %%ds\n\t movw %%ax, %%es\n\t movw %%ax, %%fs\n\t movw %%ax, %%gs\n\t movw %%ax, %%ss\n\t"
+      "pushl %1\n\t"
+      "pushl $1f\n\t"
+      "lret\n"
+      "1:" ::"m"(descriptor), "r"((uint32_t)code), "r"(data) : "eax", "memory");
+}
+static inline void cpu_load_idt(const void *base, uint16_t limit) {
+  struct __attribute__((packed)) { uint16_t limit; uint32_t base; } descriptor = {limit, (uint32_t)(uintptr_t)base};
+  __asm__ volatile("lidt %0" ::"m"(descriptor) : "memory");
+}
+static inline void cpu_load_task_register(uint16_t selector) { __asm__ volatile("ltr %0" ::"r"(selector)); }
+
+// Boot-time data defined in Boot.S, Interrupts.S and the linker script.
+extern uint32_t interrupt_stub_table[256];  ///< entry address of each vector's stub
+extern uint64_t boot_timestamp;             ///< TSC value at kernel entry
+extern char kernel_image_start[], kernel_image_end[];
+extern char boot_stack_bottom[], boot_stack_top[];
+extern uint32_t frame_bitmap_storage[];     ///< 2 x FRAME_BITMAP_WORDS words (Boot.S)
+#define FRAME_BITMAP_WORDS 6144
+
+static inline uint32_t arch_interrupt_stub(uint32_t vector) { return interrupt_stub_table[vector]; }
+static inline uint64_t arch_boot_timestamp(void) { return boot_timestamp; }
+static inline uint32_t arch_kernel_image_start(void) { return (uint32_t)(uintptr_t)kernel_image_start; }
+static inline uint32_t arch_kernel_image_end(void) { return (uint32_t)(uintptr_t)kernel_image_end; }
+static inline uint32_t arch_boot_stack_bottom(void) { return (uint32_t)(uintptr_t)boot_stack_bottom; }
+static inline uint32_t *arch_frame_bitmap_storage(void) { return frame_bitmap_storage; }
+static inline uint32_t arch_frame_bitmap_words(void) { return FRAME_BITMAP_WORDS; }
+static inline uint32_t arch_boot_stack_top(void) { return (uint32_t)(uintptr_t)boot_stack_top; }

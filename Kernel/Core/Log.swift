@@ -1,0 +1,100 @@
+// Log: the kernel log on the serial console.
+//
+// Contract: each call writes one whole line `[seconds.micros] level: text`, with
+// interrupts disabled so lines never interleave. Lines below `Log.threshold` (set by
+// `loglevel=` on the command line) are dropped. Nothing here allocates.
+
+import KernelCore
+
+enum LogLevel: Int {
+  case error = 0
+  case warning = 1
+  case info = 2
+  case debug = 3
+
+  var label: StaticString {
+    switch self {
+    case .error: "error"
+    case .warning: "warning"
+    case .info: "info"
+    case .debug: "debug"
+    }
+  }
+}
+
+enum Log {
+  /// The most detailed level written.
+  nonisolated(unsafe) static var threshold = LogLevel.info
+
+  static func error(_ message: KernelMessage) { write(.error, message) }
+  static func warning(_ message: KernelMessage) { write(.warning, message) }
+  static func info(_ message: KernelMessage) { write(.info, message) }
+  static func debug(_ message: KernelMessage) { write(.debug, message) }
+
+  /// Writes `message` at `level` with a timestamp.
+  static func write(_ level: LogLevel, _ message: KernelMessage) {
+    guard level.rawValue <= threshold.rawValue else { return }
+    let nanoseconds = Timer.uptimeNanoseconds
+    var prefix = KernelMessage()
+    let seconds = nanoseconds / 1_000_000_000
+    let micros = nanoseconds / 1000 % 1_000_000
+    prefix.append("[")
+    for _ in 0..<max(0, 5 - digits(seconds)) { prefix.append(" ") }
+    prefix.append(decimal: seconds)
+    prefix.append(".")
+    for _ in 0..<(6 - digits(micros)) { prefix.append("0") }
+    prefix.append(decimal: micros)
+    prefix.append("] ")
+    prefix.append(level.label)
+    prefix.append(": ")
+    Machine.withInterruptsDisabled {
+      Console.write(prefix)
+      Console.write(message)
+      Console.write("\n")
+    }
+  }
+
+  /// Sets the threshold from a `loglevel=` value; returns false if the name is unknown.
+  static func setThreshold(named name: UnsafeBufferPointer<UInt8>) -> Bool {
+    var rawValue = 0
+    while let level = LogLevel(rawValue: rawValue) {
+      if equals(name, level.label) {
+        threshold = level
+        return true
+      }
+      rawValue += 1
+    }
+    return false
+  }
+
+  private static func digits(_ value: UInt64) -> Int {
+    var count = 1
+    var rest = value / 10
+    while rest > 0 {
+      count += 1
+      rest /= 10
+    }
+    return count
+  }
+}
+
+/// Whether `bytes` spell exactly `text`.
+func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
+  guard bytes.count == text.utf8CodeUnitCount else { return false }
+  for index in 0..<bytes.count where bytes[index] != text.utf8Start[index] { return false }
+  return true
+}
+
+/// Raw console output, for the log and for panic reports.
+enum Console {
+  static func write(_ message: KernelMessage) {
+    message.withBytes { SerialPort.write($0) }
+  }
+}
+
+/// The C `putchar` the embedded Swift runtime uses for its own messages (fatal errors).
+@_cdecl("putchar")
+func putchar(_ character: Int32) -> Int32 {
+  SerialPort.write(byte: UInt8(truncatingIfNeeded: character))
+  return character
+}

@@ -1,0 +1,78 @@
+// Panic: fatal kernel errors and the report printed for them.
+//
+// Contract: `panic` prints `KERNEL PANIC: reason`, a symbolized backtrace of kernel frames
+// and stops the machine (`Machine.stop(.panic)`); it never returns and never allocates.
+// A panic during a panic stops at once, so a broken report cannot loop.
+
+import CPU
+import KernelCore
+
+/// Stops the kernel with a report; for states the kernel cannot continue from.
+func panic(_ reason: KernelMessage) -> Never {
+  Panic.begin()
+  Panic.line(reason)
+  Panic.backtrace(instruction: 0, framePointer: cpu_frame_pointer())
+  Panic.end()
+}
+
+enum Panic {
+  private nonisolated(unsafe) static var inProgress = false
+  private static let maximumFrames = 32
+
+  /// The kernel's symbol map, once the boot module holding it has been found.
+  nonisolated(unsafe) static var symbols: SymbolMap?
+
+  /// Starts a report: masks interrupts and prints the header.
+  static func begin() {
+    cpu_disable_interrupts()
+    if inProgress {
+      Console.write("KERNEL PANIC during panic report; stopping\n")
+      Machine.stop(.panic)
+    }
+    inProgress = true
+    Console.write("\n================ KERNEL PANIC ================\n")
+  }
+
+  /// Prints one line of the report.
+  static func line(_ text: KernelMessage) {
+    Console.write(text)
+    Console.write("\n")
+  }
+
+  /// Ends the report and stops the machine.
+  static func end() -> Never {
+    Console.write("================ system stopped ================\n")
+    Machine.stop(.panic)
+  }
+
+  /// `name+0xoffset` for a code address, or `?` if no symbol covers it.
+  static func symbol(_ address: UInt32) -> KernelMessage {
+    guard let match = symbols?.lookup(address) else { return "?" }
+    return "\(text: match.name) + \(hex: match.offset)"
+  }
+
+  /// Prints the backtrace: `instruction` first (if nonzero), then the return address of
+  /// each frame in the frame-pointer chain starting at `framePointer`. The walk stops at a
+  /// zero frame pointer (set at kernel entry) or one outside the boot stack.
+  static func backtrace(instruction: UInt32, framePointer: UInt32) {
+    line("backtrace:")
+    var number = 0
+    if instruction != 0 {
+      line("  #0 \(hex: instruction, width: 8) \(symbol(instruction))")
+      number = 1
+    }
+    var frame = framePointer
+    let stackBottom = arch_boot_stack_bottom()
+    let stackTop = arch_boot_stack_top()
+    while number < maximumFrames, frame >= stackBottom, frame < stackTop - 8, frame & 3 == 0 {
+      let slots = UnsafePointer<UInt32>(bitPattern: UInt(frame))!
+      let returnAddress = slots[1]
+      guard returnAddress != 0 else { break }
+      // Name the call instruction, not the one after it.
+      line("  #\(number) \(hex: returnAddress, width: 8) \(symbol(returnAddress &- 1))")
+      number += 1
+      guard slots[0] > frame else { break }  // frames only grow upwards
+      frame = slots[0]
+    }
+  }
+}

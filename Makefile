@@ -1,0 +1,101 @@
+# Tessera's single build entry point.
+#
+#   make run     build everything and boot the default system in QEMU (Ctrl-A X quits)
+#   make debug   boot halted with QEMU's gdb stub on :1234
+#   make test    host unit tests and QEMU system tests
+#   make kernel  only build the kernel images
+#   make format  format all Swift sources with swift-format
+#
+# The kernel is cross-built with Embedded Swift for i686 and linked with ld.lld; host
+# tools and tests are built by SwiftPM (Package.swift).
+
+SYSTEM ?= systems/default
+BUILD := build
+TARGET := i686-unknown-none-elf
+QEMU := qemu-system-i386
+QEMU_MEMORY := 128M
+
+BUILTINS := $(firstword $(wildcard /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.builtins-i386.a))
+SWIFTC := swiftc
+CLANG := clang
+LD := ld.lld
+
+SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
+  -O -g -Xfrontend -disable-stack-protector -Xcc -ffreestanding
+ASM_FLAGS := -target $(TARGET) -c -g
+
+ARCH := Kernel/Arch/i686
+CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
+KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard $(ARCH)/*.swift)
+SYSTEM_SOURCES := $(wildcard Kernel/System/*.swift)
+TEST_SOURCES := $(wildcard Kernel/Tests/*.swift)
+ARCH_OBJECTS := $(patsubst $(ARCH)/%.S,$(BUILD)/arch/%.o,$(wildcard $(ARCH)/*.S)) \
+  $(patsubst Kernel/Runtime/%.c,$(BUILD)/runtime/%.o,$(wildcard Kernel/Runtime/*.c))
+C_HEADERS := $(wildcard $(ARCH)/include/*)
+HOST_TOOL := .build/debug/tessera
+
+.PHONY: all kernel run debug test unit-test system-test format dependencies clean
+.DELETE_ON_ERROR:
+
+all: kernel
+
+kernel: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(BUILD)/kernel-test.elf $(BUILD)/kernel-test.map
+
+dependencies:
+	@tools/ensure-dependencies
+
+$(BUILD)/arch/%.o: $(ARCH)/%.S | dependencies
+	@mkdir -p $(dir $@)
+	$(CLANG) $(ASM_FLAGS) $< -o $@
+
+$(BUILD)/runtime/%.o: Kernel/Runtime/%.c | dependencies
+	@mkdir -p $(dir $@)
+	$(CLANG) $(ASM_FLAGS) -O2 -ffreestanding -Wall $< -o $@
+
+$(BUILD)/embedded/KernelCore.o: $(CORE_SOURCES)
+	@mkdir -p $(dir $@)
+	$(SWIFTC) $(SWIFT_FLAGS) -module-name KernelCore -emit-module \
+	  -emit-module-path $(BUILD)/embedded/KernelCore.swiftmodule -c $(CORE_SOURCES) -o $@
+
+$(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
+	@mkdir -p $(dir $@)
+	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
+	  -c $(KERNEL_SOURCES) $(SYSTEM_SOURCES) -o $@
+
+$(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
+	@mkdir -p $(dir $@)
+	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
+	  -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
+
+$(BUILD)/%.elf: $(BUILD)/%/Kernel.o $(BUILD)/embedded/KernelCore.o $(ARCH_OBJECTS) $(ARCH)/Kernel.ld
+	$(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(ARCH_OBJECTS) \
+	  $(BUILD)/embedded/KernelCore.o $(BUILD)/$*/Kernel.o $(BUILTINS)
+
+# The symbol map the kernel reads (as a boot module) to name addresses in backtraces.
+$(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)
+	$(HOST_TOOL) symbols $< | swift demangle --simplified > $@
+
+$(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift)
+	swift build --product tessera
+	@touch $@
+
+QEMU_FLAGS := -m $(QEMU_MEMORY) -display none -no-reboot
+
+run: $(BUILD)/kernel.elf $(BUILD)/kernel.map
+	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd $(BUILD)/kernel.map
+
+debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map
+	@echo "QEMU is halted at the first instruction, waiting for gdb on localhost:1234."
+	@echo "Attach from another terminal with:"
+	@echo "  gdb $(BUILD)/kernel.elf -ex 'target remote localhost:1234'"
+	@echo "then 'break kernel_main' and 'continue'. Ctrl-A X quits QEMU."
+	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd $(BUILD)/kernel.map
+
+test: kernel
+	swift test
+
+format:
+	swift format --in-place --recursive --configuration .swift-format Package.swift Sources Tests Kernel
+
+clean:
+	rm -rf $(BUILD)

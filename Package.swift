@@ -1,0 +1,21 @@
+// swift-tools-version: 6.1
+// The host side of Tessera: modules shared with the kernel (built here for the host and
+// unit-tested), the `tessera` command-line tool, and the host and QEMU system tests.
+// The kernel itself is cross-built by the Makefile (see docs/ARCHITECTURE.md).
+
+import PackageDescription
+
+let package = Package(
+  name: "Tessera",
+  products: [
+    .executable(name: "tessera", targets: ["tessera"])
+  ],
+  targets: [
+    // Code that builds both for the host and for Embedded Swift on i686. It must not use
+    // Foundation, existentials of non-class protocols, untyped throws or reflection.
+    .target(name: "KernelCore", path: "Sources/KernelCore"),
+    .executableTarget(name: "tessera", dependencies: ["KernelCore"], path: "Sources/tessera"),
+    .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"], path: "Tests/KernelCoreTests"),
+    .testTarget(name: "SystemTests", path: "Tests/SystemTests"),
+  ]
+)
