@@ -31,7 +31,8 @@ SYSTEM_SOURCES := $(wildcard Kernel/System/*.swift)
 TEST_SOURCES := $(wildcard Kernel/Tests/*.swift)
 ARCH_OBJECTS := $(patsubst $(ARCH)/%.S,$(BUILD)/arch/%.o,$(wildcard $(ARCH)/*.S)) \
   $(patsubst Kernel/Runtime/%.c,$(BUILD)/runtime/%.o,$(wildcard Kernel/Runtime/*.c))
-C_HEADERS := $(wildcard $(ARCH)/include/*)
+TEST_OBJECTS := $(patsubst Kernel/Tests/%.S,$(BUILD)/tests/%.o,$(wildcard Kernel/Tests/*.S))
+C_HEADERS := $(wildcard $(ARCH)/include/*) $(wildcard Kernel/Tests/include/*)
 HOST_TOOL := .build/debug/tessera
 
 .PHONY: all kernel run debug test unit-test system-test format dependencies clean
@@ -45,6 +46,10 @@ dependencies:
 	@tools/ensure-dependencies
 
 $(BUILD)/arch/%.o: $(ARCH)/%.S | dependencies
+	@mkdir -p $(dir $@)
+	$(CLANG) $(ASM_FLAGS) $< -o $@
+
+$(BUILD)/tests/%.o: Kernel/Tests/%.S | dependencies
 	@mkdir -p $(dir $@)
 	$(CLANG) $(ASM_FLAGS) $< -o $@
 
@@ -65,11 +70,15 @@ $(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(BUI
 $(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
-	  -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
+	  -I Kernel/Tests/include -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
 
-$(BUILD)/%.elf: $(BUILD)/%/Kernel.o $(BUILD)/embedded/KernelCore.o $(ARCH_OBJECTS) $(ARCH)/Kernel.ld
-	$(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(ARCH_OBJECTS) \
-	  $(BUILD)/embedded/KernelCore.o $(BUILD)/$*/Kernel.o $(BUILTINS)
+LINK = $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
+
+$(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel/Kernel.o $(ARCH)/Kernel.ld
+	$(LINK)
+
+$(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel-test/Kernel.o $(ARCH)/Kernel.ld
+	$(LINK)
 
 # The symbol map the kernel reads (as a boot module) to name addresses in backtraces.
 $(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)

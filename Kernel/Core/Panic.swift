@@ -8,10 +8,11 @@ import CPU
 import KernelCore
 
 /// Stops the kernel with a report; for states the kernel cannot continue from.
+@inline(never)
 func panic(_ reason: KernelMessage) -> Never {
   Panic.begin()
   Panic.line(reason)
-  Panic.backtrace(instruction: 0, framePointer: cpu_frame_pointer())
+  Panic.backtrace(instruction: 0, framePointer: arch_frame_pointer())
   Panic.end()
 }
 

@@ -68,6 +68,11 @@ enum PhysicalMemory {
     return frame
   }
 
+  /// Whether the frame at `address` is usable and free.
+  static func isFree(_ address: UInt32) -> Bool {
+    Machine.withInterruptsDisabled { allocator!.isFree(UInt64(address)) }
+  }
+
   /// Returns a frame to the pool.
   static func freeFrame(_ address: UInt32) {
     Machine.withInterruptsDisabled {

@@ -70,3 +70,12 @@ _start:
     hlt
     jmp 1b
 .size _start, . - _start
+
+// uint32_t arch_frame_pointer(void): the caller's frame pointer (EBP is untouched here),
+// where a backtrace of the caller starts.
+.global arch_frame_pointer
+.type arch_frame_pointer, @function
+arch_frame_pointer:
+    movl %ebp, %eax
+    ret
+.size arch_frame_pointer, . - arch_frame_pointer

@@ -8,7 +8,8 @@
 //
 // Layout of the 4 GiB virtual space (see docs/ARCHITECTURE.md):
 //   0x0000_0000 - 0x2FFF_FFFF  direct map of physical memory (at most 768 MiB)
-//   0x3000_0000 - 0x3FFF_FFFF  kernel heap (256 MiB, backed on demand)
+//   0x3000_0000 - 0x3FFF_FFFF  kernel heap (256 MiB, backed on demand; its 64 page
+//                              tables are allocated when paging is enabled)
 //   0x4000_0000 - 0xFFFF_FFFF  reserved for user address spaces
 
 import CPU
@@ -44,6 +45,16 @@ enum Paging {
         panic("no memory for page tables of the direct map")
       }
       page += pageSize
+    }
+    // Page tables for the whole heap range exist from the start: heap growth then never
+    // needs a frame for a table, and every later address space can share these entries.
+    var table = heapStart
+    while table < heapEnd {
+      guard let frame = PhysicalMemory.allocateZeroedFrame() else {
+        panic("no memory for the kernel heap's page tables")
+      }
+      entry(table: directory, index: table >> 22).pointee = frame | present | writable
+      table += 0x40_0000
     }
     cpu_set_cr3(directory)
     cpu_set_cr0(cpu_cr0() | 0x8000_0000 | 0x0001_0000)  // PG, and WP: honour read-only pages in ring 0

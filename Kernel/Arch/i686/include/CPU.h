@@ -40,7 +40,8 @@ static inline void cpu_set_cr4(uint32_t v) { __asm__ volatile("movl %0, %%cr4" :
 static inline void cpu_invalidate_page(uint32_t address) { __asm__ volatile("invlpg (%0)" ::"r"(address) : "memory"); }
 
 static inline uint64_t cpu_timestamp(void) { uint32_t lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); return ((uint64_t)hi << 32) | lo; }
-static inline uint32_t cpu_frame_pointer(void) { return (uint32_t)(uintptr_t)__builtin_frame_address(0); }
+/// The calling function's frame pointer (Boot.S; a real call, so it cannot be inlined away).
+uint32_t arch_frame_pointer(void);
 
 /// Loads the GDT and reloads every segment register (CS through a far return).
 static inline void cpu_load_gdt(const void *base, uint16_t limit, uint16_t code, uint16_t data) {
