@@ -84,23 +84,26 @@ $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/Kern
 $(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)
 	$(HOST_TOOL) symbols $< | swift demangle --simplified > $@
 
+$(HOST_TOOL): | dependencies
 $(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift)
 	swift build --product tessera
 	@touch $@
 
-QEMU_FLAGS := -m $(QEMU_MEMORY) -display none -no-reboot
+# Kernel command line for `make run` and `make debug`, e.g. APPEND="loglevel=debug".
+APPEND ?=
+QEMU_FLAGS = -m $(QEMU_MEMORY) -display none -no-reboot -append "$(APPEND)"
 
-run: $(BUILD)/kernel.elf $(BUILD)/kernel.map
+run: $(BUILD)/kernel.elf $(BUILD)/kernel.map | dependencies
 	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd $(BUILD)/kernel.map
 
-debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map
+debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map | dependencies
 	@echo "QEMU is halted at the first instruction, waiting for gdb on localhost:1234."
 	@echo "Attach from another terminal with:"
 	@echo "  gdb $(BUILD)/kernel.elf -ex 'target remote localhost:1234'"
 	@echo "then 'break kernel_main' and 'continue'. Ctrl-A X quits QEMU."
 	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd $(BUILD)/kernel.map
 
-test: kernel
+test: kernel | dependencies
 	swift test
 
 format:

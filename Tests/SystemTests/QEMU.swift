@@ -1,0 +1,137 @@
+// QEMU: boots a Tessera image in qemu-system-i386 for the system tests and collects what
+// the guest printed on its serial console.
+//
+// Contract: `boot` returns when the guest ends itself (through isa-debug-exit), when
+// `until` matches a console line (then the guest is killed: that is expected), or when
+// `timeout` passes (the guest is killed and `timedOut` is set; the caller reports the
+// test's name and the last output). Images come from build/, which `make test` fills
+// before it runs `swift test`.
+
+import Foundation
+
+/// What one boot of a guest produced.
+struct BootResult {
+  /// QEMU's exit status; with isa-debug-exit it is `(code << 1) | 1`.
+  var status: Int32
+  /// Everything the guest wrote to the serial console, "\r" removed.
+  var output: String
+  /// Whether the guest was killed because it ran past the timeout.
+  var timedOut: Bool
+  /// Whether the guest was killed because `until` matched.
+  var stoppedByMatch: Bool
+
+  var lines: [Substring] { output.split(separator: "\n") }
+
+  /// The last `count` lines, for failure messages.
+  func tail(_ count: Int = 15) -> String { lines.suffix(count).joined(separator: "\n") }
+}
+
+/// Exit statuses of the kernel's `ExitCode` as QEMU reports them.
+enum GuestStatus {
+  static let success: Int32 = (0x10 << 1) | 1
+  static let failure: Int32 = (0x11 << 1) | 1
+  static let panic: Int32 = (0x12 << 1) | 1
+}
+
+enum QEMU {
+  /// The repository's root, found from this file's location.
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
+  struct MissingImage: Error, CustomStringConvertible {
+    var path: String
+    var description: String {
+      "\(path) does not exist: run `make test`, which builds the kernel images before the tests"
+    }
+  }
+
+  /// Boots `build/IMAGE.elf` with its symbol map and the kernel command line `append`.
+  static func boot(
+    image: String, append: String = "", timeout: TimeInterval = 60,
+    until: ((Substring) -> Bool)? = nil
+  ) throws -> BootResult {
+    let kernel = root.appendingPathComponent("build/\(image).elf").path
+    let symbols = root.appendingPathComponent("build/\(image).map").path
+    for path in [kernel, symbols] where !FileManager.default.fileExists(atPath: path) {
+      throw MissingImage(path: path)
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [
+      "qemu-system-i386", "-m", "128M", "-display", "none", "-no-reboot", "-monitor", "none",
+      "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+      "-kernel", kernel, "-initrd", symbols, "-append", append,
+    ]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    process.standardInput = FileHandle.nullDevice
+
+    let collector = OutputCollector(until: until)
+    try process.run()
+    // A dedicated thread reads the console with blocking reads until QEMU closes it.
+    let reader = Thread {
+      let handle = pipe.fileHandleForReading
+      while true {
+        let data = handle.availableData
+        if data.isEmpty { break }
+        if collector.append(data) { kill(process.processIdentifier, SIGKILL) }
+      }
+      collector.finish()
+    }
+    reader.start()
+    let deadline = Date().addingTimeInterval(timeout)
+    var timedOut = false
+    while process.isRunning {
+      if Date() > deadline {
+        timedOut = true
+        kill(process.processIdentifier, SIGKILL)
+        break
+      }
+      Thread.sleep(forTimeInterval: 0.02)
+    }
+    process.waitUntilExit()
+    collector.waitForEnd()
+    return BootResult(
+      status: process.terminationStatus, output: collector.text, timedOut: timedOut,
+      stoppedByMatch: collector.matched)
+  }
+}
+
+/// Accumulates console output from the reader thread.
+private final class OutputCollector: @unchecked Sendable {
+  private let lock = NSLock()
+  private var data = Data()
+  private var scannedLines = 0
+  private let until: ((Substring) -> Bool)?
+  private let ended = DispatchSemaphore(value: 0)
+  private(set) var matched = false
+
+  init(until: ((Substring) -> Bool)?) { self.until = until }
+
+  /// Adds output; returns true when `until` has just matched a complete line.
+  func append(_ more: Data) -> Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    data.append(more)
+    guard let until, !matched else { return false }
+    let lines = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\r", with: "")
+      .split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+    for line in lines.dropFirst(scannedLines) where until(line) {
+      matched = true
+      return true
+    }
+    scannedLines = lines.count
+    return false
+  }
+
+  func finish() { ended.signal() }
+
+  func waitForEnd() { _ = ended.wait(timeout: .now() + 10) }
+
+  var text: String {
+    lock.lock()
+    defer { lock.unlock() }
+    return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\r", with: "")
+  }
+}
