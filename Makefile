@@ -34,13 +34,22 @@ ARCH_OBJECTS := $(patsubst $(ARCH)/%.S,$(BUILD)/arch/%.o,$(wildcard $(ARCH)/*.S)
 TEST_OBJECTS := $(patsubst Kernel/Tests/%.S,$(BUILD)/tests/%.o,$(wildcard Kernel/Tests/*.S))
 C_HEADERS := $(wildcard $(ARCH)/include/*) $(wildcard Kernel/Tests/include/*)
 HOST_TOOL := .build/debug/tessera
+OBJCOPY := llvm-objcopy
 
-.PHONY: all kernel run debug test unit-test system-test format dependencies clean
+# Servers: one folder each under Servers/ (Runtime and Template are not servers).
+SERVERS := $(filter-out Runtime Template,$(notdir $(patsubst %/,%,$(wildcard Servers/*/))))
+SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
+INTERFACE_FILES := $(wildcard Interfaces/*.tif)
+SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
+
+.PHONY: all kernel servers run debug test unit-test system-test format dependencies clean
 .DELETE_ON_ERROR:
 
 all: kernel
 
-kernel: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(BUILD)/kernel-test.elf $(BUILD)/kernel-test.map
+kernel: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(BUILD)/kernel-test.elf $(BUILD)/kernel-test.map $(SERVER_FILES)
+
+servers: $(SERVER_FILES)
 
 dependencies:
 	@tools/ensure-dependencies
@@ -79,6 +88,27 @@ $(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/ker
 
 $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel-test/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
+
+$(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcard Servers/Runtime/include/*)
+	@mkdir -p $(dir $@)
+	$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name ServerRuntime -I Servers/Runtime/include \
+	  -emit-module -emit-module-path $(BUILD)/embedded/ServerRuntime.swiftmodule -c $< -o $@
+
+# A server: generated proxies and dispatch, its own sources, the runtime, linked as a
+# shared object, with the binary manifest added as the .tessera section.
+.SECONDEXPANSION:
+$(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$$*.server $(INTERFACE_FILES) $(HOST_TOOL)
+	$(HOST_TOOL) generate $< Interfaces $(BUILD)/servers/$*/Interfaces.swift $(BUILD)/servers/$*/manifest.bin
+
+$(BUILD)/servers/%/server.o: $$(wildcard Servers/$$*/*.swift) $(BUILD)/servers/%/Interfaces.swift \
+  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o
+	$(SWIFTC) $(SERVER_SWIFT_FLAGS) -module-name $* -c $(filter %.swift,$^) -o $@
+
+$(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.bin $(BUILD)/embedded/ServerRuntime.o
+	$(LD) -m elf_i386 -shared --gc-sections --strip-debug --version-script Servers/Runtime/exports.map \
+	  -o $(BUILD)/servers/$*/server.so $(BUILD)/servers/$*/server.o \
+	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILTINS)
+	$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
 
 # The symbol map the kernel reads (as a boot module) to name addresses in backtraces.
 $(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)

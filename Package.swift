@@ -14,8 +14,11 @@ let package = Package(
     // Code that builds both for the host and for Embedded Swift on i686. It must not use
     // Foundation, existentials of non-class protocols, untyped throws or reflection.
     .target(name: "KernelCore", path: "Sources/KernelCore"),
-    .executableTarget(name: "tessera", dependencies: ["KernelCore"], path: "Sources/tessera"),
+    // Host-only: the interface language, code generation, server files and compositions.
+    .target(name: "TesseraTools", dependencies: ["KernelCore"], path: "Sources/TesseraTools"),
+    .executableTarget(name: "tessera", dependencies: ["KernelCore", "TesseraTools"], path: "Sources/tessera"),
     .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"], path: "Tests/KernelCoreTests"),
+    .testTarget(name: "TesseraToolsTests", dependencies: ["TesseraTools", "KernelCore"], path: "Tests/TesseraToolsTests"),
     .testTarget(name: "SystemTests", path: "Tests/SystemTests"),
   ]
 )

@@ -88,6 +88,24 @@ public struct ELF32Symbol: Equatable, Sendable {
   public var isDefined: Bool { sectionIndex != 0 }
 }
 
+/// One entry of the program header table.
+public struct ELF32ProgramHeader: Equatable, Sendable {
+  /// `p_type` (1 = loadable, 2 = dynamic).
+  public var type: UInt32
+  /// Offset of the segment's bytes in the file.
+  public var offset: UInt32
+  /// Virtual address of the segment.
+  public var virtualAddress: UInt32
+  /// Bytes in the file.
+  public var fileSize: UInt32
+  /// Bytes in memory (the rest is zero).
+  public var memorySize: UInt32
+  /// `p_flags`: 1 execute, 2 write, 4 read.
+  public var flags: UInt32
+  /// Alignment.
+  public var alignment: UInt32
+}
+
 /// A validated view of an ELF32 i386 file.
 public struct ELF32File {
   private enum Header {
@@ -159,6 +177,16 @@ public struct ELF32File {
     return ELF32Section(
       nameOffset: field(0), type: field(1), flags: field(2), address: field(3), offset: field(4),
       size: field(5), link: field(6), info: field(7), entrySize: field(9))
+  }
+
+  /// The program header at `index` (which must be below `programHeaderCount`).
+  public func programHeader(at index: Int) -> ELF32ProgramHeader {
+    precondition(index >= 0 && index < programHeaderCount)
+    let base = programTableOffset + index * Self.programHeaderSize
+    func field(_ number: Int) -> UInt32 { reader.uint32(at: base + 4 * number)! }
+    return ELF32ProgramHeader(
+      type: field(0), offset: field(1), virtualAddress: field(2), fileSize: field(4),
+      memorySize: field(5), flags: field(6), alignment: field(7))
   }
 
   /// The file bytes of the section at `index`; empty for sections without contents.

@@ -6,7 +6,7 @@
 
 /// A line of text of at most `KernelMessage.capacity` bytes, written with interpolation:
 /// `"found \(count) frames at \(hex: address)"`.
-public struct KernelMessage: ExpressibleByStringInterpolation, Sendable {
+public struct KernelMessage: ExpressibleByStringInterpolation, Equatable, Sendable {
   /// The most bytes a message holds; longer text is truncated and marked.
   public static let capacity = 256
 
@@ -27,6 +27,15 @@ public struct KernelMessage: ExpressibleByStringInterpolation, Sendable {
   /// The message an interpolated literal produced.
   public init(stringInterpolation: StringInterpolation) {
     self = stringInterpolation.message
+  }
+
+  /// Whether two messages render the same bytes.
+  public static func == (left: KernelMessage, right: KernelMessage) -> Bool {
+    left.withBytes { leftBytes in
+      right.withBytes { rightBytes in
+        leftBytes.count == rightBytes.count && leftBytes.elementsEqual(rightBytes)
+      }
+    }
   }
 
   /// Appends one byte, or marks the message truncated when it is full.

@@ -1,0 +1,38 @@
+// TesseraABI.h: the kernel ABI, the only functions a server file may import.
+//
+// Contract: these names (plus posix_memalign, free, memcpy, memmove, memset, memcmp and
+// putchar, which the embedded Swift runtime uses) are everything the kernel resolves when
+// it loads a server; any other import makes the file invalid. Handles are indices into
+// the calling server's own reference table; 0 is the null reference.
+//
+// tessera_callN(handle, selector, N call words) calls a method of the object behind
+// `handle`. The selector is `digest of the interface the caller expects + method index`.
+// The result's low 32 bits are the method's result word, the high 32 bits a status
+// (0 = success; see CallError in ServerRuntime.swift for the others).
+#pragma once
+#include <stdint.h>
+
+uint64_t tessera_call0(uint32_t handle, uint32_t selector);
+uint64_t tessera_call1(uint32_t handle, uint32_t selector, uint32_t w0);
+uint64_t tessera_call2(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1);
+uint64_t tessera_call3(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1, uint32_t w2);
+uint64_t tessera_call4(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3);
+uint64_t tessera_call5(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3,
+                       uint32_t w4);
+uint64_t tessera_call6(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3,
+                       uint32_t w4, uint32_t w5);
+uint64_t tessera_call7(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3,
+                       uint32_t w4, uint32_t w5, uint32_t w6);
+uint64_t tessera_call8(uint32_t handle, uint32_t selector, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3,
+                       uint32_t w4, uint32_t w5, uint32_t w6, uint32_t w7);
+
+/// Creates an object of interface `interface_index` (an index into the server's manifest)
+/// whose dispatch functions receive `context`; returns its handle (count 1), or 0.
+uint32_t tessera_export(uint32_t interface_index, void *context);
+
+/// Adds one count to `handle`; returns 0, or a status if the handle is invalid.
+uint32_t tessera_acquire(uint32_t handle);
+
+/// Removes one count from `handle`; the handle is gone at 0, and the object is destroyed
+/// when no table references it any more. Returns 0, or a status if the handle is invalid.
+uint32_t tessera_release(uint32_t handle);

@@ -1,0 +1,29 @@
+// Files: reading the repository's declaration files from disk.
+
+import Foundation
+
+/// Every interface declared in the `.tif` files of `directory`.
+public func loadInterfaces(directory: String) throws -> InterfaceCatalog {
+  let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".tif") }.sorted()
+  var declarations: [InterfaceDeclaration] = []
+  for name in names {
+    let path = "\(directory)/\(name)"
+    declarations += try parseInterfaces(try readText(path), file: path)
+  }
+  return try InterfaceCatalog(declarations)
+}
+
+/// The contents of a text file, or a `LanguageError` saying it cannot be read.
+public func readText(_ path: String) throws -> String {
+  guard let data = FileManager.default.contents(atPath: path) else {
+    throw LanguageError(file: path, line: 0, reason: "cannot read the file")
+  }
+  return String(decoding: data, as: UTF8.self)
+}
+
+/// Writes `contents` to `path`, creating its folder.
+public func writeFile(_ path: String, _ contents: Data) throws {
+  try FileManager.default.createDirectory(
+    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+  try contents.write(to: URL(fileURLWithPath: path))
+}

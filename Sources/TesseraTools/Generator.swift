@@ -1,0 +1,298 @@
+// Generator: Swift source generated from interface declarations, for servers and for the
+// kernel's own interfaces. Nothing that marshals a call is written by hand.
+//
+// Contract: for a server, `serverSource` emits one file with a proxy struct per used
+// interface (each method a call through the kernel ABI that throws `CallError`), an
+// implementation protocol, export function and C dispatch function per implemented
+// interface, accessors for required slots, and `tessera_start`. For the kernel,
+// `kernelSource` emits implementation protocols and dispatch functions only. The call
+// ABI is described in docs/ARCHITECTURE.md; selectors are `digest &+ methodIndex`.
+
+import KernelCore
+
+/// Interfaces by name, with the closure of what a set of names references.
+public struct InterfaceCatalog {
+  public var interfaces: [String: InterfaceDeclaration] = [:]
+
+  public init(_ declarations: [InterfaceDeclaration]) throws {
+    for declaration in declarations {
+      if let earlier = interfaces[declaration.name] {
+        throw LanguageError(file: declaration.file, line: 0, reason: "interface '\(declaration.name)' is also declared in \(earlier.file)")
+      }
+      interfaces[declaration.name] = declaration
+    }
+    for declaration in declarations {
+      for name in declaration.referencedInterfaces where interfaces[name] == nil {
+        throw LanguageError(file: declaration.file, line: 0, reason: "interface '\(declaration.name)' uses unknown interface '\(name)'")
+      }
+    }
+  }
+
+  /// `roots` followed by every interface they reference, transitively, in first-seen order.
+  public func closure(of roots: [String], file: String) throws -> [InterfaceDeclaration] {
+    var order: [String] = []
+    var pending = roots
+    while !pending.isEmpty {
+      let name = pending.removeFirst()
+      guard !order.contains(name) else { continue }
+      guard let declaration = interfaces[name] else {
+        throw LanguageError(file: file, line: 0, reason: "unknown interface '\(name)'")
+      }
+      order.append(name)
+      pending += declaration.referencedInterfaces
+    }
+    return order.map { interfaces[$0]! }
+  }
+
+  /// The interfaces a server's manifest describes, in manifest order: implemented first,
+  /// then required, then everything they reference.
+  public func interfaces(of server: ServerDeclaration) throws -> [InterfaceDeclaration] {
+    try closure(of: server.implemented + server.requires.map(\.interface), file: server.file)
+  }
+}
+
+/// The digest (FNV-1a of the descriptor) that tags calls to `interface`.
+public func digest(of interface: InterfaceDeclaration) -> UInt32 {
+  let bytes = interface.descriptor()
+  return bytes.withUnsafeBytes { try! InterfaceDescriptor(bytes: $0).digest }
+}
+
+private func hex(_ value: UInt32) -> String {
+  let digits = String(value, radix: 16)
+  return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
+}
+
+private func docComment(_ lines: [String], indent: String) -> String {
+  lines.map { "\(indent)/// \($0)\n" }.joined()
+}
+
+private func swiftParameterType(_ type: ParameterType) -> String {
+  switch type {
+  case .word: "UInt"
+  case .reference(let interface): interface
+  case .block(let direction, _): direction == .input ? "UnsafeRawBufferPointer" : "UnsafeMutableRawBufferPointer"
+  }
+}
+
+private func swiftResultType(_ result: ResultType) -> String? {
+  switch result {
+  case .none: nil
+  case .word: "UInt"
+  case .reference(let interface, let optional): optional ? "\(interface)?" : interface
+  case .filled: "Int"
+  }
+}
+
+/// Names of the call words of a method's parameters, in ABI order.
+private func callWords(_ method: MethodDeclaration) -> [String] {
+  var words: [String] = []
+  for (index, _) in method.parameters.enumerated() {
+    if case .block = method.parameters[index].type {
+      words += ["w\(words.count)", "w\(words.count + 1)"]
+    } else {
+      words.append("w\(words.count)")
+    }
+  }
+  return words
+}
+
+/// The proxy struct for `interface`, used by clients.
+func proxySource(_ interface: InterfaceDeclaration) -> String {
+  var text = docComment(interface.documentation, indent: "")
+  text += """
+    public struct \(interface.name): InterfaceReference {
+      /// The handle in this server's reference table.
+      public let handle: UInt32
+      /// Wraps a handle the kernel installed for this interface.
+      public init(handle: UInt32) { self.handle = handle }
+      /// The digest of the interface's descriptor; selectors are `digest &+ method index`.
+      public static let digest: UInt32 = \(hex(digest(of: interface)))
+
+    """
+  for (index, method) in interface.methods.enumerated() {
+    text += docComment(method.documentation, indent: "  ")
+    let parameters = method.parameters.map { "\($0.name): \(swiftParameterType($0.type))" }.joined(separator: ", ")
+    let result = swiftResultType(method.result).map { " -> \($0)" } ?? ""
+    text += "  public func \(method.name)(\(parameters)) throws(CallError)\(result) {\n"
+    var arguments = ["handle", "Self.digest &+ \(index)"]
+    for parameter in method.parameters {
+      switch parameter.type {
+      case .word: arguments.append("UInt32(truncatingIfNeeded: \(parameter.name))")
+      case .reference: arguments.append("\(parameter.name).handle")
+      case .block:
+        arguments.append("UInt32(UInt(bitPattern: \(parameter.name).baseAddress))")
+        arguments.append("UInt32(truncatingIfNeeded: \(parameter.name).count)")
+      }
+    }
+    let call = "tessera_call\(callWords(method).count)(\(arguments.joined(separator: ", ")))"
+    switch method.result {
+    case .none: text += "    _ = try CallError.check(\(call))\n"
+    case .word: text += "    return UInt(try CallError.check(\(call)))\n"
+    case .filled: text += "    return Int(try CallError.check(\(call)))\n"
+    case .reference(let name, let optional):
+      text += "    let handle = try CallError.check(\(call))\n"
+      text += optional ? "    return handle == 0 ? nil : \(name)(handle: handle)\n" : "    return \(name)(handle: handle)\n"
+    }
+    text += "  }\n\n"
+  }
+  text += "}\n\n"
+  return text
+}
+
+/// The implementation protocol, box and dispatch functions for `interface`.
+/// `symbolPrefix` is `tessera_dispatch` in servers and `tessera_kernel_dispatch` in the kernel.
+func implementationSource(_ interface: InterfaceDeclaration, symbolPrefix: String, boxBase: String) -> String {
+  var text = "/// What an object must do to be exported as `\(interface.name)`.\n"
+  text += "public protocol \(interface.name)Implementation: AnyObject {\n"
+  for method in interface.methods {
+    text += docComment(method.documentation, indent: "  ")
+    let parameters = method.parameters.map { "\($0.name): \(swiftParameterType($0.type))" }.joined(separator: ", ")
+    let result = swiftResultType(method.result).map { " -> \($0)" } ?? ""
+    text += "  func \(method.name)(\(parameters))\(result)\n"
+  }
+  text += "}\n\n"
+  text += """
+    /// Holds an exported `\(interface.name)` object for the kernel.
+    final class \(interface.name)Box: \(boxBase) {
+      let object: any \(interface.name)Implementation
+      init(_ object: any \(interface.name)Implementation) { self.object = object }
+    }
+
+
+    """
+  for (index, method) in interface.methods.enumerated() {
+    let symbol = "\(symbolPrefix)_\(interface.name)_\(index)"
+    let words = callWords(method)
+    let wordParameters = words.map { ", _ \($0): UInt32" }.joined()
+    text += "@_cdecl(\"\(symbol)\")\n"
+    text += "public func \(symbol)(_ context: UnsafeMutableRawPointer, _ selector: UInt32\(wordParameters)) -> UInt64 {\n"
+    text += "  let object = Unmanaged<\(interface.name)Box>.fromOpaque(context).takeUnretainedValue().object\n"
+    var arguments: [String] = []
+    var word = 0
+    for parameter in method.parameters {
+      switch parameter.type {
+      case .word:
+        arguments.append("\(parameter.name): UInt(w\(word))")
+        word += 1
+      case .reference(let name):
+        arguments.append("\(parameter.name): \(name)(handle: w\(word))")
+        word += 1
+      case .block(let direction, _):
+        let type = direction == .input ? "UnsafeRawBufferPointer" : "UnsafeMutableRawBufferPointer"
+        let pointer = direction == .input ? "UnsafeRawPointer" : "UnsafeMutableRawPointer"
+        arguments.append("\(parameter.name): \(type)(start: \(pointer)(bitPattern: UInt(w\(word))), count: Int(w\(word + 1)))")
+        word += 2
+      }
+    }
+    let call = "object.\(method.name)(\(arguments.joined(separator: ", ")))"
+    switch method.result {
+    case .none: text += "  \(call)\n  return 0\n"
+    case .word, .filled: text += "  return UInt64(UInt32(truncatingIfNeeded: \(call)))\n"
+    case .reference(_, let optional):
+      text += optional ? "  return UInt64(\(call)?.handle ?? 0)\n" : "  return UInt64(\(call).handle)\n"
+    }
+    text += "}\n\n"
+  }
+  return text
+}
+
+/// The generated Swift file of a server.
+public func serverSource(_ server: ServerDeclaration, catalog: InterfaceCatalog) throws -> String {
+  let interfaces = try catalog.interfaces(of: server)
+  var text = """
+    // Generated by `tessera generate` for server \(server.name) from its .server file and the
+    // interface files. Do not edit: change the declarations and rebuild.
+
+    import ServerRuntime
+    import TesseraABI
+
+
+    """
+  for interface in interfaces { text += proxySource(interface) }
+  for name in server.implemented {
+    let interface = catalog.interfaces[name]!
+    let index = interfaces.firstIndex { $0.name == name }!
+    text += implementationSource(interface, symbolPrefix: "tessera_dispatch", boxBase: "ObjectBox")
+    text += """
+      extension \(name) {
+        /// Exports `object` as a new `\(name)` reference (count 1) in this server's table;
+        /// nil if the kernel has no room. The object lives until the last reference goes.
+        public static func export(_ object: any \(name)Implementation) -> \(name)? {
+          let handle = exportObject(\(name)Box(object), interfaceIndex: \(index))
+          return handle == 0 ? nil : \(name)(handle: handle)
+        }
+      }
+
+
+      """
+  }
+  text += "/// The references this server requires, installed by the kernel when it is loaded.\n"
+  text += "public enum Required {\n"
+  for (position, slot) in server.requires.enumerated() {
+    text += "  /// Slot `\(slot.slot)`.\n"
+    text += "  public static var \(slot.slot): \(slot.interface) { \(slot.interface)(handle: \(position + 1)) }\n"
+  }
+  text += "}\n\n"
+  text += """
+    @_cdecl("tessera_start")
+    public func tessera_start() -> UInt32 {
+      start().handle
+    }
+
+    """
+  return text
+}
+
+/// The generated Swift file for interfaces the kernel implements.
+public func kernelSource(_ names: [String], catalog: InterfaceCatalog) throws -> String {
+  var text = """
+    // Generated by `tessera generate-kernel` from the interface files. Do not edit.
+
+
+    """
+  for name in names {
+    guard let interface = catalog.interfaces[name] else {
+      throw LanguageError(file: "kernel", line: 0, reason: "unknown interface '\(name)'")
+    }
+    text += implementationSource(interface, symbolPrefix: "tessera_kernel_dispatch", boxBase: "KernelObjectBox")
+    text += "/// The addresses of `\(name)`'s dispatch functions, by method index.\n"
+    text += "func \(name.prefix(1).lowercased() + name.dropFirst())DispatchAddresses() -> [UInt] {\n  [\n"
+    for (index, method) in interface.methods.enumerated() {
+      let words = callWords(method).count
+      let type = "@convention(c) (UnsafeMutableRawPointer, UInt32" + String(repeating: ", UInt32", count: words) + ") -> UInt64"
+      text += "    unsafeBitCast(tessera_kernel_dispatch_\(name)_\(index) as \(type), to: UInt.self),\n"
+    }
+    text += "  ]\n}\n\n"
+    text += "/// The descriptor bytes of `\(name)`.\n"
+    text += "let \(name.prefix(1).lowercased() + name.dropFirst())Descriptor: [UInt8] = \(interface.descriptor())\n\n"
+  }
+  return text
+}
+
+/// The binary manifest of a server (see KernelCore's ServerManifest).
+public func manifestBytes(_ server: ServerDeclaration, catalog: InterfaceCatalog) throws -> [UInt8] {
+  let interfaces = try catalog.interfaces(of: server)
+  func index(_ name: String) -> UInt8 { UInt8(interfaces.firstIndex { $0.name == name }!) }
+  var bytes = Array("TSRV".utf8) + [1]
+  bytes.append(UInt8(server.name.utf8.count))
+  bytes += server.name.utf8
+  bytes.append(server.isThreadSafe ? 1 : 0)
+  guard interfaces.count <= ServerManifest.maximumInterfaces else {
+    throw LanguageError(file: server.file, line: 0, reason: "uses \(interfaces.count) interfaces; at most \(ServerManifest.maximumInterfaces)")
+  }
+  bytes.append(UInt8(interfaces.count))
+  for interface in interfaces {
+    let descriptor = interface.descriptor()
+    bytes += [UInt8(descriptor.count & 0xFF), UInt8(descriptor.count >> 8)] + descriptor
+  }
+  bytes.append(index(server.provides))
+  bytes.append(UInt8(server.implemented.count))
+  bytes += server.implemented.map(index)
+  bytes.append(UInt8(server.requires.count))
+  for slot in server.requires {
+    bytes.append(UInt8(slot.slot.utf8.count))
+    bytes += slot.slot.utf8
+    bytes.append(index(slot.interface))
+  }
+  return bytes
+}
