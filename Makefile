@@ -9,7 +9,7 @@
 # The kernel is cross-built with Embedded Swift for i686 and linked with ld.lld; host
 # tools and tests are built by SwiftPM (Package.swift).
 
-SYSTEM ?= systems/default
+SYSTEM ?= systems/default.system
 BUILD := build
 TARGET := i686-unknown-none-elf
 QEMU := qemu-system-i386
@@ -26,7 +26,9 @@ ASM_FLAGS := -target $(TARGET) -c -g
 
 ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
-KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard $(ARCH)/*.swift)
+KERNEL_INTERFACES := Console
+KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
+  $(wildcard $(ARCH)/*.swift) $(BUILD)/generated/KernelInterfaces.swift
 SYSTEM_SOURCES := $(wildcard Kernel/System/*.swift)
 TEST_SOURCES := $(wildcard Kernel/Tests/*.swift)
 ARCH_OBJECTS := $(patsubst $(ARCH)/%.S,$(BUILD)/arch/%.o,$(wildcard $(ARCH)/*.S)) \
@@ -89,6 +91,9 @@ $(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/ker
 $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel-test/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
 
+$(BUILD)/generated/KernelInterfaces.swift: $(INTERFACE_FILES) $(HOST_TOOL)
+	$(HOST_TOOL) generate-kernel Interfaces $@ $(KERNEL_INTERFACES)
+
 $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcard Servers/Runtime/include/*)
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name ServerRuntime -I Servers/Runtime/include \
@@ -123,15 +128,21 @@ $(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift)
 APPEND ?=
 QEMU_FLAGS = -m $(QEMU_MEMORY) -display none -no-reboot -append "$(APPEND)"
 
-run: $(BUILD)/kernel.elf $(BUILD)/kernel.map | dependencies
-	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd $(BUILD)/kernel.map
+# Boot modules: the symbol map, the composition, and every server file.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map $(SYSTEM) $(SERVER_FILES)))
 
-debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map | dependencies
+run: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
+	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
+
+debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 	@echo "QEMU is halted at the first instruction, waiting for gdb on localhost:1234."
 	@echo "Attach from another terminal with:"
 	@echo "  gdb $(BUILD)/kernel.elf -ex 'target remote localhost:1234'"
 	@echo "then 'break kernel_main' and 'continue'. Ctrl-A X quits QEMU."
-	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd $(BUILD)/kernel.map
+	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
 
 test: kernel | dependencies
 	swift test

@@ -10,10 +10,14 @@
 
 import KernelCore
 
-/// Maps frames at the top of the heap range as the heap grows, and frees them as it shrinks.
-struct KernelHeapBacking: HeapBacking {
+/// Maps frames at the top of a heap's address range as the heap grows, and frees them as
+/// it shrinks; used by the kernel heap and by every server's heap.
+struct PagedRegionBacking: HeapBacking {
+  /// The end of the address range the heap may grow into.
+  let end: UInt
+
   mutating func grow(at end: UInt, by byteCount: Int) -> Bool {
-    guard end + UInt(byteCount) <= UInt(Paging.heapEnd) else { return false }
+    guard end + UInt(byteCount) <= self.end else { return false }
     var page = UInt32(end)
     let stop = page + UInt32(byteCount)
     while page < stop {
@@ -39,7 +43,7 @@ struct KernelHeapBacking: HeapBacking {
 
 enum KernelHeap {
   nonisolated(unsafe) private static var heap = HeapAllocator(
-    start: UInt(Paging.heapStart), backing: KernelHeapBacking())
+    start: UInt(Paging.heapStart), backing: PagedRegionBacking(end: UInt(Paging.heapEnd)))
   nonisolated(unsafe) private static var ready = false
 
   /// Makes the heap usable; paging must be on.

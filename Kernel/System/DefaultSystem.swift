@@ -1,12 +1,15 @@
-// DefaultSystem: what the kernel does after booting in `make run`.
-//
-// Contract: for now, report memory and idle with interrupts on; the component model
-// (issue 3) replaces this with loading the composition in systems/default.
+// DefaultSystem: what the kernel does after booting in `make run`: load the composition
+// passed as a boot module (`*.system`), then idle.
 
 import KernelCore
 
 func runSystem() -> Never {
+  if let name = BootModules.firstName(endingWith: ".system") {
+    _ = SystemLoader.run(moduleName: name)
+  } else {
+    Log.warning("no composition module (*.system): nothing to load")
+  }
   let frames = PhysicalMemory.statistics
-  Log.info("\(frames.freeFrames) of \(frames.usableFrames) frames free; no servers to load yet, idling (Ctrl-A X quits QEMU)")
+  Log.info("\(frames.freeFrames) of \(frames.usableFrames) frames free; idling (Ctrl-A X quits QEMU)")
   while true { Machine.waitForInterrupt() }
 }

@@ -148,6 +148,17 @@ public struct HeapAllocator<Backing: HeapBacking> {
     trimIfWorthwhile(lastFree: block)
   }
 
+  /// Gives the whole region back to the backing store; every allocation becomes invalid.
+  /// (Used when a server is unloaded: its heap goes with it.)
+  public mutating func releaseAll() {
+    if top != start { backing.shrink(from: top, to: start) }
+    top = start
+    bins = .init(repeating: 0)
+    statistics.regionBytes = 0
+    statistics.bytesInUse = 0
+    statistics.liveAllocations = 0
+  }
+
   // MARK: Checking
 
   /// Walks every block and free list and reports the first inconsistency, or nil.

@@ -293,8 +293,8 @@ struct DescriptorCursor {
   }
 }
 
-/// Whether two byte ranges are equal.
-func equal(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
+/// Whether two byte ranges hold the same bytes.
+public func equal(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
   guard left.count == right.count else { return false }
   for index in 0..<left.count where left[index] != right[index] { return false }
   return true

@@ -8,8 +8,10 @@
 //
 // Layout of the 4 GiB virtual space (see docs/ARCHITECTURE.md):
 //   0x0000_0000 - 0x2FFF_FFFF  direct map of physical memory (at most 768 MiB)
-//   0x3000_0000 - 0x3FFF_FFFF  kernel heap (256 MiB, backed on demand; its 64 page
-//                              tables are allocated when paging is enabled)
+//   0x3000_0000 - 0x37FF_FFFF  kernel heap (128 MiB, backed on demand)
+//   0x3800_0000 - 0x3FFF_FFFF  server heaps (32 slots of 4 MiB, backed on demand)
+//                              (the 64 page tables of 0x3000_0000-0x3FFF_FFFF are
+//                              allocated when paging is enabled)
 //   0x4000_0000 - 0xFFFF_FFFF  reserved for user address spaces
 
 import CPU
@@ -20,7 +22,10 @@ enum Paging {
   /// The highest end the direct map can have.
   static let directMapLimit: UInt32 = 0x3000_0000
   static let heapStart: UInt32 = 0x3000_0000
-  static let heapEnd: UInt32 = 0x4000_0000
+  static let heapEnd: UInt32 = 0x3800_0000
+  /// Server heaps: a 4 MiB slot per loaded server.
+  static let serverHeapStart: UInt32 = 0x3800_0000
+  static let serverHeapEnd: UInt32 = 0x4000_0000
 
   static let present: UInt32 = 1 << 0
   static let writable: UInt32 = 1 << 1
@@ -49,7 +54,7 @@ enum Paging {
     // Page tables for the whole heap range exist from the start: heap growth then never
     // needs a frame for a table, and every later address space can share these entries.
     var table = heapStart
-    while table < heapEnd {
+    while table < serverHeapEnd {
       guard let frame = PhysicalMemory.allocateZeroedFrame() else {
         panic("no memory for the kernel heap's page tables")
       }

@@ -61,6 +61,24 @@ static inline void cpu_load_idt(const void *base, uint16_t limit) {
 }
 static inline void cpu_load_task_register(uint16_t selector) { __asm__ volatile("ltr %0" ::"r"(selector)); }
 
+/// Calls `function(context, selector, words...)` (Calls.S).
+uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);
+/// Where marshaling stubs jump (Calls.S).
+void marshal_entry(void);
+static inline uint32_t arch_marshal_entry(void) { return (uint32_t)(uintptr_t)&marshal_entry; }
+
+/// The address of memcpy, memmove, memset or memcmp by name (String.S), or 0.
+void *memcpy(void *, const void *, unsigned int);
+void *memmove(void *, const void *, unsigned int);
+void *memset(void *, int, unsigned int);
+int memcmp(const void *, const void *, unsigned int);
+static inline uint32_t arch_string_function(const uint8_t *name) {
+  if (name[3] == 'c' && name[4] == 'p') return (uint32_t)(uintptr_t)&memcpy;
+  if (name[3] == 'm' && name[4] == 'o') return (uint32_t)(uintptr_t)&memmove;
+  if (name[3] == 's') return (uint32_t)(uintptr_t)&memset;
+  return (uint32_t)(uintptr_t)&memcmp;
+}
+
 // Boot-time data defined in Boot.S, Interrupts.S and the linker script.
 extern uint32_t interrupt_stub_table[256];  ///< entry address of each vector's stub
 extern uint64_t boot_timestamp;             ///< TSC value at kernel entry

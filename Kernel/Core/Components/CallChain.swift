@@ -1,0 +1,74 @@
+// CallChain: the record of which servers the running thread is inside, innermost last.
+//
+// Contract: generated method stubs push a record (the caller's return address and the
+// callee) on entry and pop it on return; the kernel pushes records itself when it enters
+// a server directly (start, destroy, marshaled calls). The top record names the server
+// whose code is running, which is how allocation and exports are charged to the right
+// server. The storage has a fixed address because stubs have it baked in. There is one
+// chain until threads exist (issue 4 gives each thread its own).
+
+import KernelCore
+
+enum CallChain {
+  // Layout: word 0 depth; then `chainCapacity` records of 2 words; then a lock flag each.
+  private static let storage: UnsafeMutablePointer<UInt32> = {
+    let words = 1 + 3 * Int(CallStubs.chainCapacity)
+    let memory = UnsafeMutablePointer<UInt32>.allocate(capacity: words)
+    memory.initialize(repeating: 0, count: words)
+    return memory
+  }()
+
+  /// The addresses generated stubs use.
+  static var layout: CallChainLayout {
+    let base = UInt32(UInt(bitPattern: storage))
+    return CallChainLayout(depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallStubs.chainCapacity)
+  }
+
+  /// Calls currently recorded.
+  static var depth: Int { Int(storage[0]) }
+
+  /// The server of record `level` (0 = outermost), nil for the kernel's own objects.
+  static func server(at level: Int) -> Server? {
+    let address = storage[1 + 2 * level + 1]
+    return address == 0 ? nil : Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue()
+  }
+
+  /// The server whose code is running, or nil when the kernel itself is.
+  static var currentServer: Server? {
+    var level = depth - 1
+    while level >= 0 {
+      if let server = server(at: level) { return server }
+      level -= 1
+    }
+    return nil
+  }
+
+  /// Enters `server` from kernel code; false if the chain is full.
+  static func push(_ server: Server?) -> Bool {
+    let level = depth
+    guard level < Int(CallStubs.chainCapacity) else { return false }
+    storage[1 + 2 * level] = 0
+    storage[1 + 2 * level + 1] = server.map { UInt32(UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque())) } ?? 0
+    storage[1 + 2 * Int(CallStubs.chainCapacity) + level] = 0
+    storage[0] = UInt32(level + 1)
+    return true
+  }
+
+  /// Leaves the innermost server entered with `push`.
+  static func pop() { storage[0] -= 1 }
+
+  /// Prints the chain of servers, innermost first (a "server backtrace").
+  static func printServerBacktrace() {
+    guard depth > 0 else { return }
+    Panic.line("server backtrace (innermost first):")
+    var level = depth - 1
+    while level >= 0 {
+      if let server = server(at: level) {
+        Panic.line("  #\(depth - 1 - level) \(server.name)")
+      } else {
+        Panic.line("  #\(depth - 1 - level) kernel")
+      }
+      level -= 1
+    }
+  }
+}

@@ -1,0 +1,99 @@
+// KernelABI: the functions a server file may import, and how the loader binds them.
+//
+// Contract: `address(of:gate:)` answers for exactly the names in
+// Servers/Runtime/include/TesseraABI.h plus the C functions the embedded Swift runtime
+// uses (posix_memalign, free, memcpy, memmove, memset, memcmp, putchar); anything else is
+// refused and the server file rejected. Allocation is charged to the server whose code is
+// running (the top of the call chain), from that server's own heap.
+
+import CPU
+import KernelCore
+
+enum KernelABI {
+  /// The kernel address bound to import `name`; `gate` is the loading server's gate.
+  static func address(of name: UnsafeBufferPointer<UInt8>, gate: UInt32) -> UInt32? {
+    if name.count == 13, equals(UnsafeBufferPointer(rebasing: name[0..<12]), "tessera_call"),
+      name[12] >= UInt8(ascii: "0"), name[12] <= UInt8(ascii: "8")
+    {
+      return gate
+    }
+    typealias Word1 = @convention(c) (UInt32) -> UInt32
+    if equals(name, "tessera_export") {
+      return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
+    }
+    if equals(name, "tessera_acquire") { return address(tesseraKernelAcquire as Word1) }
+    if equals(name, "tessera_release") { return address(tesseraKernelRelease as Word1) }
+    if equals(name, "posix_memalign") {
+      return address(serverPosixMemalign as @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, Int) -> Int32)
+    }
+    if equals(name, "free") { return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void) }
+    if equals(name, "putchar") { return address(putchar as @convention(c) (Int32) -> Int32) }
+    if equals(name, "memcpy") || equals(name, "memmove") || equals(name, "memset") || equals(name, "memcmp") {
+      return arch_string_function(name.baseAddress)
+    }
+    return nil
+  }
+
+  private static func address<Function>(_ function: Function) -> UInt32 {
+    UInt32(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
+  }
+}
+
+/// The running server, which every ABI function acts for.
+private func caller() -> Server {
+  guard let server = CallChain.currentServer else { panic("kernel ABI called outside any server") }
+  return server
+}
+
+@_cdecl("tessera_kernel_export")
+func tesseraKernelExport(_ interfaceIndex: UInt32, _ context: UInt32) -> UInt32 {
+  let server = caller()
+  guard let object = server.makeObject(interfaceIndex: Int(interfaceIndex), context: context) else {
+    Log.error("\(server.name): tessera_export of interface \(interfaceIndex), which it does not export")
+    return 0
+  }
+  let handle = server.table.install(object)
+  if handle == 0 {
+    Log.error("\(server.name): reference table full")
+    object.destroy()
+  }
+  return handle
+}
+
+@_cdecl("tessera_kernel_acquire")
+func tesseraKernelAcquire(_ handle: UInt32) -> UInt32 {
+  caller().table.acquire(handle) ? 0 : CallStubs.statusInvalidHandle
+}
+
+@_cdecl("tessera_kernel_release")
+func tesseraKernelRelease(_ handle: UInt32) -> UInt32 {
+  let server = caller()
+  return server.table.release(handle) ? 0 : CallStubs.statusInvalidHandle
+}
+
+@_cdecl("tessera_server_posix_memalign")
+func serverPosixMemalign(
+  _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ byteCount: Int
+) -> Int32 {
+  guard alignment >= MemoryLayout<UInt>.size, alignment & (alignment - 1) == 0 else { return 22 }
+  let server = caller()
+  guard let pointer = Machine.withInterruptsDisabled({ server.heap.allocate(byteCount: byteCount, alignment: alignment) }) else {
+    Log.error("\(server.name): heap exhausted allocating \(byteCount) bytes")
+    return 12
+  }
+  result.pointee = pointer
+  return 0
+}
+
+@_cdecl("tessera_server_free")
+func serverFree(_ pointer: UnsafeMutableRawPointer?) {
+  guard let pointer else { return }
+  let server = caller()
+  Machine.withInterruptsDisabled {
+    do throws(HeapError) {
+      try server.heap.free(pointer)
+    } catch {
+      panic("\(server.name): \(error.message)")
+    }
+  }
+}

@@ -1,0 +1,218 @@
+// Marshal: the call path for methods whose signature needs more than copying words:
+// references are translated between the caller's and the callee's tables, and memory
+// blocks are copied in and out with their sizes checked against the declared bounds.
+//
+// Contract: `marshal_call` runs in place of a generated fast stub. On any error it returns
+// a status (see CallStubs / CallError) and leaves the callee uncalled and every table as
+// it was. Reference arguments are lent to the callee for the call (installed in its table
+// and released when it returns; it keeps them by acquiring). A returned reference moves
+// from the callee's table to the caller's. Blocks are copied through kernel buffers, so a
+// callee never sees the caller's memory.
+
+import CPU
+import KernelCore
+
+/// What the marshaling path needs to know about one method, kept for the server's life.
+struct MarshalInformation {
+  /// The callee (unretained), or nil for a kernel service.
+  var server: Unmanaged<Server>?
+  var interface: InterfaceDescriptor
+  var method: Int
+  var dispatch: UInt32
+
+  static func make(server: Server?, interface: InterfaceDescriptor, method: Int, dispatch: UInt32)
+    -> UnsafeMutablePointer<MarshalInformation>
+  {
+    let information = UnsafeMutablePointer<MarshalInformation>.allocate(capacity: 1)
+    information.initialize(to: MarshalInformation(
+      server: server.map { Unmanaged.passUnretained($0) }, interface: interface, method: method, dispatch: dispatch))
+    return information
+  }
+}
+
+/// The kernel's own reference table (the composition's references).
+enum KernelReferences {
+  nonisolated(unsafe) static var table = ReferenceTable(owner: nil)
+}
+
+private enum Status {
+  static let invalidHandle: UInt32 = 1
+  static let wrongInterface: UInt32 = 2
+  static let blockTooLarge: UInt32 = 3
+  static let badBlock: UInt32 = 4
+  static let nullReference: UInt32 = 5
+  static let outOfResources: UInt32 = 6
+}
+
+@inline(__always)
+private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
+
+/// Calls through the table of whoever is running: a server, or the kernel.
+private func withCallerTable<Result>(_ body: (inout ReferenceTable) -> Result) -> Result {
+  if let server = CallChain.currentServer { return body(&server.table) }
+  return body(&KernelReferences.table)
+}
+
+private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable) -> Result) -> Result {
+  if let server { return body(&server.table) }
+  return body(&KernelReferences.table)
+}
+
+/// Whether every page of `address..<address+count` is mapped (kernel-mode callers).
+private func isMapped(_ address: UInt32, _ count: UInt32) -> Bool {
+  guard count > 0 else { return true }
+  guard address >= Paging.pageSize, UInt64(address) + UInt64(count) <= 0x1_0000_0000 else { return false }
+  var page = address & ~(Paging.pageSize - 1)
+  while UInt64(page) < UInt64(address) + UInt64(count) {
+    guard Paging.translate(page) != nil else { return false }
+    if page > UInt32.max - Paging.pageSize { break }
+    page += Paging.pageSize
+  }
+  return true
+}
+
+@_cdecl("marshal_call")
+func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: UnsafeMutablePointer<UInt32>) -> UInt64 {
+  let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
+  let callee = information.server?.takeUnretainedValue()
+  let method = information.interface.method(information.method)
+  var words: InlineArray<8, UInt32> = .init(repeating: 0)
+  var lent: InlineArray<8, UInt32> = .init(repeating: 0)
+  var lentCount = 0
+  var buffers: InlineArray<4, UInt> = .init(repeating: 0)
+  var blockCount = 0  // blocks copied in so far; buffers[k] belongs to the k-th block
+  var status: UInt32 = 0
+
+  // Arguments, in.
+  var word = 0
+  var position = 0
+  for parameter in method.parameters where status == 0 {
+    switch parameter.kind {
+    case .word:
+      words[word] = arguments[2 + word]
+    case .reference:
+      let handle = arguments[2 + word]
+      if handle != 0 {
+        guard let object = withCallerTable({ $0.object(handle) }) else {
+          status = Status.invalidHandle
+          break
+        }
+        guard let expected = calleeInterface(named: parameter.interfaceName!, callee: callee, information: information),
+          object.interface.matches(expected)
+        else {
+          status = Status.wrongInterface
+          break
+        }
+        let installed = withTable(of: callee) { $0.install(object) }
+        guard installed != 0 else {
+          status = Status.outOfResources
+          break
+        }
+        words[word] = installed
+        lent[lentCount] = installed
+        lentCount += 1
+      }
+    case .block:
+      let address = arguments[2 + word]
+      let size = arguments[3 + word]
+      guard size <= parameter.maximumSize else {
+        status = Status.blockTooLarge
+        break
+      }
+      guard isMapped(address, size) else {
+        status = Status.badBlock
+        break
+      }
+      guard let buffer = KernelHeap.allocate(byteCount: max(Int(size), 1), alignment: 16) else {
+        status = Status.outOfResources
+        break
+      }
+      if parameter.direction!.copiesIn && size > 0 {
+        buffer.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(address))!, byteCount: Int(size))
+      } else {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
+      }
+      buffers[blockCount] = UInt(bitPattern: buffer)
+      blockCount += 1
+      words[word] = UInt32(UInt(bitPattern: buffer))
+      words[word + 1] = size
+    }
+    word += parameter.callWords
+    position += 1
+  }
+
+  var result: UInt64 = 0
+  if status == 0 {
+    // The call itself: a kernel service runs without a record of its own, so it sees
+    // its caller as the running server.
+    var tookLock = false
+    if let callee {
+      guard CallChain.push(callee) else { return failure(Status.outOfResources) }
+      if !callee.file.manifest.isThreadSafe && callee.lock.pointee == 0 {
+        callee.lock.pointee = 1
+        tookLock = true
+      }
+    }
+    result = words.span.withUnsafeBufferPointer { buffer in
+      arch_call_words(information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
+    }
+    if let callee {
+      if tookLock { callee.lock.pointee = 0 }
+      CallChain.pop()
+    }
+    status = UInt32(truncatingIfNeeded: result >> 32)
+  }
+  var value = UInt32(truncatingIfNeeded: result)
+
+  // Blocks, out.
+  word = 0
+  position = 0
+  var block = 0
+  for parameter in method.parameters {
+    if parameter.kind == .block {
+      let buffer = UnsafeRawPointer(bitPattern: buffers[block])
+      if status == 0, let buffer, parameter.direction!.copiesOut {
+        let size = arguments[3 + word]
+        let length = method.result == .filled && method.filledParameter == position ? value : size
+        if length > size {
+          status = Status.blockTooLarge
+        } else if length > 0 {
+          UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!.copyMemory(from: buffer, byteCount: Int(length))
+        }
+      }
+      if let buffer { KernelHeap.free(UnsafeMutableRawPointer(mutating: buffer)) }
+      block += 1
+    }
+    word += parameter.callWords
+    position += 1
+  }
+
+  // A returned reference moves from the callee's table to the caller's.
+  if status == 0 && (method.result == .reference || method.result == .optionalReference) {
+    if value == 0 {
+      if method.result == .reference { status = Status.nullReference }
+    } else if let object = withTable(of: callee, { $0.object(value) }) {
+      let moved = withCallerTable { $0.install(object) }
+      _ = withTable(of: callee) { $0.release(value) }
+      if moved == 0 { status = Status.outOfResources }
+      value = moved
+    } else {
+      status = Status.invalidHandle
+    }
+  }
+
+  for index in 0..<lentCount { _ = withTable(of: callee) { $0.release(lent[index]) } }
+  return status == 0 ? UInt64(value) : failure(status)
+}
+
+/// The descriptor the callee has for interface `name` (its manifest's, or for kernel
+/// services the interface being called, whose referenced interfaces are not checked).
+private func calleeInterface(named name: UnsafeBufferPointer<UInt8>, callee: Server?, information: MarshalInformation)
+  -> InterfaceDescriptor?
+{
+  if let callee {
+    guard let index = callee.file.manifest.interfaceIndex(named: name) else { return nil }
+    return callee.file.manifest.interface(index)
+  }
+  return nil
+}

@@ -1,0 +1,181 @@
+// Server: a loaded server file: its image, heap, reference table, lock and generated code.
+//
+// Contract: `Server.load` validates the file (ServerFile), copies and relocates it into
+// kernel memory, binds its imports to the kernel ABI (KernelABI.swift), and generates its
+// gate and one stub per method of every exported interface. It does not run any server
+// code; the composition binds the required slots (handles 1...n) and then calls `start`.
+// `unload` runs when no other table references the server any more: it releases the
+// server's own table (which may unload others), then frees image, code, table and heap.
+
+import CPU
+import KernelCore
+
+final class Server {
+  /// Servers loaded and not yet unloaded, for reports and the shell.
+  nonisolated(unsafe) static var loaded: [Server] = []
+  /// Heap slots in use (one bit each).
+  nonisolated(unsafe) private static var heapSlots: UInt32 = 0
+  /// Each server's heap has its own 4 MiB of address space in the server heap range.
+  static let heapSlotSize: UInt32 = 4 << 20
+  static let heapSlotCount = Int((Paging.serverHeapEnd - Paging.serverHeapStart) / heapSlotSize)
+
+  let name: KernelMessage
+  let file: ServerFile
+  var table: ReferenceTable
+  var heap: HeapAllocator<PagedRegionBacking>
+  private let heapSlot: Int
+  private let image: UnsafeMutableRawPointer
+  private let code: UnsafeMutableRawPointer
+  private var marshalInformation: [UnsafeMutablePointer<MarshalInformation>] = []
+  /// 1 while a thread is inside this (non-thread-safe) server.
+  let lock: UnsafeMutablePointer<UInt32>
+  /// Stub vectors by manifest interface index (0 where the interface is not exported).
+  private(set) var stubVectors: [UInt32]
+  let startFunction: UInt32
+  let destroyFunction: UInt32
+  /// References to this server's objects held in other tables.
+  var inboundReferences = 0
+  /// Objects of this server alive.
+  var objectCount = 0
+  private(set) var isLoaded = true
+
+  /// Why loading failed.
+  enum LoadError: Error {
+    case file(ServerFileError)
+    case noHeapSlot
+    case outOfMemory
+  }
+
+  private init(
+    name: KernelMessage, file: ServerFile, heapSlot: Int, image: UnsafeMutableRawPointer,
+    code: UnsafeMutableRawPointer
+  ) {
+    self.name = name
+    self.file = file
+    self.heapSlot = heapSlot
+    let heapStart = UInt(Paging.serverHeapStart) + UInt(heapSlot) * UInt(Self.heapSlotSize)
+    heap = HeapAllocator(start: heapStart, backing: PagedRegionBacking(end: heapStart + UInt(Self.heapSlotSize)))
+    self.image = image
+    self.code = code
+    lock = .allocate(capacity: 1)
+    lock.initialize(to: 0)
+    stubVectors = []
+    let base = UInt32(UInt(bitPattern: image))
+    startFunction = base + file.symbolAddress("tessera_start")!
+    destroyFunction = base + file.symbolAddress("tessera_destroy")!
+    table = ReferenceTable(owner: nil)
+    table.attach(owner: self)
+  }
+
+  /// Loads the server file in `bytes` (a boot module that stays in memory).
+  static func load(bytes: UnsafeRawBufferPointer) -> Result<Server, LoadError> {
+    let file: ServerFile
+    do throws(ServerFileError) {
+      file = try ServerFile(bytes: bytes)
+    } catch { return .failure(.file(error)) }
+    var slot = 0
+    while slot < heapSlotCount && heapSlots & (1 << UInt32(slot)) != 0 { slot += 1 }
+    guard slot < heapSlotCount else { return .failure(.noHeapSlot) }
+
+    // Code: the gate, then one stub per method of each exported interface.
+    var methods = 0
+    for export in 0..<file.manifest.exportCount {
+      methods += file.manifest.interface(file.manifest.export(export)).methodCount
+    }
+    let codeSize = CallStubs.gateSize + methods * (CallStubs.methodStubSize + 4)
+    guard let image = KernelHeap.allocate(byteCount: Int(file.imageSize), alignment: 4096),
+      let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16)
+    else { return .failure(.outOfMemory) }
+    image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
+    heapSlots |= 1 << UInt32(slot)
+    let name: KernelMessage = "\(text: file.manifest.name)"
+    let server = Server(name: name, file: file, heapSlot: slot, image: image, code: code)
+
+    var writer = CodeBuffer(
+      memory: UnsafeMutableRawBufferPointer(start: code, count: codeSize), base: UInt32(UInt(bitPattern: code)))
+    let gate = writer.address
+    CallStubs.writeGate(into: &writer, tableBase: UInt32(UInt(bitPattern: server.table.header)),
+      tableCapacity: UInt32(UInt(bitPattern: server.table.header)) + 4)
+    do throws(ServerFileError) {
+      try file.load(
+        into: UnsafeMutableRawBufferPointer(start: image, count: Int(file.imageSize)),
+        base: UInt32(UInt(bitPattern: image)), resolve: { name in KernelABI.address(of: name, gate: gate) })
+    } catch {
+      server.release()
+      return .failure(.file(error))
+    }
+    server.generateStubs(&writer)
+    loaded.append(server)
+    return .success(server)
+  }
+
+  private func generateStubs(_ writer: inout CodeBuffer) {
+    let manifest = file.manifest
+    let serverAddress = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
+    let imageBase = UInt32(UInt(bitPattern: image))
+    stubVectors = [UInt32](repeating: 0, count: manifest.interfaceCount)
+    for export in 0..<manifest.exportCount {
+      let index = manifest.export(export)
+      let interface = manifest.interface(index)
+      let vector = UnsafeMutablePointer<UInt32>(bitPattern: UInt(writer.address))!
+      for _ in 0..<interface.methodCount { writer.emit32(0) }
+      stubVectors[index] = UInt32(UInt(bitPattern: vector))
+      for method in 0..<interface.methodCount {
+        let dispatch = imageBase + file.symbolAddress(ServerFile.dispatchSymbol(interface: interface.name, method: method))!
+        vector[method] = writer.address
+        if interface.method(method).isWordsOnly {
+          CallStubs.writeMethodStub(
+            into: &writer, chain: CallChain.layout, server: serverAddress, dispatch: dispatch,
+            lock: manifest.isThreadSafe ? nil : UInt32(UInt(bitPattern: lock)))
+        } else {
+          let information = MarshalInformation.make(
+            server: self, interface: interface, method: method, dispatch: dispatch)
+          marshalInformation.append(information)
+          CallStubs.writeMarshalStub(
+            into: &writer, information: UInt32(UInt(bitPattern: information)), entry: arch_marshal_entry())
+        }
+      }
+    }
+  }
+
+  /// Creates an object of manifest interface `index` around `context`; nil if the
+  /// interface is not exported by this server.
+  func makeObject(interfaceIndex index: Int, context: UInt32) -> KernelObject? {
+    guard index < stubVectors.count, stubVectors[index] != 0 else { return nil }
+    return KernelObject(owner: self, interface: file.manifest.interface(index), context: context, stubs: stubVectors[index])
+  }
+
+  /// Runs `tessera_start` and returns the handle (in this server's table) it gave.
+  func start() -> UInt32 {
+    guard CallChain.push(self) else { return 0 }
+    let handle = UInt32(truncatingIfNeeded: arch_call_words(startFunction, 0, 0, nil, 0))
+    CallChain.pop()
+    return handle
+  }
+
+  /// Unloads the server: releases its references, destroys its objects, frees its memory.
+  func unload() {
+    guard isLoaded else { return }
+    isLoaded = false
+    inboundReferences += 1  // keep self-releases below from re-entering unload
+    table.releaseAll()
+    inboundReferences -= 1
+    if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
+    let heap = heap.statistics
+    Log.info("unloaded \(name): heap of \(heap.regionBytes / 1024) KiB (\(heap.bytesInUse) bytes in use) returned")
+    release()
+  }
+
+  private func release() {
+    heap.releaseAll()
+    Self.heapSlots &= ~(1 << UInt32(heapSlot))
+    for information in marshalInformation { information.deallocate() }
+    marshalInformation = []
+    table.deallocate()
+    lock.deallocate()
+    KernelHeap.free(image)
+    KernelHeap.free(code)
+    if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }
+    if Self.loaded.isEmpty { Self.loaded = [] }  // give the array's storage back too
+  }
+}

@@ -1,0 +1,238 @@
+// SystemLoader: loads the boot composition: servers, bindings, runs; and reports.
+//
+// Contract: every problem (a missing or corrupt server file, an unknown slot, a binding
+// whose interface does not match, a failed start) is logged as an error naming the
+// composition line and the reason, and only the affected server is skipped; the rest of
+// the system loads. When all `run` lines are done the kernel drops its own references,
+// so servers nobody uses any more are unloaded, and it reports objects and memory.
+
+import CPU
+import KernelCore
+
+enum SystemLoader {
+  private struct Instance {
+    var name: UnsafeBufferPointer<UInt8>
+    var server: Server
+    /// The main object's handle in the kernel's table.
+    var handle: UInt32
+  }
+
+  private struct Pending {
+    var name: UnsafeBufferPointer<UInt8>
+    var server: Server
+    var line: Int
+    var bindings: [KernelObject?]
+  }
+
+  nonisolated(unsafe) private static var instances: [Instance] = []
+  nonisolated(unsafe) private static var pending: Pending?
+  nonisolated(unsafe) private static var errors = 0
+
+  /// Loads and runs the composition in the boot module named `moduleName`; returns the
+  /// number of errors.
+  static func run(moduleName: UnsafeBufferPointer<UInt8>) -> Int {
+    guard let text = BootModules.bytes(named: moduleName) else {
+      Log.error("system: no boot module named \(text: moduleName)")
+      return 1
+    }
+    // Create what lives for good first, so the heap can be compared before and after.
+    KernelReferences.table.reserve()
+    _ = CallChain.layout
+    KernelServices.createAll()
+    let heapBase = KernelHeap.statistics.bytesInUse
+    let objectsBefore = KernelObject.created - KernelObject.destroyed
+    Log.info("system: loading composition \(text: moduleName)")
+    for (line, statement) in Composition(text: text.bindMemory(to: UInt8.self)) {
+      switch statement {
+      case .failure(let error):
+        report(line, "\(error.reason)")
+      case .success(.server(let instance, let file)):
+        finishPending()
+        load(instance: instance, file: file, line: line)
+      case .success(.bind(let slot, let source)):
+        bind(slot: slot, source: source, line: line)
+      case .success(.run(let instance)):
+        finishPending()
+        runProgram(instance, line: line)
+      }
+    }
+    finishPending()
+    // The composition is done: drop the kernel's references; unused servers unload.
+    let handles = instances.map { $0.handle }
+    instances = []
+    for handle in handles { _ = KernelReferences.table.release(handle) }
+    let alive = KernelObject.created - KernelObject.destroyed - objectsBefore
+    let heap = KernelHeap.statistics.bytesInUse
+    Log.info("system: \(KernelObject.created) server objects created, \(KernelObject.destroyed) destroyed, \(alive) alive; \(Server.loaded.count) servers still loaded")
+    let verdict: StaticString = heap == heapBase ? "back to its base" : "NOT back to its base"
+    Log.info("system: kernel heap \(verdict): \(heap) bytes in use, \(heapBase) before loading; \(errors) errors")
+    return errors
+  }
+
+  private static func report(_ line: Int, _ message: KernelMessage) {
+    errors += 1
+    Log.error("system line \(line): \(message)")
+  }
+
+  private static func instance(named name: UnsafeBufferPointer<UInt8>) -> Instance? {
+    instances.first { equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name)) }
+  }
+
+  private static func load(instance name: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, line: Int) {
+    guard instance(named: name) == nil else { return report(line, "instance \(text: name) is defined twice") }
+    guard let bytes = BootModules.bytes(named: file) else {
+      return report(line, "\(text: name): no boot module named \(text: file)")
+    }
+    switch Server.load(bytes: bytes) {
+    case .failure(.file(let error)): report(line, "\(text: name): server file \(text: file) rejected: \(error.message)")
+    case .failure(.noHeapSlot): report(line, "\(text: name): no heap slot left (at most \(Server.heapSlotCount) servers)")
+    case .failure(.outOfMemory): report(line, "\(text: name): out of memory loading \(text: file)")
+    case .success(let server):
+      Log.info("loaded \(server.name) from \(text: file) as \(text: name): image \(server.file.imageSize / 1024) KiB, \(server.file.manifest.slotCount) slots")
+      pending = Pending(
+        name: name, server: server, line: line,
+        bindings: [KernelObject?](repeating: nil, count: server.file.manifest.slotCount))
+    }
+  }
+
+  private static func bind(slot: UnsafeBufferPointer<UInt8>, source: BindingSource, line: Int) {
+    guard var current = pending else { return report(line, "bind without a loaded server before it") }
+    let manifest = current.server.file.manifest
+    var index = 0
+    while index < manifest.slotCount && !equal(UnsafeRawBufferPointer(manifest.slot(index).name), UnsafeRawBufferPointer(slot)) {
+      index += 1
+    }
+    guard index < manifest.slotCount else { return report(line, "\(current.server.name) has no slot \(text: slot)") }
+    guard current.bindings[index] == nil else { return report(line, "slot \(text: slot) is bound twice") }
+    let provider: KernelObject
+    switch source {
+    case .kernel(let service):
+      guard let object = KernelServices.service(named: service) else {
+        return report(line, "the kernel offers no service \(text: service) (it offers: \(KernelServices.names))")
+      }
+      provider = object
+    case .instance(let other):
+      guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle) else {
+        return report(line, "no loaded instance \(text: other)")
+      }
+      provider = object
+    case .method(let other, let methodName):
+      guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle) else {
+        return report(line, "no loaded instance \(text: other)")
+      }
+      guard let returned = callReturningReference(object, methodName, line: line) else { return }
+      provider = returned
+    }
+    let required = manifest.interface(manifest.slot(index).interface)
+    if let difference = required.firstDifference(from: provider.interface) {
+      var detail: KernelMessage = "interface names differ"
+      if difference >= 0 {
+        detail = difference < min(required.methodCount, provider.interface.methodCount)
+          ? "first difference in method \(difference) (\(text: required.method(difference).name))"
+          : "they have \(required.methodCount) and \(provider.interface.methodCount) methods"
+      }
+      return report(line, "cannot bind \(current.server.name).\(text: slot): it requires \(text: required.name), the source provides \(text: provider.interface.name): \(detail)")
+    }
+    current.bindings[index] = provider
+    pending = current
+  }
+
+  /// Calls a no-argument method returning a reference; the result stays in the kernel table.
+  private static func callReturningReference(_ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, line: Int) -> KernelObject? {
+    var index = 0
+    while index < object.interface.methodCount && !equal(UnsafeRawBufferPointer(object.interface.method(index).name), UnsafeRawBufferPointer(name)) {
+      index += 1
+    }
+    guard index < object.interface.methodCount else {
+      report(line, "\(text: object.interface.name) has no method \(text: name)")
+      return nil
+    }
+    let method = object.interface.method(index)
+    guard method.parameterCount == 0, method.result == .reference || method.result == .optionalReference else {
+      report(line, "\(text: name) must take no arguments and return a reference")
+      return nil
+    }
+    let result = invoke(object, method: index)
+    let handle = UInt32(truncatingIfNeeded: result)
+    guard result >> 32 == 0, let returned = KernelReferences.table.object(handle) else {
+      report(line, "\(text: name) failed with status \(result >> 32)")
+      return nil
+    }
+    // Keep it alive through the kernel table until the end of the composition.
+    instances.append(Instance(name: UnsafeBufferPointer(start: nil, count: 0), server: object.owner!, handle: handle))
+    return returned
+  }
+
+  /// Calls method `index` of `object` from the kernel.
+  static func invoke(_ object: KernelObject, method index: Int) -> UInt64 {
+    let stub = UnsafePointer<UInt32>(bitPattern: UInt(object.stubs))![index]
+    return arch_call_words(stub, object.context, object.digest &+ UInt32(index), nil, 0)
+  }
+
+  private static func finishPending() {
+    guard let current = pending else { return }
+    pending = nil
+    let manifest = current.server.file.manifest
+    for (index, binding) in current.bindings.enumerated() where binding == nil {
+      report(current.line, "\(current.server.name): slot \(text: manifest.slot(index).name) is not bound; not started")
+    }
+    guard current.bindings.allSatisfy({ $0 != nil }) else {
+      current.server.unload()
+      return
+    }
+    for binding in current.bindings { _ = current.server.table.install(binding!) }
+    let handle = current.server.start()
+    guard let main = current.server.table.object(handle) else {
+      report(current.line, "\(current.server.name): start returned no object")
+      current.server.unload()
+      return
+    }
+    let kernelHandle = KernelReferences.table.install(main)
+    _ = current.server.table.release(handle)
+    instances.append(Instance(name: current.name, server: current.server, handle: kernelHandle))
+  }
+
+  private static func runProgram(_ name: UnsafeBufferPointer<UInt8>, line: Int) {
+    guard let found = instance(named: name), let object = KernelReferences.table.object(found.handle) else {
+      return report(line, "no loaded instance \(text: name) to run")
+    }
+    guard equals(object.interface.name, "Program"), object.interface.methodCount >= 1 else {
+      return report(line, "\(text: name) does not provide Program")
+    }
+    let result = invoke(object, method: 0)
+    Log.info("system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32))")
+  }
+}
+
+/// The boot modules by file name (the last path component of their command line).
+enum BootModules {
+  /// The bytes of the module whose file name is `name`.
+  static func bytes(named name: UnsafeBufferPointer<UInt8>) -> UnsafeRawBufferPointer? {
+    guard let modules = Boot.moduleTable else { return nil }
+    for module in modules
+    where module.commandLineAddress != 0 && equal(UnsafeRawBufferPointer(fileName(module)), UnsafeRawBufferPointer(name)) {
+      return physicalBytes(module.start, Int(module.size))
+    }
+    return nil
+  }
+
+  /// The file name of the first module whose name ends with `suffix`.
+  static func firstName(endingWith suffix: StaticString) -> UnsafeBufferPointer<UInt8>? {
+    guard let modules = Boot.moduleTable else { return nil }
+    for module in modules where module.commandLineAddress != 0 {
+      let name = fileName(module)
+      let length = suffix.utf8CodeUnitCount
+      if name.count >= length, equals(UnsafeBufferPointer(rebasing: name[(name.count - length)...]), suffix) { return name }
+    }
+    return nil
+  }
+
+  private static func fileName(_ module: BootModule) -> UnsafeBufferPointer<UInt8> {
+    let path = cString(at: module.commandLineAddress)
+    var start = path.count
+    while start > 0 && path[start - 1] != UInt8(ascii: "/") { start -= 1 }
+    var end = start
+    while end < path.count && path[end] != UInt8(ascii: " ") { end += 1 }
+    return UnsafeBufferPointer(rebasing: path[start..<end])
+  }
+}
