@@ -49,7 +49,12 @@ SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/em
 
 all: kernel
 
-kernel: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(BUILD)/kernel-test.elf $(BUILD)/kernel-test.map $(SERVER_FILES)
+# Deliberately broken server files for the system tests.
+TEST_MODULES := $(BUILD)/test-modules/Truncated.srv $(BUILD)/test-modules/Lying.srv \
+  $(BUILD)/test-modules/BadManifest.srv
+
+kernel: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(BUILD)/kernel-test.elf $(BUILD)/kernel-test.map $(SERVER_FILES) \
+  $(TEST_MODULES)
 
 servers: $(SERVER_FILES)
 
@@ -114,6 +119,22 @@ $(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.
 	  -o $(BUILD)/servers/$*/server.so $(BUILD)/servers/$*/server.o \
 	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILTINS)
 	$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
+
+$(BUILD)/test-modules/Truncated.srv: $(BUILD)/servers/SimpleFS.srv
+	@mkdir -p $(dir $@)
+	head -c 3000 $< > $@
+
+# e_phnum (offset 44) set to 0xFFFF: the program header table runs past the file.
+$(BUILD)/test-modules/Lying.srv: $(BUILD)/servers/RamDisk.srv
+	@mkdir -p $(dir $@)
+	cp $< $@
+	printf '\377\377' | dd of=$@ bs=1 seek=44 conv=notrunc status=none
+
+# The manifest's "TSRV" magic overwritten.
+$(BUILD)/test-modules/BadManifest.srv: $(BUILD)/servers/RamDisk.srv
+	@mkdir -p $(dir $@)
+	cp $< $@
+	printf 'X' | dd of=$@ bs=1 seek=$$(grep -obUa TSRV $< | head -1 | cut -d: -f1) conv=notrunc status=none
 
 # The symbol map the kernel reads (as a boot module) to name addresses in backtraces.
 $(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)

@@ -13,6 +13,20 @@ public func loadInterfaces(directory: String) throws -> InterfaceCatalog {
   return try InterfaceCatalog(declarations)
 }
 
+/// The catalog a server is built against: `Interfaces/` plus any `.tif` files in the
+/// server's own folder, which replace interfaces of the same name.
+public func loadInterfaces(directory: String, server serverFile: String) throws -> InterfaceCatalog {
+  let catalog = try loadInterfaces(directory: directory)
+  let folder = (serverFile as NSString).deletingLastPathComponent
+  let local = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.filter { $0.hasSuffix(".tif") }.sorted() ?? []
+  var declarations: [InterfaceDeclaration] = []
+  for name in local {
+    let path = "\(folder)/\(name)"
+    declarations += try parseInterfaces(try readText(path), file: path)
+  }
+  return declarations.isEmpty ? catalog : try catalog.overriding(with: declarations)
+}
+
 /// The contents of a text file, or a `LanguageError` saying it cannot be read.
 public func readText(_ path: String) throws -> String {
   guard let data = FileManager.default.contents(atPath: path) else {

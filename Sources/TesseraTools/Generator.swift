@@ -28,6 +28,14 @@ public struct InterfaceCatalog {
     }
   }
 
+  /// This catalog with `declarations` replacing interfaces of the same name (a server's
+  /// folder may carry its own version of an interface, for example to stay on an old one).
+  public func overriding(with declarations: [InterfaceDeclaration]) throws -> InterfaceCatalog {
+    var merged = self
+    for declaration in declarations { merged.interfaces[declaration.name] = declaration }
+    return try InterfaceCatalog(Array(merged.interfaces.values))
+  }
+
   /// `roots` followed by every interface they reference, transitively, in first-seen order.
   public func closure(of roots: [String], file: String) throws -> [InterfaceDeclaration] {
     var order: [String] = []

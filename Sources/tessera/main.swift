@@ -66,7 +66,7 @@ case "symbols" where arguments.count == 2:
 case "generate" where arguments.count == 5:
   reportingErrors {
     let server = try parseServer(try readText(arguments[1]), file: arguments[1])
-    let catalog = try loadInterfaces(directory: arguments[2])
+    let catalog = try loadInterfaces(directory: arguments[2], server: arguments[1])
     try writeFile(arguments[3], Data(try serverSource(server, catalog: catalog).utf8))
     try writeFile(arguments[4], Data(try manifestBytes(server, catalog: catalog)))
   }

@@ -45,14 +45,24 @@ enum QEMU {
     }
   }
 
-  /// Boots `build/IMAGE.elf` with its symbol map and the kernel command line `append`.
+  /// Every server file and deliberately broken test module the build made.
+  static var serverModules: [String] {
+    ["build/servers", "build/test-modules"].flatMap { folder in
+      let path = root.appendingPathComponent(folder).path
+      let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+      return names.filter { $0.hasSuffix(".srv") }.sorted().map { "\(folder)/\($0)" }
+    }
+  }
+
+  /// Boots `build/IMAGE.elf` with its symbol map, the further boot `modules` (paths
+  /// relative to the repository) and the kernel command line `append`.
   static func boot(
-    image: String, append: String = "", timeout: TimeInterval = 60,
+    image: String, modules: [String] = [], append: String = "", timeout: TimeInterval = 60,
     until: ((Substring) -> Bool)? = nil
   ) throws -> BootResult {
     let kernel = root.appendingPathComponent("build/\(image).elf").path
-    let symbols = root.appendingPathComponent("build/\(image).map").path
-    for path in [kernel, symbols] where !FileManager.default.fileExists(atPath: path) {
+    let moduleArgument = (["build/\(image).map"] + modules).map { root.appendingPathComponent($0).path }
+    for path in [kernel] + moduleArgument where !FileManager.default.fileExists(atPath: path) {
       throw MissingImage(path: path)
     }
     let process = Process()
@@ -60,7 +70,7 @@ enum QEMU {
     process.arguments = [
       "qemu-system-i386", "-m", "128M", "-display", "none", "-no-reboot", "-monitor", "none",
       "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-      "-kernel", kernel, "-initrd", symbols, "-append", append,
+      "-kernel", kernel, "-initrd", moduleArgument.joined(separator: ","), "-append", append,
     ]
     let pipe = Pipe()
     process.standardOutput = pipe

@@ -27,6 +27,8 @@ enum SystemLoader {
   nonisolated(unsafe) private static var instances: [Instance] = []
   nonisolated(unsafe) private static var pending: Pending?
   nonisolated(unsafe) private static var errors = 0
+  // After a `server` line that failed, its `bind` lines are skipped without more errors.
+  nonisolated(unsafe) private static var skippingBindings = false
 
   /// Loads and runs the composition in the boot module named `moduleName`; returns the
   /// number of errors.
@@ -49,10 +51,12 @@ enum SystemLoader {
       case .success(.server(let instance, let file)):
         finishPending()
         load(instance: instance, file: file, line: line)
+        skippingBindings = pending == nil
       case .success(.bind(let slot, let source)):
-        bind(slot: slot, source: source, line: line)
+        if !skippingBindings { bind(slot: slot, source: source, line: line) }
       case .success(.run(let instance)):
         finishPending()
+        skippingBindings = false
         runProgram(instance, line: line)
       }
     }

@@ -1,0 +1,61 @@
+// ComponentSystemTests: boots compositions of real servers and checks what the kernel and
+// the servers report: the file-system demo, refused bindings, rejected server files,
+// object destruction and memory returned.
+
+import Foundation
+import Testing
+
+/// Boots the default kernel image with `composition` and every server file; returns once
+/// the kernel reports it is idle (the composition is done).
+private func bootComposition(_ composition: String, test: String) throws -> BootResult {
+  let result = try QEMU.boot(
+    image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", timeout: 60
+  ) { $0.contains("idling") }
+  if result.timedOut {
+    Issue.record("\(test): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())")
+  }
+  #expect(result.stoppedByMatch, "\(test): the kernel never went idle:\n\(result.tail(30))")
+  #expect(!result.output.contains("KERNEL PANIC"), "\(test): panic:\n\(result.tail(30))")
+  return result
+}
+
+@Suite struct ComponentSystemTests {
+  @Test func fileSystemDemoRunsAndEverythingIsReleased() throws {
+    let result = try bootComposition("systems/default.system", test: "fileSystemDemoRunsAndEverythingIsReleased")
+    let output = result.output
+    #expect(output.contains("FileClient: fs-demo: created /docs/paper.txt (1500 bytes), /src/main.swift, /README"))
+    #expect(output.contains("FileClient: fs-demo: read back /docs/paper.txt: 1500 bytes, contents equal: true"))
+    #expect(output.contains("FileClient: fs-demo: directory /docs"))
+    #expect(output.contains("FileClient: fs-demo: directory /src"))
+    #expect(output.contains("FileClient: fs-demo: forged handle refused: invalidHandle"))
+    #expect(output.contains("FileClient: fs-demo: PASS"), "demo output:\n\(result.tail(30))")
+    #expect(!output.contains("fs-demo: FAIL"))
+    #expect(output.contains("system: client finished with 0 (status 0)"))
+    for server in ["RamDisk", "SimpleFS", "FileClient"] {
+      #expect(output.contains("unloaded \(server): heap of"), "\(server) was not unloaded")
+    }
+    let objects = try #require(output.firstMatch(of: /system: (\d+) server objects created, (\d+) destroyed, 0 alive; 0 servers still loaded/))
+    #expect(Int(objects.1)! >= 10 && objects.1 == objects.2, "objects: \(objects.0)")
+    #expect(output.contains(/system: kernel heap back to its base: (\d+) bytes in use, \1 before loading; 0 errors/))
+  }
+
+  @Test func mismatchedBindingIsRefusedAndTheRestLoads() throws {
+    let result = try bootComposition("systems/tests/mismatch.system", test: "mismatchedBindingIsRefusedAndTheRestLoads")
+    #expect(result.output.contains(
+      "error: system line 7: cannot bind SimpleFS.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"))
+    #expect(result.output.contains("SimpleFS: slot device is not bound; not started"))
+    #expect(result.output.contains("FileClient: fs-demo: PASS"))
+    #expect(result.output.contains(/kernel heap back to its base: .*; 2 errors/))
+  }
+
+  @Test func corruptServerFilesAreRejectedAndTheRestLoads() throws {
+    let result = try bootComposition("systems/tests/corrupt.system", test: "corruptServerFilesAreRejectedAndTheRestLoads")
+    let output = result.output
+    #expect(output.contains("truncated: server file Truncated.srv rejected: program or section header table lies outside the file"))
+    #expect(output.contains("lying: server file Lying.srv rejected: program or section header table lies outside the file"))
+    #expect(output.contains("badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1"))
+    #expect(output.contains("missing: no boot module named NoSuchFile.srv"))
+    #expect(output.contains("FileClient: fs-demo: PASS"))
+    #expect(output.contains(/kernel heap back to its base: .*; 4 errors/))
+  }
+}
