@@ -189,6 +189,19 @@ public struct ServerFile {
     return nil
   }
 
+  /// Calls `body` with the name of every symbol the file imports.
+  public func forEachImport(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+    var offset = 16
+    while offset + 16 <= dynamicSymbols.count {
+      if dynamicSymbols.uint16(at: offset + 14)! == 0,
+        let name = dynamicStrings.cString(at: Int(dynamicSymbols.uint32(at: offset)!)), !name.isEmpty
+      {
+        body(name)
+      }
+      offset += 16
+    }
+  }
+
   /// Copies the segments into `image` (at least `imageSize` bytes, zeroed by the caller),
   /// which will run at address `base`, and applies every relocation. `resolve` gives the
   /// address of an imported symbol, or nil if the kernel does not offer it.

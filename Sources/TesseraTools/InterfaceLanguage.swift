@@ -24,6 +24,13 @@ public struct LanguageError: Error, CustomStringConvertible, Equatable {
   public var line: Int
   /// What is wrong.
   public var reason: String
+  /// An error at `line` of `file` (0 for the whole file).
+  public init(file: String, line: Int, reason: String) {
+    self.file = file
+    self.line = line
+    self.reason = reason
+  }
+
   /// `file:line: reason`.
   public var description: String { line > 0 ? "\(file):\(line): \(reason)" : "\(file): \(reason)" }
 }
@@ -203,7 +210,9 @@ struct Parser {
   var atEnd: Bool { position >= tokens.count }
   var line: Int { atEnd ? (tokens.last?.line ?? 0) : tokens[position].line }
 
-  func error(_ reason: String) -> LanguageError { LanguageError(file: file, line: line, reason: reason) }
+  func error(_ reason: String, line: Int? = nil) -> LanguageError {
+    LanguageError(file: file, line: line ?? self.line, reason: reason)
+  }
 
   mutating func documentation() -> [String] {
     var lines: [String] = []
@@ -265,6 +274,7 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
     while !parser.takeSymbol("}") {
       let methodDocumentation = parser.documentation()
       if parser.takeSymbol("}") { break }
+      let methodLine = parser.line
       try parser.keyword("func")
       let methodName = try parser.identifier("a method name")
       try checkName(methodName, parser)
@@ -308,7 +318,7 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
           try parser.symbol(")")
           guard let parameter = parameters.first(where: { $0.name == target }),
             case .block(let direction, _) = parameter.type, direction.copiesOut
-          else { throw parser.error("'filled(\(target))' must name an out or inout bytes parameter") }
+          else { throw parser.error("'filled(\(target))' must name an out or inout bytes parameter", line: methodLine) }
           result = .filled(target)
         } else {
           result = .reference(word, optional: parser.takeSymbol("?"))
@@ -319,7 +329,9 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
         return count + 1
       }
       guard words <= InterfaceDescriptor.maximumCallWords else {
-        throw parser.error("'\(methodName)' takes \(words) call words; at most \(InterfaceDescriptor.maximumCallWords) (a block counts 2)")
+        throw parser.error(
+          "'\(methodName)' takes \(words) call words; at most \(InterfaceDescriptor.maximumCallWords) (a block counts 2)",
+          line: methodLine)
       }
       methods.append(MethodDeclaration(name: methodName, documentation: methodDocumentation, parameters: parameters, result: result))
     }

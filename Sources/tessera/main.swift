@@ -14,11 +14,6 @@ func fail(_ message: String, status: Int32 = 1) -> Never {
   exit(status)
 }
 
-extension KernelMessage {
-  /// The message as a host string.
-  var string: String { withBytes { String(decoding: $0, as: UTF8.self) } }
-}
-
 let usage = """
   usage:
     tessera symbols KERNEL.elf
@@ -28,6 +23,12 @@ let usage = """
         generate a server's proxies, dispatch functions and binary manifest
     tessera generate-kernel INTERFACES-DIR OUTPUT.swift INTERFACE...
         generate dispatch functions for interfaces the kernel implements
+    tessera inspect SERVER.srv...
+        print a server file's manifest, interfaces with signatures, sizes and imports
+    tessera check SYSTEM.system [SERVER-DIR...]
+        check a composition without booting: server files valid, every slot bound to a
+        structurally matching interface, run targets provide Program
+        (server files are looked up in build/servers and build/test-modules by default)
   """
 
 /// Prints the symbol map of the ELF file at `path`.
@@ -74,6 +75,26 @@ case "generate-kernel" where arguments.count >= 4:
   reportingErrors {
     let catalog = try loadInterfaces(directory: arguments[1])
     try writeFile(arguments[2], Data(try kernelSource(Array(arguments[3...]), catalog: catalog).utf8))
+  }
+case "inspect" where arguments.count >= 2:
+  reportingErrors {
+    for path in arguments.dropFirst() {
+      guard let data = FileManager.default.contents(atPath: path) else {
+        throw LanguageError(file: path, line: 0, reason: "cannot read the file")
+      }
+      print(try data.withUnsafeBytes { try inspectServerFile($0, path: path) })
+    }
+  }
+case "check" where arguments.count >= 2:
+  reportingErrors {
+    let directories = arguments.count > 2 ? Array(arguments[2...]) : ["build/servers", "build/test-modules"]
+    let problems = try checkComposition(path: arguments[1], serverDirectories: directories, interfaces: try loadInterfaces(directory: "Interfaces"))
+    if problems.isEmpty {
+      print("\(arguments[1]): ok")
+    } else {
+      for problem in problems { FileHandle.standardError.write(Data("tessera: \(problem)\n".utf8)) }
+      exit(1)
+    }
   }
 case "help", "--help", "-h":
   print(usage)

@@ -42,8 +42,8 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
   @Test func mismatchedBindingIsRefusedAndTheRestLoads() throws {
     let result = try bootComposition("systems/tests/mismatch.system", test: "mismatchedBindingIsRefusedAndTheRestLoads")
     #expect(result.output.contains(
-      "error: system line 7: cannot bind SimpleFS.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"))
-    #expect(result.output.contains("SimpleFS: slot device is not bound; not started"))
+      "error: system line 7: cannot bind oldfs.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"))
+    #expect(result.output.contains("oldfs: slot device is not bound; not started"))
     #expect(result.output.contains("FileClient: fs-demo: PASS"))
     #expect(result.output.contains(/kernel heap back to its base: .*; 2 errors/))
   }

@@ -135,7 +135,7 @@ enum SystemLoader {
           ? "first difference in method \(difference) (\(text: required.method(difference).name))"
           : "they have \(required.methodCount) and \(provider.interface.methodCount) methods"
       }
-      return report(line, "cannot bind \(current.server.name).\(text: slot): it requires \(text: required.name), the source provides \(text: provider.interface.name): \(detail)")
+      return report(line, "cannot bind \(text: current.name).\(text: slot): it requires \(text: required.name), the source provides \(text: provider.interface.name): \(detail)")
     }
     current.bindings[index] = provider
     pending = current
@@ -178,7 +178,7 @@ enum SystemLoader {
     pending = nil
     let manifest = current.server.file.manifest
     for (index, binding) in current.bindings.enumerated() where binding == nil {
-      report(current.line, "\(current.server.name): slot \(text: manifest.slot(index).name) is not bound; not started")
+      report(current.line, "\(text: current.name): slot \(text: manifest.slot(index).name) is not bound; not started")
     }
     guard current.bindings.allSatisfy({ $0 != nil }) else {
       current.server.unload()

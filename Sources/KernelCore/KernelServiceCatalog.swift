@@ -1,0 +1,15 @@
+// KernelServiceCatalog: the services the kernel offers to compositions (`kernel.NAME`),
+// shared by the kernel and by `tessera check`, so both agree on what exists.
+
+/// A service the kernel provides.
+public struct KernelService: Sendable {
+  /// The name used in compositions (`kernel.console`).
+  public var name: StaticString
+  /// The interface it implements.
+  public var interface: StaticString
+}
+
+public enum KernelServiceCatalog {
+  /// Every service, in the order the kernel creates them.
+  public static let services: [KernelService] = [KernelService(name: "console", interface: "Console")]
+}

@@ -1,0 +1,212 @@
+// Inspect: `tessera inspect` (what a server file says about itself) and `tessera check`
+// (whether a composition would load), on the host, with the kernel's own validators.
+
+import Foundation
+import KernelCore
+
+/// A host string from bytes.
+func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
+
+extension KernelMessage {
+  /// The message as a host string.
+  public var string: String { withBytes { String(decoding: $0, as: UTF8.self) } }
+}
+
+/// A descriptor's method as a signature line.
+public func signature(_ method: MethodDescriptor) -> String {
+  var parameters: [String] = []
+  for parameter in method.parameters {
+    switch parameter.kind {
+    case .word: parameters.append("word")
+    case .reference: parameters.append(string(parameter.interfaceName!))
+    case .block:
+      let direction = parameter.direction! == .input ? "in" : (parameter.direction! == .output ? "out" : "inout")
+      parameters.append("\(direction) bytes[\(parameter.maximumSize)]")
+    }
+  }
+  var text = "\(string(method.name))(\(parameters.joined(separator: ", ")))"
+  switch method.result {
+  case .none: break
+  case .word: text += " -> word"
+  case .reference: text += " -> \(string(method.resultInterface!))"
+  case .optionalReference: text += " -> \(string(method.resultInterface!))?"
+  case .filled: text += " -> filled(parameter \(method.filledParameter))"
+  }
+  return text
+}
+
+/// The report of `tessera inspect` for the server file `bytes` called `path`.
+public func inspectServerFile(_ bytes: UnsafeRawBufferPointer, path: String) throws -> String {
+  let file: ServerFile
+  do throws(ServerFileError) {
+    file = try ServerFile(bytes: bytes)
+  } catch {
+    throw LanguageError(file: path, line: 0, reason: "not a valid server file: \(error.message.string)")
+  }
+  let manifest = file.manifest
+  var lines: [String] = []
+  lines.append("\(path): server \(string(manifest.name))")
+  lines.append("  file: \(bytes.count) bytes; image: \(file.imageSize) bytes; \(manifest.isThreadSafe ? "thread-safe" : "not thread-safe (the kernel serializes calls)")")
+  lines.append("  provides: \(string(manifest.interface(manifest.providedInterface).name))")
+  lines.append("  exports: " + (0..<manifest.exportCount).map { string(manifest.interface(manifest.export($0)).name) }.joined(separator: ", "))
+  lines.append("  requires:" + (manifest.slotCount == 0 ? " nothing" : ""))
+  for slot in 0..<manifest.slotCount {
+    let (name, interface) = manifest.slot(slot)
+    lines.append("    \(slot + 1). \(string(name)): \(string(manifest.interface(interface).name))")
+  }
+  lines.append("  interfaces:")
+  for index in 0..<manifest.interfaceCount {
+    let interface = manifest.interface(index)
+    lines.append("    \(string(interface.name)) (digest 0x\(String(interface.digest, radix: 16)), \(interface.bytes.count)-byte descriptor)")
+    for method in 0..<interface.methodCount { lines.append("      \(method). \(signature(interface.method(method)))") }
+  }
+  var imports: [String] = []
+  file.forEachImport { imports.append(string($0)) }
+  lines.append("  imports: " + imports.sorted().joined(separator: ", "))
+  return lines.joined(separator: "\n") + "\n"
+}
+
+/// Checks the composition at `path` against the server files found in `serverDirectories`
+/// and the kernel services; returns the problems (empty when it would load cleanly).
+public func checkComposition(path: String, serverDirectories: [String], interfaces: InterfaceCatalog) throws -> [String] {
+  let text = Array(try readText(path).utf8)
+  var problems: [String] = []
+  var files: [String: Data] = [:]
+  struct Instance {
+    var provided: [UInt8]
+    var data: Data
+  }
+  var instances: [String: Instance] = [:]
+  var current: (name: String, data: Data, bound: Set<Int>, line: Int)?
+
+  func withManifest<T>(_ data: Data, _ body: (ServerManifest) -> T) -> T {
+    data.withUnsafeBytes { body(try! ServerFile(bytes: $0).manifest) }
+  }
+  func finish() {
+    guard let pending = current else { return }
+    withManifest(pending.data) { manifest in
+      for slot in 0..<manifest.slotCount where !pending.bound.contains(slot) {
+        problems.append("\(path):\(pending.line): \(pending.name): slot \(string(manifest.slot(slot).name)) is not bound")
+      }
+    }
+    current = nil
+  }
+  func serverData(_ file: String) -> Data? {
+    if let data = files[file] { return data }
+    for directory in serverDirectories {
+      if let data = FileManager.default.contents(atPath: "\(directory)/\(file)") {
+        files[file] = data
+        return data
+      }
+    }
+    return nil
+  }
+
+  try text.withUnsafeBufferPointer { buffer in
+    for (line, statement) in Composition(text: buffer) {
+      let location = "\(path):\(line)"
+      switch statement {
+      case .failure(let error):
+        problems.append("\(location): \(error.reason.string)")
+      case .success(.server(let instanceBytes, let fileBytes)):
+        finish()
+        let name = string(instanceBytes)
+        let file = string(fileBytes)
+        guard instances[name] == nil else {
+          problems.append("\(location): instance \(name) is defined twice")
+          continue
+        }
+        guard let data = serverData(file) else {
+          problems.append("\(location): \(name): no server file \(file) in \(serverDirectories.joined(separator: ", "))")
+          continue
+        }
+        let valid: String? = data.withUnsafeBytes { raw in
+          do throws(ServerFileError) {
+            _ = try ServerFile(bytes: raw)
+            return nil
+          } catch { return error.message.string }
+        }
+        if let reason = valid {
+          problems.append("\(location): \(name): server file \(file) rejected: \(reason)")
+          continue
+        }
+        current = (name, data, [], line)
+        instances[name] = Instance(
+          provided: withManifest(data) { Array(UnsafeRawBufferPointer($0.interface($0.providedInterface).bytes)) }, data: data)
+      case .success(.bind(let slotBytes, let source)):
+        guard var pending = current else { continue }  // the server line failed; already reported
+        let slotName = string(slotBytes)
+        let found: (index: Int, required: [UInt8])? = withManifest(pending.data) { manifest in
+          for slot in 0..<manifest.slotCount where string(manifest.slot(slot).name) == slotName {
+            return (slot, Array(UnsafeRawBufferPointer(manifest.interface(manifest.slot(slot).interface).bytes)))
+          }
+          return nil
+        }
+        guard let (index, required) = found else {
+          problems.append("\(location): \(pending.name) has no slot \(slotName)")
+          continue
+        }
+        var provided: [UInt8]?
+        switch source {
+        case .kernel(let service):
+          let serviceName = string(service)
+          guard let entry = KernelServiceCatalog.services.first(where: { $0.name.description == serviceName }),
+            let interface = interfaces.interfaces[entry.interface.description]
+          else {
+            problems.append("\(location): the kernel offers no service \(serviceName)")
+            continue
+          }
+          provided = interface.descriptor()
+        case .instance(let other):
+          provided = instances[string(other)]?.provided
+          if provided == nil { problems.append("\(location): no loaded instance \(string(other))") }
+        case .method(let other, let method):
+          guard let instance = instances[string(other)] else {
+            problems.append("\(location): no loaded instance \(string(other))")
+            continue
+          }
+          provided = withManifest(instance.data) { manifest -> [UInt8]? in
+            let interface = manifest.interface(manifest.providedInterface)
+            for index in 0..<interface.methodCount where string(interface.method(index).name) == string(method) {
+              let target = interface.method(index)
+              guard target.parameterCount == 0, let result = target.resultInterface,
+                let resultIndex = manifest.interfaceIndex(named: result)
+              else { return nil }
+              return Array(UnsafeRawBufferPointer(manifest.interface(resultIndex).bytes))
+            }
+            return nil
+          }
+          if provided == nil { problems.append("\(location): \(string(method)) is not a no-argument method returning a reference") }
+        }
+        guard let provided else { continue }
+        let problem: String? = required.withUnsafeBytes { requiredBytes in
+          provided.withUnsafeBytes { providedBytes in
+            let requiredInterface = try! InterfaceDescriptor(bytes: requiredBytes)
+            let providedInterface = try! InterfaceDescriptor(bytes: providedBytes)
+            guard let difference = requiredInterface.firstDifference(from: providedInterface) else { return nil }
+            let detail =
+              difference < 0 ? "interface names differ"
+              : difference < min(requiredInterface.methodCount, providedInterface.methodCount)
+                ? "first difference in method \(difference) (\(string(requiredInterface.method(difference).name)))"
+                : "they have \(requiredInterface.methodCount) and \(providedInterface.methodCount) methods"
+            return "cannot bind \(pending.name).\(slotName): it requires \(string(requiredInterface.name)), the source provides \(string(providedInterface.name)): \(detail)"
+          }
+        }
+        if let problem { problems.append("\(location): \(problem)") }
+        pending.bound.insert(index)
+        current = pending
+      case .success(.run(let instanceBytes)):
+        finish()
+        let name = string(instanceBytes)
+        guard let instance = instances[name] else {
+          problems.append("\(location): no loaded instance \(name) to run")
+          continue
+        }
+        let isProgram = instance.provided.withUnsafeBytes { string(try! InterfaceDescriptor(bytes: $0).name) == "Program" }
+        if !isProgram { problems.append("\(location): \(name) does not provide Program") }
+      }
+    }
+    finish()
+  }
+  return problems
+}

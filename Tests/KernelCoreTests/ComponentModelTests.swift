@@ -1,0 +1,252 @@
+// ComponentModelTests: interface descriptors and structural matching, manifests,
+// compositions and the generated call stubs (checked by disassembling them).
+
+import Foundation
+import Testing
+
+@testable import KernelCore
+
+/// Descriptor bytes built by hand, following the format in InterfaceDescriptor.swift.
+enum SampleDescriptors {
+  static func name(_ text: String) -> [UInt8] { [UInt8(text.utf8.count)] + Array(text.utf8) }
+
+  /// interface Store { get(key: word) -> word; put(data: in bytes[64]) ; open() -> Store? }
+  static func store(putMaximum: UInt32 = 64, extraMethod: Bool = false) -> [UInt8] {
+    var bytes = name("Store") + [extraMethod ? 4 : 3]
+    bytes += name("get") + [1, 0, 1]
+    bytes += name("put") + [1, 2, 1] + withUnsafeBytes(of: putMaximum.littleEndian, Array.init) + [0]
+    bytes += name("open") + [0, 3] + name("Store")
+    if extraMethod { bytes += name("close") + [0, 0] }
+    return bytes
+  }
+
+  static func parse(_ bytes: [UInt8]) throws -> (InterfaceDescriptor, [UInt8]) {
+    let copy = bytes
+    let descriptor = try copy.withUnsafeBytes { raw in
+      // Keep the bytes alive: copy them into memory that outlives the closure.
+      let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: raw.count, alignment: 1)
+      storage.copyMemory(from: raw)
+      return try InterfaceDescriptor(bytes: UnsafeRawBufferPointer(storage))
+    }
+    return (descriptor, copy)
+  }
+}
+
+@Suite struct InterfaceDescriptorTests {
+  @Test func parsesMethodsParametersAndResults() throws {
+    let (descriptor, _) = try SampleDescriptors.parse(SampleDescriptors.store())
+    #expect(String(decoding: descriptor.name, as: UTF8.self) == "Store")
+    #expect(descriptor.methodCount == 3)
+    let get = descriptor.method(0)
+    #expect(get.isWordsOnly && get.callWords == 1 && get.result == .word)
+    let put = descriptor.method(1)
+    let block = try #require(Array(put.parameters).first)
+    #expect(block.kind == .block && block.direction == .input && block.maximumSize == 64 && put.callWords == 2)
+    #expect(!put.isWordsOnly)
+    let open = descriptor.method(2)
+    #expect(open.result == .optionalReference && String(decoding: open.resultInterface!, as: UTF8.self) == "Store")
+  }
+
+  @Test func identityIsStructural() throws {
+    let (first, _) = try SampleDescriptors.parse(SampleDescriptors.store())
+    let (same, _) = try SampleDescriptors.parse(SampleDescriptors.store())
+    let (bigger, _) = try SampleDescriptors.parse(SampleDescriptors.store(putMaximum: 128))
+    let (longer, _) = try SampleDescriptors.parse(SampleDescriptors.store(extraMethod: true))
+    #expect(first.matches(same) && first.digest == same.digest)
+    #expect(!first.matches(bigger) && first.digest != bigger.digest)
+    #expect(first.firstDifference(from: same) == nil)
+    #expect(first.firstDifference(from: bigger) == 1, "the first method that differs is put")
+    #expect(first.firstDifference(from: longer) == 3, "same methods, one more: the difference is at the count")
+    var renamed = SampleDescriptors.store()
+    renamed[1] = UInt8(ascii: "Z")
+    let (other, _) = try SampleDescriptors.parse(renamed)
+    #expect(first.firstDifference(from: other) == -1)
+  }
+
+  @Test func rejectsEveryTruncation() {
+    let bytes = SampleDescriptors.store()
+    for length in 0..<bytes.count {
+      #expect(throws: DescriptorError.self) { _ = try SampleDescriptors.parse(Array(bytes.prefix(length))) }
+    }
+  }
+
+  @Test func rejectsMalformedFields() {
+    var badKind = SampleDescriptors.store()
+    badKind[12] = 9  // the kind of get's parameter
+    #expect(throws: DescriptorError.badKind(offset: 12)) { _ = try SampleDescriptors.parse(badKind) }
+    #expect(throws: DescriptorError.badBlockBound(offset: 21)) {
+      _ = try SampleDescriptors.parse(SampleDescriptors.store(putMaximum: 0))
+    }
+    #expect(throws: DescriptorError.badBlockBound(offset: 21)) {
+      _ = try SampleDescriptors.parse(SampleDescriptors.store(putMaximum: InterfaceDescriptor.maximumBlockSize + 1))
+    }
+    var badName = SampleDescriptors.store()
+    badName[1] = UInt8(ascii: "1")
+    #expect(throws: DescriptorError.badName(offset: 0)) { _ = try SampleDescriptors.parse(badName) }
+    #expect(throws: DescriptorError.trailingBytes(offset: SampleDescriptors.store().count)) {
+      _ = try SampleDescriptors.parse(SampleDescriptors.store() + [0])
+    }
+    // filled(0) where parameter 0 is a word.
+    let filledWord = SampleDescriptors.name("F") + [1] + SampleDescriptors.name("m") + [1, 0, 4, 0]
+    #expect(throws: DescriptorError.badFilledResult(method: 0)) { _ = try SampleDescriptors.parse(filledWord) }
+    // Nine words.
+    let tooMany = SampleDescriptors.name("F") + [1] + SampleDescriptors.name("m") + [9] + [UInt8](repeating: 0, count: 9) + [0]
+    #expect(throws: DescriptorError.tooManyArguments(method: 0)) { _ = try SampleDescriptors.parse(tooMany) }
+  }
+}
+
+enum SampleManifest {
+  static func bytes(
+    interfaces: [[UInt8]] = [SampleDescriptors.store()], provided: UInt8 = 0, exports: [UInt8] = [0],
+    slots: [(String, UInt8)] = [("peer", 0)], magic: [UInt8] = Array("TSRV".utf8) + [1]
+  ) -> [UInt8] {
+    var bytes = magic + SampleDescriptors.name("Sample") + [1, UInt8(interfaces.count)]
+    for interface in interfaces { bytes += [UInt8(interface.count & 0xFF), UInt8(interface.count >> 8)] + interface }
+    bytes += [provided, UInt8(exports.count)] + exports + [UInt8(slots.count)]
+    for (name, index) in slots { bytes += SampleDescriptors.name(name) + [index] }
+    return bytes
+  }
+
+  static func parse(_ bytes: [UInt8]) throws -> ServerManifest {
+    let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+    storage.copyBytes(from: bytes)
+    return try ServerManifest(bytes: UnsafeRawBufferPointer(storage))
+  }
+}
+
+@Suite struct ServerManifestTests {
+  @Test func parsesAValidManifest() throws {
+    let manifest = try SampleManifest.parse(SampleManifest.bytes())
+    #expect(String(decoding: manifest.name, as: UTF8.self) == "Sample")
+    #expect(manifest.isThreadSafe && manifest.interfaceCount == 1 && manifest.exportCount == 1)
+    #expect(String(decoding: manifest.slot(0).name, as: UTF8.self) == "peer" && manifest.slot(0).interface == 0)
+  }
+
+  @Test func rejectsInconsistentManifests() {
+    #expect(throws: ManifestError.badMagic) { _ = try SampleManifest.parse(SampleManifest.bytes(magic: Array("TSRX".utf8) + [1])) }
+    #expect(throws: ManifestError.providedNotExported) { _ = try SampleManifest.parse(SampleManifest.bytes(exports: [])) }
+    #expect(throws: ManifestError.self) { _ = try SampleManifest.parse(SampleManifest.bytes(slots: [("peer", 3)])) }
+    #expect(throws: ManifestError.duplicateInterface(index: 1)) {
+      _ = try SampleManifest.parse(SampleManifest.bytes(interfaces: [SampleDescriptors.store(), SampleDescriptors.store()]))
+    }
+    // An interface naming one the manifest does not describe.
+    let orphan = SampleDescriptors.name("Orphan") + [1] + SampleDescriptors.name("m") + [0, 2] + SampleDescriptors.name("Missing")
+    #expect(throws: ManifestError.undescribedInterface(interface: 0, method: 0)) {
+      _ = try SampleManifest.parse(SampleManifest.bytes(interfaces: [orphan], slots: []))
+    }
+    let good = SampleManifest.bytes()
+    for length in 0..<good.count {
+      #expect(throws: ManifestError.self) { _ = try SampleManifest.parse(Array(good.prefix(length))) }
+    }
+  }
+}
+
+@Suite struct CompositionTests {
+  func statements(_ text: String) -> [String] {
+    withText(text) { buffer in
+      Composition(text: buffer).map { line, statement -> String in
+        switch statement {
+        case .failure(let error): return "\(line): error \(error.reason.string)"
+        case .success(.server(let instance, let file)): return "\(line): server \(string(instance)) \(string(file))"
+        case .success(.run(let instance)): return "\(line): run \(string(instance))"
+        case .success(.bind(let slot, .kernel(let service))): return "\(line): bind \(string(slot)) kernel \(string(service))"
+        case .success(.bind(let slot, .instance(let instance))): return "\(line): bind \(string(slot)) \(string(instance))"
+        case .success(.bind(let slot, .method(let instance, let method))):
+          return "\(line): bind \(string(slot)) \(string(instance)).\(string(method))()"
+        }
+      }
+    }
+  }
+
+  func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
+
+  @Test func readsStatementsWithLineNumbers() {
+    let text = """
+      # comment
+      server fs SimpleFS.srv   # trailing comment
+        bind device ramdisk
+        bind console kernel.console
+        bind root fs.getRootDirectory
+
+      run client
+      """
+    #expect(statements(text) == [
+      "2: server fs SimpleFS.srv", "3: bind device ramdisk", "4: bind console kernel console",
+      "5: bind root fs.getRootDirectory()", "7: run client",
+    ])
+  }
+
+  @Test func reportsTheFirstBadLineAndStops() {
+    #expect(statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE"])
+    #expect(statements("run a\nlaunch b\nrun c") == ["1: run a", "2: error unknown statement (expected server, bind or run)"])
+    #expect(statements("bind x 9lives") == ["1: error binding source must start with an identifier"])
+    #expect(statements("server 1a F.srv") == ["1: error instance name must be an identifier"])
+  }
+}
+
+@Suite struct CallStubTests {
+  /// Disassembles `bytes` placed at `base` with binutils' objdump (Intel syntax).
+  func disassemble(_ bytes: [UInt8], base: UInt32) throws -> [String] {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("stub-\(UUID().uuidString).bin")
+    try Data(bytes).write(to: file)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["objdump", "-D", "-b", "binary", "-m", "i386", "-M", "intel", "--adjust-vma=0x\(String(base, radix: 16))", file.path]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0, "objdump (binutils) is needed for this test")
+    return output.split(separator: "\n").compactMap { line in
+      let columns = line.split(separator: "\t")
+      guard columns.count >= 3 else { return nil }
+      return columns[2].split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+    }
+  }
+
+  func write(_ body: (inout CodeBuffer) -> Void) -> [UInt8] {
+    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 16)
+    defer { memory.deallocate() }
+    var buffer = CodeBuffer(memory: memory, base: 0x1000)
+    body(&buffer)
+    return Array(memory[0..<buffer.count])
+  }
+
+  @Test func gateChecksHandleAndInterfaceThenJumpsToTheStub() throws {
+    let bytes = write { CallStubs.writeGate(into: &$0, tableBase: 0x2000, tableCapacity: 0x2004) }
+    #expect(bytes.count <= CallStubs.gateSize)
+    #expect(try disassemble(bytes, base: 0x1000) == [
+      "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1044", "shl eax,0x5",
+      "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0x8]", "sub ecx,DWORD PTR [eax+0x8]",
+      "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x1036", "mov edx,DWORD PTR [eax+0x0]", "mov DWORD PTR [esp+0x4],edx",
+      "mov eax,DWORD PTR [eax+0x4]", "jmp DWORD PTR [eax+ecx*4]", "cmp DWORD PTR [eax+0xc],0x0", "je 0x1044",
+      "xor eax,eax", "mov edx,0x2", "ret", "xor eax,eax", "mov edx,0x1", "ret",
+    ])
+  }
+
+  @Test func lockedMethodStubRecordsTheCallAndTakesTheLock() throws {
+    let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204)
+    let bytes = write {
+      CallStubs.writeMethodStub(into: &$0, chain: chain, server: 0xABCD, dispatch: 0x5000, lock: 0x4000)
+    }
+    #expect(bytes.count <= CallStubs.methodStubSize)
+    #expect(try disassemble(bytes, base: 0x1000) == [
+      "mov eax,ds:0x3000", "cmp eax,0x40", "jae 0x1071", "pop edx", "mov DWORD PTR [eax*8+0x3004],edx",
+      "mov DWORD PTR [eax*8+0x3008],0xabcd", "xor edx,edx", "cmp DWORD PTR ds:0x4000,0x0", "jne 0x1037",
+      "mov DWORD PTR ds:0x4000,0x1", "inc edx", "mov DWORD PTR [eax*4+0x3204],edx", "inc eax", "mov ds:0x3000,eax",
+      "call 0x5000", "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "mov DWORD PTR ds:0x3000,ecx",
+      "cmp DWORD PTR [ecx*4+0x3204],0x0", "je 0x106a", "mov DWORD PTR ds:0x4000,0x0",
+      "jmp DWORD PTR [ecx*8+0x3004]", "xor eax,eax", "mov edx,0x6", "ret",
+    ])
+  }
+
+  @Test func unlockedStubHasNoLockCode() throws {
+    let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204)
+    let bytes = write { CallStubs.writeMethodStub(into: &$0, chain: chain, server: 1, dispatch: 0x5000, lock: nil) }
+    let listing = try disassemble(bytes, base: 0x1000)
+    #expect(!listing.contains { $0.contains("0x3204") })
+    #expect(listing.count == 16)
+  }
+}

@@ -1,0 +1,135 @@
+// ServerFileTests: the server-file validator and loader on the real server files the build
+// made, on damaged copies, and under random mutation (the fuzzer: 10,000 cases by default;
+// set TESSERA_FUZZ_CASES for a longer run, see docs/ARCHITECTURE.md).
+
+import Foundation
+import Testing
+
+@testable import KernelCore
+
+enum BuiltServers {
+  static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("build/servers")
+
+  /// The server files `make` built; the tests need them (`make test` builds them first).
+  static func files() throws -> [(name: String, data: [UInt8])] {
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".srv") }.sorted()
+    try #require(!names.isEmpty, "no server files in \(folder.path): run `make test`, which builds them before the tests")
+    return names.map { ($0, Array(FileManager.default.contents(atPath: folder.appendingPathComponent($0).path)!)) }
+  }
+}
+
+/// Validates and, if valid, loads `bytes` with a resolver that offers every import.
+@discardableResult
+func validateAndLoad(_ bytes: [UInt8]) -> Result<UInt32, ServerFileError> {
+  bytes.withUnsafeBytes { raw in
+    do throws(ServerFileError) {
+      let file = try ServerFile(bytes: raw)
+      let image = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(file.imageSize), alignment: 4096)
+      defer { image.deallocate() }
+      image.initializeMemory(as: UInt8.self, repeating: 0)
+      try file.load(into: image, base: 0x4000_0000) { _ in 0x1000 }
+      return .success(file.imageSize)
+    } catch { return .failure(error) }
+  }
+}
+
+@Suite struct ServerFileTests {
+  @Test func everyBuiltServerValidatesAndLoads() throws {
+    for (name, data) in try BuiltServers.files() {
+      let result = validateAndLoad(data)
+      guard case .success(let size) = result else {
+        Issue.record("\(name) rejected: \(result)")
+        continue
+      }
+      #expect(size > 0 && size <= ServerFile.maximumImageSize)
+      data.withUnsafeBytes { raw in
+        let file = try! ServerFile(bytes: raw)
+        #expect(file.symbolAddress("tessera_start") != nil)
+        var imports: [String] = []
+        file.forEachImport { imports.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(!imports.isEmpty && imports.allSatisfy { $0.hasPrefix("tessera_") || ["posix_memalign", "free", "memcpy", "memmove", "memset", "memcmp", "putchar"].contains($0) }, "\(name) imports \(imports)")
+      }
+    }
+  }
+
+  @Test func relocationsPointIntoTheLoadedImage() throws {
+    let (_, data) = try BuiltServers.files().first { $0.name == "RamDisk.srv" } ?? BuiltServers.files()[0]
+    try data.withUnsafeBytes { raw in
+      let file = try ServerFile(bytes: raw)
+      let image = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(file.imageSize), alignment: 4096)
+      defer { image.deallocate() }
+      image.initializeMemory(as: UInt8.self, repeating: 0)
+      var resolved: [String] = []
+      try file.load(into: image, base: 0x4000_0000) { name in
+        resolved.append(String(decoding: name, as: UTF8.self))
+        return 0xCAFE_0000
+      }
+      #expect(resolved.contains("tessera_export"))
+      // Every import slot now holds the resolved address.
+      let words = image.bindMemory(to: UInt32.self)
+      #expect(words.contains(0xCAFE_0000))
+    }
+  }
+
+  @Test func rejectsAnUnofferedImport() throws {
+    let (_, data) = try BuiltServers.files()[0]
+    try data.withUnsafeBytes { raw in
+      let file = try ServerFile(bytes: raw)
+      let image = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(file.imageSize), alignment: 4096)
+      defer { image.deallocate() }
+      #expect(throws: ServerFileError.self) { try file.load(into: image, base: 0x4000_0000) { _ in nil } }
+    }
+  }
+
+  @Test func rejectsDamagedFilesWithReasons() throws {
+    let (_, good) = try BuiltServers.files()[0]
+    var notShared = good
+    notShared[16] = 2  // ET_EXEC
+    #expect(throws: ServerFileError.notSharedObject) { try validateAndLoad(notShared).get() }
+    var lying = good
+    lying[44] = 0xFF
+    lying[45] = 0xFF
+    #expect(throws: ServerFileError.elf(.badHeaderTable)) { try validateAndLoad(lying).get() }
+    var noManifest = good
+    let magic = Array("TSRV".utf8)
+    let offset = try #require((0..<(good.count - 4)).first { Array(good[$0..<($0 + 4)]) == magic })
+    noManifest[offset] = UInt8(ascii: "X")
+    #expect(throws: ServerFileError.manifest(.badMagic)) { try validateAndLoad(noManifest).get() }
+    for length in stride(from: 0, to: good.count, by: 97) {
+      #expect(throws: ServerFileError.self) { try validateAndLoad(Array(good.prefix(length))).get() }
+    }
+  }
+
+  @Test func fuzzedFilesAreAcceptedOrRejectedNeverCrash() throws {
+    let cases = Int(ProcessInfo.processInfo.environment["TESSERA_FUZZ_CASES"] ?? "") ?? 10_000
+    let files = try BuiltServers.files()
+    var random = SeededRandom(state: UInt64(ProcessInfo.processInfo.environment["TESSERA_FUZZ_SEED"] ?? "") ?? 2026)
+    var accepted = 0
+    var rejected = 0
+    for _ in 0..<cases {
+      var bytes = files[Int.random(in: 0..<files.count, using: &random)].data
+      switch Int.random(in: 0..<4, using: &random) {
+      case 0: bytes.removeLast(Int.random(in: 1..<bytes.count, using: &random))
+      case 1:
+        for _ in 0..<Int.random(in: 1...4, using: &random) {
+          bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+        }
+      case 2:  // damage the headers, where lengths and offsets live
+        let index = Int.random(in: 0..<min(64, bytes.count), using: &random)
+        bytes[index] = UInt8.random(in: 0...255, using: &random)
+      default:  // damage the section header table or the manifest near the end
+        let index = bytes.count - 1 - Int.random(in: 0..<min(1200, bytes.count), using: &random)
+        bytes[index] ^= UInt8(1) << UInt8.random(in: 0...7, using: &random)
+      }
+      switch validateAndLoad(bytes) {
+      case .success: accepted += 1
+      case .failure(let error):
+        #expect(!error.message.string.isEmpty)
+        rejected += 1
+      }
+    }
+    #expect(accepted + rejected == cases)
+    #expect(rejected > 0, "mutations must be caught")
+  }
+}

@@ -1,0 +1,105 @@
+// InterfaceLanguageTests: the interface language, generated code and manifests, and
+// `tessera check` on compositions.
+
+import Foundation
+import KernelCore
+import Testing
+
+@testable import TesseraTools
+
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .deletingLastPathComponent()
+
+@Suite struct InterfaceLanguageTests {
+  @Test func theRepositorysInterfacesParseAndDescribeThemselves() throws {
+    let catalog = try loadInterfaces(directory: repository.appendingPathComponent("Interfaces").path)
+    let directory = try #require(catalog.interfaces["Directory"])
+    #expect(directory.methods.map(\.name) == ["getName", "getDirectory", "getFile", "createDirectory", "createFile", "listDirectories", "listFiles"])
+    #expect(directory.methods[0].result == .filled("name"))
+    #expect(directory.methods[1].result == .reference("Directory", optional: true))
+    for interface in catalog.interfaces.values {
+      let bytes = interface.descriptor()
+      let descriptor = try bytes.withUnsafeBytes { try InterfaceDescriptor(bytes: $0) }
+      #expect(descriptor.methodCount == interface.methods.count)
+    }
+  }
+
+  @Test func changingASignatureChangesTheIdentity() throws {
+    let before = try parseInterfaces("interface A {\n func f(x: word) -> word\n}", file: "a.tif")[0]
+    let renamedParameter = try parseInterfaces("interface A {\n func f(y: word) -> word\n}", file: "a.tif")[0]
+    let changed = try parseInterfaces("interface A {\n func f(x: in bytes[8]) -> word\n}", file: "a.tif")[0]
+    #expect(before.descriptor() == renamedParameter.descriptor(), "parameter names are not structure")
+    #expect(digest(of: before) != digest(of: changed))
+  }
+
+  @Test(arguments: [
+    ("interface A {\n func f(x: word\n}", "a.tif:3: expected ')'"),
+    ("interface A {\n func f(x: out bytes[0])\n}", "a.tif:2: a block's maximum must be 1 to 1048576 bytes"),
+    ("interface A {\n func f(x: word) -> filled(x)\n}", "a.tif:2: 'filled(x)' must name an out or inout bytes parameter"),
+    ("interface A {\n func f() \n func f()\n}", "a.tif:3: method 'f' is declared twice"),
+    ("interface word {\n}", "a.tif:1: 'word' is a reserved word"),
+    ("interface A {\n func f(a: in bytes[8], b: in bytes[8], c: in bytes[8], d: in bytes[8], e: word)\n}",
+     "a.tif:2: 'f' takes 9 call words; at most 8 (a block counts 2)"),
+    ("interface A { $ }", "a.tif:1: unexpected character '$'"),
+  ])
+  func reportsErrorsWithTheirLine(source: String, message: String) {
+    #expect(throws: LanguageError.self) { _ = try parseInterfaces(source, file: "a.tif") }
+    do {
+      _ = try parseInterfaces(source, file: "a.tif")
+    } catch {
+      #expect("\(error)" == message)
+    }
+  }
+
+  @Test func unknownReferencedInterfacesAreRejected() {
+    let declarations = try! parseInterfaces("interface A {\n func f() -> Missing\n}", file: "a.tif")
+    #expect(throws: LanguageError.self) { _ = try InterfaceCatalog(declarations) }
+  }
+
+  @Test func serversParseAndProduceValidManifests() throws {
+    let catalog = try loadInterfaces(directory: repository.appendingPathComponent("Interfaces").path)
+    let path = repository.appendingPathComponent("Servers/SimpleFS/SimpleFS.server").path
+    let server = try parseServer(try readText(path), file: path)
+    #expect(server.provides == "Filesystem" && server.exports == ["Directory", "File", "Iterator"])
+    #expect(server.requires.map(\.slot) == ["device"])
+    let bytes = try manifestBytes(server, catalog: catalog)
+    try bytes.withUnsafeBytes { raw in
+      let manifest = try ServerManifest(bytes: raw)
+      #expect(manifest.exportCount == 4 && manifest.slotCount == 1 && !manifest.isThreadSafe)
+      #expect(String(decoding: manifest.interface(manifest.providedInterface).name, as: UTF8.self) == "Filesystem")
+    }
+    let source = try serverSource(server, catalog: catalog)
+    #expect(source.contains("public struct BlockDevice: InterfaceReference"))
+    #expect(source.contains("tessera_call3(handle, Self.digest &+ 2"), "readBlock passes index and a block")
+    #expect(source.contains("@_cdecl(\"tessera_dispatch_Directory_6\")"))
+    #expect(source.contains("public static var device: BlockDevice { BlockDevice(handle: 1) }"))
+  }
+
+  @Test func serverDeclarationErrors() {
+    #expect(throws: LanguageError.self) { _ = try parseServer("server S: A {\n requires x: A\n requires x: B\n}", file: "s") }
+    #expect(throws: LanguageError.self) { _ = try parseServer("server S: A {\n launch\n}", file: "s") }
+  }
+}
+
+@Suite struct CompositionCheckTests {
+  func check(_ system: String) throws -> [String] {
+    try checkComposition(
+      path: repository.appendingPathComponent(system).path,
+      serverDirectories: [repository.appendingPathComponent("build/servers").path, repository.appendingPathComponent("build/test-modules").path],
+      interfaces: try loadInterfaces(directory: repository.appendingPathComponent("Interfaces").path))
+  }
+
+  @Test func theDefaultSystemChecksClean() throws {
+    try #require(FileManager.default.fileExists(atPath: repository.appendingPathComponent("build/servers/SimpleFS.srv").path), "run `make test`, which builds the servers first")
+    #expect(try check("systems/default.system") == [])
+  }
+
+  @Test func mismatchesAndBrokenFilesAreReported() throws {
+    try #require(FileManager.default.fileExists(atPath: repository.appendingPathComponent("build/test-modules/Lying.srv").path), "run `make test`, which builds the test modules first")
+    let mismatch = try check("systems/tests/mismatch.system")
+    #expect(mismatch.count == 1 && mismatch[0].hasSuffix("mismatch.system:7: cannot bind oldfs.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"))
+    let corrupt = try check("systems/tests/corrupt.system")
+    #expect(corrupt.count == 4, "\(corrupt)")
+    #expect(corrupt.contains { $0.hasSuffix("corrupt.system:11: badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1") })
+  }
+}
