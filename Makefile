@@ -44,8 +44,9 @@ SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
 SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
 
-.PHONY: all kernel servers run debug test unit-test system-test format dependencies clean
+.PHONY: all kernel servers bench run debug test unit-test system-test format dependencies clean
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: kernel
 
@@ -77,16 +78,19 @@ $(BUILD)/embedded/KernelCore.o: $(CORE_SOURCES)
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -module-name KernelCore -emit-module \
 	  -emit-module-path $(BUILD)/embedded/KernelCore.swiftmodule -c $(CORE_SOURCES) -o $@
+	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 $(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
 	  -c $(KERNEL_SOURCES) $(SYSTEM_SOURCES) -o $@
+	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 $(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
 	  -I Kernel/Tests/include -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
+	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 LINK = $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
 
@@ -103,6 +107,7 @@ $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcar
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name ServerRuntime -I Servers/Runtime/include \
 	  -emit-module -emit-module-path $(BUILD)/embedded/ServerRuntime.swiftmodule -c $< -o $@
+	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 # A server: generated proxies and dispatch, its own sources, the runtime, linked as a
 # shared object, with the binary manifest added as the .tessera section.
@@ -113,6 +118,7 @@ $(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$
 $(BUILD)/servers/%/server.o: $$(wildcard Servers/$$*/*.swift) $(BUILD)/servers/%/Interfaces.swift \
   $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o
 	$(SWIFTC) $(SERVER_SWIFT_FLAGS) -module-name $* -c $(filter %.swift,$^) -o $@
+	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 $(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.bin $(BUILD)/embedded/ServerRuntime.o
 	$(LD) -m elf_i386 -shared --gc-sections --strip-debug --version-script Servers/Runtime/exports.map \
@@ -141,7 +147,7 @@ $(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)
 	$(HOST_TOOL) symbols $< | swift demangle --simplified > $@
 
 $(HOST_TOOL): | dependencies
-$(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift)
+$(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift) $(wildcard Sources/TesseraTools/*.swift)
 	swift build --product tessera
 	@touch $@
 
@@ -164,6 +170,18 @@ debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 	@echo "  gdb $(BUILD)/kernel.elf -ex 'target remote localhost:1234'"
 	@echo "then 'break kernel_main' and 'continue'. Ctrl-A X quits QEMU."
 	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
+
+# Benchmarks: the bench composition under -icount shift=0, where TSC deltas count guest
+# instructions; the report goes to the terminal and build/bench/results.json.
+BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
+  $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/Benchmark.srv))
+
+bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | dependencies
+	@mkdir -p $(BUILD)/bench
+	timeout 300 $(QEMU) -m $(QEMU_MEMORY) -display none -no-reboot -icount shift=0 -serial file:$(BUILD)/bench/console.log \
+	  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -append "on-panic=exit exit-when-idle" \
+	  -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
+	$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
 
 test: kernel | dependencies
 	swift test

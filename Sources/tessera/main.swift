@@ -29,6 +29,8 @@ let usage = """
         check a composition without booting: server files valid, every slot bound to a
         structurally matching interface, run targets provide Program
         (server files are looked up in build/servers and build/test-modules by default)
+    tessera bench-report CONSOLE.log RESULTS.json
+        turn the @@BENCH lines of a benchmark run into a table and a JSON file
   """
 
 /// Prints the symbol map of the ELF file at `path`.
@@ -95,6 +97,13 @@ case "check" where arguments.count >= 2:
       for problem in problems { FileHandle.standardError.write(Data("tessera: \(problem)\n".utf8)) }
       exit(1)
     }
+  }
+case "bench-report" where arguments.count == 3:
+  reportingErrors {
+    let results = try benchmarkResults(fromConsole: try readText(arguments[1]), file: arguments[1])
+    print(benchmarkTable(results))
+    try writeFile(arguments[2], Data(benchmarkJSON(results).utf8))
+    print("wrote \(arguments[2])")
   }
 case "help", "--help", "-h":
   print(usage)

@@ -36,3 +36,11 @@ uint32_t tessera_acquire(uint32_t handle);
 /// Removes one count from `handle`; the handle is gone at 0, and the object is destroyed
 /// when no table references it any more. Returns 0, or a status if the handle is invalid.
 uint32_t tessera_release(uint32_t handle);
+
+/// The time-stamp counter (an instruction, not a kernel call). Under QEMU with
+/// `-icount shift=0` its deltas count guest instructions; the benchmarks use it.
+static inline uint64_t tessera_timestamp(void) {
+  uint32_t low, high;
+  __asm__ volatile("rdtsc" : "=a"(low), "=d"(high));
+  return ((uint64_t)high << 32) | low;
+}
