@@ -5,12 +5,11 @@
 // at (`CodeBuffer.base`), with the addresses of the kernel data it uses baked in. The
 // layouts below are shared with the kernel's Swift code (ReferenceTable, CallChain).
 //
-// The gate (one per server, the target of its tessera_callN imports) checks the handle
-// against the server's table and the selector against the entry's interface, replaces the
-// handle argument with the callee object's context, and jumps to the method's stub. A
-// method stub records the call in the call chain (moving the caller's return address
-// there, so the arguments stay where the caller pushed them), takes the callee's lock if
-// it is not thread-safe, calls the dispatch function, and returns through the record.
+// Per reference table: a gate (the target of the owner's tessera_callN imports, which
+// checks the call and keeps the call chain), and the fast paths of tessera_acquire and
+// tessera_release. Per method of an exported interface, the method vector holds the
+// dispatch function itself (thread-safe server, words only), a lock stub (server not
+// thread-safe), or a marshaling stub (references or blocks in the signature).
 
 /// Bytes of machine code being written for a known run address.
 public struct CodeBuffer {
@@ -54,66 +53,143 @@ public struct CodeBuffer {
   }
 }
 
-/// Addresses of the call chain (see the kernel's CallChain) baked into method stubs.
+/// Addresses of the call chain (see the kernel's CallChain) baked into generated code.
 public struct CallChainLayout {
   /// Address of the depth word.
   public var depth: UInt32
-  /// Address of the records: 8 bytes each, return address then server.
+  /// Address of the records: 8 bytes each, the caller's return address then the callee.
   public var records: UInt32
   /// Address of the lock flags: one word per record, 1 if that call took the lock.
   public var lockFlags: UInt32
+  /// Address of the lock stubs' return slots: one word per record.
+  public var innerReturns: UInt32
 
   /// A layout.
-  public init(depth: UInt32, records: UInt32, lockFlags: UInt32) {
+  public init(depth: UInt32, records: UInt32, lockFlags: UInt32, innerReturns: UInt32) {
     self.depth = depth
     self.records = records
     self.lockFlags = lockFlags
+    self.innerReturns = innerReturns
+  }
+}
+
+/// Addresses of one reference table's header: the words holding the entries' address
+/// and the number of entries.
+public struct TableLayout {
+  public var base: UInt32
+  public var capacity: UInt32
+
+  /// A layout.
+  public init(base: UInt32, capacity: UInt32) {
+    self.base = base
+    self.capacity = capacity
   }
 }
 
 public enum CallStubs {
-  /// Bytes of one reference-table entry.
-  public static let entrySize: UInt32 = 32
-  /// Offsets inside an entry.
-  public static let entryContext: UInt8 = 0
-  public static let entryStubs: UInt8 = 4
-  public static let entryDigest: UInt8 = 8
-  public static let entryMethodCount: UInt8 = 12
+  /// log2 of the bytes of one reference-table entry.
+  public static let entryShift: UInt8 = 6
+  /// Words of one entry (the rest of the 64 bytes are the kernel's bookkeeping).
+  public static let entryWords = 16
+  /// Word offsets inside an entry that generated code reads.
+  public enum Entry {
+    /// The callee object's context (for a free entry: the next free handle).
+    public static let context = 0
+    /// The address of the object's method vector.
+    public static let methods = 1
+    /// The digest of the object's interface.
+    public static let digest = 2
+    /// The number of methods; 0 marks a free entry.
+    public static let methodCount = 3
+    /// The callee's call-chain value (its Server, or 0 for a kernel service).
+    public static let server = 4
+    /// The KernelObject (kernel bookkeeping).
+    public static let object = 5
+    /// The entry's count.
+    public static let count = 6
+    /// The address of the object's reference count cell.
+    public static let references = 7
+    /// The address of the owner's inbound-reference cell, 0 when the entry's table
+    /// belongs to the object's own server (or the object is a kernel service).
+    public static let inbound = 8
+  }
   /// Calls that may be nested in one call chain.
   public static let chainCapacity: UInt32 = 64
-  /// Status words returned in EDX.
+  /// Status words returned in EDX (and by acquire/release in EAX).
   public static let statusInvalidHandle: UInt32 = 1
   public static let statusWrongInterface: UInt32 = 2
   public static let statusOutOfResources: UInt32 = 6
   /// Upper bounds of the sizes, for allocating code memory.
-  public static let gateSize = 80
-  public static let methodStubSize = 128
+  public static let gateSize = 160
+  public static let lockStubSize = 96
+  public static let marshalStubSize = 10
+  public static let acquireSize = 64
+  public static let releaseSize = 96
 
-  /// Writes a server's gate. `tableBase` and `tableCapacity` are the addresses of the
-  /// words holding its reference table's address and number of entries.
-  public static func writeGate(into code: inout CodeBuffer, tableBase: UInt32, tableCapacity: UInt32) {
-    code.emit(0x8B, 0x44, 0x24, 0x04)  // mov eax, [esp+4]        handle
+  private static func displacement(_ word: Int) -> UInt8 { UInt8(word * 4) }
+
+  /// Writes `eax = &entries[handle]` for the handle at [esp+4], jumping to the returned
+  /// fixup position when the handle is past the table.
+  private static func loadEntry(_ code: inout CodeBuffer, table: TableLayout) -> Int {
+    code.emit(0x8B, 0x44, 0x24, 0x04)  // mov eax, [esp+4]         handle
     code.emit(0x3B, 0x05)
-    code.emit32(tableCapacity)  // cmp eax, [capacity]
+    code.emit32(table.capacity)  // cmp eax, [capacity]
     code.emit(0x0F, 0x83)
-    let toInvalid = code.count
+    let fixup = code.count
     code.emit32(0)  // jae invalid
-    code.emit(0xC1, 0xE0, 0x05)  // shl eax, 5               entry offset
+    code.emit(0xC1, 0xE0, entryShift)  // shl eax, 6
     code.emit(0x03, 0x05)
-    code.emit32(tableBase)  // add eax, [base]
+    code.emit32(table.base)  // add eax, [base]
+    return fixup
+  }
+
+  /// Writes a table's gate, the target of its owner's tessera_callN imports: it checks the
+  /// handle and the selector, replaces the handle argument with the callee's context,
+  /// pushes a call-chain record (moving the caller's return address into it, so the
+  /// arguments stay where the caller pushed them), calls the method's entry, pops the
+  /// record and returns to the caller. Errors return 0 with a status in EDX.
+  public static func writeGate(into code: inout CodeBuffer, table: TableLayout, chain: CallChainLayout) {
+    let toInvalid = loadEntry(&code, table: table)
     code.emit(0x8B, 0x4C, 0x24, 0x08)  // mov ecx, [esp+8]        selector
-    code.emit(0x2B, 0x48, entryDigest)  // sub ecx, [eax+digest]    method index
-    code.emit(0x3B, 0x48, entryMethodCount)  // cmp ecx, [eax+count]
+    code.emit(0x2B, 0x48, displacement(Entry.digest))  // sub ecx, [eax+digest]    method index
+    code.emit(0x3B, 0x48, displacement(Entry.methodCount))  // cmp ecx, [eax+count]
     code.emit(0x0F, 0x83)
     let toWrong = code.count
     code.emit32(0)  // jae wrong
-    code.emit(0x8B, 0x50, entryContext)  // mov edx, [eax+context]
+    code.emit(0x8B, 0x50, displacement(Entry.context))  // mov edx, [eax+context]
     code.emit(0x89, 0x54, 0x24, 0x04)  // mov [esp+4], edx         handle -> context
-    code.emit(0x8B, 0x40, entryStubs)  // mov eax, [eax+stubs]
-    code.emit(0xFF, 0x24, 0x88)  // jmp [eax+ecx*4]
+    code.emit(0x8B, 0x50, displacement(Entry.methods))  // mov edx, [eax+methods]
+    code.emit(0x8B, 0x0C, 0x8A)  // mov ecx, [edx+ecx*4]     the method's entry
+    code.emit(0x8B, 0x15)
+    code.emit32(chain.depth)  // mov edx, [depth]
+    code.emit(0x83, 0xFA, UInt8(chainCapacity))  // cmp edx, capacity
+    code.emit(0x0F, 0x83)
+    let toOverflow = code.count
+    code.emit32(0)  // jae overflow
+    code.emit(0x8F, 0x04, 0xD5)
+    code.emit32(chain.records)  // pop [records+edx*8]      caller's return address
+    code.emit(0x8B, 0x40, displacement(Entry.server))  // mov eax, [eax+server]
+    code.emit(0x89, 0x04, 0xD5)
+    code.emit32(chain.records + 4)  // mov [records+edx*8+4], eax
+    code.emit(0x42)  // inc edx
+    code.emit(0x89, 0x15)
+    code.emit32(chain.depth)  // mov [depth], edx
+    code.emit(0xFF, 0xD1)  // call ecx
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.depth)  // mov ecx, [depth]
+    code.emit(0x49)  // dec ecx
+    code.emit(0x89, 0x0D)
+    code.emit32(chain.depth)  // mov [depth], ecx
+    code.emit(0xFF, 0x24, 0xCD)
+    code.emit32(chain.records)  // jmp [records+ecx*8]
+    code.patchRelative(at: toOverflow, to: code.address)
+    code.emit(0x31, 0xC0)  // overflow: xor eax, eax
+    code.emit(0xBA)
+    code.emit32(statusOutOfResources)  // mov edx, 6
+    code.emit(0xC3)  // ret
     // wrong: a free entry has no methods, so it is an invalid handle, not a wrong interface.
     code.patchRelative(at: toWrong, to: code.address)
-    code.emit(0x83, 0x78, entryMethodCount, 0x00)  // cmp dword [eax+count], 0
+    code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
     code.emit(0x74, 0x08)  // je invalid (+8)
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xBA)
@@ -126,71 +202,104 @@ public enum CallStubs {
     code.emit(0xC3)  // ret
   }
 
-  /// Writes the stub of one method of one server. `lock` is the address of the server's
-  /// lock word, or nil for a thread-safe server; `server` identifies the callee in the
-  /// call chain; `dispatch` is the callee's dispatch function.
-  public static func writeMethodStub(
-    into code: inout CodeBuffer, chain: CallChainLayout, server: UInt32, dispatch: UInt32, lock: UInt32?
-  ) {
+  /// Writes the entry of one method of a server that is not thread-safe: it takes the
+  /// server's lock unless this thread already holds it (a call chain that came back),
+  /// calls `dispatch` and releases the lock if it took it. Entered from a gate, with the
+  /// call-chain record already pushed.
+  public static func writeLockStub(into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32) {
     code.emit(0xA1)
     code.emit32(chain.depth)  // mov eax, [depth]
-    code.emit(0x83, 0xF8, UInt8(chainCapacity))  // cmp eax, capacity
-    code.emit(0x0F, 0x83)
-    let toOverflow = code.count
-    code.emit32(0)  // jae overflow
-    code.emit(0x5A)  // pop edx                 caller's return address
-    code.emit(0x89, 0x14, 0xC5)
-    code.emit32(chain.records)  // mov [records+eax*8], edx
-    code.emit(0xC7, 0x04, 0xC5)
-    code.emit32(chain.records + 4)
-    code.emit32(server)  // mov dword [records+eax*8+4], server
-    if let lock {
-      code.emit(0x31, 0xD2)  // xor edx, edx
-      code.emit(0x83, 0x3D)
-      code.emit32(lock)
-      code.emit(0x00)  // cmp dword [lock], 0
-      code.emit(0x75, 0x0B)  // jne held (+11): re-entry by this thread
-      code.emit(0xC7, 0x05)
-      code.emit32(lock)
-      code.emit32(1)  // mov dword [lock], 1
-      code.emit(0x42)  // inc edx
-      code.emit(0x89, 0x14, 0x85)
-      code.emit32(chain.lockFlags)  // held: mov [flags+eax*4], edx
-    }
-    code.emit(0x40)  // inc eax
-    code.emit(0xA3)
-    code.emit32(chain.depth)  // mov [depth], eax
+    code.emit(0x48)  // dec eax                  this call's record
+    code.emit(0x8F, 0x04, 0x85)
+    code.emit32(chain.innerReturns)  // pop [inner+eax*4]        the gate's return address
+    code.emit(0x31, 0xD2)  // xor edx, edx
+    code.emit(0x83, 0x3D)
+    code.emit32(lock)
+    code.emit(0x00)  // cmp dword [lock], 0
+    code.emit(0x75, 0x0B)  // jne held (+11)
+    code.emit(0xC7, 0x05)
+    code.emit32(lock)
+    code.emit32(1)  // mov dword [lock], 1
+    code.emit(0x42)  // inc edx
+    code.emit(0x89, 0x14, 0x85)
+    code.emit32(chain.lockFlags)  // held: mov [flags+eax*4], edx
     code.emit(0xE8)
     code.emitRelative(to: dispatch)  // call dispatch
     code.emit(0x8B, 0x0D)
     code.emit32(chain.depth)  // mov ecx, [depth]
     code.emit(0x49)  // dec ecx
-    code.emit(0x89, 0x0D)
-    code.emit32(chain.depth)  // mov [depth], ecx
-    if let lock {
-      code.emit(0x83, 0x3C, 0x8D)
-      code.emit32(chain.lockFlags)
-      code.emit(0x00)  // cmp dword [flags+ecx*4], 0
-      code.emit(0x74, 0x0A)  // je done (+10)
-      code.emit(0xC7, 0x05)
-      code.emit32(lock)
-      code.emit32(0)  // mov dword [lock], 0
-    }
-    code.emit(0xFF, 0x24, 0xCD)
-    code.emit32(chain.records)  // done: jmp [records+ecx*8]
-    code.patchRelative(at: toOverflow, to: code.address)
-    code.emit(0x31, 0xC0)  // overflow: xor eax, eax
-    code.emit(0xBA)
-    code.emit32(statusOutOfResources)  // mov edx, 6
-    code.emit(0xC3)  // ret
+    code.emit(0x83, 0x3C, 0x8D)
+    code.emit32(chain.lockFlags)
+    code.emit(0x00)  // cmp dword [flags+ecx*4], 0
+    code.emit(0x74, 0x0A)  // je done (+10)
+    code.emit(0xC7, 0x05)
+    code.emit32(lock)
+    code.emit32(0)  // mov dword [lock], 0
+    code.emit(0xFF, 0x24, 0x8D)
+    code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
   }
 
-  /// Writes a stub for a method that needs marshaling (references or blocks): it loads
+  /// Writes the entry of a method that needs marshaling (references or blocks): it loads
   /// `information` into EAX and jumps to the kernel's marshaling entry.
   public static func writeMarshalStub(into code: inout CodeBuffer, information: UInt32, entry: UInt32) {
     code.emit(0xB8)
     code.emit32(information)  // mov eax, information
     code.emit(0xE9)
     code.emitRelative(to: entry)  // jmp entry
+  }
+
+  /// Writes a table's `tessera_acquire(handle)`: one more count on the entry, the object
+  /// and (for a foreign object) its server's inbound references. Returns 0, or 1 for an
+  /// invalid handle.
+  public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
+    let toInvalid = loadEntry(&code, table: table)
+    code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    code.emit(0x74, 0x14)  // je invalid (+20)
+    code.emit(0xFF, 0x40, displacement(Entry.count))  // inc dword [eax+entry count]
+    code.emit(0x8B, 0x48, displacement(Entry.references))  // mov ecx, [eax+references]
+    code.emit(0xFF, 0x01)  // inc dword [ecx]
+    code.emit(0x8B, 0x48, displacement(Entry.inbound))  // mov ecx, [eax+inbound]
+    code.emit(0x85, 0xC9)  // test ecx, ecx
+    code.emit(0x74, 0x02)  // jz done (+2)
+    code.emit(0xFF, 0x01)  // inc dword [ecx]
+    code.emit(0x31, 0xC0)  // done: xor eax, eax
+    code.emit(0xC3)  // ret
+    code.patchRelative(at: toInvalid, to: code.address)
+    code.emit(0xB8)
+    code.emit32(statusInvalidHandle)  // invalid: mov eax, 1
+    code.emit(0xC3)  // ret
+  }
+
+  /// Writes a table's `tessera_release(handle)`: when no count reaches zero it just
+  /// decrements them; otherwise (an entry freed, an object destroyed, a server unloaded)
+  /// it jumps to `slowPath`, the kernel's full release, with the same arguments.
+  public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, slowPath: UInt32) {
+    let toInvalid = loadEntry(&code, table: table)
+    code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    code.emit(0x0F, 0x84)
+    let toInvalid2 = code.count
+    code.emit32(0)  // je invalid
+    code.emit(0x83, 0x78, displacement(Entry.count), 0x01)  // cmp dword [eax+entry count], 1
+    code.emit(0x76, 0x1E)  // jbe slow (+30)
+    code.emit(0x8B, 0x48, displacement(Entry.references))  // mov ecx, [eax+references]
+    code.emit(0x83, 0x39, 0x01)  // cmp dword [ecx], 1
+    code.emit(0x76, 0x16)  // jbe slow (+22)
+    code.emit(0x8B, 0x50, displacement(Entry.inbound))  // mov edx, [eax+inbound]
+    code.emit(0x85, 0xD2)  // test edx, edx
+    code.emit(0x74, 0x07)  // jz decrement (+7)
+    code.emit(0x83, 0x3A, 0x01)  // cmp dword [edx], 1
+    code.emit(0x76, 0x0A)  // jbe slow (+10)
+    code.emit(0xFF, 0x0A)  // dec dword [edx]
+    code.emit(0xFF, 0x09)  // decrement: dec dword [ecx]
+    code.emit(0xFF, 0x48, displacement(Entry.count))  // dec dword [eax+entry count]
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xC3)  // ret
+    code.emit(0xE9)
+    code.emitRelative(to: slowPath)  // slow: jmp slowPath
+    code.patchRelative(at: toInvalid, to: code.address)
+    code.patchRelative(at: toInvalid2, to: code.address)
+    code.emit(0xB8)
+    code.emit32(statusInvalidHandle)  // invalid: mov eax, 1
+    code.emit(0xC3)  // ret
   }
 }

@@ -214,39 +214,44 @@ enum SampleManifest {
     return Array(memory[0..<buffer.count])
   }
 
-  @Test func gateChecksHandleAndInterfaceThenJumpsToTheStub() throws {
-    let bytes = write { CallStubs.writeGate(into: &$0, tableBase: 0x2000, tableCapacity: 0x2004) }
+  let table = TableLayout(base: 0x2000, capacity: 0x2004)
+  let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304)
+
+  @Test func gateChecksTheCallAndKeepsTheCallChain() throws {
+    let bytes = write { CallStubs.writeGate(into: &$0, table: table, chain: chain) }
     #expect(bytes.count <= CallStubs.gateSize)
-    #expect(try disassemble(bytes, base: 0x1000) == [
-      "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1044", "shl eax,0x5",
-      "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0x8]", "sub ecx,DWORD PTR [eax+0x8]",
-      "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x1036", "mov edx,DWORD PTR [eax+0x0]", "mov DWORD PTR [esp+0x4],edx",
-      "mov eax,DWORD PTR [eax+0x4]", "jmp DWORD PTR [eax+ecx*4]", "cmp DWORD PTR [eax+0xc],0x0", "je 0x1044",
-      "xor eax,eax", "mov edx,0x2", "ret", "xor eax,eax", "mov edx,0x1", "ret",
-    ])
-  }
-
-  @Test func lockedMethodStubRecordsTheCallAndTakesTheLock() throws {
-    let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204)
-    let bytes = write {
-      CallStubs.writeMethodStub(into: &$0, chain: chain, server: 0xABCD, dispatch: 0x5000, lock: 0x4000)
-    }
-    #expect(bytes.count <= CallStubs.methodStubSize)
-    #expect(try disassemble(bytes, base: 0x1000) == [
-      "mov eax,ds:0x3000", "cmp eax,0x40", "jae 0x1071", "pop edx", "mov DWORD PTR [eax*8+0x3004],edx",
-      "mov DWORD PTR [eax*8+0x3008],0xabcd", "xor edx,edx", "cmp DWORD PTR ds:0x4000,0x0", "jne 0x1037",
-      "mov DWORD PTR ds:0x4000,0x1", "inc edx", "mov DWORD PTR [eax*4+0x3204],edx", "inc eax", "mov ds:0x3000,eax",
-      "call 0x5000", "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "mov DWORD PTR ds:0x3000,ecx",
-      "cmp DWORD PTR [ecx*4+0x3204],0x0", "je 0x106a", "mov DWORD PTR ds:0x4000,0x0",
-      "jmp DWORD PTR [ecx*8+0x3004]", "xor eax,eax", "mov edx,0x6", "ret",
-    ])
-  }
-
-  @Test func unlockedStubHasNoLockCode() throws {
-    let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204)
-    let bytes = write { CallStubs.writeMethodStub(into: &$0, chain: chain, server: 1, dispatch: 0x5000, lock: nil) }
     let listing = try disassemble(bytes, base: 0x1000)
-    #expect(!listing.contains { $0.contains("0x3204") })
-    #expect(listing.count == 16)
+    #expect(Array(listing.prefix(30)) == [
+      "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1089", "shl eax,0x6",
+      "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0x8]", "sub ecx,DWORD PTR [eax+0x8]",
+      "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x107b", "mov edx,DWORD PTR [eax+0x0]", "mov DWORD PTR [esp+0x4],edx",
+      "mov edx,DWORD PTR [eax+0x4]", "mov ecx,DWORD PTR [edx+ecx*4]", "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40",
+      "jae 0x1073", "pop DWORD PTR [edx*8+0x3004]", "mov eax,DWORD PTR [eax+0x10]", "mov DWORD PTR [edx*8+0x3008],eax",
+      "inc edx", "mov DWORD PTR ds:0x3000,edx", "call ecx", "mov ecx,DWORD PTR ds:0x3000", "dec ecx",
+      "mov DWORD PTR ds:0x3000,ecx", "jmp DWORD PTR [ecx*8+0x3004]", "xor eax,eax", "mov edx,0x6", "ret",
+      "cmp DWORD PTR [eax+0xc],0x0",
+    ])
+    #expect(Array(listing.suffix(3)) == ["xor eax,eax", "mov edx,0x1", "ret"])
+  }
+
+  @Test func lockStubTakesTheLockUnlessThisChainHoldsIt() throws {
+    let bytes = write { CallStubs.writeLockStub(into: &$0, chain: chain, dispatch: 0x5000, lock: 0x4000) }
+    #expect(bytes.count <= CallStubs.lockStubSize)
+    #expect(try disassemble(bytes, base: 0x1000) == [
+      "mov eax,ds:0x3000", "dec eax", "pop DWORD PTR [eax*4+0x3304]", "xor edx,edx", "cmp DWORD PTR ds:0x4000,0x0",
+      "jne 0x1023", "mov DWORD PTR ds:0x4000,0x1", "inc edx", "mov DWORD PTR [eax*4+0x3204],edx", "call 0x5000",
+      "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "cmp DWORD PTR [ecx*4+0x3204],0x0", "je 0x104a",
+      "mov DWORD PTR ds:0x4000,0x0", "jmp DWORD PTR [ecx*4+0x3304]",
+    ])
+  }
+
+  @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {
+    let acquire = try disassemble(write { CallStubs.writeAcquire(into: &$0, table: table) }, base: 0x1000)
+    #expect(acquire.contains("inc DWORD PTR [eax+0x18]") && acquire.contains("inc DWORD PTR [ecx]"))
+    let releaseBytes = write { CallStubs.writeRelease(into: &$0, table: table, slowPath: 0x9000) }
+    #expect(releaseBytes.count <= CallStubs.releaseSize)
+    let release = try disassemble(releaseBytes, base: 0x1000)
+    #expect(release.contains("jmp 0x9000"), "counts reaching zero go to the kernel")
+    #expect(release.contains("dec DWORD PTR [eax+0x18]"))
   }
 }

@@ -10,9 +10,10 @@
 import KernelCore
 
 enum CallChain {
-  // Layout: word 0 depth; then `chainCapacity` records of 2 words; then a lock flag each.
+  // Layout: word 0 depth; then `chainCapacity` records of 2 words; then a lock flag
+  // each; then a return slot each for lock stubs.
   private static let storage: UnsafeMutablePointer<UInt32> = {
-    let words = 1 + 3 * Int(CallStubs.chainCapacity)
+    let words = 1 + 4 * Int(CallStubs.chainCapacity)
     let memory = UnsafeMutablePointer<UInt32>.allocate(capacity: words)
     memory.initialize(repeating: 0, count: words)
     return memory
@@ -21,7 +22,9 @@ enum CallChain {
   /// The addresses generated stubs use.
   static var layout: CallChainLayout {
     let base = UInt32(UInt(bitPattern: storage))
-    return CallChainLayout(depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallStubs.chainCapacity)
+    return CallChainLayout(
+      depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallStubs.chainCapacity,
+      innerReturns: base + 4 + 12 * CallStubs.chainCapacity)
   }
 
   /// Calls currently recorded.
@@ -33,9 +36,13 @@ enum CallChain {
     return address == 0 ? nil : Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue()
   }
 
-  /// The server whose code is running, or nil when the kernel itself is.
-  static var currentServer: Server? {
-    var level = depth - 1
+  /// The server whose code is running, or nil when the kernel itself is. Records of
+  /// kernel services (value 0) are skipped: a service acts for the server that called it.
+  static var currentServer: Server? { server(below: depth) }
+
+  /// The innermost server among the records below `level` (nil: the kernel).
+  static func server(below level: Int) -> Server? {
+    var level = level - 1
     while level >= 0 {
       if let server = server(at: level) { return server }
       level -= 1

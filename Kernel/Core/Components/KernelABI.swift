@@ -10,19 +10,37 @@ import CPU
 import KernelCore
 
 enum KernelABI {
-  /// The kernel address bound to import `name`; `gate` is the loading server's gate.
-  static func address(of name: UnsafeBufferPointer<UInt8>, gate: UInt32) -> UInt32? {
+  /// The generated code of one reference table.
+  struct TableEntries {
+    var gate: UInt32
+    var acquire: UInt32
+    var release: UInt32
+
+    /// Writes the gate and the acquire/release fast paths of `table`.
+    static func write(into writer: inout CodeBuffer, table: TableLayout) -> TableEntries {
+      let gate = writer.address
+      CallStubs.writeGate(into: &writer, table: table, chain: CallChain.layout)
+      let acquire = writer.address
+      CallStubs.writeAcquire(into: &writer, table: table)
+      let release = writer.address
+      CallStubs.writeRelease(
+        into: &writer, table: table, slowPath: KernelABI.address(tesseraKernelRelease as @convention(c) (UInt32) -> UInt32))
+      return TableEntries(gate: gate, acquire: acquire, release: release)
+    }
+  }
+
+  /// The kernel address bound to import `name` of the server owning `table`.
+  static func address(of name: UnsafeBufferPointer<UInt8>, table: TableEntries) -> UInt32? {
     if name.count == 13, equals(UnsafeBufferPointer(rebasing: name[0..<12]), "tessera_call"),
       name[12] >= UInt8(ascii: "0"), name[12] <= UInt8(ascii: "8")
     {
-      return gate
+      return table.gate
     }
-    typealias Word1 = @convention(c) (UInt32) -> UInt32
     if equals(name, "tessera_export") {
       return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
     }
-    if equals(name, "tessera_acquire") { return address(tesseraKernelAcquire as Word1) }
-    if equals(name, "tessera_release") { return address(tesseraKernelRelease as Word1) }
+    if equals(name, "tessera_acquire") { return table.acquire }
+    if equals(name, "tessera_release") { return table.release }
     if equals(name, "posix_memalign") {
       return address(serverPosixMemalign as @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, Int) -> Int32)
     }
@@ -34,7 +52,7 @@ enum KernelABI {
     return nil
   }
 
-  private static func address<Function>(_ function: Function) -> UInt32 {
+  static func address<Function>(_ function: Function) -> UInt32 {
     UInt32(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
   }
 }
@@ -60,11 +78,7 @@ func tesseraKernelExport(_ interfaceIndex: UInt32, _ context: UInt32) -> UInt32 
   return handle
 }
 
-@_cdecl("tessera_kernel_acquire")
-func tesseraKernelAcquire(_ handle: UInt32) -> UInt32 {
-  caller().table.acquire(handle) ? 0 : CallStubs.statusInvalidHandle
-}
-
+/// The slow path of a server's generated tessera_release: a count reaches zero.
 @_cdecl("tessera_kernel_release")
 func tesseraKernelRelease(_ handle: UInt32) -> UInt32 {
   let server = caller()

@@ -1,9 +1,10 @@
 // KernelObject: an object that references can point to; one per exported server object
 // and per kernel-provided service.
 //
-// Contract: `references` counts table entries' counts across all tables. When it drops to
-// zero the object is destroyed: its server is told through `tessera_destroy(context)`
-// (inside the server, so any memory it frees is charged to it) and the kernel forgets it.
+// Contract: its reference count lives in a word of its own (`referencesCell`), because
+// generated acquire/release code changes it directly. When the count drops to zero the
+// object is destroyed: its server is told through `tessera_destroy(context)` (inside the
+// server, so any memory it frees is charged to it) and the kernel forgets it.
 
 import CPU
 import KernelCore
@@ -17,26 +18,41 @@ final class KernelObject {
   let digest: UInt32
   /// Passed to every dispatch function as the first argument.
   let context: UInt32
-  /// The address of the vector of method stubs, one per method.
-  let stubs: UInt32
+  /// The address of the vector of method entries, one per method.
+  let methods: UInt32
   /// Counts held by all reference tables together.
-  var references = 0
+  let referencesCell: UnsafeMutablePointer<UInt32>
 
   /// Server objects created and destroyed since boot, for the kernel's reports (kernel
   /// services are not counted: they live for good).
   nonisolated(unsafe) static var created = 0
   nonisolated(unsafe) static var destroyed = 0
 
-  init(owner: Server?, interface: InterfaceDescriptor, context: UInt32, stubs: UInt32) {
+  init(owner: Server?, interface: InterfaceDescriptor, context: UInt32, methods: UInt32) {
     self.owner = owner
     self.interface = interface
     digest = interface.digest
     self.context = context
-    self.stubs = stubs
+    self.methods = methods
+    referencesCell = .allocate(capacity: 1)
+    referencesCell.initialize(to: 0)
     if let owner {
       Self.created += 1
       owner.objectCount += 1
     }
+  }
+
+  deinit { referencesCell.deallocate() }
+
+  /// Counts held by all reference tables together.
+  var references: UInt32 {
+    get { referencesCell.pointee }
+    set { referencesCell.pointee = newValue }
+  }
+
+  /// The value the gate records in the call chain for calls to this object.
+  var chainValue: UInt32 {
+    owner.map { UInt32(UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque())) } ?? 0
   }
 
   /// Called when the last count is gone.

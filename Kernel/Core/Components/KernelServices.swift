@@ -62,7 +62,7 @@ enum KernelServices {
     }
     codeUsed += writer.count
     let context = UInt32(UInt(bitPattern: Unmanaged.passRetained(box).toOpaque()))
-    let object = KernelObject(owner: nil, interface: interface, context: context, stubs: UInt32(UInt(bitPattern: vector)))
+    let object = KernelObject(owner: nil, interface: interface, context: context, methods: UInt32(UInt(bitPattern: vector)))
     object.references += 1  // the kernel keeps its services for good
     return object
   }

@@ -2,7 +2,8 @@
 // references are translated between the caller's and the callee's tables, and memory
 // blocks are copied in and out with their sizes checked against the declared bounds.
 //
-// Contract: `marshal_call` runs in place of a generated fast stub. On any error it returns
+// Contract: `marshal_call` runs as the method entry the gate calls (after it pushed the
+// call-chain record). On any error it returns
 // a status (see CallStubs / CallError) and leaves the callee uncalled and every table as
 // it was. Reference arguments are lent to the callee for the call (installed in its table
 // and released when it returns; it keeps them by acquiring). A returned reference moves
@@ -30,9 +31,25 @@ struct MarshalInformation {
   }
 }
 
-/// The kernel's own reference table (the composition's references).
+/// The kernel's own reference table (the composition's references) and its gate.
 enum KernelReferences {
   nonisolated(unsafe) static var table = ReferenceTable(owner: nil)
+
+  /// The gate the kernel calls objects through, like a server's tessera_callN.
+  static let gate: UInt32 = {
+    let size = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize
+    let code = KernelHeap.allocate(byteCount: size, alignment: 16)!
+    var writer = CodeBuffer(memory: UnsafeMutableRawBufferPointer(start: code, count: size), base: UInt32(UInt(bitPattern: code)))
+    return KernelABI.TableEntries.write(into: &writer, table: table.layout).gate
+  }()
+
+  /// Calls method `method` of the object behind kernel handle `handle` with `words`.
+  static func call(_ handle: UInt32, method: Int, words: UnsafeBufferPointer<UInt32> = UnsafeBufferPointer(start: nil, count: 0))
+    -> UInt64
+  {
+    guard let object = table.object(handle) else { return UInt64(CallStubs.statusInvalidHandle) << 32 }
+    return arch_call_words(gate, handle, object.digest &+ UInt32(method), words.baseAddress, UInt32(words.count))
+  }
 }
 
 private enum Status {
@@ -47,9 +64,10 @@ private enum Status {
 @inline(__always)
 private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
 
-/// Calls through the table of whoever is running: a server, or the kernel.
+/// Calls through the table of the caller: the innermost server below the callee's
+/// record (which the gate pushed), or the kernel.
 private func withCallerTable<Result>(_ body: (inout ReferenceTable) -> Result) -> Result {
-  if let server = CallChain.currentServer { return body(&server.table) }
+  if let server = CallChain.server(below: CallChain.depth - 1) { return body(&server.table) }
   return body(&KernelReferences.table)
 }
 
@@ -143,23 +161,16 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 
   var result: UInt64 = 0
   if status == 0 {
-    // The call itself: a kernel service runs without a record of its own, so it sees
-    // its caller as the running server.
+    // The call itself (the gate has pushed the callee's record); the lock as in a lock stub.
     var tookLock = false
-    if let callee {
-      guard CallChain.push(callee) else { return failure(Status.outOfResources) }
-      if !callee.file.manifest.isThreadSafe && callee.lock.pointee == 0 {
-        callee.lock.pointee = 1
-        tookLock = true
-      }
+    if let callee, !callee.file.manifest.isThreadSafe, callee.lock.pointee == 0 {
+      callee.lock.pointee = 1
+      tookLock = true
     }
     result = words.span.withUnsafeBufferPointer { buffer in
       arch_call_words(information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
     }
-    if let callee {
-      if tookLock { callee.lock.pointee = 0 }
-      CallChain.pop()
-    }
+    if tookLock { callee!.lock.pointee = 0 }
     status = UInt32(truncatingIfNeeded: result >> 32)
   }
   var value = UInt32(truncatingIfNeeded: result)

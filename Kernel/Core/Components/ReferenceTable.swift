@@ -1,26 +1,19 @@
 // ReferenceTable: a server's (or the kernel's) table of references: handles are indices.
 //
 // Contract: handle 0 is the null reference and never valid. Every entry holds one
-// object and a count; the layout of the first four words is what generated gates read
-// (see CallStubs): context, stub vector, digest, method count. A free entry has method
-// count 0, so the gate refuses it. Installing an object from another server counts as an
-// inbound reference of that server; when a server's inbound references reach zero it is
-// unloaded. The table grows by doubling; the gate reads its base and capacity through a
-// two-word header with a fixed address.
+// object and a count, in the layout generated code reads (CallStubs.Entry). A free entry
+// has method count 0, so gates and acquire/release refuse it. Installing an object of
+// another server counts as an inbound reference of that server; when a server's inbound
+// references reach zero it is unloaded. The table grows by doubling; generated code
+// reads its base and capacity through a two-word header with a fixed address.
 
 import KernelCore
 
 struct ReferenceTable {
-  private enum Word {
-    static let context = 0
-    static let stubs = 1
-    static let digest = 2
-    static let methodCount = 3
-    static let object = 4
-    static let count = 5
-    static let nextFree = 6
-  }
-  private static let wordsPerEntry = Int(CallStubs.entrySize / 4)
+  private typealias Word = CallStubs.Entry
+  private static let wordsPerEntry = CallStubs.entryWords
+  // A free entry keeps the next free handle in its context word.
+  private static let nextFree = CallStubs.Entry.context
   private static let initialCapacity = 32
   /// The most entries a table may have.
   static let maximumCapacity = 4096
@@ -48,6 +41,12 @@ struct ReferenceTable {
   private var entries: UnsafeMutablePointer<UInt32>? { UnsafeMutablePointer(bitPattern: UInt(header[0])) }
   var capacity: Int { Int(header[1]) }
 
+  /// Where generated code finds the table.
+  var layout: TableLayout {
+    let address = UInt32(UInt(bitPattern: header))
+    return TableLayout(base: address, capacity: address + 4)
+  }
+
   /// Allocates the first entries now (the kernel's table, before it measures its heap).
   mutating func reserve() { if capacity == 0 { _ = grow() } }
 
@@ -70,16 +69,22 @@ struct ReferenceTable {
     if firstFree == 0 && !grow() { return 0 }
     let handle = firstFree
     let entry = entries! + Int(handle) * Self.wordsPerEntry
-    firstFree = entry[Word.nextFree]
+    firstFree = entry[Self.nextFree]
     entry[Word.context] = object.context
-    entry[Word.stubs] = object.stubs
+    entry[Word.methods] = object.methods
     entry[Word.digest] = object.digest
     entry[Word.methodCount] = UInt32(object.interface.methodCount)
+    entry[Word.server] = object.chainValue
     entry[Word.object] = UInt32(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()))
     entry[Word.count] = 1
+    entry[Word.references] = UInt32(UInt(bitPattern: object.referencesCell))
+    entry[Word.inbound] = 0
     used += 1
     object.references += 1
-    if let server = object.owner, server !== owner { server.inboundReferences += 1 }
+    if let server = object.owner, server !== owner {
+      server.inboundReferences += 1
+      entry[Word.inbound] = UInt32(UInt(bitPattern: server.inboundCell))
+    }
     return handle
   }
 
@@ -100,7 +105,7 @@ struct ReferenceTable {
     entry[Word.count] -= 1
     if entry[Word.count] == 0 {
       for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
-      entry[Word.nextFree] = firstFree
+      entry[Self.nextFree] = firstFree
       firstFree = handle
       used -= 1
       Unmanaged.passUnretained(object).release()
@@ -142,7 +147,7 @@ struct ReferenceTable {
     // Chain the new entries (handle 0 stays reserved as null).
     let first = max(oldCapacity, 1)
     for handle in first..<newCapacity {
-      newEntries[handle * Self.wordsPerEntry + Word.nextFree] = handle + 1 < newCapacity ? UInt32(handle + 1) : firstFree
+      newEntries[handle * Self.wordsPerEntry + Self.nextFree] = handle + 1 < newCapacity ? UInt32(handle + 1) : firstFree
     }
     firstFree = UInt32(first)
     header[0] = UInt32(UInt(bitPattern: newEntries))

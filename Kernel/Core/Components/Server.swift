@@ -1,8 +1,9 @@
 // Server: a loaded server file: its image, heap, reference table, lock and generated code.
 //
 // Contract: `Server.load` validates the file (ServerFile), copies and relocates it into
-// kernel memory, binds its imports to the kernel ABI (KernelABI.swift), and generates its
-// gate and one stub per method of every exported interface. It does not run any server
+// kernel memory, generates its table's gate and acquire/release code, binds its imports
+// to the kernel ABI (KernelABI.swift), and fills the method vector of every exported
+// interface (dispatch functions, lock stubs or marshaling stubs, see CallStubs). It does not run any server
 // code; the composition binds the required slots (handles 1...n) and then calls `start`.
 // `unload` runs when no other table references the server any more: it releases the
 // server's own table (which may unload others), then frees image, code, table and heap.
@@ -29,15 +30,21 @@ final class Server {
   private var marshalInformation: [UnsafeMutablePointer<MarshalInformation>] = []
   /// 1 while a thread is inside this (non-thread-safe) server.
   let lock: UnsafeMutablePointer<UInt32>
-  /// Stub vectors by manifest interface index (0 where the interface is not exported).
-  private(set) var stubVectors: [UInt32]
+  /// References to this server's objects held in other tables (generated code changes it).
+  let inboundCell: UnsafeMutablePointer<UInt32>
+  /// Method vectors by manifest interface index (0 where the interface is not exported).
+  private(set) var methodVectors: [UInt32]
   let startFunction: UInt32
   let destroyFunction: UInt32
-  /// References to this server's objects held in other tables.
-  var inboundReferences = 0
   /// Objects of this server alive.
   var objectCount = 0
   private(set) var isLoaded = true
+
+  /// References to this server's objects held in other tables.
+  var inboundReferences: UInt32 {
+    get { inboundCell.pointee }
+    set { inboundCell.pointee = newValue }
+  }
 
   /// Why loading failed.
   enum LoadError: Error {
@@ -59,7 +66,9 @@ final class Server {
     self.code = code
     lock = .allocate(capacity: 1)
     lock.initialize(to: 0)
-    stubVectors = []
+    inboundCell = .allocate(capacity: 1)
+    inboundCell.initialize(to: 0)
+    methodVectors = []
     let base = UInt32(UInt(bitPattern: image))
     startFunction = base + file.symbolAddress("tessera_start")!
     destroyFunction = base + file.symbolAddress("tessera_destroy")!
@@ -77,62 +86,57 @@ final class Server {
     while slot < heapSlotCount && heapSlots & (1 << UInt32(slot)) != 0 { slot += 1 }
     guard slot < heapSlotCount else { return .failure(.noHeapSlot) }
 
-    // Code: the gate, then one stub per method of each exported interface.
+    // Code: gate, acquire, release, then a vector and an entry per exported method.
     var methods = 0
     for export in 0..<file.manifest.exportCount {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
-    let codeSize = CallStubs.gateSize + methods * (CallStubs.methodStubSize + 4)
+    let codeSize = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods * (CallStubs.lockStubSize + 4)
     guard let image = KernelHeap.allocate(byteCount: Int(file.imageSize), alignment: 4096),
       let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16)
     else { return .failure(.outOfMemory) }
     image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
     heapSlots |= 1 << UInt32(slot)
-    let name: KernelMessage = "\(text: file.manifest.name)"
-    let server = Server(name: name, file: file, heapSlot: slot, image: image, code: code)
+    let server = Server(name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code)
 
     var writer = CodeBuffer(
       memory: UnsafeMutableRawBufferPointer(start: code, count: codeSize), base: UInt32(UInt(bitPattern: code)))
-    let gate = writer.address
-    CallStubs.writeGate(into: &writer, tableBase: UInt32(UInt(bitPattern: server.table.header)),
-      tableCapacity: UInt32(UInt(bitPattern: server.table.header)) + 4)
+    let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
     do throws(ServerFileError) {
       try file.load(
         into: UnsafeMutableRawBufferPointer(start: image, count: Int(file.imageSize)),
-        base: UInt32(UInt(bitPattern: image)), resolve: { name in KernelABI.address(of: name, gate: gate) })
+        base: UInt32(UInt(bitPattern: image)), resolve: { name in KernelABI.address(of: name, table: entries) })
     } catch {
       server.release()
       return .failure(.file(error))
     }
-    server.generateStubs(&writer)
+    server.generateMethodEntries(&writer)
     loaded.append(server)
     return .success(server)
   }
 
-  private func generateStubs(_ writer: inout CodeBuffer) {
+  private func generateMethodEntries(_ writer: inout CodeBuffer) {
     let manifest = file.manifest
-    let serverAddress = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
     let imageBase = UInt32(UInt(bitPattern: image))
-    stubVectors = [UInt32](repeating: 0, count: manifest.interfaceCount)
+    methodVectors = [UInt32](repeating: 0, count: manifest.interfaceCount)
     for export in 0..<manifest.exportCount {
       let index = manifest.export(export)
       let interface = manifest.interface(index)
       let vector = UnsafeMutablePointer<UInt32>(bitPattern: UInt(writer.address))!
       for _ in 0..<interface.methodCount { writer.emit32(0) }
-      stubVectors[index] = UInt32(UInt(bitPattern: vector))
+      methodVectors[index] = UInt32(UInt(bitPattern: vector))
       for method in 0..<interface.methodCount {
         let dispatch = imageBase + file.symbolAddress(ServerFile.dispatchSymbol(interface: interface.name, method: method))!
-        vector[method] = writer.address
-        if interface.method(method).isWordsOnly {
-          CallStubs.writeMethodStub(
-            into: &writer, chain: CallChain.layout, server: serverAddress, dispatch: dispatch,
-            lock: manifest.isThreadSafe ? nil : UInt32(UInt(bitPattern: lock)))
-        } else {
-          let information = MarshalInformation.make(
-            server: self, interface: interface, method: method, dispatch: dispatch)
+        if !interface.method(method).isWordsOnly {
+          let information = MarshalInformation.make(server: self, interface: interface, method: method, dispatch: dispatch)
           marshalInformation.append(information)
-          CallStubs.writeMarshalStub(
-            into: &writer, information: UInt32(UInt(bitPattern: information)), entry: arch_marshal_entry())
+          vector[method] = writer.address
+          CallStubs.writeMarshalStub(into: &writer, information: UInt32(UInt(bitPattern: information)), entry: arch_marshal_entry())
+        } else if manifest.isThreadSafe {
+          vector[method] = dispatch  // nothing to add: the gate calls the server directly
+        } else {
+          vector[method] = writer.address
+          CallStubs.writeLockStub(into: &writer, chain: CallChain.layout, dispatch: dispatch, lock: UInt32(UInt(bitPattern: lock)))
         }
       }
     }
@@ -141,8 +145,8 @@ final class Server {
   /// Creates an object of manifest interface `index` around `context`; nil if the
   /// interface is not exported by this server.
   func makeObject(interfaceIndex index: Int, context: UInt32) -> KernelObject? {
-    guard index < stubVectors.count, stubVectors[index] != 0 else { return nil }
-    return KernelObject(owner: self, interface: file.manifest.interface(index), context: context, stubs: stubVectors[index])
+    guard index < methodVectors.count, methodVectors[index] != 0 else { return nil }
+    return KernelObject(owner: self, interface: file.manifest.interface(index), context: context, methods: methodVectors[index])
   }
 
   /// Runs `tessera_start` and returns the handle (in this server's table) it gave.
@@ -173,6 +177,7 @@ final class Server {
     marshalInformation = []
     table.deallocate()
     lock.deallocate()
+    inboundCell.deallocate()
     KernelHeap.free(image)
     KernelHeap.free(code)
     if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }

@@ -40,6 +40,7 @@ enum SystemLoader {
     // Create what lives for good first, so the heap can be compared before and after.
     KernelReferences.table.reserve()
     _ = CallChain.layout
+    _ = KernelReferences.gate
     KernelServices.createAll()
     let heapBase = KernelHeap.statistics.bytesInUse
     let objectsBefore = KernelObject.created - KernelObject.destroyed
@@ -124,7 +125,7 @@ enum SystemLoader {
       guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle) else {
         return report(line, "no loaded instance \(text: other)")
       }
-      guard let returned = callReturningReference(object, methodName, line: line) else { return }
+      guard let returned = callReturningReference(found.handle, object, methodName, line: line) else { return }
       provider = returned
     }
     let required = manifest.interface(manifest.slot(index).interface)
@@ -142,7 +143,9 @@ enum SystemLoader {
   }
 
   /// Calls a no-argument method returning a reference; the result stays in the kernel table.
-  private static func callReturningReference(_ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, line: Int) -> KernelObject? {
+  private static func callReturningReference(
+    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, line: Int
+  ) -> KernelObject? {
     var index = 0
     while index < object.interface.methodCount && !equal(UnsafeRawBufferPointer(object.interface.method(index).name), UnsafeRawBufferPointer(name)) {
       index += 1
@@ -156,21 +159,15 @@ enum SystemLoader {
       report(line, "\(text: name) must take no arguments and return a reference")
       return nil
     }
-    let result = invoke(object, method: index)
-    let handle = UInt32(truncatingIfNeeded: result)
-    guard result >> 32 == 0, let returned = KernelReferences.table.object(handle) else {
+    let result = KernelReferences.call(handle, method: index)
+    let returnedHandle = UInt32(truncatingIfNeeded: result)
+    guard result >> 32 == 0, let returned = KernelReferences.table.object(returnedHandle) else {
       report(line, "\(text: name) failed with status \(result >> 32)")
       return nil
     }
     // Keep it alive through the kernel table until the end of the composition.
-    instances.append(Instance(name: UnsafeBufferPointer(start: nil, count: 0), server: object.owner!, handle: handle))
+    instances.append(Instance(name: UnsafeBufferPointer(start: nil, count: 0), server: object.owner!, handle: returnedHandle))
     return returned
-  }
-
-  /// Calls method `index` of `object` from the kernel.
-  static func invoke(_ object: KernelObject, method index: Int) -> UInt64 {
-    let stub = UnsafePointer<UInt32>(bitPattern: UInt(object.stubs))![index]
-    return arch_call_words(stub, object.context, object.digest &+ UInt32(index), nil, 0)
   }
 
   private static func finishPending() {
@@ -203,7 +200,7 @@ enum SystemLoader {
     guard equals(object.interface.name, "Program"), object.interface.methodCount >= 1 else {
       return report(line, "\(text: name) does not provide Program")
     }
-    let result = invoke(object, method: 0)
+    let result = KernelReferences.call(found.handle, method: 0)
     Log.info("system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32))")
   }
 }
