@@ -96,6 +96,9 @@ final class Client: ProgramImplementation {
       check(error == .invalidHandle, "a forged handle gave the wrong error")
       say("fs-demo: forged handle refused: invalidHandle")
     }
+    // Releasing a handle that is not in the table is refused too (in range and past it).
+    check(!Directory(handle: 30).release() && !Directory(handle: 4000).release(), "a forged handle was released")
+    check((try? Directory(handle: 30).acquire()) == nil, "a forged handle was acquired")
     // A handle of the wrong interface is refused.
     let confused = File(handle: root.handle)
     do throws(CallError) {
@@ -108,7 +111,7 @@ final class Client: ProgramImplementation {
     for reference in [iterator.handle, fileIterator.handle, docsAgain.handle, paperAgain.handle, docs.handle, source.handle,
       paper.handle, main.handle, readme.handle, root.handle]
     {
-      _ = tessera_release_reference(reference)
+      check(tessera_release_reference(reference), "releasing handle \(reference) failed")
     }
     say("fs-demo: released every reference")
   }
@@ -120,8 +123,7 @@ func tessera_release_reference(_ handle: UInt32) -> Bool {
     let handle: UInt32
     init(handle: UInt32) { self.handle = handle }
   }
-  Any_(handle: handle).release()
-  return true
+  return Any_(handle: handle).release()
 }
 
 func start() -> Program {

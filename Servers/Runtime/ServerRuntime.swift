@@ -65,9 +65,11 @@ extension InterfaceReference {
     guard status == 0 else { throw CallError(status: status) }
   }
 
-  /// Drops one count; the reference is gone at zero.
-  public func release() {
-    _ = tessera_release(handle)
+  /// Drops one count; the reference is gone at zero. Returns false if the handle was not
+  /// a valid reference of this server (nothing happens then).
+  @discardableResult
+  public func release() -> Bool {
+    tessera_release(handle) == 0
   }
 }
 
@@ -76,17 +78,18 @@ open class ObjectBox {
   public init() {}
 }
 
-/// Registers `box` with the kernel as an object of manifest interface `interfaceIndex`;
-/// returns the new handle, or 0 (then the box is released at once).
-public func exportObject(_ box: ObjectBox, interfaceIndex: Int) -> UInt32 {
-  let context = Unmanaged.passRetained(box).toOpaque()
+/// Registers `object` (a box, or the implementing object itself) with the kernel as an
+/// object of manifest interface `interfaceIndex`; returns the new handle, or 0 (then the
+/// object is released at once).
+public func exportObject(_ object: AnyObject, interfaceIndex: Int) -> UInt32 {
+  let context = Unmanaged.passRetained(object).toOpaque()
   let handle = tessera_export(UInt32(interfaceIndex), context)
-  if handle == 0 { Unmanaged<ObjectBox>.fromOpaque(context).release() }
+  if handle == 0 { Unmanaged<AnyObject>.fromOpaque(context).release() }
   return handle
 }
 
 /// Called by the kernel when the last reference to an exported object is gone.
 @_cdecl("tessera_destroy")
 public func tessera_destroy(_ context: UnsafeMutableRawPointer) {
-  Unmanaged<ObjectBox>.fromOpaque(context).release()
+  Unmanaged<AnyObject>.fromOpaque(context).release()
 }

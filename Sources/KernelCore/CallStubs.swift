@@ -105,13 +105,8 @@ public enum CallStubs {
     public static let server = 4
     /// The KernelObject (kernel bookkeeping).
     public static let object = 5
-    /// The entry's count.
+    /// The entry's count: how often the owner of the table holds this reference.
     public static let count = 6
-    /// The address of the object's reference count cell.
-    public static let references = 7
-    /// The address of the owner's inbound-reference cell, 0 when the entry's table
-    /// belongs to the object's own server (or the object is a kernel service).
-    public static let inbound = 8
   }
   /// Calls that may be nested in one call chain.
   public static let chainCapacity: UInt32 = 64
@@ -122,9 +117,11 @@ public enum CallStubs {
   /// Upper bounds of the sizes, for allocating code memory.
   public static let gateSize = 160
   public static let lockStubSize = 96
-  public static let marshalStubSize = 10
-  public static let acquireSize = 64
-  public static let releaseSize = 96
+  /// The bytes one method entry may take (the largest of the stubs).
+  public static let methodEntrySize = 96
+  public static let marshalStubSize = 48
+  public static let acquireSize = 48
+  public static let releaseSize = 64
 
   private static func displacement(_ word: Int) -> UInt8 { UInt8(word * 4) }
 
@@ -174,7 +171,8 @@ public enum CallStubs {
     code.emit(0x42)  // inc edx
     code.emit(0x89, 0x15)
     code.emit32(chain.depth)  // mov [depth], edx
-    code.emit(0xFF, 0xD1)  // call ecx
+    code.emit(0xFF, 0xD1)  // call ecx                 (returns the result word)
+    code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     code.emit(0x8B, 0x0D)
     code.emit32(chain.depth)  // mov ecx, [depth]
     code.emit(0x49)  // dec ecx
@@ -239,30 +237,41 @@ public enum CallStubs {
     code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
   }
 
-  /// Writes the entry of a method that needs marshaling (references or blocks): it loads
-  /// `information` into EAX and jumps to the kernel's marshaling entry.
-  public static func writeMarshalStub(into code: inout CodeBuffer, information: UInt32, entry: UInt32) {
-    code.emit(0xB8)
-    code.emit32(information)  // mov eax, information
-    code.emit(0xE9)
-    code.emitRelative(to: entry)  // jmp entry
+  /// Writes the entry of a method that needs marshaling (references or blocks). Called by
+  /// a gate, it calls `marshal(information, arguments)` (the kernel's marshal_call, which
+  /// returns the result word and a status) and returns straight to the gate's caller,
+  /// popping the call-chain record itself, so the status reaches the caller unchanged.
+  public static func writeMarshalStub(into code: inout CodeBuffer, chain: CallChainLayout, information: UInt32, marshal: UInt32) {
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4               drop the gate's return address
+    code.emit(0x89, 0xE2)  // mov edx, esp             the arguments: context, selector, words
+    code.emit(0x55)  // push ebp
+    code.emit(0x89, 0xE5)  // mov ebp, esp
+    code.emit(0x83, 0xE4, 0xF0)  // and esp, -16
+    code.emit(0x83, 0xEC, 0x08)  // sub esp, 8
+    code.emit(0x52)  // push edx
+    code.emit(0x68)
+    code.emit32(information)  // push information
+    code.emit(0xE8)
+    code.emitRelative(to: marshal)  // call marshal
+    code.emit(0x89, 0xEC)  // mov esp, ebp
+    code.emit(0x5D)  // pop ebp
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.depth)  // mov ecx, [depth]
+    code.emit(0x49)  // dec ecx
+    code.emit(0x89, 0x0D)
+    code.emit32(chain.depth)  // mov [depth], ecx
+    code.emit(0xFF, 0x24, 0xCD)
+    code.emit32(chain.records)  // jmp [records+ecx*8]
   }
 
-  /// Writes a table's `tessera_acquire(handle)`: one more count on the entry, the object
-  /// and (for a foreign object) its server's inbound references. Returns 0, or 1 for an
-  /// invalid handle.
+  /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
+  /// or 1 for an invalid handle.
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
     let toInvalid = loadEntry(&code, table: table)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x14)  // je invalid (+20)
+    code.emit(0x74, 0x06)  // je invalid (+6)
     code.emit(0xFF, 0x40, displacement(Entry.count))  // inc dword [eax+entry count]
-    code.emit(0x8B, 0x48, displacement(Entry.references))  // mov ecx, [eax+references]
-    code.emit(0xFF, 0x01)  // inc dword [ecx]
-    code.emit(0x8B, 0x48, displacement(Entry.inbound))  // mov ecx, [eax+inbound]
-    code.emit(0x85, 0xC9)  // test ecx, ecx
-    code.emit(0x74, 0x02)  // jz done (+2)
-    code.emit(0xFF, 0x01)  // inc dword [ecx]
-    code.emit(0x31, 0xC0)  // done: xor eax, eax
+    code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.patchRelative(at: toInvalid, to: code.address)
     code.emit(0xB8)
@@ -270,34 +279,22 @@ public enum CallStubs {
     code.emit(0xC3)  // ret
   }
 
-  /// Writes a table's `tessera_release(handle)`: when no count reaches zero it just
-  /// decrements them; otherwise (an entry freed, an object destroyed, a server unloaded)
-  /// it jumps to `slowPath`, the kernel's full release, with the same arguments.
+  /// Writes a table's `tessera_release(handle)`: while the entry keeps a count it just
+  /// decrements it; the last count (the entry freed, perhaps an object destroyed or a
+  /// server unloaded) goes to `slowPath`, the kernel's full release, with the same
+  /// arguments. Returns 0, or 1 for an invalid handle.
   public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, slowPath: UInt32) {
     let toInvalid = loadEntry(&code, table: table)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x0F, 0x84)
-    let toInvalid2 = code.count
-    code.emit32(0)  // je invalid
+    code.emit(0x74, 0x11)  // je invalid (+17)
     code.emit(0x83, 0x78, displacement(Entry.count), 0x01)  // cmp dword [eax+entry count], 1
-    code.emit(0x76, 0x1E)  // jbe slow (+30)
-    code.emit(0x8B, 0x48, displacement(Entry.references))  // mov ecx, [eax+references]
-    code.emit(0x83, 0x39, 0x01)  // cmp dword [ecx], 1
-    code.emit(0x76, 0x16)  // jbe slow (+22)
-    code.emit(0x8B, 0x50, displacement(Entry.inbound))  // mov edx, [eax+inbound]
-    code.emit(0x85, 0xD2)  // test edx, edx
-    code.emit(0x74, 0x07)  // jz decrement (+7)
-    code.emit(0x83, 0x3A, 0x01)  // cmp dword [edx], 1
-    code.emit(0x76, 0x0A)  // jbe slow (+10)
-    code.emit(0xFF, 0x0A)  // dec dword [edx]
-    code.emit(0xFF, 0x09)  // decrement: dec dword [ecx]
+    code.emit(0x76, 0x06)  // jbe slow (+6)
     code.emit(0xFF, 0x48, displacement(Entry.count))  // dec dword [eax+entry count]
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.emit(0xE9)
     code.emitRelative(to: slowPath)  // slow: jmp slowPath
     code.patchRelative(at: toInvalid, to: code.address)
-    code.patchRelative(at: toInvalid2, to: code.address)
     code.emit(0xB8)
     code.emit32(statusInvalidHandle)  // invalid: mov eax, 1
     code.emit(0xC3)  // ret

@@ -10,7 +10,11 @@
 //   result    := "word" | Interface | Interface "?" | "filled" "(" param-name ")"
 //   server    := doc* "server" Name ":" Interface "{" entry* "}"
 //   entry     := "requires" slot ":" Interface | "exports" Interface ("," Interface)*
-//              | "threadsafe"
+//              | "threadsafe" | "implements" Interface "with" Class
+//
+// `implements I with C` says every exported I is an instance of the final class C: the
+// generated dispatch then calls C's methods directly instead of through the protocol
+// (the fastest call path; see docs/BENCHMARKS.md).
 //
 // `doc` lines start with `///`; `//` comments are ignored.
 
@@ -135,12 +139,14 @@ public struct ServerDeclaration: Equatable {
   public var requires: [(slot: String, interface: String)]
   public var isThreadSafe: Bool
   public var file: String
+  /// Interfaces whose objects are all instances of one named class.
+  public var implementations: [String: String] = [:]
 
   public static func == (left: Self, right: Self) -> Bool {
     left.name == right.name && left.provides == right.provides && left.exports == right.exports
       && left.requires.map(\.slot) == right.requires.map(\.slot)
       && left.requires.map(\.interface) == right.requires.map(\.interface)
-      && left.isThreadSafe == right.isThreadSafe
+      && left.isThreadSafe == right.isThreadSafe && left.implementations == right.implementations
   }
 
   /// Every interface the server implements: the provided one first.
@@ -355,7 +361,7 @@ public func parseServer(_ text: String, file: String) throws -> ServerDeclaratio
   while !parser.takeSymbol("}") {
     _ = parser.documentation()
     if parser.takeSymbol("}") { break }
-    switch try parser.identifier("'requires', 'exports' or 'threadsafe'") {
+    switch try parser.identifier("'requires', 'exports', 'implements' or 'threadsafe'") {
     case "requires":
       let slot = try parser.identifier("a slot name")
       try checkName(slot, parser)
@@ -365,7 +371,12 @@ public func parseServer(_ text: String, file: String) throws -> ServerDeclaratio
     case "exports":
       repeat { server.exports.append(try parser.identifier("an interface name")) } while parser.takeSymbol(",")
     case "threadsafe": server.isThreadSafe = true
-    case let other: throw parser.error("unknown entry '\(other)'; expected 'requires', 'exports' or 'threadsafe'")
+    case "implements":
+      let interface = try parser.identifier("an interface name")
+      try parser.keyword("with")
+      server.implementations[interface] = try parser.identifier("a class name")
+    case let other:
+      throw parser.error("unknown entry '\(other)'; expected 'requires', 'exports', 'implements' or 'threadsafe'")
     }
   }
   guard parser.atEnd else { throw parser.error("unexpected text after the server declaration") }

@@ -1,12 +1,9 @@
-// Calls.S: the two fixed pieces of the cross-server call path (the rest is generated at
+// Calls.S: the one fixed piece of the cross-server call path (the rest is generated at
 // load time, see KernelCore/CallStubs.swift).
 //
 // Contract: arch_call_words calls `function(context, selector, words[0..count))` with the
 // C convention and a 16-byte aligned stack and returns its 64-bit result (EDX:EAX); the
-// kernel uses it to call into servers. marshal_entry is where marshaling stubs jump with
-// EAX = the method's information: it calls marshal_call(information, arguments), where
-// `arguments` points at the caller's (context, selector, words...), and returns its
-// result to the caller.
+// kernel uses it to call gates, dispatch functions and server entry points.
 
 .section .text
 .global arch_call_words
@@ -40,18 +37,3 @@ arch_call_words:            // uint64_t (uint32_t function, uint32_t context, ui
     ret
 .size arch_call_words, . - arch_call_words
 
-.global marshal_entry
-.type marshal_entry, @function
-marshal_entry:
-    leal 4(%esp), %edx
-    pushl %ebp
-    movl %esp, %ebp
-    andl $-16, %esp
-    subl $8, %esp
-    pushl %edx
-    pushl %eax
-    call marshal_call
-    movl %ebp, %esp
-    popl %ebp
-    ret
-.size marshal_entry, . - marshal_entry

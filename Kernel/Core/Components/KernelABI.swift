@@ -52,6 +52,11 @@ enum KernelABI {
     return nil
   }
 
+  /// The address of marshal_call, which marshaling stubs call.
+  static var marshalCallAddress: UInt32 {
+    address(marshalCall as @convention(c) (UnsafeMutableRawPointer, UnsafeMutablePointer<UInt32>) -> UInt64)
+  }
+
   static func address<Function>(_ function: Function) -> UInt32 {
     UInt32(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
   }

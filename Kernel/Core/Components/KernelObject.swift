@@ -1,8 +1,8 @@
 // KernelObject: an object that references can point to; one per exported server object
 // and per kernel-provided service.
 //
-// Contract: its reference count lives in a word of its own (`referencesCell`), because
-// generated acquire/release code changes it directly. When the count drops to zero the
+// Contract: `references` counts the table entries that hold it (an entry's own count,
+// changed by acquire/release, is the entry's business). When no entry holds it the
 // object is destroyed: its server is told through `tessera_destroy(context)` (inside the
 // server, so any memory it frees is charged to it) and the kernel forgets it.
 
@@ -20,8 +20,8 @@ final class KernelObject {
   let context: UInt32
   /// The address of the vector of method entries, one per method.
   let methods: UInt32
-  /// Counts held by all reference tables together.
-  let referencesCell: UnsafeMutablePointer<UInt32>
+  /// Table entries holding the object.
+  var references = 0
 
   /// Server objects created and destroyed since boot, for the kernel's reports (kernel
   /// services are not counted: they live for good).
@@ -34,20 +34,10 @@ final class KernelObject {
     digest = interface.digest
     self.context = context
     self.methods = methods
-    referencesCell = .allocate(capacity: 1)
-    referencesCell.initialize(to: 0)
     if let owner {
       Self.created += 1
       owner.objectCount += 1
     }
-  }
-
-  deinit { referencesCell.deallocate() }
-
-  /// Counts held by all reference tables together.
-  var references: UInt32 {
-    get { referencesCell.pointee }
-    set { referencesCell.pointee = newValue }
   }
 
   /// The value the gate records in the call chain for calls to this object.

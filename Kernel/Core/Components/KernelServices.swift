@@ -58,7 +58,9 @@ enum KernelServices {
     for method in 0..<interface.methodCount {
       vector[method] = writer.address
       let information = MarshalInformation.make(server: nil, interface: interface, method: method, dispatch: UInt32(dispatch[method]))
-      CallStubs.writeMarshalStub(into: &writer, information: UInt32(UInt(bitPattern: information)), entry: arch_marshal_entry())
+      CallStubs.writeMarshalStub(
+        into: &writer, chain: CallChain.layout, information: UInt32(UInt(bitPattern: information)),
+        marshal: KernelABI.marshalCallAddress)
     }
     codeUsed += writer.count
     let context = UInt32(UInt(bitPattern: Unmanaged.passRetained(box).toOpaque()))

@@ -171,9 +171,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       arch_call_words(information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
     }
     if tookLock { callee!.lock.pointee = 0 }
-    status = UInt32(truncatingIfNeeded: result >> 32)
   }
-  var value = UInt32(truncatingIfNeeded: result)
+  var value = UInt32(truncatingIfNeeded: result)  // dispatch functions return one word
 
   // Blocks, out.
   word = 0

@@ -2,9 +2,10 @@
 //
 // Contract: handle 0 is the null reference and never valid. Every entry holds one
 // object and a count, in the layout generated code reads (CallStubs.Entry). A free entry
-// has method count 0, so gates and acquire/release refuse it. Installing an object of
-// another server counts as an inbound reference of that server; when a server's inbound
-// references reach zero it is unloaded. The table grows by doubling; generated code
+// has method count 0, so gates and acquire/release refuse it. An entry's count is how
+// often its owner holds the reference; an object counts the entries holding it and is
+// destroyed when none do. An entry holding another server's object is an inbound
+// reference of that server; when a server has none left it is unloaded. The table grows by doubling; generated code
 // reads its base and capacity through a two-word header with a fixed address.
 
 import KernelCore
@@ -77,23 +78,16 @@ struct ReferenceTable {
     entry[Word.server] = object.chainValue
     entry[Word.object] = UInt32(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()))
     entry[Word.count] = 1
-    entry[Word.references] = UInt32(UInt(bitPattern: object.referencesCell))
-    entry[Word.inbound] = 0
     used += 1
     object.references += 1
-    if let server = object.owner, server !== owner {
-      server.inboundReferences += 1
-      entry[Word.inbound] = UInt32(UInt(bitPattern: server.inboundCell))
-    }
+    if let server = object.owner, server !== owner { server.inboundReferences += 1 }
     return handle
   }
 
   /// Adds a count to `handle`; false if the handle is not valid.
   func acquire(_ handle: UInt32) -> Bool {
-    guard let object = object(handle) else { return false }
+    guard object(handle) != nil else { return false }
     entries![Int(handle) * Self.wordsPerEntry + Word.count] += 1
-    object.references += 1
-    if let server = object.owner, server !== owner { server.inboundReferences += 1 }
     return true
   }
 
@@ -103,13 +97,12 @@ struct ReferenceTable {
     guard let object = object(handle) else { return false }
     let entry = entries! + Int(handle) * Self.wordsPerEntry
     entry[Word.count] -= 1
-    if entry[Word.count] == 0 {
-      for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
-      entry[Self.nextFree] = firstFree
-      firstFree = handle
-      used -= 1
-      Unmanaged.passUnretained(object).release()
-    }
+    guard entry[Word.count] == 0 else { return true }
+    for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
+    entry[Self.nextFree] = firstFree
+    firstFree = handle
+    used -= 1
+    Unmanaged.passUnretained(object).release()
     object.references -= 1
     if object.references == 0 { object.destroy() }
     if let server = object.owner, server !== owner {

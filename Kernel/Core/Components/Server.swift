@@ -30,8 +30,8 @@ final class Server {
   private var marshalInformation: [UnsafeMutablePointer<MarshalInformation>] = []
   /// 1 while a thread is inside this (non-thread-safe) server.
   let lock: UnsafeMutablePointer<UInt32>
-  /// References to this server's objects held in other tables (generated code changes it).
-  let inboundCell: UnsafeMutablePointer<UInt32>
+  /// Entries in other tables that hold this server's objects.
+  var inboundReferences = 0
   /// Method vectors by manifest interface index (0 where the interface is not exported).
   private(set) var methodVectors: [UInt32]
   let startFunction: UInt32
@@ -39,12 +39,6 @@ final class Server {
   /// Objects of this server alive.
   var objectCount = 0
   private(set) var isLoaded = true
-
-  /// References to this server's objects held in other tables.
-  var inboundReferences: UInt32 {
-    get { inboundCell.pointee }
-    set { inboundCell.pointee = newValue }
-  }
 
   /// Why loading failed.
   enum LoadError: Error {
@@ -66,8 +60,6 @@ final class Server {
     self.code = code
     lock = .allocate(capacity: 1)
     lock.initialize(to: 0)
-    inboundCell = .allocate(capacity: 1)
-    inboundCell.initialize(to: 0)
     methodVectors = []
     let base = UInt32(UInt(bitPattern: image))
     startFunction = base + file.symbolAddress("tessera_start")!
@@ -91,7 +83,7 @@ final class Server {
     for export in 0..<file.manifest.exportCount {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
-    let codeSize = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods * (CallStubs.lockStubSize + 4)
+    let codeSize = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods * (CallStubs.methodEntrySize + 4)
     guard let image = KernelHeap.allocate(byteCount: Int(file.imageSize), alignment: 4096),
       let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16)
     else { return .failure(.outOfMemory) }
@@ -131,7 +123,9 @@ final class Server {
           let information = MarshalInformation.make(server: self, interface: interface, method: method, dispatch: dispatch)
           marshalInformation.append(information)
           vector[method] = writer.address
-          CallStubs.writeMarshalStub(into: &writer, information: UInt32(UInt(bitPattern: information)), entry: arch_marshal_entry())
+          CallStubs.writeMarshalStub(
+            into: &writer, chain: CallChain.layout, information: UInt32(UInt(bitPattern: information)),
+            marshal: KernelABI.marshalCallAddress)
         } else if manifest.isThreadSafe {
           vector[method] = dispatch  // nothing to add: the gate calls the server directly
         } else {
@@ -177,7 +171,6 @@ final class Server {
     marshalInformation = []
     table.deallocate()
     lock.deallocate()
-    inboundCell.deallocate()
     KernelHeap.free(image)
     KernelHeap.free(code)
     if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }

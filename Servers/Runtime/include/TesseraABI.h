@@ -44,7 +44,3 @@ static inline uint64_t tessera_timestamp(void) {
   __asm__ volatile("rdtsc" : "=a"(low), "=d"(high));
   return ((uint64_t)high << 32) | low;
 }
-
-/// A dispatch function's successful result: the value with status 0 (used by generated
-/// code; a C function so that the conversion is a single instruction).
-static inline uint64_t tessera_result(uint32_t value) { return value; }

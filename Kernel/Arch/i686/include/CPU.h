@@ -63,9 +63,6 @@ static inline void cpu_load_task_register(uint16_t selector) { __asm__ volatile(
 
 /// Calls `function(context, selector, words...)` (Calls.S).
 uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);
-/// Where marshaling stubs jump (Calls.S).
-void marshal_entry(void);
-static inline uint32_t arch_marshal_entry(void) { return (uint32_t)(uintptr_t)&marshal_entry; }
 
 /// The address of memcpy, memmove, memset or memcmp by name (String.S), or 0.
 void *memcpy(void *, const void *, unsigned int);
