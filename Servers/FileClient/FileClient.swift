@@ -96,6 +96,22 @@ final class Client: ProgramImplementation {
       check(error == .invalidHandle, "a forged handle gave the wrong error")
       say("fs-demo: forged handle refused: invalidHandle")
     }
+    // Blocks are checked against their declared bounds and against the caller's memory.
+    let oversized = UnsafeMutableRawBufferPointer.allocate(byteCount: 5000, alignment: 16)
+    defer { oversized.deallocate() }
+    do throws(CallError) {
+      _ = try paperAgain.read(offset: 0, data: oversized)
+      check(false, "a 5000-byte block passed a 4096-byte bound")
+    } catch {
+      check(error == .blockTooLarge, "an oversized block gave the wrong error")
+    }
+    do throws(CallError) {
+      _ = try paperAgain.read(offset: 0, data: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: UInt(0xDEAD_0000)), count: 64))
+      check(false, "a block in unmapped memory was accepted")
+    } catch {
+      check(error == .badBlock, "an unmapped block gave the wrong error")
+    }
+    say("fs-demo: oversized and unmapped blocks refused: blockTooLarge, badBlock")
     // Releasing a handle that is not in the table is refused too (in range and past it).
     check(!Directory(handle: 30).release() && !Directory(handle: 4000).release(), "a forged handle was released")
     check((try? Directory(handle: 30).acquire()) == nil, "a forged handle was acquired")

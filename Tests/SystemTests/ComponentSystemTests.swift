@@ -28,6 +28,7 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
     #expect(output.contains("FileClient: fs-demo: directory /docs"))
     #expect(output.contains("FileClient: fs-demo: directory /src"))
     #expect(output.contains("FileClient: fs-demo: forged handle refused: invalidHandle"))
+    #expect(output.contains("FileClient: fs-demo: oversized and unmapped blocks refused: blockTooLarge, badBlock"))
     #expect(output.contains("FileClient: fs-demo: PASS"), "demo output:\n\(result.tail(30))")
     #expect(!output.contains("fs-demo: FAIL"))
     #expect(output.contains("system: client finished with 0 (status 0)"))

@@ -9,7 +9,7 @@
 import CPU
 import KernelCore
 
-final class KernelObject {
+final class KernelObject: ReferencedObject {
   /// The server implementing the object; nil for kernel services.
   let owner: Server?
   /// The interface it implements (bytes owned by the owner's manifest or the kernel).
@@ -40,9 +40,10 @@ final class KernelObject {
     }
   }
 
-  /// The value the gate records in the call chain for calls to this object.
-  var chainValue: UInt32 {
-    owner.map { UInt32(UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque())) } ?? 0
+  /// What a table entry holding the object says to generated code.
+  var entryWords: (context: UInt, methods: UInt, digest: UInt, methodCount: UInt, chainValue: UInt) {
+    (UInt(context), UInt(methods), UInt(digest), UInt(interface.methodCount),
+     owner.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? 0)
   }
 
   /// Called when the last count is gone.

@@ -33,7 +33,7 @@ struct MarshalInformation {
 
 /// The kernel's own reference table (the composition's references) and its gate.
 enum KernelReferences {
-  nonisolated(unsafe) static var table = ReferenceTable(owner: nil)
+  nonisolated(unsafe) static var table = ReferenceTable<KernelObject>(owner: nil)
 
   /// The gate the kernel calls objects through, like a server's tessera_callN.
   static let gate: UInt32 = {
@@ -66,12 +66,12 @@ private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
 
 /// Calls through the table of the caller: the innermost server below the callee's
 /// record (which the gate pushed), or the kernel.
-private func withCallerTable<Result>(_ body: (inout ReferenceTable) -> Result) -> Result {
+private func withCallerTable<Result>(_ body: (inout ReferenceTable<KernelObject>) -> Result) -> Result {
   if let server = CallChain.server(below: CallChain.depth - 1) { return body(&server.table) }
   return body(&KernelReferences.table)
 }
 
-private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable) -> Result) -> Result {
+private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable<KernelObject>) -> Result) -> Result {
   if let server { return body(&server.table) }
   return body(&KernelReferences.table)
 }

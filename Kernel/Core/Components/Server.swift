@@ -11,7 +11,7 @@
 import CPU
 import KernelCore
 
-final class Server {
+final class Server: ReferenceOwner {
   /// Servers loaded and not yet unloaded, for reports and the shell.
   nonisolated(unsafe) static var loaded: [Server] = []
   /// Heap slots in use (one bit each).
@@ -22,7 +22,7 @@ final class Server {
 
   let name: KernelMessage
   let file: ServerFile
-  var table: ReferenceTable
+  var table: ReferenceTable<KernelObject>
   var heap: HeapAllocator<PagedRegionBacking>
   private let heapSlot: Int
   private let image: UnsafeMutableRawPointer
@@ -64,7 +64,7 @@ final class Server {
     let base = UInt32(UInt(bitPattern: image))
     startFunction = base + file.symbolAddress("tessera_start")!
     destroyFunction = base + file.symbolAddress("tessera_destroy")!
-    table = ReferenceTable(owner: nil)
+    table = ReferenceTable<KernelObject>(owner: nil)
     table.attach(owner: self)
   }
 

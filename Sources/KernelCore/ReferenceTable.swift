@@ -1,0 +1,183 @@
+// ReferenceTable: a server's (or the kernel's) table of references; handles are indices.
+//
+// Contract: handle 0 is the null reference and never valid. Every entry holds one object
+// and a count, in the layout the generated code reads (CallStubs.Entry; one machine word
+// per field). A free entry has method count 0, so gates and acquire/release refuse it.
+// Lifetime rules, all enforced here:
+//   - an entry's count is how often the table's owner holds the reference (acquire adds
+//     one, release removes one); at zero the entry is freed;
+//   - an object counts the entries holding it, in any table, and is destroyed when none
+//     do (`ReferencedObject.destroy`);
+//   - an entry holding an object of another owner is an inbound reference of that owner;
+//     when an owner has none left it is unloaded (`ReferenceOwner.unload`), which releases
+//     its own table in turn. References an owner holds to its own objects do not keep it
+//     loaded. A cycle of owners referencing each other keeps all of them loaded until one
+//     releases its reference (the kernel does not collect cycles).
+// The table grows by doubling up to `maximumCapacity`; generated code reads its base and
+// capacity through a two-word header whose address never changes.
+
+/// Something that owns a reference table and whose objects others may reference (a server).
+public protocol ReferenceOwner: AnyObject {
+  /// Entries in other owners' tables (or the kernel's) that hold this owner's objects.
+  var inboundReferences: Int { get set }
+  /// Called when `inboundReferences` drops to zero.
+  func unload()
+}
+
+/// An object references point to.
+public protocol ReferencedObject: AnyObject {
+  associatedtype Owner: ReferenceOwner
+  /// The owner implementing the object; nil for objects of the kernel itself.
+  var owner: Owner? { get }
+  /// Entries, in all tables, holding the object.
+  var references: Int { get set }
+  /// The words generated code reads: context, method vector, digest, method count,
+  /// call-chain value (see CallStubs.Entry).
+  var entryWords: (context: UInt, methods: UInt, digest: UInt, methodCount: UInt, chainValue: UInt) { get }
+  /// Called when no entry holds the object any more.
+  func destroy()
+}
+
+/// The table of references of one owner.
+public struct ReferenceTable<Object: ReferencedObject> {
+  private typealias Word = CallStubs.Entry
+  private static var wordsPerEntry: Int { CallStubs.entryWords }
+  // A free entry keeps the next free handle in its context word.
+  private static var nextFree: Int { CallStubs.Entry.context }
+  private static var initialCapacity: Int { 32 }
+  /// The most entries a table may have.
+  public static var maximumCapacity: Int { 4096 }
+
+  /// header[0] = the entries' address, header[1] = the capacity.
+  public let header: UnsafeMutablePointer<UInt>
+  private var ownerReference: Unmanaged<Object.Owner>?
+  private var firstFree: UInt = 0
+  /// Entries in use.
+  public private(set) var used = 0
+
+  /// An empty table of `owner` (nil: the kernel's own table).
+  public init(owner: Object.Owner?) {
+    ownerReference = owner.map { Unmanaged.passUnretained($0) }
+    header = .allocate(capacity: 2)
+    header[0] = 0
+    header[1] = 0
+  }
+
+  /// Sets the owner once it exists (an owner creates its table while initializing).
+  public mutating func attach(owner: Object.Owner) { ownerReference = Unmanaged.passUnretained(owner) }
+
+  /// The table's owner, unretained (the owner owns the table, not the reverse).
+  public var owner: Object.Owner? { ownerReference?.takeUnretainedValue() }
+
+  /// The number of entries allocated.
+  public var capacity: Int { Int(header[1]) }
+
+  /// Where generated code finds the table.
+  public var layout: TableLayout {
+    let address = UInt32(truncatingIfNeeded: UInt(bitPattern: header))
+    return TableLayout(base: address, capacity: address + UInt32(MemoryLayout<UInt>.size))
+  }
+
+  private var entries: UnsafeMutablePointer<UInt>? { UnsafeMutablePointer(bitPattern: header[0]) }
+
+  /// Frees the table's memory; every entry must have been released.
+  public func deallocate() {
+    entries?.deallocate()
+    header.deallocate()
+  }
+
+  /// Allocates the first entries now (so a later heap measurement does not see them).
+  public mutating func reserve() { if capacity == 0 { _ = grow() } }
+
+  /// The object behind `handle`, or nil if the handle is not a valid entry here.
+  public func object(_ handle: UInt32) -> Object? {
+    guard handle != 0, Int(handle) < capacity, let entries else { return nil }
+    let address = entries[Int(handle) * Self.wordsPerEntry + Word.object]
+    guard address != 0 else { return nil }
+    return Unmanaged<Object>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeUnretainedValue()
+  }
+
+  /// The count of `handle` (0 if invalid).
+  public func count(_ handle: UInt32) -> Int {
+    guard object(handle) != nil else { return 0 }
+    return Int(entries![Int(handle) * Self.wordsPerEntry + Word.count])
+  }
+
+  /// Installs `object` with count 1; returns the handle, or 0 if the table is full.
+  public mutating func install(_ object: Object) -> UInt32 {
+    if firstFree == 0 && !grow() { return 0 }
+    let handle = firstFree
+    let entry = entries! + Int(handle) * Self.wordsPerEntry
+    firstFree = entry[Self.nextFree]
+    let words = object.entryWords
+    entry[Word.context] = words.context
+    entry[Word.methods] = words.methods
+    entry[Word.digest] = words.digest
+    entry[Word.methodCount] = words.methodCount
+    entry[Word.server] = words.chainValue
+    entry[Word.object] = UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())
+    entry[Word.count] = 1
+    used += 1
+    object.references += 1
+    if let server = object.owner, server !== owner { server.inboundReferences += 1 }
+    return UInt32(handle)
+  }
+
+  /// Adds a count to `handle`; false if the handle is not valid.
+  public func acquire(_ handle: UInt32) -> Bool {
+    guard object(handle) != nil else { return false }
+    entries![Int(handle) * Self.wordsPerEntry + Word.count] += 1
+    return true
+  }
+
+  /// Removes a count from `handle`; at zero the entry is freed, and the lifetime rules
+  /// above may destroy the object and unload its owner. False if the handle is not valid.
+  public mutating func release(_ handle: UInt32) -> Bool {
+    guard let object = object(handle) else { return false }
+    let entry = entries! + Int(handle) * Self.wordsPerEntry
+    entry[Word.count] -= 1
+    guard entry[Word.count] == 0 else { return true }
+    for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
+    entry[Self.nextFree] = firstFree
+    firstFree = UInt(handle)
+    used -= 1
+    Unmanaged.passUnretained(object).release()
+    object.references -= 1
+    if object.references == 0 { object.destroy() }
+    if let server = object.owner, server !== owner {
+      server.inboundReferences -= 1
+      if server.inboundReferences == 0 { server.unload() }
+    }
+    return true
+  }
+
+  /// Releases every count of every entry (when the owner is unloaded).
+  public mutating func releaseAll() {
+    var handle: UInt32 = 1
+    while Int(handle) < capacity {
+      while object(handle) != nil { _ = release(handle) }
+      handle += 1
+    }
+  }
+
+  private mutating func grow() -> Bool {
+    let oldCapacity = capacity
+    let newCapacity = oldCapacity == 0 ? Self.initialCapacity : oldCapacity * 2
+    guard newCapacity <= Self.maximumCapacity else { return false }
+    let newEntries = UnsafeMutablePointer<UInt>.allocate(capacity: newCapacity * Self.wordsPerEntry)
+    newEntries.initialize(repeating: 0, count: newCapacity * Self.wordsPerEntry)
+    if let entries {
+      newEntries.update(from: entries, count: oldCapacity * Self.wordsPerEntry)
+      entries.deallocate()
+    }
+    // Chain the new entries (handle 0 stays reserved as null).
+    let first = max(oldCapacity, 1)
+    for handle in first..<newCapacity {
+      newEntries[handle * Self.wordsPerEntry + Self.nextFree] = handle + 1 < newCapacity ? UInt(handle + 1) : firstFree
+    }
+    firstFree = UInt(first)
+    header[0] = UInt(bitPattern: newEntries)
+    header[1] = UInt(newCapacity)
+    return true
+  }
+}
