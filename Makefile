@@ -1,9 +1,12 @@
 # Tessera's single build entry point.
 #
-#   make run     build everything and boot the default system in QEMU (Ctrl-A X quits)
+#   make run     build everything and boot the default system in QEMU (Ctrl-A X quits);
+#                SYSTEM=systems/NAME.system boots another composition, APPEND="..." adds
+#                kernel command-line options
 #   make debug   boot halted with QEMU's gdb stub on :1234
 #   make test    host unit tests and QEMU system tests
-#   make kernel  only build the kernel images
+#   make bench   instruction counts of calls and references (build/bench/results.json)
+#   make kernel  only build the kernel images and the server files
 #   make format  format all Swift sources with swift-format
 #
 # The kernel is cross-built with Embedded Swift for i686 and linked with ld.lld; host
@@ -38,8 +41,9 @@ C_HEADERS := $(wildcard $(ARCH)/include/*) $(wildcard Kernel/Tests/include/*)
 HOST_TOOL := .build/debug/tessera
 OBJCOPY := llvm-objcopy
 
-# Servers: one folder each under Servers/ (Runtime and Template are not servers).
-SERVERS := $(filter-out Runtime Template,$(notdir $(patsubst %/,%,$(wildcard Servers/*/))))
+# Servers: one folder each under Servers/ (Runtime is the code they share; Template is
+# a real server, built and tested like the others, to copy from).
+SERVERS := $(filter-out Runtime,$(notdir $(patsubst %/,%,$(wildcard Servers/*/))))
 SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
 SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
@@ -162,6 +166,7 @@ space := $(empty) $(empty)
 MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map $(SYSTEM) $(SERVER_FILES)))
 
 run: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
+	@$(HOST_TOOL) check $(SYSTEM) || echo "(booting anyway: the kernel reports the same problems)"
 	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
 
 debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
