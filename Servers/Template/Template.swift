@@ -2,15 +2,17 @@
 // hello through the console it was given, and returns 0.
 //
 // Generated for you (build/servers/Template/Interfaces.swift): the `Program` and
-// `Console` reference types, the `ProgramImplementation` protocol, `Program.export`, and
-// `Required.console`. You write the implementation class and `start()`.
+// `Console` and `Clock` reference types, the `ProgramImplementation` protocol,
+// `Program.export`, and `Required.console` and `Required.clock`. You write the
+// implementation class and `start()`.
 
 import KernelCore
 import ServerRuntime
 
 final class Hello: ProgramImplementation {
   func run() -> UInt {
-    let message: KernelMessage = "hello from the template server"
+    let uptime = (try? Required.clock.uptimeMilliseconds()) ?? 0
+    let message: KernelMessage = "hello from the template server, \(uptime) ms after boot"
     message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
     return 0
   }

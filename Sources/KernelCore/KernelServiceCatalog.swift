@@ -11,5 +11,8 @@ public struct KernelService: Sendable {
 
 public enum KernelServiceCatalog {
   /// Every service, in the order the kernel creates them.
-  public static let services: [KernelService] = [KernelService(name: "console", interface: "Console")]
+  public static let services: [KernelService] = [
+    KernelService(name: "console", interface: "Console"),
+    KernelService(name: "clock", interface: "Clock"),
+  ]
 }

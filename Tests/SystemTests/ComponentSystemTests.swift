@@ -59,4 +59,11 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
     #expect(output.contains("FileClient: fs-demo: PASS"))
     #expect(output.contains(/kernel heap back to its base: .*; 4 errors/))
   }
+
+  @Test func templateServerUsesTheKernelsConsoleAndClock() throws {
+    let result = try bootComposition("systems/template.system", test: "templateServerUsesTheKernelsConsoleAndClock")
+    let line = try #require(result.output.firstMatch(of: /Template: hello from the template server, (\d+) ms after boot/))
+    #expect(Int(line.1)! > 0, "the clock counts from boot")
+    #expect(result.output.contains(/kernel heap back to its base: .*; 0 errors/))
+  }
 }

@@ -104,4 +104,22 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
     #expect(corrupt.count == 4, "\(corrupt)")
     #expect(corrupt.contains { $0.hasSuffix("corrupt.system:11: badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1") })
   }
+
+  @Test func inspectDescribesGoodFilesAndNamesTheProblemWithBadOnes() throws {
+    let path = repository.appendingPathComponent("build/servers/SimpleFS.srv").path
+    let data = try #require(FileManager.default.contents(atPath: path), "run `make test`, which builds the servers first")
+    let report = try data.withUnsafeBytes { try inspectServerFile($0, path: "SimpleFS.srv") }
+    #expect(report.contains("server SimpleFS"))
+    #expect(report.contains("1. device: BlockDevice"))
+    #expect(report.contains("2. read(word, out bytes[4096]) -> filled(parameter 1)"))
+    #expect(report.contains("imports: ") && report.contains("tessera_call3"))
+    var broken = [UInt8](data)
+    broken.removeLast(broken.count / 2)
+    #expect(throws: LanguageError.self) { try broken.withUnsafeBytes { _ = try inspectServerFile($0, path: "half.srv") } }
+    do {
+      _ = try broken.withUnsafeBytes { try inspectServerFile($0, path: "half.srv") }
+    } catch {
+      #expect("\(error)".hasPrefix("half.srv: not a valid server file: "))
+    }
+  }
 }

@@ -16,11 +16,17 @@ final class ConsoleService: ConsoleImplementation {
   }
 }
 
+/// The kernel's Clock.
+final class ClockService: ClockImplementation {
+  func uptimeMilliseconds() -> UInt { UInt(truncatingIfNeeded: Timer.uptimeNanoseconds / 1_000_000) }
+}
+
 /// The base of boxes that hold kernel service implementations.
 class KernelObjectBox {}
 
 enum KernelServices {
   nonisolated(unsafe) private static var console: KernelObject?
+  nonisolated(unsafe) private static var clock: KernelObject?
   nonisolated(unsafe) private static var code: UnsafeMutableRawPointer?
   nonisolated(unsafe) private static var codeUsed = 0
   private static let codeSize = 1024
@@ -33,17 +39,27 @@ enum KernelServices {
       }
       return console
     }
+    if equals(name, "clock") {
+      if clock == nil {
+        clock = makeService(descriptor: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
+      }
+      return clock
+    }
     return nil
   }
 
   /// Creates every service now (they live for good).
   static func createAll() {
-    let console: StaticString = "console"
-    _ = service(named: UnsafeBufferPointer(start: console.utf8Start, count: console.utf8CodeUnitCount))
+    for service in KernelServiceCatalog.services {
+      let name = service.name
+      guard self.service(named: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)) != nil else {
+        panic("kernel service \(name) is in the catalog but not implemented")
+      }
+    }
   }
 
   /// The names offered, for error messages.
-  static let names: StaticString = "console"
+  static let names: StaticString = "console, clock"
 
   private static func makeService(descriptor bytes: [UInt8], dispatch: [UInt], box: KernelObjectBox) -> KernelObject {
     let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
@@ -54,8 +70,8 @@ enum KernelServices {
       memory: UnsafeMutableRawBufferPointer(start: code! + codeUsed, count: codeSize - codeUsed),
       base: UInt32(UInt(bitPattern: code! + codeUsed)))
     let vector = UnsafeMutablePointer<UInt32>(bitPattern: UInt(writer.address))!
-    for _ in 0..<interface.methodCount { writer.emit32(0) }
-    for method in 0..<interface.methodCount {
+    for method in 0..<interface.methodCount { writer.emit32(UInt32(dispatch[method])) }  // words only: direct
+    for method in 0..<interface.methodCount where !interface.method(method).isWordsOnly {
       vector[method] = writer.address
       let information = MarshalInformation.make(server: nil, interface: interface, method: method, dispatch: UInt32(dispatch[method]))
       CallStubs.writeMarshalStub(
