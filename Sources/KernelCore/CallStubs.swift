@@ -125,6 +125,21 @@ public enum CallStubs {
 
   private static func displacement(_ word: Int) -> UInt8 { UInt8(word * 4) }
 
+  /// Writes a failed call's return: result 0 and `status` in EDX (8 bytes).
+  private static func returnFailure(_ code: inout CodeBuffer, status: UInt32) {
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xBA)
+    code.emit32(status)  // mov edx, status
+    code.emit(0xC3)  // ret
+  }
+
+  /// Writes acquire's or release's return for an invalid handle: EAX = 1.
+  private static func returnInvalidHandle(_ code: inout CodeBuffer) {
+    code.emit(0xB8)
+    code.emit32(statusInvalidHandle)  // mov eax, 1
+    code.emit(0xC3)  // ret
+  }
+
   /// Writes `eax = &entries[handle]` for the handle at [esp+4], jumping to the returned
   /// fixup position when the handle is past the table.
   private static func loadEntry(_ code: inout CodeBuffer, table: TableLayout) -> Int {
@@ -181,23 +196,14 @@ public enum CallStubs {
     code.emit(0xFF, 0x24, 0xCD)
     code.emit32(chain.records)  // jmp [records+ecx*8]
     code.patchRelative(at: toOverflow, to: code.address)
-    code.emit(0x31, 0xC0)  // overflow: xor eax, eax
-    code.emit(0xBA)
-    code.emit32(statusOutOfResources)  // mov edx, 6
-    code.emit(0xC3)  // ret
+    returnFailure(&code, status: statusOutOfResources)
     // wrong: a free entry has no methods, so it is an invalid handle, not a wrong interface.
     code.patchRelative(at: toWrong, to: code.address)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x08)  // je invalid (+8)
-    code.emit(0x31, 0xC0)  // xor eax, eax
-    code.emit(0xBA)
-    code.emit32(statusWrongInterface)  // mov edx, 2
-    code.emit(0xC3)  // ret
+    code.emit(0x74, 0x08)  // je invalid (+8, past the next return)
+    returnFailure(&code, status: statusWrongInterface)
     code.patchRelative(at: toInvalid, to: code.address)
-    code.emit(0x31, 0xC0)  // invalid: xor eax, eax
-    code.emit(0xBA)
-    code.emit32(statusInvalidHandle)  // mov edx, 1
-    code.emit(0xC3)  // ret
+    returnFailure(&code, status: statusInvalidHandle)
   }
 
   /// Writes the entry of one method of a server that is not thread-safe: it takes the
@@ -274,9 +280,7 @@ public enum CallStubs {
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.patchRelative(at: toInvalid, to: code.address)
-    code.emit(0xB8)
-    code.emit32(statusInvalidHandle)  // invalid: mov eax, 1
-    code.emit(0xC3)  // ret
+    returnInvalidHandle(&code)
   }
 
   /// Writes a table's `tessera_release(handle)`: while the entry keeps a count it just
@@ -295,8 +299,6 @@ public enum CallStubs {
     code.emit(0xE9)
     code.emitRelative(to: slowPath)  // slow: jmp slowPath
     code.patchRelative(at: toInvalid, to: code.address)
-    code.emit(0xB8)
-    code.emit32(statusInvalidHandle)  // invalid: mov eax, 1
-    code.emit(0xC3)  // ret
+    returnInvalidHandle(&code)
   }
 }

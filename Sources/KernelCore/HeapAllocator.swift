@@ -136,12 +136,7 @@ public struct HeapAllocator<Backing: HeapBacking> {
       unlink(next)
       size += blockSize(next)
     }
-    let previous = previousSize(block)
-    if previous != 0 && !isUsed(block - previous) {
-      block -= previous
-      unlink(block)
-      size += previous
-    }
+    mergeWithPrevious(&block, &size)
     writeHeader(block, size: size, used: false)
     setPreviousSize(block + size, size)
     link(block)
@@ -280,12 +275,7 @@ public struct HeapAllocator<Backing: HeapBacking> {
     statistics.regionBytes += Int(increment)
     let epilogue = top - Self.headerSize
     writeHeader(epilogue, size: 0, used: true)
-    let previous = previousSize(block)
-    if previous != 0 && !isUsed(block - previous) {
-      block -= previous
-      unlink(block)
-      size += previous
-    }
+    mergeWithPrevious(&block, &size)
     writeHeader(block, size: size, used: false)
     setPreviousSize(epilogue, size)
     link(block)
@@ -307,6 +297,15 @@ public struct HeapAllocator<Backing: HeapBacking> {
     backing.shrink(from: top, to: newTop)
     top = newTop
     statistics.regionBytes -= Int(release)
+  }
+
+  /// Extends the free range `block` of `size` bytes downwards over a free predecessor.
+  private mutating func mergeWithPrevious(_ block: inout UInt, _ size: inout UInt) {
+    let previous = previousSize(block)
+    guard previous != 0 && !isUsed(block - previous) else { return }
+    block -= previous
+    unlink(block)
+    size += previous
   }
 
   private func binIndex(_ size: UInt) -> Int {
