@@ -31,6 +31,7 @@ ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
 KERNEL_INTERFACES := Console Clock
 KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
+  $(wildcard Kernel/Core/Threads/*.swift) \
   $(wildcard $(ARCH)/*.swift) $(BUILD)/generated/KernelInterfaces.swift
 SYSTEM_SOURCES := $(wildcard Kernel/System/*.swift)
 TEST_SOURCES := $(wildcard Kernel/Tests/*.swift)

@@ -55,6 +55,7 @@ func kernelMain(magic: UInt32, informationAddress: UInt32) -> Never {
 
   InterruptController.initialize()
   Timer.start()
+  Scheduler.initialize()
   cpu_enable_interrupts()
   calibrateTimestampCounter()
   findSymbolMap(modules)

@@ -63,13 +63,16 @@ public struct CallChainLayout {
   public var lockFlags: UInt32
   /// Address of the lock stubs' return slots: one word per record.
   public var innerReturns: UInt32
+  /// Address of the running thread's number (what a lock holds while it is taken).
+  public var threadNumber: UInt32
 
   /// A layout.
-  public init(depth: UInt32, records: UInt32, lockFlags: UInt32, innerReturns: UInt32) {
+  public init(depth: UInt32, records: UInt32, lockFlags: UInt32, innerReturns: UInt32, threadNumber: UInt32) {
     self.depth = depth
     self.records = records
     self.lockFlags = lockFlags
     self.innerReturns = innerReturns
+    self.threadNumber = threadNumber
   }
 }
 
@@ -116,9 +119,9 @@ public enum CallStubs {
   public static let statusOutOfResources: UInt32 = 6
   /// Upper bounds of the sizes, for allocating code memory.
   public static let gateSize = 160
-  public static let lockStubSize = 96
+  public static let lockStubSize = 176
   /// The bytes one method entry may take (the largest of the stubs).
-  public static let methodEntrySize = 96
+  public static let methodEntrySize = 176
   public static let marshalStubSize = 48
   public static let acquireSize = 48
   public static let releaseSize = 64
@@ -206,27 +209,54 @@ public enum CallStubs {
     returnFailure(&code, status: statusInvalidHandle)
   }
 
-  /// Writes the entry of one method of a server that is not thread-safe: it takes the
-  /// server's lock unless this thread already holds it (a call chain that came back),
-  /// calls `dispatch` and releases the lock if it took it. Entered from a gate, with the
-  /// call-chain record already pushed.
-  public static func writeLockStub(into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32) {
+  /// The bit a lock word carries while threads wait for it (the rest is the owner's
+  /// thread number).
+  public static let lockContended: UInt32 = 0x8000_0000
+
+  /// Writes the entry of one method of a server that is not thread-safe. The lock word
+  /// holds the owning thread's number (0 when free); taking it is one `lock cmpxchg`.
+  /// A thread whose call chain already holds the lock goes straight in (re-entry). When
+  /// another thread holds it, `wait(lock)` (the kernel) blocks until it is handed over.
+  /// On the way out, a lock nobody waits for is cleared with one `lock cmpxchg`; one with
+  /// waiters (its contended bit set) goes to `release(lock)`, which hands it over.
+  /// Entered from a gate, with the call-chain record already pushed.
+  public static func writeLockStub(
+    into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32,
+    wait: UInt32, release: UInt32
+  ) {
     code.emit(0xA1)
     code.emit32(chain.depth)  // mov eax, [depth]
     code.emit(0x48)  // dec eax                  this call's record
     code.emit(0x8F, 0x04, 0x85)
     code.emit32(chain.innerReturns)  // pop [inner+eax*4]        the gate's return address
-    code.emit(0x31, 0xD2)  // xor edx, edx
-    code.emit(0x83, 0x3D)
-    code.emit32(lock)
-    code.emit(0x00)  // cmp dword [lock], 0
-    code.emit(0x75, 0x0B)  // jne held (+11)
-    code.emit(0xC7, 0x05)
-    code.emit32(lock)
-    code.emit32(1)  // mov dword [lock], 1
-    code.emit(0x42)  // inc edx
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.threadNumber)  // mov ecx, [thread]
+    code.emit(0x31, 0xD2)  // xor edx, edx             edx = 1 if this call takes the lock
+    code.emit(0xA1)
+    code.emit32(lock)  // mov eax, [lock]
+    code.emit(0x25)
+    code.emit32(~lockContended)  // and eax, ~contended
+    code.emit(0x39, 0xC8)  // cmp eax, ecx
+    code.emit(0x0F, 0x84)
+    let toHeld = code.count
+    code.emit32(0)  // je held                  re-entry by this thread
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xF0, 0x0F, 0xB1, 0x0D)
+    code.emit32(lock)  // lock cmpxchg [lock], ecx
+    code.emit(0x74, 0x0D)  // je taken (+13)
+    code.emit(0x68)
+    code.emit32(lock)  // push lock
+    code.emit(0xE8)
+    code.emitRelative(to: wait)  // call wait                blocks until handed the lock
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
+    code.emit(0xBA)
+    code.emit32(1)  // taken: mov edx, 1
+    code.patchRelative(at: toHeld, to: code.address)
+    code.emit(0xA1)
+    code.emit32(chain.depth)  // held: mov eax, [depth]
+    code.emit(0x48)  // dec eax
     code.emit(0x89, 0x14, 0x85)
-    code.emit32(chain.lockFlags)  // held: mov [flags+eax*4], edx
+    code.emit32(chain.lockFlags)  // mov [flags+eax*4], edx
     code.emit(0xE8)
     code.emitRelative(to: dispatch)  // call dispatch
     code.emit(0x8B, 0x0D)
@@ -235,10 +265,27 @@ public enum CallStubs {
     code.emit(0x83, 0x3C, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit(0x00)  // cmp dword [flags+ecx*4], 0
-    code.emit(0x74, 0x0A)  // je done (+10)
-    code.emit(0xC7, 0x05)
-    code.emit32(lock)
-    code.emit32(0)  // mov dword [lock], 0
+    code.emit(0x0F, 0x84)
+    let toDone = code.count
+    code.emit32(0)  // je done
+    code.emit(0x50)  // push eax                 the result
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.threadNumber)  // mov ecx, [thread]
+    code.emit(0x89, 0xC8)  // mov eax, ecx
+    code.emit(0x31, 0xC9)  // xor ecx, ecx
+    code.emit(0xF0, 0x0F, 0xB1, 0x0D)
+    code.emit32(lock)  // lock cmpxchg [lock], ecx  free it if nobody waits
+    code.emit(0x74, 0x0D)  // je released (+13)
+    code.emit(0x68)
+    code.emit32(lock)  // push lock
+    code.emit(0xE8)
+    code.emitRelative(to: release)  // call release             hand it to a waiter
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
+    code.emit(0x58)  // released: pop eax
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.depth)  // mov ecx, [depth]
+    code.emit(0x49)  // dec ecx
+    code.patchRelative(at: toDone, to: code.address)
     code.emit(0xFF, 0x24, 0x8D)
     code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
   }

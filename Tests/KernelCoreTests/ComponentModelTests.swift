@@ -215,7 +215,7 @@ enum SampleManifest {
   }
 
   let table = TableLayout(base: 0x2000, capacity: 0x2004)
-  let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304)
+  let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304, threadNumber: 0x3404)
 
   @Test func gateChecksTheCallAndKeepsTheCallChain() throws {
     let bytes = write { CallStubs.writeGate(into: &$0, table: table, chain: chain) }
@@ -233,15 +233,21 @@ enum SampleManifest {
     #expect(Array(listing.suffix(3)) == ["xor eax,eax", "mov edx,0x1", "ret"])
   }
 
-  @Test func lockStubTakesTheLockUnlessThisChainHoldsIt() throws {
-    let bytes = write { CallStubs.writeLockStub(into: &$0, chain: chain, dispatch: 0x5000, lock: 0x4000) }
+  @Test func lockStubTakesTheLockUnlessThisThreadHoldsIt() throws {
+    let bytes = write {
+      CallStubs.writeLockStub(into: &$0, chain: chain, dispatch: 0x5000, lock: 0x4000, wait: 0x6000, release: 0x7000)
+    }
     #expect(bytes.count <= CallStubs.lockStubSize)
-    #expect(try disassemble(bytes, base: 0x1000) == [
-      "mov eax,ds:0x3000", "dec eax", "pop DWORD PTR [eax*4+0x3304]", "xor edx,edx", "cmp DWORD PTR ds:0x4000,0x0",
-      "jne 0x1023", "mov DWORD PTR ds:0x4000,0x1", "inc edx", "mov DWORD PTR [eax*4+0x3204],edx", "call 0x5000",
-      "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "cmp DWORD PTR [ecx*4+0x3204],0x0", "je 0x104a",
-      "mov DWORD PTR ds:0x4000,0x0", "jmp DWORD PTR [ecx*4+0x3304]",
+    let listing = try disassemble(bytes, base: 0x1000)
+    #expect(Array(listing.prefix(12)) == [
+      "mov eax,ds:0x3000", "dec eax", "pop DWORD PTR [eax*4+0x3304]", "mov ecx,DWORD PTR ds:0x3404", "xor edx,edx",
+      "mov eax,ds:0x4000", "and eax,0x7fffffff", "cmp eax,ecx", "je 0x1045", "xor eax,eax",
+      "lock cmpxchg DWORD PTR ds:0x4000,ecx", "je 0x1040",
     ])
+    #expect(listing.contains("call 0x6000"), "a held lock makes the caller wait in the kernel")
+    #expect(listing.contains("call 0x5000"))
+    #expect(listing.contains("call 0x7000"), "waiters get the lock handed over")
+    #expect(listing.last == "jmp DWORD PTR [ecx*4+0x3304]")
   }
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {

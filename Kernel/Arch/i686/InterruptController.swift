@@ -100,6 +100,7 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
     Exceptions.handle(frame)
   case InterruptController.firstVector..<(InterruptController.firstVector + 16):
     InterruptController.handle(vector: vector)
+    Scheduler.preemptIfNeeded()  // after the EOI, so the timer keeps ticking meanwhile
   default:
     Exceptions.report(frame, reason: "unexpected interrupt vector")
   }

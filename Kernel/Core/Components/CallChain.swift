@@ -4,16 +4,19 @@
 // callee) on entry and pop it on return; the kernel pushes records itself when it enters
 // a server directly (start, destroy, marshaled calls). The top record names the server
 // whose code is running, which is how allocation and exports are charged to the right
-// server. The storage has a fixed address because stubs have it baked in. There is one
-// chain until threads exist (issue 4 gives each thread its own).
+// server. The storage has a fixed address because stubs have it baked in; each thread
+// has its own chain, which the scheduler copies out of and into this storage when it
+// switches threads (`save`, `restore`). The storage also holds the running thread's
+// number, which lock stubs write into the locks they take.
 
 import KernelCore
 
 enum CallChain {
   // Layout: word 0 depth; then `chainCapacity` records of 2 words; then a lock flag
-  // each; then a return slot each for lock stubs.
+  // each; then a return slot each for lock stubs; then the running thread's number.
+  static let words = 2 + 4 * Int(CallStubs.chainCapacity)
+  private static let capacity = Int(CallStubs.chainCapacity)
   private static let storage: UnsafeMutablePointer<UInt32> = {
-    let words = 1 + 4 * Int(CallStubs.chainCapacity)
     let memory = UnsafeMutablePointer<UInt32>.allocate(capacity: words)
     memory.initialize(repeating: 0, count: words)
     return memory
@@ -24,7 +27,39 @@ enum CallChain {
     let base = UInt32(UInt(bitPattern: storage))
     return CallChainLayout(
       depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallStubs.chainCapacity,
-      innerReturns: base + 4 + 12 * CallStubs.chainCapacity)
+      innerReturns: base + 4 + 12 * CallStubs.chainCapacity, threadNumber: base + 4 + 16 * CallStubs.chainCapacity)
+  }
+
+  /// The running thread's number, as lock stubs see it.
+  static var threadNumber: UInt32 {
+    get { storage[1 + 4 * capacity] }
+    set { storage[1 + 4 * capacity] = newValue }
+  }
+
+  /// Whether the call at `level` took its server's lock.
+  static func tookLock(at level: Int) -> Bool { storage[1 + 2 * capacity + level] != 0 }
+
+  /// Sets whether the call at `level` holds its server's lock.
+  static func setTookLock(_ value: Bool, at level: Int) { storage[1 + 2 * capacity + level] = value ? 1 : 0 }
+
+  /// Copies the running thread's chain into `buffer` (`words` words). One record past
+  /// the depth is copied too: a gate interrupted between writing a record and counting it
+  /// must find it again.
+  static func save(into buffer: UnsafeMutablePointer<UInt32>) {
+    let used = min(depth + 1, capacity)
+    buffer[0] = storage[0]
+    (buffer + 1).update(from: storage + 1, count: 2 * used)
+    (buffer + 1 + 2 * capacity).update(from: storage + 1 + 2 * capacity, count: used)
+    (buffer + 1 + 3 * capacity).update(from: storage + 1 + 3 * capacity, count: used)
+  }
+
+  /// Makes the chain in `buffer` the running one.
+  static func restore(from buffer: UnsafeMutablePointer<UInt32>) {
+    let used = min(Int(buffer[0]) + 1, capacity)
+    storage[0] = buffer[0]
+    (storage + 1).update(from: buffer + 1, count: 2 * used)
+    (storage + 1 + 2 * capacity).update(from: buffer + 1 + 2 * capacity, count: used)
+    (storage + 1 + 3 * capacity).update(from: buffer + 1 + 3 * capacity, count: used)
   }
 
   /// Calls currently recorded.

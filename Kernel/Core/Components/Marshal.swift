@@ -163,14 +163,15 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   if status == 0 {
     // The call itself (the gate has pushed the callee's record); the lock as in a lock stub.
     var tookLock = false
-    if let callee, !callee.file.manifest.isThreadSafe, callee.lock.pointee == 0 {
-      callee.lock.pointee = 1
-      tookLock = true
-    }
+    if let callee, !callee.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(callee.lock) }
+    CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
     result = words.span.withUnsafeBufferPointer { buffer in
       arch_call_words(information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
     }
-    if tookLock { callee!.lock.pointee = 0 }
+    if tookLock {
+      CallChain.setTookLock(false, at: CallChain.depth - 1)
+      ServerLock.release(callee!.lock)
+    }
   }
   var value = UInt32(truncatingIfNeeded: result)  // dispatch functions return one word
 

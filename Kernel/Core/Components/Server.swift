@@ -28,8 +28,10 @@ final class Server: ReferenceOwner {
   private let image: UnsafeMutableRawPointer
   private let code: UnsafeMutableRawPointer
   private var marshalInformation: [UnsafeMutablePointer<MarshalInformation>] = []
-  /// 1 while a thread is inside this (non-thread-safe) server.
+  /// The lock of a server that is not thread-safe (see ServerLock).
   let lock: UnsafeMutablePointer<UInt32>
+  /// Threads waiting for the lock, in arrival order.
+  var lockWaiters = ThreadQueue()
   /// Entries in other tables that hold this server's objects.
   var inboundReferences = 0
   /// Method vectors by manifest interface index (0 where the interface is not exported).
@@ -58,14 +60,15 @@ final class Server: ReferenceOwner {
     heap = HeapAllocator(start: heapStart, backing: PagedRegionBacking(end: heapStart + UInt(Self.heapSlotSize)))
     self.image = image
     self.code = code
-    lock = .allocate(capacity: 1)
-    lock.initialize(to: 0)
+    lock = .allocate(capacity: 2)
+    lock.initialize(repeating: 0, count: 2)
     methodVectors = []
     let base = UInt32(UInt(bitPattern: image))
     startFunction = base + file.symbolAddress("tessera_start")!
     destroyFunction = base + file.symbolAddress("tessera_destroy")!
     table = ReferenceTable<KernelObject>(owner: nil)
     table.attach(owner: self)
+    lock[1] = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
   }
 
   /// Loads the server file in `bytes` (a boot module that stays in memory).
@@ -130,7 +133,9 @@ final class Server: ReferenceOwner {
           vector[method] = dispatch  // nothing to add: the gate calls the server directly
         } else {
           vector[method] = writer.address
-          CallStubs.writeLockStub(into: &writer, chain: CallChain.layout, dispatch: dispatch, lock: UInt32(UInt(bitPattern: lock)))
+          CallStubs.writeLockStub(
+            into: &writer, chain: CallChain.layout, dispatch: dispatch, lock: UInt32(UInt(bitPattern: lock)),
+            wait: ServerLock.waitAddress, release: ServerLock.releaseAddress)
         }
       }
     }

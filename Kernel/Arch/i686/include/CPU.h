@@ -76,6 +76,13 @@ static inline uint32_t arch_string_function(const uint8_t *name) {
   return (uint32_t)(uintptr_t)&memcmp;
 }
 
+/// Switches kernel stacks (Switch.S).
+void arch_switch_stack(uint32_t *old_stack, uint32_t new_stack);
+void arch_thread_start(void);
+static inline uint32_t arch_thread_start_address(void) { return (uint32_t)(uintptr_t)&arch_thread_start; }
+static inline void cpu_save_fpu(void *area) { __asm__ volatile("fxsave (%0)" ::"r"(area) : "memory"); }
+static inline void cpu_restore_fpu(const void *area) { __asm__ volatile("fxrstor (%0)" ::"r"(area) : "memory"); }
+
 // Boot-time data defined in Boot.S, Interrupts.S and the linker script.
 extern uint32_t interrupt_stub_table[256];  ///< entry address of each vector's stub
 extern uint64_t boot_timestamp;             ///< TSC value at kernel entry

@@ -1,0 +1,180 @@
+// Scheduler: preemptive, priority-aware round robin of kernel threads on the PIT tick.
+//
+// Contract: the highest ready priority runs; threads of equal priority take turns every
+// `timeSlice` ticks. The idle thread (priority 0) runs when nothing else can. All state
+// changes happen with interrupts disabled (one CPU). A switch saves and restores the
+// FPU/SSE state and the call chain with the registers, so a thread keeps its identity
+// through every server it calls. Switches requested by the timer happen after the IRQ is
+// acknowledged, on the way out of the interrupt.
+
+import CPU
+import KernelCore
+
+enum Scheduler {
+  /// Priorities: 0 idle, 1 background, 2 normal, 3 interrupt/timer work.
+  static let idlePriority = 0
+  static let normalPriority = 2
+  static let highPriority = 3
+  /// Ticks a thread runs before an equal-priority thread gets the CPU.
+  static let timeSlice: UInt64 = 10
+
+  nonisolated(unsafe) private static var threads: [Thread?] = []
+  nonisolated(unsafe) private(set) static var current: Thread?
+  nonisolated(unsafe) private static var ready = ReadyQueues()
+  nonisolated(unsafe) private static var sleeping = SleepList()
+  nonisolated(unsafe) private static var sliceEnd: UInt64 = 0
+  nonisolated(unsafe) private static var finished: Thread?
+  /// Set when the running thread should give up the CPU at the next opportunity.
+  nonisolated(unsafe) private(set) static var needsReschedule = false
+  /// Switches since boot.
+  nonisolated(unsafe) private(set) static var switches: UInt64 = 0
+
+  /// Makes the running boot code thread 1 and starts the idle thread.
+  static func initialize() {
+    threads = [Thread?](repeating: nil, count: maximumThreads)
+    let boot = Thread(number: 1, name: "boot", priority: normalPriority, entry: nil, hasStack: false)
+    boot.state = .running
+    threads[1] = boot
+    current = boot
+    CallChain.threadNumber = 1
+    _ = spawn(name: "idle", priority: idlePriority) {
+      while true { Machine.waitForInterrupt() }
+    }
+  }
+
+  /// Whether threads exist yet.
+  static var isRunning: Bool { current != nil }
+
+  /// Starts a thread running `entry`; nil if there is no free thread number or memory.
+  @discardableResult
+  static func spawn(name: KernelMessage, priority: Int, entry: @escaping () -> Void) -> Thread? {
+    Machine.withInterruptsDisabled {
+      guard let number = (1..<maximumThreads).first(where: { threads[$0] == nil }) else { return nil }
+      let thread = Thread(number: UInt32(number), name: name, priority: priority, entry: entry, hasStack: true)
+      threads[number] = thread
+      ready.append(thread.number, priority: priority)
+      if priority > current!.priority { needsReschedule = true }
+      return thread
+    }
+  }
+
+  /// The threads alive, for reports.
+  static var all: [Thread] { Machine.withInterruptsDisabled { threads.compactMap { $0 } } }
+
+  /// The thread with `number`, if alive.
+  static func thread(_ number: UInt32) -> Thread? {
+    Int(number) < threads.count ? threads[Int(number)] : nil
+  }
+
+  /// Called by the timer on every tick (interrupts disabled).
+  static func tick(now: UInt64) {
+    guard let running = current else { return }
+    running.ticks &+= 1
+    while let number = sleeping.removeDue(now: now), let thread = threads[Int(number)] {
+      thread.state = .ready
+      ready.append(number, priority: thread.priority)
+    }
+    let waiting = ready.highestReadyPriority
+    if waiting > running.priority || (waiting == running.priority && now >= sliceEnd) {
+      needsReschedule = true
+    }
+  }
+
+  /// Gives up the CPU if a reschedule is due (on the way out of an interrupt).
+  static func preemptIfNeeded() {
+    guard needsReschedule, current != nil else { return }
+    yield()
+  }
+
+  /// Lets another ready thread of at least the same priority run.
+  static func yield() {
+    Machine.withInterruptsDisabled {
+      guard let running = current else { return }
+      running.state = .ready
+      ready.append(running.number, priority: running.priority)
+      switchToNext()
+    }
+  }
+
+  /// Blocks the running thread until `wake`; the caller has queued it somewhere and
+  /// must hold interrupts disabled.
+  static func block() {
+    current!.state = .blocked
+    switchToNext()
+  }
+
+  /// Makes a blocked thread ready (interrupts disabled by the caller or not).
+  static func wake(_ thread: Thread) {
+    Machine.withInterruptsDisabled {
+      guard thread.state == .blocked || thread.state == .sleeping else { return }
+      thread.state = .ready
+      ready.append(thread.number, priority: thread.priority)
+      if thread.priority > current!.priority { needsReschedule = true }
+    }
+  }
+
+  /// Sleeps the running thread for at least `ticks` timer ticks.
+  static func sleep(ticks: UInt64) {
+    Machine.withInterruptsDisabled {
+      let running = current!
+      running.state = .sleeping
+      sleeping.insert(running.number, deadline: Timer.ticks + max(ticks, 1))
+      switchToNext()
+    }
+  }
+
+  /// Ends the running thread.
+  static func exit() -> Never {
+    cpu_disable_interrupts()
+    current!.state = .finished
+    switchToNext()
+    panic("a finished thread was scheduled again")
+  }
+
+  /// Runs the new thread's entry (from thread_main).
+  fileprivate static func runNewThread() -> Never {
+    freeFinished()
+    let entry = current!.entry!
+    current!.entry = nil
+    entry()
+    exit()
+  }
+
+  private static func freeFinished() {
+    guard let thread = finished else { return }
+    finished = nil
+    threads[Int(thread.number)] = nil
+  }
+
+  /// Switches to the next ready thread (interrupts disabled).
+  private static func switchToNext() {
+    needsReschedule = false
+    guard let number = ready.next(), let next = threads[Int(number)] else {
+      panic("no thread to run (the idle thread is gone)")
+    }
+    let previous = current!
+    sliceEnd = Timer.ticks + timeSlice
+    guard next !== previous else {
+      previous.state = .running
+      return
+    }
+    switches &+= 1
+    cpu_save_fpu(previous.fpuState)
+    CallChain.save(into: previous.chain)
+    if previous.state == .finished { finished = previous }
+    next.state = .running
+    current = next
+    CallChain.restore(from: next.chain)
+    CallChain.threadNumber = next.number
+    cpu_restore_fpu(next.fpuState)
+    arch_switch_stack(previous.savedStack, next.savedStack.pointee)
+    // Back on `previous`'s stack, running again.
+    freeFinished()
+  }
+}
+
+/// Entered on a new thread's stack (arch_thread_start).
+@_cdecl("thread_main")
+func threadMain() {
+  Scheduler.runNewThread()
+}

@@ -1,0 +1,76 @@
+// ServerLock: the lock the kernel takes around calls into a server that is not
+// thread-safe, and what happens when threads compete for it.
+//
+// Contract: a lock is two words: the owner's thread number (0 when free, with
+// `CallStubs.lockContended` set while threads wait) and the server it belongs to. Lock
+// stubs take and free uncontended locks themselves; they call `server_lock_wait` when
+// another thread holds the lock (the caller sleeps, it does not spin) and
+// `server_lock_release` when threads wait (the lock is handed to the first waiter, in
+// arrival order). A thread whose call chain comes back into a server it already holds
+// enters without waiting (re-entry is allowed).
+
+import KernelCore
+
+enum ServerLock {
+  private static func server(of lock: UnsafeMutablePointer<UInt32>) -> Server {
+    Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(lock[1]))!).takeUnretainedValue()
+  }
+
+  /// Takes the lock for the running thread unless it holds it already; returns whether
+  /// this call took it (and so must release it).
+  static func acquire(_ lock: UnsafeMutablePointer<UInt32>) -> Bool {
+    let me = CallChain.threadNumber
+    return Machine.withInterruptsDisabled {
+      if lock[0] & ~CallStubs.lockContended == me { return false }
+      wait(lock)
+      return true
+    }
+  }
+
+  /// Blocks until the running thread owns the lock (interrupts disabled by the caller).
+  fileprivate static func wait(_ lock: UnsafeMutablePointer<UInt32>) {
+    let me = CallChain.threadNumber
+    while lock[0] & ~CallStubs.lockContended != me {
+      if lock[0] == 0 {
+        lock[0] = me
+        return
+      }
+      lock[0] |= CallStubs.lockContended
+      server(of: lock).lockWaiters.append(me)
+      Scheduler.block()
+    }
+  }
+
+  /// Gives up the lock the running thread owns, handing it to the first waiter.
+  static func release(_ lock: UnsafeMutablePointer<UInt32>) {
+    Machine.withInterruptsDisabled {
+      let server = server(of: lock)
+      guard let next = server.lockWaiters.removeFirst() else {
+        lock[0] = 0
+        return
+      }
+      lock[0] = next | (server.lockWaiters.count > 0 ? CallStubs.lockContended : 0)
+      if let thread = Scheduler.thread(next) { Scheduler.wake(thread) }
+    }
+  }
+
+  /// The address of `server_lock_wait`, for lock stubs.
+  static var waitAddress: UInt32 {
+    KernelABI.address(serverLockWait as @convention(c) (UnsafeMutablePointer<UInt32>) -> Void)
+  }
+
+  /// The address of `server_lock_release`, for lock stubs.
+  static var releaseAddress: UInt32 {
+    KernelABI.address(serverLockRelease as @convention(c) (UnsafeMutablePointer<UInt32>) -> Void)
+  }
+}
+
+@_cdecl("server_lock_wait")
+func serverLockWait(_ lock: UnsafeMutablePointer<UInt32>) {
+  Machine.withInterruptsDisabled { ServerLock.wait(lock) }
+}
+
+@_cdecl("server_lock_release")
+func serverLockRelease(_ lock: UnsafeMutablePointer<UInt32>) {
+  ServerLock.release(lock)
+}
