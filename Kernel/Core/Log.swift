@@ -48,9 +48,9 @@ enum Log {
     prefix.append(level.label)
     prefix.append(": ")
     Machine.withInterruptsDisabled {
-      Console.write(prefix)
-      Console.write(message)
-      Console.write("\n")
+      KernelConsole.write(prefix)
+      KernelConsole.write(message)
+      KernelConsole.write("\n")
     }
   }
 
@@ -86,7 +86,7 @@ func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
 }
 
 /// Raw console output, for the log and for panic reports.
-enum Console {
+enum KernelConsole {
   static func write(_ message: KernelMessage) {
     message.withBytes { SerialPort.write($0) }
   }

@@ -27,22 +27,22 @@ enum Panic {
   static func begin() {
     cpu_disable_interrupts()
     if inProgress {
-      Console.write("KERNEL PANIC during panic report; stopping\n")
+      KernelConsole.write("KERNEL PANIC during panic report; stopping\n")
       Machine.stop(.panic)
     }
     inProgress = true
-    Console.write("\n================ KERNEL PANIC ================\n")
+    KernelConsole.write("\n================ KERNEL PANIC ================\n")
   }
 
   /// Prints one line of the report.
   static func line(_ text: KernelMessage) {
-    Console.write(text)
-    Console.write("\n")
+    KernelConsole.write(text)
+    KernelConsole.write("\n")
   }
 
   /// Ends the report and stops the machine.
   static func end() -> Never {
-    Console.write("================ system stopped ================\n")
+    KernelConsole.write("================ system stopped ================\n")
     Machine.stop(.panic)
   }
 

@@ -30,7 +30,7 @@ enum TestRun {
 func check(_ condition: Bool, _ message: KernelMessage) {
   guard !condition else { return }
   TestRun.failures += 1
-  Console.write("@@TEST-CHECK \(TestRun.current): \(message)\n")
+  KernelConsole.write("@@TEST-CHECK \(TestRun.current): \(message)\n")
 }
 
 func runSystem() -> Never {
@@ -47,20 +47,20 @@ func runSystem() -> Never {
     ran += 1
     TestRun.current = test.name
     TestRun.failures = 0
-    Console.write("@@TEST-BEGIN \(test.name)\n")
+    KernelConsole.write("@@TEST-BEGIN \(test.name)\n")
     test.body()
     if TestRun.failures == 0 {
       passed += 1
-      Console.write("@@TEST-PASS \(test.name)\n")
+      KernelConsole.write("@@TEST-PASS \(test.name)\n")
     } else {
       failed += 1
-      Console.write("@@TEST-FAIL \(test.name)\n")
+      KernelConsole.write("@@TEST-FAIL \(test.name)\n")
     }
   }
   if let selected, ran == 0 {
-    Console.write("@@TEST-CHECK \(text: selected): no such test\n")
+    KernelConsole.write("@@TEST-CHECK \(text: selected): no such test\n")
     failed += 1
   }
-  Console.write("@@TEST-SUMMARY passed=\(passed) failed=\(failed)\n")
+  KernelConsole.write("@@TEST-SUMMARY passed=\(passed) failed=\(failed)\n")
   Machine.stop(failed == 0 ? .success : .failure)
 }

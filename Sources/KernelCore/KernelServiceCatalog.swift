@@ -14,5 +14,7 @@ public enum KernelServiceCatalog {
   public static let services: [KernelService] = [
     KernelService(name: "console", interface: "Console"),
     KernelService(name: "clock", interface: "Clock"),
+    KernelService(name: "threads", interface: "Threads"),
+    KernelService(name: "sync", interface: "Synchronization"),
   ]
 }

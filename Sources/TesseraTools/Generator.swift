@@ -275,6 +275,8 @@ public func kernelSource(_ names: [String], catalog: InterfaceCatalog) throws ->
     guard let interface = catalog.interfaces[name] else {
       throw LanguageError(file: "kernel", line: 0, reason: "unknown interface '\(name)'")
     }
+    text += "/// A reference to a `\(name)` object, as the kernel's dispatch functions see it.\n"
+    text += "public struct \(name) {\n  public let handle: UInt32\n}\n\n"
     text += implementationSource(interface, symbolPrefix: "tessera_kernel_dispatch", boxBase: "KernelObjectBox")
     text += "/// The addresses of `\(name)`'s dispatch functions, by method index.\n"
     text += "func \(name.prefix(1).lowercased() + name.dropFirst())DispatchAddresses() -> [UInt] {\n  [\n"
@@ -287,6 +289,8 @@ public func kernelSource(_ names: [String], catalog: InterfaceCatalog) throws ->
     text += "/// The descriptor bytes of `\(name)`.\n"
     text += "let \(name.prefix(1).lowercased() + name.dropFirst())Descriptor: [UInt8] = \(interface.descriptor())\n\n"
   }
+  text += "/// The descriptors of every interface the kernel knows, for checking references passed to it.\n"
+  text += "let kernelInterfaceDescriptors: [[UInt8]] = [\(names.map { $0.prefix(1).lowercased() + $0.dropFirst() + "Descriptor" }.joined(separator: ", "))]\n"
   return text
 }
 

@@ -66,4 +66,18 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
     #expect(Int(line.1)! > 0, "the clock counts from boot")
     #expect(result.output.contains(/kernel heap back to its base: .*; 0 errors/))
   }
+
+  @Test func threadsLocksSemaphoresAndSleeping() throws {
+    let result = try bootComposition("systems/tests/concurrency.system", test: "threadsLocksSemaphoresAndSleeping")
+    let output = result.output
+    let serialized = try #require(output.firstMatch(of: /serialized counter (\d+) of (\d+) increments, at most (\d+) thread inside/))
+    #expect(serialized.1 == serialized.2 && Int(serialized.2)! > 0, "a server that is not thread-safe lost updates")
+    #expect(serialized.3 == "1")
+    let racy = try #require(output.firstMatch(of: /thread-safe-declared counter (\d+) of (\d+) increments, at most (\d+) threads inside/))
+    #expect(Int(racy.1)! < Int(racy.2)!, "the wrongly thread-safe counter must lose updates, or the test proves nothing")
+    #expect(Int(racy.3)! > 1, "a thread-safe server must be entered concurrently")
+    #expect(output.contains("concurrency: queue passed 100000 items, 0 out of order, sum 5000050000"))
+    #expect(output.contains("concurrency: PASS"), "\(result.tail(20))")
+    #expect(output.contains(/system: 0 servers still loaded|0 alive; 0 servers still loaded/))
+  }
 }

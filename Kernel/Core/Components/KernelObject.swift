@@ -48,7 +48,12 @@ final class KernelObject: ReferencedObject {
 
   /// Called when the last count is gone.
   func destroy() {
-    if let owner {
+    guard let owner else {
+      // An object a kernel service made (services themselves are never destroyed).
+      Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(context))!).release()
+      return
+    }
+    do {
       Self.destroyed += 1
       owner.objectCount -= 1
       if owner.destroyFunction != 0, CallChain.push(owner) {

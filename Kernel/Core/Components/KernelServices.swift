@@ -1,9 +1,13 @@
 // KernelServices: the interfaces the kernel itself implements and offers to servers as
-// references (`kernel.NAME` in a composition). A server reaches nothing else.
+// references (`kernel.NAME` in a composition), and the objects those services make
+// (semaphores). A server reaches nothing else of the kernel.
 //
-// Contract: each service is one KernelObject created at first use; its methods run in the
-// kernel through generated dispatch functions (build/generated/KernelInterfaces.swift)
-// and marshaling stubs, so their blocks are copied and bounded like any other call.
+// Contract: each service is one KernelObject created at first use and kept for good;
+// objects a service makes live while references to them do. Their methods run in the
+// kernel through generated dispatch functions (build/generated/KernelInterfaces.swift);
+// words-only methods are called directly by the gate, the others through marshaling
+// stubs, so their blocks are copied and bounded like any other call. Kernel services act
+// for the server that called them (the call chain's innermost server).
 
 import CPU
 import KernelCore
@@ -19,37 +23,116 @@ final class ConsoleService: ConsoleImplementation {
 /// The kernel's Clock.
 final class ClockService: ClockImplementation {
   func uptimeMilliseconds() -> UInt { UInt(truncatingIfNeeded: Timer.uptimeNanoseconds / 1_000_000) }
+
+  func sleep(milliseconds: UInt) {
+    // Whole ticks covering the time, plus the tick already under way.
+    let ticks = (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000) + 1
+    ServerLock.whileReleased { Scheduler.sleep(ticks: ticks) }
+  }
+}
+
+/// The kernel's Threads: starts a thread that calls a Runnable of the calling server.
+final class ThreadsService: ThreadsImplementation {
+  func spawn(work: Runnable, priority: UInt) -> UInt {
+    // `work` is lent to the kernel's table for this call; keep it for the thread.
+    let handle = work.handle
+    guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else { return 0 }
+    let level = min(max(Int(priority), 1), Scheduler.highPriority)
+    let caller: KernelMessage = CallChain.currentServer?.name ?? "kernel"
+    let thread = Scheduler.spawn(name: "\(caller) worker", priority: level) {
+      _ = KernelReferences.call(handle, method: 0)
+      Machine.withInterruptsDisabled { _ = KernelReferences.table.release(handle) }
+    }
+    guard let thread else {
+      Machine.withInterruptsDisabled { _ = KernelReferences.table.release(handle) }
+      return 0
+    }
+    return UInt(thread.number)
+  }
+}
+
+/// A semaphore a server made through Synchronization.
+final class SemaphoreObject: SemaphoreImplementation {
+  private var count: UInt
+  private var waiters = ThreadQueue()
+
+  init(count: UInt) { self.count = count }
+
+  func wait() {
+    Machine.withInterruptsDisabled {
+      if count > 0 {
+        count -= 1
+        return
+      }
+      waiters.append(Scheduler.current!.number)
+      // The unit is handed over by `signal`; sleep without holding server locks.
+      ServerLock.whileReleased { Scheduler.block() }
+    }
+  }
+
+  func signal() {
+    Machine.withInterruptsDisabled {
+      if let number = waiters.removeFirst(), let thread = Scheduler.thread(number) {
+        Scheduler.wake(thread)
+      } else {
+        count += 1
+      }
+    }
+  }
+}
+
+/// The kernel's Synchronization: makes semaphores.
+final class SynchronizationService: SynchronizationImplementation {
+  func makeSemaphore(count: UInt) -> Semaphore {
+    let object = KernelServices.makeObject(
+      interface: semaphoreDescriptor, dispatch: semaphoreDispatchAddresses(), box: SemaphoreBox(SemaphoreObject(count: count)))
+    // The result moves from the kernel's table to the caller's (see Marshal).
+    let handle = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    return Semaphore(handle: handle)
+  }
 }
 
 /// The base of boxes that hold kernel service implementations.
 class KernelObjectBox {}
 
 enum KernelServices {
-  nonisolated(unsafe) private static var console: KernelObject?
-  nonisolated(unsafe) private static var clock: KernelObject?
+  nonisolated(unsafe) private static var services: [KernelObject?] = []
+  // Method vectors per kernel interface, by descriptor address (made once, kept for good).
+  nonisolated(unsafe) private static var vectors: [(descriptor: UInt, vector: UInt32, interface: InterfaceDescriptor)] = []
   nonisolated(unsafe) private static var code: UnsafeMutableRawPointer?
   nonisolated(unsafe) private static var codeUsed = 0
-  private static let codeSize = 1024
+  private static let codeSize = 4096
 
   /// The service called `name`, if the kernel offers one.
   static func service(named name: UnsafeBufferPointer<UInt8>) -> KernelObject? {
-    if equals(name, "console") {
-      if console == nil {
-        console = makeService(descriptor: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
+    if services.isEmpty { services = [KernelObject?](repeating: nil, count: KernelServiceCatalog.services.count) }
+    for (index, entry) in KernelServiceCatalog.services.enumerated() where equals(name, entry.name) {
+      if services[index] == nil {
+        let object = make(index)
+        object.references += 1  // kept for good
+        services[index] = object
       }
-      return console
-    }
-    if equals(name, "clock") {
-      if clock == nil {
-        clock = makeService(descriptor: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
-      }
-      return clock
+      return services[index]
     }
     return nil
   }
 
-  /// Creates every service now (they live for good).
+  private static func make(_ index: Int) -> KernelObject {
+    switch index {
+    case 0: makeObject(interface: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
+    case 1: makeObject(interface: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
+    case 2: makeObject(interface: threadsDescriptor, dispatch: threadsDispatchAddresses(), box: ThreadsBox(ThreadsService()))
+    default:
+      makeObject(
+        interface: synchronizationDescriptor, dispatch: synchronizationDispatchAddresses(),
+        box: SynchronizationBox(SynchronizationService()))
+    }
+  }
+
+  /// Creates every service, and the method vectors of the objects they make, now (they
+  /// live for good, so a heap measurement after this sees only what a system uses).
   static func createAll() {
+    _ = kernelInterface(semaphoreDescriptor, dispatch: semaphoreDispatchAddresses())
     for service in KernelServiceCatalog.services {
       let name = service.name
       guard self.service(named: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)) != nil else {
@@ -59,29 +142,52 @@ enum KernelServices {
   }
 
   /// The names offered, for error messages.
-  static let names: StaticString = "console, clock"
+  static let names: StaticString = "console, clock, threads, sync"
 
-  private static func makeService(descriptor bytes: [UInt8], dispatch: [UInt], box: KernelObjectBox) -> KernelObject {
-    let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
-    storage.copyBytes(from: bytes)
-    let interface = try! InterfaceDescriptor(bytes: UnsafeRawBufferPointer(storage))
-    if code == nil { code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) }
-    var writer = CodeBuffer(
-      memory: UnsafeMutableRawBufferPointer(start: code! + codeUsed, count: codeSize - codeUsed),
-      base: UInt32(UInt(bitPattern: code! + codeUsed)))
-    let vector = UnsafeMutablePointer<UInt32>(bitPattern: UInt(writer.address))!
-    for method in 0..<interface.methodCount { writer.emit32(UInt32(dispatch[method])) }  // words only: direct
-    for method in 0..<interface.methodCount where !interface.method(method).isWordsOnly {
-      vector[method] = writer.address
-      let information = MarshalInformation.make(server: nil, interface: interface, method: method, dispatch: UInt32(dispatch[method]))
-      CallStubs.writeMarshalStub(
-        into: &writer, chain: CallChain.layout, information: UInt32(UInt(bitPattern: information)),
-        marshal: KernelABI.marshalCallAddress)
+  /// The kernel's descriptor of interface `name` (for checking references passed to it).
+  static func descriptor(named name: UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor? {
+    for bytes in kernelInterfaceDescriptors {
+      let interface = kernelInterface(bytes).interface
+      if equal(UnsafeRawBufferPointer(interface.name), UnsafeRawBufferPointer(name)) { return interface }
     }
-    codeUsed += writer.count
+    return nil
+  }
+
+  /// A kernel object implementing the interface `descriptor` with `box`.
+  static func makeObject(interface descriptor: [UInt8], dispatch: [UInt], box: KernelObjectBox) -> KernelObject {
+    let (interface, vector) = kernelInterface(descriptor, dispatch: dispatch)
     let context = UInt32(UInt(bitPattern: Unmanaged.passRetained(box).toOpaque()))
-    let object = KernelObject(owner: nil, interface: interface, context: context, methods: UInt32(UInt(bitPattern: vector)))
-    object.references += 1  // the kernel keeps its services for good
-    return object
+    return KernelObject(owner: nil, interface: interface, context: context, methods: vector)
+  }
+
+  /// The kernel's copy of `descriptor` and its method vector, made on first use.
+  private static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (interface: InterfaceDescriptor, vector: UInt32) {
+    let key = descriptor.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+    if let found = vectors.first(where: { $0.descriptor == key }), found.vector != 0 || dispatch.isEmpty {
+      return (found.interface, found.vector)
+    }
+    let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: descriptor.count, alignment: 1)
+    storage.copyBytes(from: descriptor)
+    let interface = try! InterfaceDescriptor(bytes: UnsafeRawBufferPointer(storage))
+    var vector: UInt32 = 0
+    if !dispatch.isEmpty {
+      if code == nil { code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) }
+      var writer = CodeBuffer(
+        memory: UnsafeMutableRawBufferPointer(start: code! + codeUsed, count: codeSize - codeUsed),
+        base: UInt32(UInt(bitPattern: code! + codeUsed)))
+      let methods = UnsafeMutablePointer<UInt32>(bitPattern: UInt(writer.address))!
+      vector = writer.address
+      for method in 0..<interface.methodCount { writer.emit32(UInt32(dispatch[method])) }  // words only: direct
+      for method in 0..<interface.methodCount where !interface.method(method).isWordsOnly {
+        methods[method] = writer.address
+        let information = MarshalInformation.make(server: nil, interface: interface, method: method, dispatch: UInt32(dispatch[method]))
+        CallStubs.writeMarshalStub(
+          into: &writer, chain: CallChain.layout, information: UInt32(UInt(bitPattern: information)),
+          marshal: KernelABI.marshalCallAddress)
+      }
+      codeUsed += writer.count
+    }
+    vectors.append((key, vector, interface))
+    return (interface, vector)
   }
 }

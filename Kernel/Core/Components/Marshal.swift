@@ -216,8 +216,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   return status == 0 ? UInt64(value) : failure(status)
 }
 
-/// The descriptor the callee has for interface `name` (its manifest's, or for kernel
-/// services the interface being called, whose referenced interfaces are not checked).
+/// The descriptor the callee has for interface `name` (its manifest's, or the kernel's
+/// own for kernel services).
 private func calleeInterface(named name: UnsafeBufferPointer<UInt8>, callee: Server?, information: MarshalInformation)
   -> InterfaceDescriptor?
 {
@@ -225,5 +225,5 @@ private func calleeInterface(named name: UnsafeBufferPointer<UInt8>, callee: Ser
     guard let index = callee.file.manifest.interfaceIndex(named: name) else { return nil }
     return callee.file.manifest.interface(index)
   }
-  return nil
+  return KernelServices.descriptor(named: name)
 }

@@ -43,6 +43,7 @@ enum SystemLoader {
     _ = KernelReferences.gate
     KernelServices.createAll()
     let heapBase = KernelHeap.statistics.bytesInUse
+    let liveBase = KernelHeap.statistics.liveAllocations
     let objectsBefore = KernelObject.created - KernelObject.destroyed
     Log.info("system: loading composition \(text: moduleName)")
     for (line, statement) in Composition(text: text.bindMemory(to: UInt8.self)) {
@@ -69,6 +70,7 @@ enum SystemLoader {
     let alive = KernelObject.created - KernelObject.destroyed - objectsBefore
     let heap = KernelHeap.statistics.bytesInUse
     Log.info("system: \(KernelObject.created) server objects created, \(KernelObject.destroyed) destroyed, \(alive) alive; \(Server.loaded.count) servers still loaded")
+    Log.debug("system: \(KernelHeap.statistics.liveAllocations - liveBase) more live kernel allocations than before loading")
     let verdict: StaticString = heap == heapBase ? "back to its base" : "NOT back to its base"
     Log.info("system: kernel heap \(verdict): \(heap) bytes in use, \(heapBase) before loading; \(errors) errors")
     return errors
@@ -200,8 +202,9 @@ enum SystemLoader {
     guard equals(object.interface.name, "Program"), object.interface.methodCount >= 1 else {
       return report(line, "\(text: name) does not provide Program")
     }
+    let switchesBefore = Scheduler.switches
     let result = KernelReferences.call(found.handle, method: 0)
-    Log.info("system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32))")
+    Log.info("system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32)), \(Scheduler.switches - switchesBefore) thread switches")
   }
 }
 

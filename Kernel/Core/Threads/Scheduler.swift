@@ -123,20 +123,30 @@ enum Scheduler {
     }
   }
 
-  /// Ends the running thread.
+  /// Ends the running thread. Its stack is abandoned mid-function, so nothing on it may
+  /// hold a reference: the switch is prepared in a function that returns raw values only.
   static func exit() -> Never {
     cpu_disable_interrupts()
-    current!.state = .finished
-    switchToNext()
+    let (oldStack, newStack) = prepareFinalSwitch()
+    arch_switch_stack(oldStack, newStack)
     panic("a finished thread was scheduled again")
   }
 
-  /// Runs the new thread's entry (from thread_main).
+  @inline(never)
+  private static func prepareFinalSwitch() -> (UnsafeMutablePointer<UInt32>, UInt32) {
+    current!.state = .finished
+    guard let switchTo = prepareSwitch() else { panic("a finishing thread was picked to run again") }
+    return switchTo
+  }
+
+  /// Runs the new thread's entry (from thread_main), then ends the thread.
   fileprivate static func runNewThread() -> Never {
     freeFinished()
-    let entry = current!.entry!
-    current!.entry = nil
-    entry()
+    do {
+      let entry = current!.entry!
+      current!.entry = nil
+      entry()
+    }
     exit()
   }
 
@@ -148,6 +158,16 @@ enum Scheduler {
 
   /// Switches to the next ready thread (interrupts disabled).
   private static func switchToNext() {
+    guard let (oldStack, newStack) = prepareSwitch() else { return }
+    arch_switch_stack(oldStack, newStack)
+    // Back on this thread's stack, running again.
+    freeFinished()
+  }
+
+  /// Makes the next ready thread current and returns where to save the running thread's
+  /// stack pointer and the next thread's stack pointer, or nil if the running thread
+  /// goes on. Everything but the stack switch itself happens here.
+  private static func prepareSwitch() -> (UnsafeMutablePointer<UInt32>, UInt32)? {
     needsReschedule = false
     guard let number = ready.next(), let next = threads[Int(number)] else {
       panic("no thread to run (the idle thread is gone)")
@@ -156,7 +176,7 @@ enum Scheduler {
     sliceEnd = Timer.ticks + timeSlice
     guard next !== previous else {
       previous.state = .running
-      return
+      return nil
     }
     switches &+= 1
     cpu_save_fpu(previous.fpuState)
@@ -167,9 +187,7 @@ enum Scheduler {
     CallChain.restore(from: next.chain)
     CallChain.threadNumber = next.number
     cpu_restore_fpu(next.fpuState)
-    arch_switch_stack(previous.savedStack, next.savedStack.pointee)
-    // Back on `previous`'s stack, running again.
-    freeFinished()
+    return (previous.savedStack, next.savedStack.pointee)
   }
 }
 

@@ -54,6 +54,26 @@ enum ServerLock {
     }
   }
 
+  /// Runs `body` (which sleeps) with every server lock the running thread's call chain
+  /// took released, and takes them again afterwards, outermost first. This is how a
+  /// server blocks a thread without holding its lock.
+  static func whileReleased(_ body: () -> Void) {
+    var held: InlineArray<64, UInt> = .init(repeating: 0)
+    var count = 0
+    Machine.withInterruptsDisabled {
+      for level in 0..<CallChain.depth where CallChain.tookLock(at: level) {
+        guard let server = CallChain.server(at: level) else { continue }
+        held[count] = UInt(bitPattern: server.lock)
+        count += 1
+        release(server.lock)
+      }
+    }
+    body()
+    Machine.withInterruptsDisabled {
+      for index in 0..<count { wait(UnsafeMutablePointer(bitPattern: held[index])!) }
+    }
+  }
+
   /// The address of `server_lock_wait`, for lock stubs.
   static var waitAddress: UInt32 {
     KernelABI.address(serverLockWait as @convention(c) (UnsafeMutablePointer<UInt32>) -> Void)

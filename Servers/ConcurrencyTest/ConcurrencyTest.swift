@@ -1,0 +1,133 @@
+// ConcurrencyTest: what the kernel's threads and locks must guarantee, observed from a
+// server. Thread-safe itself: its workers share nothing but semaphores.
+
+import KernelCore
+import ServerRuntime
+
+func say(_ message: KernelMessage) {
+  message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
+}
+
+/// Calls `increment` on a counter until the clock passes `deadline` (milliseconds since
+/// boot), counting its calls, then signals `done`. Running for a time rather than a
+/// number of rounds makes sure every worker is preempted, however fast the machine.
+final class Incrementer: RunnableImplementation {
+  let counter: Counter
+  let deadline: UInt
+  let done: Semaphore
+  var calls: UInt = 0
+
+  init(counter: Counter, deadline: UInt, done: Semaphore) {
+    self.counter = counter
+    self.deadline = deadline
+    self.done = done
+  }
+
+  func run() {
+    while ((try? Required.clock.uptimeMilliseconds()) ?? UInt.max) < deadline {
+      try? counter.increment()
+      calls += 1
+    }
+    try? done.signal()
+  }
+}
+
+/// Puts 1 ... items into the queue, then signals `done`.
+final class Producer: RunnableImplementation {
+  let items: UInt
+  let done: Semaphore
+  init(items: UInt, done: Semaphore) {
+    self.items = items
+    self.done = done
+  }
+
+  func run() {
+    for item in 1...items { try? Required.queue.put(item: item) }
+    try? done.signal()
+  }
+}
+
+final class Tests: ProgramImplementation {
+  var failures = 0
+
+  func check(_ condition: Bool, _ message: KernelMessage) {
+    if !condition {
+      failures += 1
+      say("concurrency: FAIL \(message)")
+    }
+  }
+
+  /// Runs `workers` threads incrementing `counter` for `milliseconds`; returns the
+  /// increments they made and the count the counter reached.
+  func hammer(_ counter: Counter, workers: Int, milliseconds: UInt) throws(CallError) -> (calls: UInt, count: UInt) {
+    let done = try Required.sync.makeSemaphore(count: 0)
+    let deadline = try Required.clock.uptimeMilliseconds() + milliseconds
+    var incrementers: [Incrementer] = []
+    for _ in 0..<workers {
+      let incrementer = Incrementer(counter: counter, deadline: deadline, done: done)
+      incrementers.append(incrementer)
+      guard let work = Runnable.export(incrementer) else { throw .outOfResources }
+      let thread = try Required.threads.spawn(work: work, priority: 2)
+      work.release()  // the thread holds its own reference now
+      check(thread != 0, "no thread could be started")
+    }
+    for _ in 0..<workers { try done.wait() }
+    done.release()
+    return (incrementers.reduce(0) { $0 + $1.calls }, try counter.value())
+  }
+
+  func run() -> UInt {
+    do throws(CallError) {
+      // 8 threads for 200 ms each phase: 20 time slices, so threads are preempted inside
+      // `increment` many times.
+      let workers = 8
+      let locked = try hammer(Required.counter, workers: workers, milliseconds: 200)
+      let lockedInside = try Required.counter.mostInside()
+      say("concurrency: serialized counter \(locked.count) of \(locked.calls) increments, at most \(lockedInside) thread inside")
+      check(locked.count == locked.calls && locked.calls > 0, "the serialized counter lost \(locked.calls - locked.count) updates")
+      check(lockedInside == 1, "\(lockedInside) threads were inside a server that is not thread-safe")
+
+      let racy = try hammer(Required.racy, workers: workers, milliseconds: 200)
+      let racyInside = try Required.racy.mostInside()
+      say("concurrency: thread-safe-declared counter \(racy.count) of \(racy.calls) increments, at most \(racyInside) threads inside")
+      check(racyInside > 1, "a thread-safe server was never entered concurrently")
+      check(racy.count < racy.calls, "the wrongly thread-safe counter lost nothing: the test cannot tell")
+
+      // Producer and consumer through the bounded queue: every item once, in order.
+      let items: UInt = 100_000
+      let done = try Required.sync.makeSemaphore(count: 0)
+      guard let producer = Runnable.export(Producer(items: items, done: done)) else { throw .outOfResources }
+      _ = try Required.threads.spawn(work: producer, priority: 2)
+      producer.release()
+      var expectedItem: UInt = 1
+      var outOfOrder = 0
+      var sum: UInt64 = 0
+      for _ in 0..<items {
+        let item = try Required.queue.take()
+        if item != expectedItem { outOfOrder += 1 }
+        expectedItem = item + 1
+        sum += UInt64(item)
+      }
+      try done.wait()
+      done.release()
+      say("concurrency: queue passed \(items) items, \(outOfOrder) out of order, sum \(sum)")
+      check(outOfOrder == 0 && sum == UInt64(items) * UInt64(items + 1) / 2, "items were lost, duplicated or reordered")
+
+      // Sleeping: at least the time asked, at most one tick more (the clock reads whole
+      // milliseconds, so the measurement itself may add one).
+      let before = try Required.clock.uptimeMilliseconds()
+      try Required.clock.sleep(milliseconds: 50)
+      let slept = try Required.clock.uptimeMilliseconds() - before
+      say("concurrency: slept \(slept) ms for 50 ms")
+      check(slept >= 50 && slept <= 53, "sleeping 50 ms took \(slept) ms")
+    } catch {
+      check(false, "a call failed")
+    }
+    say(failures == 0 ? "concurrency: PASS" : "concurrency: FAIL \(failures) problems")
+    return UInt(failures)
+  }
+}
+
+func start() -> Program {
+  Program.export(Tests())!
+}

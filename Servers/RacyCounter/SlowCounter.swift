@@ -1,0 +1,1 @@
+../Counter/SlowCounter.swift
