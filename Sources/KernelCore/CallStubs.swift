@@ -119,9 +119,9 @@ public enum CallStubs {
   public static let statusOutOfResources: UInt32 = 6
   /// Upper bounds of the sizes, for allocating code memory.
   public static let gateSize = 160
-  public static let lockStubSize = 176
+  public static let lockStubSize = 192
   /// The bytes one method entry may take (the largest of the stubs).
-  public static let methodEntrySize = 176
+  public static let methodEntrySize = 192
   public static let marshalStubSize = 48
   public static let acquireSize = 48
   public static let releaseSize = 64
@@ -214,80 +214,84 @@ public enum CallStubs {
   public static let lockContended: UInt32 = 0x8000_0000
 
   /// Writes the entry of one method of a server that is not thread-safe. The lock word
-  /// holds the owning thread's number (0 when free); taking it is one `lock cmpxchg`.
-  /// A thread whose call chain already holds the lock goes straight in (re-entry). When
-  /// another thread holds it, `wait(lock)` (the kernel) blocks until it is handed over.
-  /// On the way out, a lock nobody waits for is cleared with one `lock cmpxchg`; one with
-  /// waiters (its contended bit set) goes to `release(lock)`, which hands it over.
-  /// Entered from a gate, with the call-chain record already pushed.
+  /// holds the owning thread's number (0 when free, `lockContended` set while threads
+  /// wait). The fast path takes a free lock with one `lock cmpxchg` and frees it with one
+  /// `xchg`. A thread whose call chain already holds the lock goes straight in (re-entry);
+  /// when another thread holds it, `wait(lock)` (the kernel) blocks until the lock is
+  /// handed over. A lock found contended when freed goes to `release(lock)`, which hands
+  /// it to a waiter. Entered from a gate, with the call-chain record already pushed.
   public static func writeLockStub(
     into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32,
     wait: UInt32, release: UInt32
   ) {
-    code.emit(0xA1)
-    code.emit32(chain.depth)  // mov eax, [depth]
-    code.emit(0x48)  // dec eax                  this call's record
-    code.emit(0x8F, 0x04, 0x85)
-    code.emit32(chain.innerReturns)  // pop [inner+eax*4]        the gate's return address
     code.emit(0x8B, 0x0D)
-    code.emit32(chain.threadNumber)  // mov ecx, [thread]
-    code.emit(0x31, 0xD2)  // xor edx, edx             edx = 1 if this call takes the lock
-    code.emit(0xA1)
-    code.emit32(lock)  // mov eax, [lock]
-    code.emit(0x25)
-    code.emit32(~lockContended)  // and eax, ~contended
-    code.emit(0x39, 0xC8)  // cmp eax, ecx
-    code.emit(0x0F, 0x84)
-    let toHeld = code.count
-    code.emit32(0)  // je held                  re-entry by this thread
+    code.emit32(chain.depth)  // mov ecx, [depth]
+    code.emit(0x49)  // dec ecx                  this call's record
+    code.emit(0x8F, 0x04, 0x8D)
+    code.emit32(chain.innerReturns)  // pop [inner+ecx*4]        the gate's return address
+    code.emit(0x8B, 0x15)
+    code.emit32(chain.threadNumber)  // mov edx, [thread]
     code.emit(0x31, 0xC0)  // xor eax, eax
-    code.emit(0xF0, 0x0F, 0xB1, 0x0D)
-    code.emit32(lock)  // lock cmpxchg [lock], ecx
-    code.emit(0x74, 0x0D)  // je taken (+13)
-    code.emit(0x68)
-    code.emit32(lock)  // push lock
+    code.emit(0xF0, 0x0F, 0xB1, 0x15)
+    code.emit32(lock)  // lock cmpxchg [lock], edx  take it if free
+    code.emit(0x0F, 0x85)
+    let toBusy = code.count
+    code.emit32(0)  // jne busy
+    code.emit(0xC7, 0x04, 0x8D)
+    code.emit32(chain.lockFlags)
+    code.emit32(1)  // mov dword [flags+ecx*4], 1   this call took the lock
+    let callDispatch = code.address
     code.emit(0xE8)
-    code.emitRelative(to: wait)  // call wait                blocks until handed the lock
-    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
-    code.emit(0xBA)
-    code.emit32(1)  // taken: mov edx, 1
-    code.patchRelative(at: toHeld, to: code.address)
-    code.emit(0xA1)
-    code.emit32(chain.depth)  // held: mov eax, [depth]
-    code.emit(0x48)  // dec eax
-    code.emit(0x89, 0x14, 0x85)
-    code.emit32(chain.lockFlags)  // mov [flags+eax*4], edx
-    code.emit(0xE8)
-    code.emitRelative(to: dispatch)  // call dispatch
+    code.emitRelative(to: dispatch)  // enter: call dispatch
     code.emit(0x8B, 0x0D)
     code.emit32(chain.depth)  // mov ecx, [depth]
     code.emit(0x49)  // dec ecx
     code.emit(0x83, 0x3C, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit(0x00)  // cmp dword [flags+ecx*4], 0
-    code.emit(0x0F, 0x84)
-    let toDone = code.count
-    code.emit32(0)  // je done
-    code.emit(0x50)  // push eax                 the result
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.threadNumber)  // mov ecx, [thread]
-    code.emit(0x89, 0xC8)  // mov eax, ecx
-    code.emit(0x31, 0xC9)  // xor ecx, ecx
-    code.emit(0xF0, 0x0F, 0xB1, 0x0D)
-    code.emit32(lock)  // lock cmpxchg [lock], ecx  free it if nobody waits
-    code.emit(0x74, 0x0D)  // je released (+13)
+    code.emit(0x74, 0x0C)  // je done (+12)
+    code.emit(0x31, 0xD2)  // xor edx, edx
+    code.emit(0x87, 0x15)
+    code.emit32(lock)  // xchg [lock], edx          free it
+    code.emit(0x85, 0xD2)  // test edx, edx
+    code.emit(0x78, 0x07)  // js contended (+7)
+    code.emit(0xFF, 0x24, 0x8D)
+    code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
+    code.emit(0x50)  // contended: push eax   the result
     code.emit(0x68)
     code.emit32(lock)  // push lock
     code.emit(0xE8)
-    code.emitRelative(to: release)  // call release             hand it to a waiter
+    code.emitRelative(to: release)  // call release             wake a waiter
     code.emit(0x83, 0xC4, 0x04)  // add esp, 4
-    code.emit(0x58)  // released: pop eax
+    code.emit(0x58)  // pop eax
     code.emit(0x8B, 0x0D)
     code.emit32(chain.depth)  // mov ecx, [depth]
     code.emit(0x49)  // dec ecx
-    code.patchRelative(at: toDone, to: code.address)
     code.emit(0xFF, 0x24, 0x8D)
-    code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
+    code.emit32(chain.innerReturns)  // jmp [inner+ecx*4]
+    code.patchRelative(at: toBusy, to: code.address)
+    code.emit(0x25)
+    code.emit32(~lockContended)  // busy: and eax, ~contended     the owner
+    code.emit(0x39, 0xD0)  // cmp eax, edx
+    code.emit(0x75, 0x10)  // jne other (+16)
+    code.emit(0xC7, 0x04, 0x8D)
+    code.emit32(chain.lockFlags)
+    code.emit32(0)  // mov dword [flags+ecx*4], 0   re-entry: not ours to free
+    code.emit(0xE9)
+    code.emitRelative(to: callDispatch)  // jmp enter
+    code.emit(0x68)
+    code.emit32(lock)  // other: push lock
+    code.emit(0xE8)
+    code.emitRelative(to: wait)  // call wait                blocks until handed the lock
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.depth)  // mov ecx, [depth]
+    code.emit(0x49)  // dec ecx
+    code.emit(0xC7, 0x04, 0x8D)
+    code.emit32(chain.lockFlags)
+    code.emit32(1)  // mov dword [flags+ecx*4], 1
+    code.emit(0xE9)
+    code.emitRelative(to: callDispatch)  // jmp enter
   }
 
   /// Writes the entry of a method that needs marshaling (references or blocks). Called by

@@ -239,15 +239,20 @@ enum SampleManifest {
     }
     #expect(bytes.count <= CallStubs.lockStubSize)
     let listing = try disassemble(bytes, base: 0x1000)
-    #expect(Array(listing.prefix(12)) == [
-      "mov eax,ds:0x3000", "dec eax", "pop DWORD PTR [eax*4+0x3304]", "mov ecx,DWORD PTR ds:0x3404", "xor edx,edx",
-      "mov eax,ds:0x4000", "and eax,0x7fffffff", "cmp eax,ecx", "je 0x1045", "xor eax,eax",
-      "lock cmpxchg DWORD PTR ds:0x4000,ecx", "je 0x1040",
+    #expect(Array(listing.prefix(10)) == [
+      "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "pop DWORD PTR [ecx*4+0x3304]", "mov edx,DWORD PTR ds:0x3404",
+      "xor eax,eax", "lock cmpxchg DWORD PTR ds:0x4000,edx", "jne 0x1075", "mov DWORD PTR [ecx*4+0x3204],0x1",
+      "call 0x5000", "mov ecx,DWORD PTR ds:0x3000",
     ])
+    // Freeing: a lock without waiters is freed by one xchg and the stub returns.
+    let free = try #require(listing.firstIndex(of: "xchg DWORD PTR ds:0x4000,edx"))
+    #expect(listing[free + 1] == "test edx,edx" && listing[free + 3] == "jmp DWORD PTR [ecx*4+0x3304]")
+    let skip = try #require(listing.firstIndex { $0.hasPrefix("je 0x") })
+    #expect(listing[skip] == "je 0x1051", "a call that did not take the lock skips to the return at 0x1051")
     #expect(listing.contains("call 0x6000"), "a held lock makes the caller wait in the kernel")
     #expect(listing.contains("call 0x5000"))
     #expect(listing.contains("call 0x7000"), "waiters get the lock handed over")
-    #expect(listing.last == "jmp DWORD PTR [ecx*4+0x3304]")
+    #expect(listing.last == "jmp 0x102f", "after waiting, the thread enters like the fast path")
   }
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {

@@ -5,8 +5,8 @@
 // `CallStubs.lockContended` set while threads wait) and the server it belongs to. Lock
 // stubs take and free uncontended locks themselves; they call `server_lock_wait` when
 // another thread holds the lock (the caller sleeps, it does not spin) and
-// `server_lock_release` when threads wait (the lock is handed to the first waiter, in
-// arrival order). A thread whose call chain comes back into a server it already holds
+// `server_lock_release` after freeing a lock that threads wait for (the lock goes to the
+// first waiter, in arrival order, unless another thread took it in between). A thread whose call chain comes back into a server it already holds
 // enters without waiting (re-entry is allowed).
 
 import KernelCore
@@ -41,7 +41,8 @@ enum ServerLock {
     }
   }
 
-  /// Gives up the lock the running thread owns, handing it to the first waiter.
+  /// Gives up the lock (owned by the running thread, or just freed by a lock stub),
+  /// handing it to the first waiter.
   static func release(_ lock: UnsafeMutablePointer<UInt32>) {
     Machine.withInterruptsDisabled {
       let server = server(of: lock)
@@ -90,7 +91,16 @@ func serverLockWait(_ lock: UnsafeMutablePointer<UInt32>) {
   Machine.withInterruptsDisabled { ServerLock.wait(lock) }
 }
 
+/// Called by lock stubs after they freed (set to 0) a lock that had waiters.
 @_cdecl("server_lock_release")
 func serverLockRelease(_ lock: UnsafeMutablePointer<UInt32>) {
-  ServerLock.release(lock)
+  Machine.withInterruptsDisabled {
+    if lock[0] == 0 {
+      ServerLock.release(lock)  // hand it to the first waiter
+    } else {
+      // Another thread took the free lock before we got here: it must hand over on its
+      // way out, so mark the lock contended again.
+      lock[0] |= CallStubs.lockContended
+    }
+  }
 }

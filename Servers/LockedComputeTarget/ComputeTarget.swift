@@ -1,0 +1,1 @@
+../ComputeTarget/ComputeTarget.swift
