@@ -13,6 +13,7 @@ func panic(_ reason: KernelMessage) -> Never {
   Panic.begin()
   Panic.line(reason)
   Panic.backtrace(instruction: 0, framePointer: arch_frame_pointer())
+  Panic.threadAndServers()
   Panic.end()
 }
 
@@ -46,10 +47,23 @@ enum Panic {
     Machine.stop(.panic)
   }
 
+  /// Names the running thread and prints its chain of servers.
+  static func threadAndServers() {
+    if let thread = Scheduler.current {
+      line("thread \(thread.number) (\(thread.name))")
+    }
+    CallChain.printServerBacktrace()
+  }
+
   /// `name+0xoffset` for a code address, or `?` if no symbol covers it.
   static func symbol(_ address: UInt32) -> KernelMessage {
-    guard let match = symbols?.lookup(address) else { return "?" }
-    return "\(text: match.name) + \(hex: match.offset)"
+    if let match = symbols?.lookup(address) { return "\(text: match.name) + \(hex: match.offset)" }
+    for server in Server.loaded {
+      guard let (offset, generated) = server.locate(address) else { continue }
+      let what: StaticString = generated ? "code generated for server" : "server"
+      return "\(what) \(server.name) + \(hex: offset)"
+    }
+    return "?"
   }
 
   /// Prints the backtrace: `instruction` first (if nonzero), then the return address of
@@ -63,8 +77,13 @@ enum Panic {
       number = 1
     }
     var frame = framePointer
-    let stackBottom = arch_boot_stack_bottom()
-    let stackTop = arch_boot_stack_top()
+    // The running thread's stack: the boot stack, or a thread stack from the heap.
+    var stackBottom = arch_boot_stack_bottom()
+    var stackTop = arch_boot_stack_top()
+    if let stack = Scheduler.current?.stack {
+      stackBottom = UInt32(UInt(bitPattern: stack))
+      stackTop = stackBottom + UInt32(Thread.stackSize)
+    }
     while number < maximumFrames, frame >= stackBottom, frame < stackTop - 8, frame & 3 == 0 {
       let slots = UnsafePointer<UInt32>(bitPattern: UInt(frame))!
       let returnAddress = slots[1]

@@ -80,4 +80,16 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
     #expect(output.contains("concurrency: PASS"), "\(result.tail(20))")
     #expect(output.contains(/system: 0 servers still loaded|0 alive; 0 servers still loaded/))
   }
+
+  @Test func faultInsideAServerIsReportedWithItsServerBacktrace() throws {
+    let result = try QEMU.boot(
+      image: "kernel", modules: ["systems/tests/fault.system"] + QEMU.serverModules, append: "on-panic=exit", timeout: 60)
+    #expect(!result.timedOut, "the guest hung:\n\(result.tail())")
+    #expect(result.status == GuestStatus.panic, "exit status \(result.status)")
+    let report = result.output
+    #expect(report.contains("faulting address (cr2) 0xdead0006: page not present, write in kernel mode"))
+    #expect(report.contains(/#0 0x[0-9a-f]{8} server Crasher \+ 0x/), "frames inside a server are named:\n\(result.tail(25))")
+    #expect(report.contains("thread 1 (boot)"))
+    #expect(report.contains("server backtrace (innermost first):\n  #0 Crasher"))
+  }
 }

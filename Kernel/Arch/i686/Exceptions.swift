@@ -49,6 +49,7 @@ enum Exceptions {
     Panic.line("esi \(hex: registers.esi, width: 8)  edi \(hex: registers.edi, width: 8)  ebp \(hex: registers.ebp, width: 8)  esp \(hex: registers.esp_at_entry &+ 20, width: 8)")
     Panic.line("cr0 \(hex: cpu_cr0(), width: 8)  cr2 \(hex: cpu_cr2(), width: 8)  cr3 \(hex: cpu_cr3(), width: 8)  cr4 \(hex: cpu_cr4(), width: 8)")
     Panic.backtrace(instruction: registers.eip, framePointer: registers.ebp)
+    Panic.threadAndServers()
     Panic.end()
   }
 

@@ -35,7 +35,8 @@ struct MarshalInformation {
 enum KernelReferences {
   nonisolated(unsafe) static var table = ReferenceTable<KernelObject>(owner: nil)
 
-  /// The gate the kernel calls objects through, like a server's tessera_callN.
+  /// The gate the kernel calls objects through, like a server's tessera_callN (the
+  /// symbol map cannot name it: it is generated; a backtrace shows it as "?").
   static let gate: UInt32 = {
     let size = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize
     let code = KernelHeap.allocate(byteCount: size, alignment: 16)!

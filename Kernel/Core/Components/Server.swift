@@ -27,6 +27,7 @@ final class Server: ReferenceOwner {
   private let heapSlot: Int
   private let image: UnsafeMutableRawPointer
   private let code: UnsafeMutableRawPointer
+  private let codeSize: Int
   private var marshalInformation: [UnsafeMutablePointer<MarshalInformation>] = []
   /// The lock of a server that is not thread-safe (see ServerLock).
   let lock: UnsafeMutablePointer<UInt32>
@@ -51,8 +52,9 @@ final class Server: ReferenceOwner {
 
   private init(
     name: KernelMessage, file: ServerFile, heapSlot: Int, image: UnsafeMutableRawPointer,
-    code: UnsafeMutableRawPointer
+    code: UnsafeMutableRawPointer, codeSize: Int
   ) {
+    self.codeSize = codeSize
     self.name = name
     self.file = file
     self.heapSlot = heapSlot
@@ -92,7 +94,8 @@ final class Server: ReferenceOwner {
     else { return .failure(.outOfMemory) }
     image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
     heapSlots |= 1 << UInt32(slot)
-    let server = Server(name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code)
+    let server = Server(
+      name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code, codeSize: codeSize)
 
     var writer = CodeBuffer(
       memory: UnsafeMutableRawBufferPointer(start: code, count: codeSize), base: UInt32(UInt(bitPattern: code)))
@@ -139,6 +142,16 @@ final class Server: ReferenceOwner {
         }
       }
     }
+  }
+
+  /// `(offset, isGeneratedCode)` if `address` lies in this server's image or in the code
+  /// the kernel generated for it.
+  func locate(_ address: UInt32) -> (offset: UInt32, generated: Bool)? {
+    let imageStart = UInt32(UInt(bitPattern: image))
+    if address >= imageStart && address - imageStart < file.imageSize { return (address - imageStart, false) }
+    let codeStart = UInt32(UInt(bitPattern: code))
+    if address >= codeStart && address - codeStart < UInt32(codeSize) { return (address - codeStart, true) }
+    return nil
   }
 
   /// Creates an object of manifest interface `index` around `context`; nil if the
