@@ -28,7 +28,7 @@ private func timerTicks() {
 private nonisolated(unsafe) var testLineCalls = 0
 
 private func handlerRegistration() {
-  let handler: InterruptHandler = { _ in testLineCalls += 1 }
+  let handler: IRQHandler = { _ in testLineCalls += 1 }
   check(InterruptController.register(line: 5, handler: handler), "registering line 5 failed")
   check(!InterruptController.register(line: 5, handler: handler), "line 5 accepted a second owner")
   let before = testLineCalls
@@ -42,7 +42,7 @@ private func handlerRegistration() {
 private func softwareInterrupt37() { _ = test_sse_survives_interrupt_37() }
 
 private func sseStatePreserved() {
-  let clobber: InterruptHandler = { _ in
+  let clobber: IRQHandler = { _ in
     test_clobber_sse()
     testLineCalls += 1
   }

@@ -16,5 +16,8 @@ public enum KernelServiceCatalog {
     KernelService(name: "clock", interface: "Clock"),
     KernelService(name: "threads", interface: "Threads"),
     KernelService(name: "sync", interface: "Synchronization"),
+    KernelService(name: "com1", interface: "IOPorts"),
+    KernelService(name: "irq4", interface: "InterruptLine"),
+    KernelService(name: "system", interface: "SystemInfo"),
   ]
 }

@@ -6,11 +6,13 @@ import Foundation
 import Testing
 
 /// Boots the default kernel image with `composition` and every server file; returns once
-/// the kernel reports it is idle (the composition is done).
-private func bootComposition(_ composition: String, test: String) throws -> BootResult {
+/// a line contains `until` (by default: the kernel is idle, the composition is done).
+private func bootComposition(
+  _ composition: String, test: String, input: (after: String, text: String)? = nil, until marker: String = "idling"
+) throws -> BootResult {
   let result = try QEMU.boot(
-    image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", timeout: 60
-  ) { $0.contains("idling") }
+    image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input, timeout: 60
+  ) { $0.contains(marker) }
   if result.timedOut {
     Issue.record("\(test): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())")
   }
@@ -21,7 +23,7 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
 
 @Suite struct ComponentSystemTests {
   @Test func fileSystemDemoRunsAndEverythingIsReleased() throws {
-    let result = try bootComposition("systems/default.system", test: "fileSystemDemoRunsAndEverythingIsReleased")
+    let result = try bootComposition("systems/default.system", test: "fileSystemDemoRunsAndEverythingIsReleased", until: "Tessera shell: type help")
     let output = result.output
     #expect(output.contains("FileClient: fs-demo: created /docs/paper.txt (1500 bytes), /src/main.swift, /README"))
     #expect(output.contains("FileClient: fs-demo: read back /docs/paper.txt: 1500 bytes, contents equal: true"))
@@ -37,7 +39,7 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
     }
     let objects = try #require(output.firstMatch(of: /system: (\d+) server objects created, (\d+) destroyed, 0 alive; 0 servers still loaded/))
     #expect(Int(objects.1)! >= 10 && objects.1 == objects.2, "objects: \(objects.0)")
-    #expect(output.contains(/system: kernel heap back to its base: (\d+) bytes in use, \1 before loading; 0 errors/))
+    #expect(output.contains(/system: kernel heap back to its base: (\d+) bytes in use, \1 before; 0 errors/))
   }
 
   @Test func mismatchedBindingIsRefusedAndTheRestLoads() throws {
@@ -91,5 +93,19 @@ private func bootComposition(_ composition: String, test: String) throws -> Boot
     #expect(report.contains(/#0 0x[0-9a-f]{8} server Crasher \+ 0x/), "frames inside a server are named:\n\(result.tail(25))")
     #expect(report.contains("thread 1 (boot)"))
     #expect(report.contains("server backtrace (innermost first):\n  #0 Crasher"))
+  }
+
+  @Test func shellAnswersOverTheInterruptDrivenSerialLine() throws {
+    let input = (after: "tessera> ", text: "help\rservers\rthreads\rrefs Shell\rmem\rbogus\ruptime\r")
+    let result = try bootComposition(
+      "systems/default.system", test: "shellAnswersOverTheInterruptDrivenSerialLine", input: input, until: "up ")
+    let output = result.output
+    #expect(output.contains("tessera> help\nhelp     this list"), "typed characters are echoed:\n\(result.tail(40))")
+    #expect(output.contains(/SerialDriver +\d+ +\d+ +2 +\d+ +\d+ +serialized/), "servers lists the driver")
+    #expect(output.contains(/\d+ +3 +blocked +\d+ +irq/), "threads shows the interrupt thread")
+    #expect(output.contains(/1 +1 +CharacterDevice +SerialDriver/), "refs Shell shows its references")
+    #expect(output.contains(/frames: \d+ free of \d+/))
+    #expect(output.contains("unknown command (type help)"))
+    #expect(output.contains(/up \d+\.\d s/))
   }
 }

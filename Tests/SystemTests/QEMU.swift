@@ -56,9 +56,11 @@ enum QEMU {
 
   /// Boots `build/IMAGE.elf` with its symbol map, the further boot `modules` (paths
   /// relative to the repository) and the kernel command line `append`.
+  /// `input.text` is typed on the serial console once the output contains `input.after`
+  /// (typing earlier would race with the kernel resetting the UART).
   static func boot(
-    image: String, modules: [String] = [], append: String = "", timeout: TimeInterval = 60,
-    until: ((Substring) -> Bool)? = nil
+    image: String, modules: [String] = [], append: String = "", input: (after: String, text: String)? = nil,
+    timeout: TimeInterval = 60, until: ((Substring) -> Bool)? = nil
   ) throws -> BootResult {
     let kernel = root.appendingPathComponent("build/\(image).elf").path
     let moduleArgument = (["build/\(image).map"] + modules).map { root.appendingPathComponent($0).path }
@@ -75,17 +77,23 @@ enum QEMU {
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
-    process.standardInput = FileHandle.nullDevice
+    let inputPipe = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
 
     let collector = OutputCollector(until: until)
     try process.run()
     // A dedicated thread reads the console with blocking reads until QEMU closes it.
     let reader = Thread {
+      var typed = false  // only this thread touches it
       let handle = pipe.fileHandleForReading
       while true {
         let data = handle.availableData
         if data.isEmpty { break }
         if collector.append(data) { kill(process.processIdentifier, SIGKILL) }
+        if let input, !typed, collector.text.contains(input.after) {
+          typed = true
+          inputPipe.fileHandleForWriting.write(Data(input.text.utf8))
+        }
       }
       collector.finish()
     }

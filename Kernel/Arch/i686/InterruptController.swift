@@ -12,7 +12,7 @@ import CPU
 import KernelCore
 
 /// A function called with interrupts disabled when its IRQ line fires.
-typealias InterruptHandler = @convention(c) (_ line: UInt8) -> Void
+typealias IRQHandler = @convention(c) (_ line: UInt8) -> Void
 
 enum InterruptController {
   static let firstVector: UInt32 = 32
@@ -24,7 +24,7 @@ enum InterruptController {
   private static let endOfInterrupt: UInt8 = 0x20
   private static let readInService: UInt8 = 0x0B
 
-  private nonisolated(unsafe) static var handlers: InlineArray<16, InterruptHandler?> = .init(repeating: nil)
+  private nonisolated(unsafe) static var handlers: InlineArray<16, IRQHandler?> = .init(repeating: nil)
   private nonisolated(unsafe) static var mask: UInt16 = 0xFFFF & ~(1 << 2)  // cascade line open
   /// Interrupts counted per line, spurious ones excluded.
   nonisolated(unsafe) static var counts: InlineArray<16, UInt32> = .init(repeating: 0)
@@ -47,7 +47,7 @@ enum InterruptController {
   /// Installs `handler` for `line` and unmasks the line. Returns false if the line
   /// already has a handler (a line has one owner).
   @discardableResult
-  static func register(line: Int, handler: @escaping InterruptHandler) -> Bool {
+  static func register(line: Int, handler: @escaping IRQHandler) -> Bool {
     precondition(line >= 0 && line < lineCount && line != 2)
     return Machine.withInterruptsDisabled {
       guard handlers[line] == nil else { return false }
@@ -63,6 +63,22 @@ enum InterruptController {
     Machine.withInterruptsDisabled {
       handlers[line] = nil
       mask |= 1 << UInt16(line)
+      writeMask()
+    }
+  }
+
+  /// Masks `line` (its interrupts wait in the PIC).
+  static func mask(line: Int) {
+    Machine.withInterruptsDisabled {
+      mask |= 1 << UInt16(line)
+      writeMask()
+    }
+  }
+
+  /// Unmasks `line`.
+  static func unmask(line: Int) {
+    Machine.withInterruptsDisabled {
+      mask &= ~(1 << UInt16(line))
       writeMask()
     }
   }

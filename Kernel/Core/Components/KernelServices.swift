@@ -101,7 +101,7 @@ enum KernelServices {
   nonisolated(unsafe) private static var vectors: [(descriptor: UInt, vector: UInt32, interface: InterfaceDescriptor)] = []
   nonisolated(unsafe) private static var code: UnsafeMutableRawPointer?
   nonisolated(unsafe) private static var codeUsed = 0
-  private static let codeSize = 4096
+  private static let codeSize = 8192
 
   /// The service called `name`, if the kernel offers one.
   static func service(named name: UnsafeBufferPointer<UInt8>) -> KernelObject? {
@@ -118,15 +118,36 @@ enum KernelServices {
   }
 
   private static func make(_ index: Int) -> KernelObject {
-    switch index {
-    case 0: makeObject(interface: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
-    case 1: makeObject(interface: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
-    case 2: makeObject(interface: threadsDescriptor, dispatch: threadsDispatchAddresses(), box: ThreadsBox(ThreadsService()))
-    default:
-      makeObject(
+    let name = KernelServiceCatalog.services[index].name
+    let bytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+    if equals(bytes, "console") {
+      return makeObject(interface: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
+    }
+    if equals(bytes, "clock") {
+      return makeObject(interface: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
+    }
+    if equals(bytes, "threads") {
+      return makeObject(interface: threadsDescriptor, dispatch: threadsDispatchAddresses(), box: ThreadsBox(ThreadsService()))
+    }
+    if equals(bytes, "sync") {
+      return makeObject(
         interface: synchronizationDescriptor, dispatch: synchronizationDispatchAddresses(),
         box: SynchronizationBox(SynchronizationService()))
     }
+    if equals(bytes, "com1") {
+      return makeObject(
+        interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(), box: IOPortsBox(IOPortsService(base: 0x3F8, count: 8)))
+    }
+    if equals(bytes, "irq4") {
+      return makeObject(
+        interface: interruptLineDescriptor, dispatch: interruptLineDispatchAddresses(),
+        box: InterruptLineBox(InterruptLineService(line: 4)))
+    }
+    if equals(bytes, "system") {
+      return makeObject(
+        interface: systemInfoDescriptor, dispatch: systemInfoDispatchAddresses(), box: SystemInfoBox(SystemInfoService()))
+    }
+    panic("kernel service \(name) is in the catalog but not implemented")
   }
 
   /// Creates every service, and the method vectors of the objects they make, now (they
@@ -142,7 +163,7 @@ enum KernelServices {
   }
 
   /// The names offered, for error messages.
-  static let names: StaticString = "console, clock, threads, sync"
+  static let names: StaticString = "console, clock, threads, sync, com1, irq4, system"
 
   /// The kernel's descriptor of interface `name` (for checking references passed to it).
   static func descriptor(named name: UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor? {

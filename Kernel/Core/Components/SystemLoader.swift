@@ -3,8 +3,10 @@
 // Contract: every problem (a missing or corrupt server file, an unknown slot, a binding
 // whose interface does not match, a failed start) is logged as an error naming the
 // composition line and the reason, and only the affected server is skipped; the rest of
-// the system loads. When all `run` lines are done the kernel drops its own references,
-// so servers nobody uses any more are unloaded, and it reports objects and memory.
+// the system loads. A `run` line ends a group: when the program returns, the kernel drops
+// its references to every instance loaded so far, so servers nobody uses any more are
+// unloaded, and it reports the group's objects and whether the kernel heap is back where
+// it was when the group began. (Later lines cannot bind to instances of an ended group.)
 
 import CPU
 import KernelCore
@@ -42,9 +44,7 @@ enum SystemLoader {
     _ = CallChain.layout
     _ = KernelReferences.gate
     KernelServices.createAll()
-    let heapBase = KernelHeap.statistics.bytesInUse
-    let liveBase = KernelHeap.statistics.liveAllocations
-    let objectsBefore = KernelObject.created - KernelObject.destroyed
+    startGroup()
     Log.info("system: loading composition \(text: moduleName)")
     for (line, statement) in Composition(text: text.bindMemory(to: UInt8.self)) {
       switch statement {
@@ -60,20 +60,39 @@ enum SystemLoader {
         finishPending()
         skippingBindings = false
         runProgram(instance, line: line)
+        finishGroup()
       }
     }
     finishPending()
-    // The composition is done: drop the kernel's references; unused servers unload.
+    if !instances.isEmpty { finishGroup() }
+    Log.info("system: composition done, \(errors) errors")
+    return errors
+  }
+
+  nonisolated(unsafe) private static var groupHeapBase = 0
+  nonisolated(unsafe) private static var groupCreated = 0
+  nonisolated(unsafe) private static var groupDestroyed = 0
+
+  private static func startGroup() {
+    groupHeapBase = KernelHeap.statistics.bytesInUse
+    groupCreated = KernelObject.created
+    groupDestroyed = KernelObject.destroyed
+  }
+
+  /// Drops the kernel's references to the instances loaded so far and reports.
+  private static func finishGroup() {
     let handles = instances.map { $0.handle }
     instances = []
-    for handle in handles { _ = KernelReferences.table.release(handle) }
-    let alive = KernelObject.created - KernelObject.destroyed - objectsBefore
+    Machine.withInterruptsDisabled {
+      for handle in handles { _ = KernelReferences.table.release(handle) }
+    }
+    let created = KernelObject.created - groupCreated
+    let destroyed = KernelObject.destroyed - groupDestroyed
     let heap = KernelHeap.statistics.bytesInUse
-    Log.info("system: \(KernelObject.created) server objects created, \(KernelObject.destroyed) destroyed, \(alive) alive; \(Server.loaded.count) servers still loaded")
-    Log.debug("system: \(KernelHeap.statistics.liveAllocations - liveBase) more live kernel allocations than before loading")
-    let verdict: StaticString = heap == heapBase ? "back to its base" : "NOT back to its base"
-    Log.info("system: kernel heap \(verdict): \(heap) bytes in use, \(heapBase) before loading; \(errors) errors")
-    return errors
+    Log.info("system: \(created) server objects created, \(destroyed) destroyed, \(created - destroyed) alive; \(Server.loaded.count) servers still loaded")
+    let verdict: StaticString = heap == groupHeapBase ? "back to its base" : "NOT back to its base"
+    Log.info("system: kernel heap \(verdict): \(heap) bytes in use, \(groupHeapBase) before; \(errors) errors")
+    startGroup()
   }
 
   private static func report(_ line: Int, _ message: KernelMessage) {
