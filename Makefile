@@ -30,7 +30,7 @@ ASM_FLAGS := -target $(TARGET) -c -g
 ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
 KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine \
-  InterruptHandler SystemInfo
+  InterruptHandler SystemInfo Timers
 KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
   $(wildcard Kernel/Core/Threads/*.swift) \
   $(wildcard $(ARCH)/*.swift) $(BUILD)/generated/KernelInterfaces.swift

@@ -47,6 +47,20 @@ final class Producer: RunnableImplementation {
   }
 }
 
+/// A timer callback: counts its calls and signals `fired` each time.
+final class Tick: RunnableImplementation {
+  let fired: Semaphore
+  var calls: UInt = 0
+  var lastAt: UInt = 0
+  init(fired: Semaphore) { self.fired = fired }
+
+  func run() {
+    calls += 1
+    lastAt = (try? Required.clock.uptimeMilliseconds()) ?? 0
+    try? fired.signal()
+  }
+}
+
 final class Tests: ProgramImplementation {
   var failures = 0
 
@@ -74,6 +88,35 @@ final class Tests: ProgramImplementation {
     for _ in 0..<workers { try done.wait() }
     done.release()
     return (incrementers.reduce(0) { $0 + $1.calls }, try counter.value())
+  }
+
+  /// A one-shot timer fires once, on time; a periodic one fires every period until
+  /// cancelled, and never after.
+  func testTimers() throws(CallError) {
+    let fired = try Required.sync.makeSemaphore(count: 0)
+    let once = Tick(fired: fired)
+    guard let onceCallback = Runnable.export(once) else { throw .outOfResources }
+    let start = try Required.clock.uptimeMilliseconds()
+    let oneShot = try Required.timers.after(milliseconds: 30, callback: onceCallback)
+    onceCallback.release()
+    try fired.wait()
+    let late = once.lastAt - start
+    say("concurrency: one-shot timer of 30 ms fired after \(late) ms")
+    check(oneShot != 0 && late >= 30 && late <= 32, "a 30 ms timer fired after \(late) ms")
+
+    let periodic = Tick(fired: fired)
+    guard let periodicCallback = Runnable.export(periodic) else { throw .outOfResources }
+    let timer = try Required.timers.every(milliseconds: 10, callback: periodicCallback)
+    periodicCallback.release()
+    for _ in 0..<5 { try fired.wait() }
+    check(try Required.timers.cancel(timer: timer) == 1, "cancelling a running timer failed")
+    let afterCancel = periodic.calls
+    try Required.clock.sleep(milliseconds: 40)
+    say("concurrency: periodic 10 ms timer fired \(afterCancel) times, \(periodic.calls - afterCancel) after cancel")
+    check(afterCancel >= 5 && afterCancel <= 6 && periodic.calls == afterCancel, "the periodic timer misbehaved")
+    check(try Required.timers.cancel(timer: timer) == 0, "a cancelled timer was cancelled twice")
+    check(once.calls == 1, "the one-shot timer fired \(once.calls) times")
+    fired.release()
   }
 
   func run() -> UInt {
@@ -120,6 +163,8 @@ final class Tests: ProgramImplementation {
       let slept = try Required.clock.uptimeMilliseconds() - before
       say("concurrency: slept \(slept) ms for 50 ms")
       check(slept >= 50 && slept <= 53, "sleeping 50 ms took \(slept) ms")
+
+      try testTimers()
     } catch {
       check(false, "a call failed")
     }

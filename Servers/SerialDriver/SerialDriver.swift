@@ -17,8 +17,9 @@ final class Serial: CharacterDeviceImplementation, InterruptHandlerImplementatio
   private var buffer = [UInt8](repeating: 0, count: Serial.capacity)
   private var head = 0
   private var count = 0
-  /// Bytes dropped because the buffer was full (never silently: they are counted).
-  private(set) var dropped = 0
+  /// Whether the receive interrupt is off because the buffer is full: input then waits
+  /// in the UART (and QEMU holds the rest) instead of being dropped.
+  private var paused = false
   private let available: Semaphore
 
   init() {
@@ -31,13 +32,18 @@ final class Serial: CharacterDeviceImplementation, InterruptHandlerImplementatio
     _ = try? Required.ports.write8(offset: UART.interruptEnable, value: 0x01)
   }
 
-  func interrupt() {
+  func interrupt() { drain() }
+
+  /// Moves received bytes into the buffer while there is room; when it is full, turns the
+  /// receive interrupt off until a reader makes room.
+  private func drain() {
     while ((try? Required.ports.read8(offset: UART.lineStatus)) ?? 0) & UART.dataReady != 0 {
-      let byte = UInt8(truncatingIfNeeded: (try? Required.ports.read8(offset: UART.data)) ?? 0)
       guard count < Serial.capacity else {
-        dropped += 1
-        continue
+        paused = true
+        _ = try? Required.ports.write8(offset: UART.interruptEnable, value: 0x00)
+        return
       }
+      let byte = UInt8(truncatingIfNeeded: (try? Required.ports.read8(offset: UART.data)) ?? 0)
       buffer[(head + count) % Serial.capacity] = byte
       count += 1
       try? available.signal()
@@ -49,6 +55,11 @@ final class Serial: CharacterDeviceImplementation, InterruptHandlerImplementatio
     let byte = buffer[head]
     head = (head + 1) % Serial.capacity
     count -= 1
+    if paused {
+      paused = false
+      drain()  // take what waited in the UART, then let it interrupt again
+      if !paused { _ = try? Required.ports.write8(offset: UART.interruptEnable, value: 0x01) }
+    }
     return UInt(byte)
   }
 

@@ -19,5 +19,6 @@ public enum KernelServiceCatalog {
     KernelService(name: "com1", interface: "IOPorts"),
     KernelService(name: "irq4", interface: "InterruptLine"),
     KernelService(name: "system", interface: "SystemInfo"),
+    KernelService(name: "timers", interface: "Timers"),
   ]
 }

@@ -133,6 +133,20 @@ public struct SleepList {
     return thread
   }
 
+  /// Removes `thread` (woken early); false if it was not sleeping.
+  @discardableResult
+  public mutating func remove(_ thread: UInt32) -> Bool {
+    for index in 0..<count where threads[index] == thread {
+      for later in index..<(count - 1) {
+        deadlines[later] = deadlines[later + 1]
+        threads[later] = threads[later + 1]
+      }
+      count -= 1
+      return true
+    }
+    return false
+  }
+
   /// The earliest deadline, if any thread sleeps.
   public var nextDeadline: UInt64? { count > 0 ? deadlines[0] : nil }
 }

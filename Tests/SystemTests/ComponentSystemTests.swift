@@ -79,6 +79,8 @@ private func bootComposition(
     #expect(Int(racy.1)! < Int(racy.2)!, "the wrongly thread-safe counter must lose updates, or the test proves nothing")
     #expect(Int(racy.3)! > 1, "a thread-safe server must be entered concurrently")
     #expect(output.contains("concurrency: queue passed 100000 items, 0 out of order, sum 5000050000"))
+    #expect(output.contains(/one-shot timer of 30 ms fired after 3[0-2] ms/))
+    #expect(output.contains(/periodic 10 ms timer fired [56] times, 0 after cancel/))
     #expect(output.contains("concurrency: PASS"), "\(result.tail(20))")
     #expect(output.contains(/system: 0 servers still loaded|0 alive; 0 servers still loaded/))
   }
@@ -107,5 +109,15 @@ private func bootComposition(
     #expect(output.contains(/frames: \d+ free of \d+/))
     #expect(output.contains("unknown command (type help)"))
     #expect(output.contains(/up \d+\.\d s/))
+  }
+
+  @Test func aFloodOfInputDoesNotLoseTheSystem() throws {
+    // 4,000 characters arrive as fast as the UART takes them: thousands of interrupts.
+    let flood = String(repeating: "x", count: 4000)
+    let input = (after: "tessera> ", text: flood + "\ruptime\r")
+    let result = try bootComposition(
+      "systems/default.system", test: "aFloodOfInputDoesNotLoseTheSystem", input: input, until: "up ")
+    #expect(result.output.contains(/up \d+\.\d s/), "the shell stopped answering:\n\(result.tail(10))")
+    #expect(!result.output.contains("KERNEL PANIC"))
   }
 }

@@ -147,6 +147,9 @@ enum KernelServices {
       return makeObject(
         interface: systemInfoDescriptor, dispatch: systemInfoDispatchAddresses(), box: SystemInfoBox(SystemInfoService()))
     }
+    if equals(bytes, "timers") {
+      return makeObject(interface: timersDescriptor, dispatch: timersDispatchAddresses(), box: TimersBox(TimerService()))
+    }
     panic("kernel service \(name) is in the catalog but not implemented")
   }
 
@@ -163,7 +166,7 @@ enum KernelServices {
   }
 
   /// The names offered, for error messages.
-  static let names: StaticString = "console, clock, threads, sync, com1, irq4, system"
+  static let names: StaticString = "console, clock, threads, sync, timers, com1, irq4, system"
 
   /// The kernel's descriptor of interface `name` (for checking references passed to it).
   static func descriptor(named name: UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor? {

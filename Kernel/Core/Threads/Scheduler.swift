@@ -103,13 +103,24 @@ enum Scheduler {
     switchToNext()
   }
 
-  /// Makes a blocked thread ready (interrupts disabled by the caller or not).
+  /// Makes a blocked or sleeping thread ready (interrupts disabled by the caller or not).
   static func wake(_ thread: Thread) {
     Machine.withInterruptsDisabled {
       guard thread.state == .blocked || thread.state == .sleeping else { return }
+      if thread.state == .sleeping { sleeping.remove(thread.number) }
       thread.state = .ready
       ready.append(thread.number, priority: thread.priority)
       if thread.priority > current!.priority { needsReschedule = true }
+    }
+  }
+
+  /// Sleeps the running thread until tick `deadline` (or until woken).
+  static func sleep(until deadline: UInt64) {
+    Machine.withInterruptsDisabled {
+      let running = current!
+      running.state = .sleeping
+      sleeping.insert(running.number, deadline: max(deadline, Timer.ticks + 1))
+      switchToNext()
     }
   }
 

@@ -1,0 +1,100 @@
+// TimerService: one-shot and periodic callbacks, delivered as calls into a server's
+// Runnable object on the kernel's timer thread.
+//
+// Contract: timers are kept in deadline order; the timer thread (high priority) sleeps
+// until the earliest one and calls each callback that is due, one after another, so a
+// slow callback delays the others (document, do not hide). A periodic timer is re-armed
+// from its previous deadline, so it does not drift. `cancel` stops future calls; the
+// kernel's reference to the callback object is released when its timer ends.
+
+import KernelCore
+
+final class TimerService: TimersImplementation {
+  private struct Entry {
+    var number: UInt
+    var deadline: UInt64
+    var period: UInt64
+    var callback: UInt32
+  }
+
+  private var entries: [Entry] = []
+  private var nextNumber: UInt = 1
+  private var thread: Thread?
+
+  /// Starts the timer thread (the service lives for good, and so does the thread).
+  init() {
+    thread = Scheduler.spawn(name: "timers", priority: Scheduler.highPriority) { [self] in self.run() }
+  }
+
+  /// Drops the list's storage when it empties, so idle timers hold no heap.
+  private func compact() { if entries.isEmpty { entries = [] } }
+
+  func after(milliseconds: UInt, callback: Runnable) -> UInt {
+    add(milliseconds: milliseconds, period: false, callback: callback)
+  }
+
+  func every(milliseconds: UInt, callback: Runnable) -> UInt {
+    add(milliseconds: max(milliseconds, 1), period: true, callback: callback)
+  }
+
+  func cancel(timer: UInt) -> UInt {
+    let callback: UInt32? = Machine.withInterruptsDisabled {
+      guard let index = entries.firstIndex(where: { $0.number == timer }) else { return nil }
+      let callback = entries.remove(at: index).callback
+      compact()
+      return callback
+    }
+    guard let callback else { return 0 }
+    Machine.withInterruptsDisabled { _ = KernelReferences.table.release(callback) }
+    return 1
+  }
+
+  private static func ticks(_ milliseconds: UInt) -> UInt64 {
+    (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000)
+  }
+
+  private func add(milliseconds: UInt, period: Bool, callback: Runnable) -> UInt {
+    let handle = callback.handle  // lent for this call: keep it while the timer lives
+    guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else { return 0 }
+    let interval = Self.ticks(milliseconds)
+    return Machine.withInterruptsDisabled {
+      let number = nextNumber
+      nextNumber += 1
+      let entry = Entry(number: number, deadline: Timer.ticks + max(interval, 1), period: period ? max(interval, 1) : 0, callback: handle)
+      let position = entries.firstIndex { $0.deadline > entry.deadline } ?? entries.count
+      entries.insert(entry, at: position)
+      if position == 0, let thread {
+        Scheduler.wake(thread)  // an earlier deadline than the one it sleeps for
+      }
+      return number
+    }
+  }
+
+  /// The timer thread.
+  private func run() {
+    while true {
+      let due: Entry? = Machine.withInterruptsDisabled {
+        guard let first = entries.first else {
+          Scheduler.block()  // woken by `add`
+          return nil
+        }
+        guard first.deadline <= Timer.ticks else {
+          Scheduler.sleep(until: first.deadline)
+          return nil
+        }
+        entries.removeFirst()
+        compact()
+        if first.period > 0 {
+          var next = first
+          next.deadline += first.period
+          let position = entries.firstIndex { $0.deadline > next.deadline } ?? entries.count
+          entries.insert(next, at: position)
+        }
+        return first
+      }
+      guard let due else { continue }
+      _ = KernelReferences.call(due.callback, method: 0)
+      if due.period == 0 { Machine.withInterruptsDisabled { _ = KernelReferences.table.release(due.callback) } }
+    }
+  }
+}
