@@ -163,6 +163,11 @@ final class Tests: ProgramImplementation {
       let slept = try Required.clock.uptimeMilliseconds() - before
       say("concurrency: slept \(slept) ms for 50 ms")
       check(slept >= 50 && slept <= 53, "sleeping 50 ms took \(slept) ms")
+      let target = try Required.clock.uptimeMilliseconds() + 20
+      try Required.clock.sleepUntil(uptime: target)
+      let woke = try Required.clock.uptimeMilliseconds()
+      say("concurrency: slept until \(target) ms, woke at \(woke) ms")
+      check(woke >= target && woke <= target + 2, "sleeping until \(target) ms woke at \(woke) ms")
 
       try testTimers()
     } catch {

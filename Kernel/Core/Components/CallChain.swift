@@ -99,6 +99,25 @@ enum CallChain {
   /// Leaves the innermost server entered with `push`.
   static func pop() { storage[0] -= 1 }
 
+  /// The servers in a saved chain (a thread that is not running), innermost first, as
+  /// "A <- B <- kernel".
+  static func describe(saved buffer: UnsafeMutablePointer<UInt32>) -> KernelMessage {
+    var text = KernelMessage()
+    var level = Int(buffer[0]) - 1
+    while level >= 0 {
+      let address = buffer[1 + 2 * level + 1]
+      if address == 0 {
+        text.append("kernel service")
+      } else {
+        text.append(message: Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue().name)
+      }
+      text.append(" <- ")
+      level -= 1
+    }
+    text.append("kernel")
+    return text
+  }
+
   /// Prints the chain of servers, innermost first (a "server backtrace").
   static func printServerBacktrace() {
     guard depth > 0 else { return }

@@ -110,7 +110,9 @@ final class SystemInfoService: SystemInfoImplementation {
 
   func threads(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
-      out.line("thread  priority  state     ticks  name")
+      out.line("thread  priority  state     ticks  name  (servers it is in, innermost first)")
+      // The running thread's chain is live; save it where the others' are kept.
+      if let running = Scheduler.current { CallChain.save(into: running.chain) }
       for thread in Scheduler.all {
         let state: StaticString =
           switch thread.state {
@@ -120,7 +122,7 @@ final class SystemInfoService: SystemInfoImplementation {
           case .sleeping: "sleeping"
           case .finished: "finished"
           }
-        out.line("\(thread.number)  \(thread.priority)  \(state)  \(thread.ticks)  \(thread.name)")
+        out.line("\(thread.number)  \(thread.priority)  \(state)  \(thread.ticks)  \(thread.name)  (\(CallChain.describe(saved: thread.chain)))")
       }
     }
   }

@@ -29,6 +29,13 @@ final class ClockService: ClockImplementation {
     let ticks = (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000) + 1
     ServerLock.whileReleased { Scheduler.sleep(ticks: ticks) }
   }
+
+  func sleepUntil(uptime: UInt) {
+    // The first tick at or after `uptime` milliseconds.
+    let deadline = (UInt64(uptime) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000)
+    guard deadline > Timer.ticks else { return }
+    ServerLock.whileReleased { Scheduler.sleep(until: deadline) }
+  }
 }
 
 /// The kernel's Threads: starts a thread that calls a Runnable of the calling server.
