@@ -59,19 +59,18 @@ enum ServerLock {
   /// took released, and takes them again afterwards, outermost first. This is how a
   /// server blocks a thread without holding its lock.
   static func whileReleased(_ body: () -> Void) {
-    var held: InlineArray<64, UInt> = .init(repeating: 0)
-    var count = 0
-    Machine.withInterruptsDisabled {
-      for level in 0..<CallChain.depth where CallChain.tookLock(at: level) {
-        guard let server = CallChain.server(at: level) else { continue }
-        held[count] = UInt(bitPattern: server.lock)
-        count += 1
-        release(server.lock)
-      }
-    }
+    // The chain's lock flags say which locks this thread took; they stay set (and travel
+    // with the thread's chain) while it sleeps, so nothing else needs remembering.
+    forEachHeldLock { release($0) }
     body()
-    Machine.withInterruptsDisabled {
-      for index in 0..<count { wait(UnsafeMutablePointer(bitPattern: held[index])!) }
+    forEachHeldLock { lock in Machine.withInterruptsDisabled { wait(lock) } }
+  }
+
+  /// Calls `body` with the lock of every server whose lock the running chain took,
+  /// outermost first.
+  private static func forEachHeldLock(_ body: (UnsafeMutablePointer<UInt32>) -> Void) {
+    for level in 0..<CallChain.depth where CallChain.tookLock(at: level) {
+      if let server = CallChain.server(at: level) { body(server.lock) }
     }
   }
 
