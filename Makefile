@@ -193,8 +193,10 @@ bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | de
 test: kernel | dependencies
 	swift test
 
+# Regular files only: some server folders share a source through a symbolic link.
 format:
-	swift format --in-place --recursive --configuration .swift-format Package.swift Sources Tests Kernel
+	find Package.swift Sources Tests Kernel Servers -name '*.swift' -type f -print0 | \
+	  xargs -0 swift format --in-place --configuration .swift-format
 
 clean:
 	rm -rf $(BUILD)

@@ -16,9 +16,12 @@ let package = Package(
     .target(name: "KernelCore", path: "Sources/KernelCore"),
     // Host-only: the interface language, code generation, server files and compositions.
     .target(name: "TesseraTools", dependencies: ["KernelCore"], path: "Sources/TesseraTools"),
-    .executableTarget(name: "tessera", dependencies: ["KernelCore", "TesseraTools"], path: "Sources/tessera"),
+    .executableTarget(
+      name: "tessera", dependencies: ["KernelCore", "TesseraTools"], path: "Sources/tessera"),
     .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"], path: "Tests/KernelCoreTests"),
-    .testTarget(name: "TesseraToolsTests", dependencies: ["TesseraTools", "KernelCore"], path: "Tests/TesseraToolsTests"),
+    .testTarget(
+      name: "TesseraToolsTests", dependencies: ["TesseraTools", "KernelCore"], path: "Tests/TesseraToolsTests"
+    ),
     .testTarget(name: "SystemTests", path: "Tests/SystemTests"),
   ]
 )

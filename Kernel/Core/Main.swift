@@ -15,7 +15,8 @@ let kernelVersion: StaticString = "0.1.0"
 /// What the boot sequence learned and later code may ask about.
 enum Boot {
   /// The kernel command line.
-  nonisolated(unsafe) static var commandLine = BootCommandLine(bytes: UnsafeBufferPointer(start: nil, count: 0))
+  nonisolated(unsafe) static var commandLine = BootCommandLine(
+    bytes: UnsafeBufferPointer(start: nil, count: 0))
   /// The modules the loader passed, as (command line, bytes).
   nonisolated(unsafe) static var moduleTable: ModuleTable?
   /// The TSC rate measured against the PIT.
@@ -95,7 +96,8 @@ private func initializeMemory(information: MultibootInformation, memoryMap: Memo
   }
   withUnsafeBytes(of: &reservations) { raw in
     let all = raw.bindMemory(to: Reservation.self)
-    PhysicalMemory.initialize(memoryMap: memoryMap, reservations: UnsafeBufferPointer(rebasing: all[0..<count]))
+    PhysicalMemory.initialize(
+      memoryMap: memoryMap, reservations: UnsafeBufferPointer(rebasing: all[0..<count]))
   }
   // Reservations below 1 MiB (the information structure itself) need no entry: the
   // first MiB is never handed out.

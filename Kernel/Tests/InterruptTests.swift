@@ -59,7 +59,9 @@ private func spuriousIRQ7() {
   let spuriousBefore = InterruptController.spuriousCount
   let countBefore = InterruptController.counts[7]
   test_raise_vector_39()
-  check(InterruptController.spuriousCount == spuriousBefore + 1, "IRQ 7 without in-service bit not counted as spurious")
+  check(
+    InterruptController.spuriousCount == spuriousBefore + 1,
+    "IRQ 7 without in-service bit not counted as spurious")
   check(InterruptController.counts[7] == countBefore, "spurious IRQ 7 counted as a real one")
 }
 

@@ -110,7 +110,10 @@ private func heapStress() {
     } else {
       // Mostly small objects, some page-sized, a few large.
       let kind = random.next(below: 100)
-      let size = kind < 80 ? 1 + random.next(below: 256) : (kind < 97 ? 1 + random.next(below: 8192) : 1 + random.next(below: 200_000))
+      let size =
+        kind < 80
+        ? 1 + random.next(below: 256)
+        : (kind < 97 ? 1 + random.next(below: 8192) : 1 + random.next(below: 200_000))
       let alignment = 1 << (4 + Int(random.next(below: 4)))
       guard let pointer = KernelHeap.allocate(byteCount: Int(size), alignment: alignment) else {
         check(false, "allocation of \(size) bytes failed (round \(round))")
@@ -132,15 +135,28 @@ private func heapStress() {
   }
   let heapAfter = KernelHeap.statistics
   check(KernelHeap.validate() == nil, "heap invalid after freeing everything")
-  check(heapAfter.liveAllocations == heapBefore.liveAllocations, "live allocations \(heapBefore.liveAllocations) -> \(heapAfter.liveAllocations)")
-  check(heapAfter.bytesInUse == heapBefore.bytesInUse, "bytes in use \(heapBefore.bytesInUse) -> \(heapAfter.bytesInUse)")
-  check(heapAfter.peakBytesInUse > heapBefore.bytesInUse + 1_000_000, "stress never used a MiB (peak \(heapAfter.peakBytesInUse))")
+  check(
+    heapAfter.liveAllocations == heapBefore.liveAllocations,
+    "live allocations \(heapBefore.liveAllocations) -> \(heapAfter.liveAllocations)")
+  check(
+    heapAfter.bytesInUse == heapBefore.bytesInUse,
+    "bytes in use \(heapBefore.bytesInUse) -> \(heapAfter.bytesInUse)")
+  check(
+    heapAfter.peakBytesInUse > heapBefore.bytesInUse + 1_000_000,
+    "stress never used a MiB (peak \(heapAfter.peakBytesInUse))")
   // Every frame the heap still holds must be accounted for by its region size.
   let heapFrames = (heapAfter.regionBytes - heapBefore.regionBytes) / Int(Paging.pageSize)
   let framesAfter = PhysicalMemory.statistics
-  check(framesAfter.freeFrames + heapFrames == framesBefore.freeFrames, "frames leaked: \(framesBefore.freeFrames) free before, \(framesAfter.freeFrames) after, heap holds \(heapFrames) more")
-  check(heapAfter.regionBytes <= heapBefore.regionBytes + 80 * 1024, "heap kept \(heapAfter.regionBytes - heapBefore.regionBytes) bytes after freeing everything")
-  Log.info("heap.stress: \(operations) operations, peak \(heapAfter.peakBytesInUse / 1024) KiB, region \(heapAfter.regionBytes / 1024) KiB after")
+  check(
+    framesAfter.freeFrames + heapFrames == framesBefore.freeFrames,
+    "frames leaked: \(framesBefore.freeFrames) free before, \(framesAfter.freeFrames) after, heap holds \(heapFrames) more"
+  )
+  check(
+    heapAfter.regionBytes <= heapBefore.regionBytes + 80 * 1024,
+    "heap kept \(heapAfter.regionBytes - heapBefore.regionBytes) bytes after freeing everything")
+  Log.info(
+    "heap.stress: \(operations) operations, peak \(heapAfter.peakBytesInUse / 1024) KiB, region \(heapAfter.regionBytes / 1024) KiB after"
+  )
 }
 
 private func heapAlignment() {
@@ -150,7 +166,9 @@ private func heapAlignment() {
     let status = posixMemalign(&result, alignment, 100)
     check(status == 0 && result != nil, "posix_memalign(\(alignment)) failed with \(status)")
     if let result {
-      check(UInt(bitPattern: result) % UInt(alignment) == 0, "pointer \(hex: UInt(bitPattern: result)) not aligned to \(alignment)")
+      check(
+        UInt(bitPattern: result) % UInt(alignment) == 0,
+        "pointer \(hex: UInt(bitPattern: result)) not aligned to \(alignment)")
       kernelFree(result)
     }
     alignment *= 2
@@ -191,7 +209,9 @@ private func heapSwiftObjects() {
     }
   }
   let after = KernelHeap.statistics
-  check(after.liveAllocations == before.liveAllocations, "live allocations \(before.liveAllocations) -> \(after.liveAllocations) after releasing every object")
+  check(
+    after.liveAllocations == before.liveAllocations,
+    "live allocations \(before.liveAllocations) -> \(after.liveAllocations) after releasing every object")
 }
 
 private func heapOutOfMemory() {
@@ -207,7 +227,9 @@ private func heapOutOfMemory() {
   check(count < 1024, "allocated a GiB on a machine with 128 MiB")
   let expected = framesBefore.freeFrames * Int(Paging.pageSize) / chunk
   check(count >= expected - 2, "only \(count) MiB allocated of about \(expected) MiB free")
-  check(KernelHeap.statistics.failedAllocations == heapBefore.failedAllocations + 1, "the failure was not counted")
+  check(
+    KernelHeap.statistics.failedAllocations == heapBefore.failedAllocations + 1, "the failure was not counted"
+  )
   // The kernel keeps working while memory is exhausted: small requests still succeed
   // from the remaining slack, and freeing gives everything back.
   for index in 0..<count { KernelHeap.free(UnsafeMutableRawPointer(bitPattern: chunks[index])!) }
@@ -215,6 +237,8 @@ private func heapOutOfMemory() {
   check(heapAfter.bytesInUse == heapBefore.bytesInUse, "bytes in use changed")
   let framesAfter = PhysicalMemory.statistics
   let heapFrames = (heapAfter.regionBytes - heapBefore.regionBytes) / Int(Paging.pageSize)
-  check(framesAfter.freeFrames + heapFrames == framesBefore.freeFrames, "frames not returned: \(framesBefore.freeFrames) -> \(framesAfter.freeFrames)")
+  check(
+    framesAfter.freeFrames + heapFrames == framesBefore.freeFrames,
+    "frames not returned: \(framesBefore.freeFrames) -> \(framesAfter.freeFrames)")
   Log.info("heap.out_of_memory: \(count) MiB allocated before exhaustion, all returned")
 }

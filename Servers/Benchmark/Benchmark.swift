@@ -63,14 +63,18 @@ final class Runner: ProgramImplementation {
     _ = measure { $0 }
     let empty = measure { $0 }
     let function = measure { plainCompute($0, 2, 3) }
-    let call = measure { (try? target.compute(a: UInt($0), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0 }
+    let call = measure {
+      (try? target.compute(a: UInt($0), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0
+    }
     let reference = measure { index in
       _ = try? target.acquire()
       target.release()
       return index
     }
     let locked = Required.locked
-    let lockedCall = measure { (try? locked.compute(a: UInt($0), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0 }
+    let lockedCall = measure {
+      (try? locked.compute(a: UInt($0), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0
+    }
     report("empty_loop", empty, minus: 0)
     report("function_call", function, minus: empty)
     report("kernel_call", call, minus: empty)
@@ -84,7 +88,8 @@ final class Runner: ProgramImplementation {
   /// signal/wait pairs. The semaphore operations alone (no switch: the unit is there) are
   /// measured too and subtracted, leaving the switch.
   private func measureThreadSwitch(empty: UInt64) {
-    guard let ping = try? Required.sync.makeSemaphore(count: 0), let pong = try? Required.sync.makeSemaphore(count: 0),
+    guard let ping = try? Required.sync.makeSemaphore(count: 0),
+      let pong = try? Required.sync.makeSemaphore(count: 0),
       let work = Runnable.export(Ponger(ping: ping, pong: pong))
     else { return }
     _ = try? Required.threads.spawn(work: work, priority: 2)

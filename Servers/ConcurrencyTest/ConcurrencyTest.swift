@@ -73,7 +73,9 @@ final class Tests: ProgramImplementation {
 
   /// Runs `workers` threads incrementing `counter` for `milliseconds`; returns the
   /// increments they made and the count the counter reached.
-  func hammer(_ counter: Counter, workers: Int, milliseconds: UInt) throws(CallError) -> (calls: UInt, count: UInt) {
+  func hammer(_ counter: Counter, workers: Int, milliseconds: UInt) throws(CallError) -> (
+    calls: UInt, count: UInt
+  ) {
     let done = try Required.sync.makeSemaphore(count: 0)
     let deadline = try Required.clock.uptimeMilliseconds() + milliseconds
     var incrementers: [Incrementer] = []
@@ -112,8 +114,11 @@ final class Tests: ProgramImplementation {
     check(try Required.timers.cancel(timer: timer) == 1, "cancelling a running timer failed")
     let afterCancel = periodic.calls
     try Required.clock.sleep(milliseconds: 40)
-    say("concurrency: periodic 10 ms timer fired \(afterCancel) times, \(periodic.calls - afterCancel) after cancel")
-    check(afterCancel >= 5 && afterCancel <= 6 && periodic.calls == afterCancel, "the periodic timer misbehaved")
+    say(
+      "concurrency: periodic 10 ms timer fired \(afterCancel) times, \(periodic.calls - afterCancel) after cancel"
+    )
+    check(
+      afterCancel >= 5 && afterCancel <= 6 && periodic.calls == afterCancel, "the periodic timer misbehaved")
     check(try Required.timers.cancel(timer: timer) == 0, "a cancelled timer was cancelled twice")
     check(once.calls == 1, "the one-shot timer fired \(once.calls) times")
     fired.release()
@@ -126,13 +131,19 @@ final class Tests: ProgramImplementation {
       let workers = 8
       let locked = try hammer(Required.counter, workers: workers, milliseconds: 200)
       let lockedInside = try Required.counter.mostInside()
-      say("concurrency: serialized counter \(locked.count) of \(locked.calls) increments, at most \(lockedInside) thread inside")
-      check(locked.count == locked.calls && locked.calls > 0, "the serialized counter lost \(locked.calls - locked.count) updates")
+      say(
+        "concurrency: serialized counter \(locked.count) of \(locked.calls) increments, at most \(lockedInside) thread inside"
+      )
+      check(
+        locked.count == locked.calls && locked.calls > 0,
+        "the serialized counter lost \(locked.calls - locked.count) updates")
       check(lockedInside == 1, "\(lockedInside) threads were inside a server that is not thread-safe")
 
       let racy = try hammer(Required.racy, workers: workers, milliseconds: 200)
       let racyInside = try Required.racy.mostInside()
-      say("concurrency: thread-safe-declared counter \(racy.count) of \(racy.calls) increments, at most \(racyInside) threads inside")
+      say(
+        "concurrency: thread-safe-declared counter \(racy.count) of \(racy.calls) increments, at most \(racyInside) threads inside"
+      )
       check(racyInside > 1, "a thread-safe server was never entered concurrently")
       check(racy.count < racy.calls, "the wrongly thread-safe counter lost nothing: the test cannot tell")
 
@@ -154,7 +165,9 @@ final class Tests: ProgramImplementation {
       try done.wait()
       done.release()
       say("concurrency: queue passed \(items) items, \(outOfOrder) out of order, sum \(sum)")
-      check(outOfOrder == 0 && sum == UInt64(items) * UInt64(items + 1) / 2, "items were lost, duplicated or reordered")
+      check(
+        outOfOrder == 0 && sum == UInt64(items) * UInt64(items + 1) / 2,
+        "items were lost, duplicated or reordered")
 
       // Sleeping: at least the time asked, at most one tick more (the clock reads whole
       // milliseconds, so the measurement itself may add one).

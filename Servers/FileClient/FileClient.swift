@@ -35,8 +35,10 @@ final class Client: ProgramImplementation {
 
   private func exercise() throws(CallError) {
     let root = try Required.filesystem.getRootDirectory()
-    guard let docs = try root.createDirectory(name: text("docs")), let source = try root.createDirectory(name: text("src")),
-      let paper = try docs.createFile(name: text("paper.txt")), let main = try source.createFile(name: text("main.swift")),
+    guard let docs = try root.createDirectory(name: text("docs")),
+      let source = try root.createDirectory(name: text("src")),
+      let paper = try docs.createFile(name: text("paper.txt")),
+      let main = try source.createFile(name: text("main.swift")),
       let readme = try root.createFile(name: text("README"))
     else {
       check(false, "could not create the tree")
@@ -60,14 +62,17 @@ final class Client: ProgramImplementation {
     say("fs-demo: created /docs/paper.txt (\(try paper.size()) bytes), /src/main.swift, /README")
 
     // Read back through fresh references obtained by name.
-    guard let docsAgain = try root.getDirectory(name: text("docs")), let paperAgain = try docsAgain.getFile(name: text("paper.txt")) else {
+    guard let docsAgain = try root.getDirectory(name: text("docs")),
+      let paperAgain = try docsAgain.getFile(name: text("paper.txt"))
+    else {
       check(false, "lookup by name failed")
       return
     }
     let read = try paperAgain.read(offset: 0, data: back)
     let equalContents = back.elementsEqual(content)
     check(read == 1500 && equalContents, "read back \(read) bytes that differ")
-    let tailRead = try paperAgain.read(offset: 1450, data: UnsafeMutableRawBufferPointer(rebasing: back[0..<100]))
+    let tailRead = try paperAgain.read(
+      offset: 1450, data: UnsafeMutableRawBufferPointer(rebasing: back[0..<100]))
     check(tailRead == 50, "reading past the end gave \(tailRead) bytes")
     say("fs-demo: read back /docs/paper.txt: \(read) bytes, contents equal: \(equalContents)")
 
@@ -79,7 +84,9 @@ final class Client: ProgramImplementation {
       let length = try iterator.next(name: name)
       if length == 0 { break }
       directories += 1
-      say("fs-demo: directory /\(text: UnsafeBufferPointer(rebasing: name.bindMemory(to: UInt8.self)[0..<length]))")
+      say(
+        "fs-demo: directory /\(text: UnsafeBufferPointer(rebasing: name.bindMemory(to: UInt8.self)[0..<length]))"
+      )
     }
     let fileIterator = try root.listFiles()
     while try fileIterator.next(name: name) > 0 { files += 1 }
@@ -106,14 +113,18 @@ final class Client: ProgramImplementation {
       check(error == .blockTooLarge, "an oversized block gave the wrong error")
     }
     do throws(CallError) {
-      _ = try paperAgain.read(offset: 0, data: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: UInt(0xDEAD_0000)), count: 64))
+      _ = try paperAgain.read(
+        offset: 0,
+        data: UnsafeMutableRawBufferPointer(
+          start: UnsafeMutableRawPointer(bitPattern: UInt(0xDEAD_0000)), count: 64))
       check(false, "a block in unmapped memory was accepted")
     } catch {
       check(error == .badBlock, "an unmapped block gave the wrong error")
     }
     say("fs-demo: oversized and unmapped blocks refused: blockTooLarge, badBlock")
     // Releasing a handle that is not in the table is refused too (in range and past it).
-    check(!Directory(handle: 30).release() && !Directory(handle: 4000).release(), "a forged handle was released")
+    check(
+      !Directory(handle: 30).release() && !Directory(handle: 4000).release(), "a forged handle was released")
     check((try? Directory(handle: 30).acquire()) == nil, "a forged handle was acquired")
     // A handle of the wrong interface is refused.
     let confused = File(handle: root.handle)
@@ -124,9 +135,10 @@ final class Client: ProgramImplementation {
       check(error == .wrongInterface, "a wrong interface gave the wrong error")
     }
 
-    for reference in [iterator.handle, fileIterator.handle, docsAgain.handle, paperAgain.handle, docs.handle, source.handle,
-      paper.handle, main.handle, readme.handle, root.handle]
-    {
+    for reference in [
+      iterator.handle, fileIterator.handle, docsAgain.handle, paperAgain.handle, docs.handle, source.handle,
+      paper.handle, main.handle, readme.handle, root.handle,
+    ] {
       check(tessera_release_reference(reference), "releasing handle \(reference) failed")
     }
     say("fs-demo: released every reference")

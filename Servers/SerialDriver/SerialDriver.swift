@@ -74,7 +74,8 @@ final class Serial: CharacterDeviceImplementation, InterruptHandlerImplementatio
 
 func start() -> CharacterDevice {
   let serial = Serial()
-  guard let handler = InterruptHandler.export(serial), (try? Required.irq.attach(handler: handler)) == 1 else {
+  guard let handler = InterruptHandler.export(serial), (try? Required.irq.attach(handler: handler)) == 1
+  else {
     fatalError("the serial line's interrupt could not be attached")
   }
   handler.release()  // the kernel keeps its own reference for delivery

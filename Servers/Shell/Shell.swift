@@ -23,7 +23,9 @@ func sendText(_ text: UnsafeRawBufferPointer) {
     }
     index += 1
   }
-  if start < text.count { _ = try? Required.terminal.write(data: UnsafeRawBufferPointer(rebasing: text[start...])) }
+  if start < text.count {
+    _ = try? Required.terminal.write(data: UnsafeRawBufferPointer(rebasing: text[start...]))
+  }
 }
 
 final class Interpreter: ProgramImplementation {
@@ -61,7 +63,8 @@ final class Interpreter: ProgramImplementation {
   }
 
   private func word(_ text: StaticString) -> Bool {
-    line.count == text.utf8CodeUnitCount && line.elementsEqual(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    line.count == text.utf8CodeUnitCount
+      && line.elementsEqual(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
   }
 
   private func show(_ filled: (UnsafeMutableRawBufferPointer) throws(CallError) -> Int) {
@@ -76,8 +79,12 @@ final class Interpreter: ProgramImplementation {
   private func execute() {
     if line.isEmpty { return }
     if word("help") {
-      send("help     this list\r\nservers  loaded servers, heap use, references\r\nthreads  threads and their state\r\n")
-      send("refs S   the reference table of server S\r\nmem      frames and heaps\r\nuptime   time since boot\r\n")
+      send(
+        "help     this list\r\nservers  loaded servers, heap use, references\r\nthreads  threads and their state\r\n"
+      )
+      send(
+        "refs S   the reference table of server S\r\nmem      frames and heaps\r\nuptime   time since boot\r\n"
+      )
     } else if word("servers") {
       show { (buffer) throws(CallError) in try Int(Required.system.servers(text: buffer)) }
     } else if word("threads") {
@@ -91,7 +98,9 @@ final class Interpreter: ProgramImplementation {
       let name = UnsafeMutableRawBufferPointer.allocate(byteCount: line.count - 5, alignment: 1)
       defer { name.deallocate() }
       name.copyBytes(from: line[5...])
-      show { (buffer) throws(CallError) in try Int(Required.system.references(name: UnsafeRawBufferPointer(name), text: buffer)) }
+      show { (buffer) throws(CallError) in
+        try Int(Required.system.references(name: UnsafeRawBufferPointer(name), text: buffer))
+      }
     } else {
       send("unknown command (type help)\r\n")
     }

@@ -76,7 +76,9 @@ final class DirectoryObject: DirectoryImplementation {
     return File.export(FileObject(child))
   }
 
-  func listDirectories() -> Iterator { Iterator.export(NameIterator(node.children.filter { $0.isDirectory }))! }
+  func listDirectories() -> Iterator {
+    Iterator.export(NameIterator(node.children.filter { $0.isDirectory }))!
+  }
 
   func listFiles() -> Iterator { Iterator.export(NameIterator(node.children.filter { !$0.isDirectory }))! }
 }
@@ -100,7 +102,9 @@ final class FileObject: FileImplementation {
       let index = position / volume.blockSize
       let within = position % volume.blockSize
       let count = min(length - done, volume.blockSize - within)
-      guard (try? volume.device.readBlock(index: node.blocks[index], data: block)) == volume.blockSize else { break }
+      guard (try? volume.device.readBlock(index: node.blocks[index], data: block)) == volume.blockSize else {
+        break
+      }
       UnsafeMutableRawBufferPointer(rebasing: data[done..<(done + count)])
         .copyMemory(from: UnsafeRawBufferPointer(rebasing: block[within..<(within + count)]))
       done += count
@@ -122,12 +126,18 @@ final class FileObject: FileImplementation {
         guard let free = volume.freeBlocks.popLast() else { return UInt(done) }
         node.blocks.append(free)
         block.initializeMemory(as: UInt8.self, repeating: 0)
-        guard (try? volume.device.writeBlock(index: free, data: UnsafeRawBufferPointer(block))) == 1 else { return UInt(done) }
+        guard (try? volume.device.writeBlock(index: free, data: UnsafeRawBufferPointer(block))) == 1 else {
+          return UInt(done)
+        }
       }
-      guard (try? volume.device.readBlock(index: node.blocks[index], data: block)) == volume.blockSize else { break }
+      guard (try? volume.device.readBlock(index: node.blocks[index], data: block)) == volume.blockSize else {
+        break
+      }
       UnsafeMutableRawBufferPointer(rebasing: block[within..<(within + count)])
         .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[done..<(done + count)]))
-      guard (try? volume.device.writeBlock(index: node.blocks[index], data: UnsafeRawBufferPointer(block))) == 1 else { break }
+      guard
+        (try? volume.device.writeBlock(index: node.blocks[index], data: UnsafeRawBufferPointer(block))) == 1
+      else { break }
       done += count
       node.size = max(node.size, position + count)
     }

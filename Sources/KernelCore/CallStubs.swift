@@ -298,7 +298,9 @@ public enum CallStubs {
   /// a gate, it calls `marshal(information, arguments)` (the kernel's marshal_call, which
   /// returns the result word and a status) and returns straight to the gate's caller,
   /// popping the call-chain record itself, so the status reaches the caller unchanged.
-  public static func writeMarshalStub(into code: inout CodeBuffer, chain: CallChainLayout, information: UInt32, marshal: UInt32) {
+  public static func writeMarshalStub(
+    into code: inout CodeBuffer, chain: CallChainLayout, information: UInt32, marshal: UInt32
+  ) {
     code.emit(0x83, 0xC4, 0x04)  // add esp, 4               drop the gate's return address
     code.emit(0x89, 0xE2)  // mov edx, esp             the arguments: context, selector, words
     code.emit(0x55)  // push ebp

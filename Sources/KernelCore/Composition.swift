@@ -64,10 +64,14 @@ public struct Composition: Sequence {
         var count = 0
         var index = 0
         while index < lineText.count {
-          while index < lineText.count && (lineText[index] == 32 || lineText[index] == 9 || lineText[index] == 13) { index += 1 }
+          while index < lineText.count
+            && (lineText[index] == 32 || lineText[index] == 9 || lineText[index] == 13)
+          { index += 1 }
           guard index < lineText.count, lineText[index] != UInt8(ascii: "#") else { break }
           let start = index
-          while index < lineText.count && lineText[index] != 32 && lineText[index] != 9 && lineText[index] != 13 { index += 1 }
+          while index < lineText.count && lineText[index] != 32 && lineText[index] != 9
+            && lineText[index] != 13
+          { index += 1 }
           guard count < 4 else { return fail("too many words") }
           words[count] = (start, index)
           count += 1
@@ -92,7 +96,9 @@ public struct Composition: Sequence {
           if dot == source.count { return (line, .success(.bind(slot: word(1), source: .instance(left)))) }
           let right = UnsafeBufferPointer(rebasing: source[(dot + 1)...])
           guard isName(right) else { return fail("expected SOURCE.NAME with identifiers") }
-          if equalText(left, "kernel") { return (line, .success(.bind(slot: word(1), source: .kernel(right)))) }
+          if equalText(left, "kernel") {
+            return (line, .success(.bind(slot: word(1), source: .kernel(right))))
+          }
           return (line, .success(.bind(slot: word(1), source: .method(instance: left, method: right))))
         }
         if equalText(keyword, "run") {
@@ -104,7 +110,9 @@ public struct Composition: Sequence {
       return nil
     }
 
-    private mutating func fail(_ reason: KernelMessage) -> (line: Int, statement: Result<CompositionStatement, CompositionError>) {
+    private mutating func fail(_ reason: KernelMessage) -> (
+      line: Int, statement: Result<CompositionStatement, CompositionError>
+    ) {
       failed = true
       return (line, .failure(CompositionError(line: line, reason: reason)))
     }

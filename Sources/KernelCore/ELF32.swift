@@ -192,7 +192,9 @@ public struct ELF32File {
   /// The file bytes of the section at `index`; empty for sections without contents.
   public func contents(ofSection index: Int) throws(ELFError) -> ByteReader {
     let header = section(at: index)
-    if header.type == ELF32Section.typeNoBits { return ByteReader(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    if header.type == ELF32Section.typeNoBits {
+      return ByteReader(UnsafeRawBufferPointer(start: nil, count: 0))
+    }
     guard let bytes = reader.slice(offset: Int(header.offset), length: Int(header.size)) else {
       throw .badSection(index: index)
     }

@@ -247,7 +247,9 @@ struct DescriptorCursor {
     case .reference: parameter.interfaceName = try name()
     case .block:
       let directionOffset = offset
-      guard let direction = BlockDirection(rawValue: try byte()) else { throw .badKind(offset: directionOffset) }
+      guard let direction = BlockDirection(rawValue: try byte()) else {
+        throw .badKind(offset: directionOffset)
+      }
       let boundOffset = offset
       let maximum = try word()
       guard maximum > 0, maximum <= InterfaceDescriptor.maximumBlockSize else {
@@ -283,7 +285,9 @@ struct DescriptorCursor {
     case .reference, .optionalReference: resultInterface = try name()
     case .filled:
       filled = Int(try byte())
-      guard filled < 32, outputBlocks & (1 << UInt32(filled)) != 0 else { throw .badFilledResult(method: index) }
+      guard filled < 32, outputBlocks & (1 << UInt32(filled)) != 0 else {
+        throw .badFilledResult(method: index)
+      }
     case .none, .word: break
     }
     return MethodDescriptor(

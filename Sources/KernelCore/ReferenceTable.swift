@@ -173,7 +173,8 @@ public struct ReferenceTable<Object: ReferencedObject> {
     // Chain the new entries (handle 0 stays reserved as null).
     let first = max(oldCapacity, 1)
     for handle in first..<newCapacity {
-      newEntries[handle * Self.wordsPerEntry + Self.nextFree] = handle + 1 < newCapacity ? UInt(handle + 1) : firstFree
+      newEntries[handle * Self.wordsPerEntry + Self.nextFree] =
+        handle + 1 < newCapacity ? UInt(handle + 1) : firstFree
     }
     firstFree = UInt(first)
     header[0] = UInt(bitPattern: newEntries)

@@ -34,7 +34,8 @@ public enum ServerFileError: Error, Equatable, Sendable {
     case .notSharedObject: "not an ELF shared object (link servers with ld.lld -shared)"
     case .noLoadableSegments: "has no loadable segment"
     case .badSegment(let index): "segment \(index) lies outside the file or is misaligned"
-    case .imageTooLarge(let size): "image of \(size) bytes exceeds the limit of \(ServerFile.maximumImageSize)"
+    case .imageTooLarge(let size):
+      "image of \(size) bytes exceeds the limit of \(ServerFile.maximumImageSize)"
     case .noDynamicSymbols: "has no dynamic symbol table"
     case .badRelocationSection(let index): "relocation section \(index) is malformed"
     case .unsupportedRelocation(let type, let offset):
@@ -89,8 +90,11 @@ public struct ServerFile {
     for index in 0..<elf.programHeaderCount {
       let header = elf.programHeader(at: index)
       guard header.type == Self.typeLoad else { continue }
-      guard header.fileSize <= header.memorySize, elf.reader.contains(offset: UInt64(header.offset), length: UInt64(header.fileSize)),
-        header.alignment <= 4096, header.alignment == 0 || (header.virtualAddress % 4096) == (header.offset % 4096) || header.alignment < 4096
+      guard header.fileSize <= header.memorySize,
+        elf.reader.contains(offset: UInt64(header.offset), length: UInt64(header.fileSize)),
+        header.alignment <= 4096,
+        header.alignment == 0 || (header.virtualAddress % 4096) == (header.offset % 4096)
+          || header.alignment < 4096
       else { throw .badSegment(index: index) }
       low = min(low, UInt64(header.virtualAddress))
       high = max(high, UInt64(header.virtualAddress) + UInt64(header.memorySize))
@@ -98,7 +102,9 @@ public struct ServerFile {
     guard low != UInt64.max else { throw .noLoadableSegments }
     let start = low & ~4095
     let size = (high - start + 4095) & ~4095
-    guard size <= UInt64(Self.maximumImageSize) else { throw .imageTooLarge(UInt32(min(size, UInt64(UInt32.max)))) }
+    guard size <= UInt64(Self.maximumImageSize) else {
+      throw .imageTooLarge(UInt32(min(size, UInt64(UInt32.max))))
+    }
     imageStart = UInt32(start)
     imageSize = UInt32(size)
 
@@ -138,7 +144,8 @@ public struct ServerFile {
         let type = UInt8(truncatingIfNeeded: info)
         let symbol = info >> 8
         switch type {
-        case Relocation.absolute, Relocation.relative32, Relocation.globalData, Relocation.jumpSlot, Relocation.relative:
+        case Relocation.absolute, Relocation.relative32, Relocation.globalData, Relocation.jumpSlot,
+          Relocation.relative:
           break
         default: throw .unsupportedRelocation(type: type, offset: target)
         }
@@ -215,7 +222,8 @@ public struct ServerFile {
       guard header.type == Self.typeLoad, header.fileSize > 0 else { continue }
       let source = elf.reader.slice(offset: Int(header.offset), length: Int(header.fileSize))!
       let destination = Int(header.virtualAddress - imageStart)
-      UnsafeMutableRawBufferPointer(rebasing: image[destination..<(destination + source.count)]).copyMemory(from: source)
+      UnsafeMutableRawBufferPointer(rebasing: image[destination..<(destination + source.count)]).copyMemory(
+        from: source)
     }
     let delta = base &- imageStart
     for index in 0..<elf.sectionCount where elf.section(at: index).type == Self.typeRelocations {
@@ -259,5 +267,7 @@ public struct ServerFile {
 
 /// Whether `bytes` spell `text`.
 func equalText(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
-  equal(UnsafeRawBufferPointer(bytes), UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+  equal(
+    UnsafeRawBufferPointer(bytes),
+    UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
 }

@@ -75,7 +75,8 @@ public struct ServerManifest {
   /// Validates `bytes` as a manifest.
   public init(bytes: UnsafeRawBufferPointer) throws(ManifestError) {
     let reader = ByteReader(bytes)
-    guard bytes.count <= Self.maximumSize, reader.uint32(at: 0) == 0x5652_5354, reader.uint8(at: 4) == 1 else {
+    guard bytes.count <= Self.maximumSize, reader.uint32(at: 0) == 0x5652_5354, reader.uint8(at: 4) == 1
+    else {
       throw .badMagic
     }
     var cursor = DescriptorCursor(reader)
@@ -85,7 +86,9 @@ public struct ServerManifest {
       name = try cursor.name()
       isThreadSafe = try cursor.byte() & 1 != 0
     } catch { throw fail(cursor.offset) }
-    guard let count = try? cursor.byte(), Int(count) <= Self.maximumInterfaces else { throw fail(cursor.offset) }
+    guard let count = try? cursor.byte(), Int(count) <= Self.maximumInterfaces else {
+      throw fail(cursor.offset)
+    }
     interfaceCount = Int(count)
     interfacesOffset = cursor.offset
     for index in 0..<interfaceCount {
@@ -126,7 +129,8 @@ public struct ServerManifest {
     // Self-containedness: every referenced interface name is described here, once.
     for index in 0..<interfaceCount {
       let descriptor = interface(index)
-      for other in 0..<index where equal(UnsafeRawBufferPointer(interface(other).name), UnsafeRawBufferPointer(descriptor.name)) {
+      for other in 0..<index
+      where equal(UnsafeRawBufferPointer(interface(other).name), UnsafeRawBufferPointer(descriptor.name)) {
         throw .duplicateInterface(index: index)
       }
       for methodIndex in 0..<descriptor.methodCount {

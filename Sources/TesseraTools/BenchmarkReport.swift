@@ -16,17 +16,23 @@ public func benchmarkResults(fromConsole text: String, file: String) throws -> [
   for line in text.split(whereSeparator: \.isNewline) {
     guard let range = line.range(of: "@@BENCH ") else { continue }
     let fields = line[range.upperBound...].split(separator: " ")
-    guard fields.count == 4 else { throw LanguageError(file: file, line: 0, reason: "malformed benchmark line: \(line)") }
+    guard fields.count == 4 else {
+      throw LanguageError(file: file, line: 0, reason: "malformed benchmark line: \(line)")
+    }
     func value(_ key: String) -> Substring? {
       fields.first { $0.hasPrefix(key + "=") }.map { $0.dropFirst(key.count + 1) }
     }
-    guard let instructions = value("instructions").flatMap({ Double($0) }), let total = value("total").flatMap({ Int($0) }),
+    guard let instructions = value("instructions").flatMap({ Double($0) }),
+      let total = value("total").flatMap({ Int($0) }),
       let iterations = value("iterations").flatMap({ Int($0) })
     else { throw LanguageError(file: file, line: 0, reason: "malformed benchmark line: \(line)") }
-    results.append(BenchmarkResult(name: String(fields[0]), instructions: instructions, total: total, iterations: iterations))
+    results.append(
+      BenchmarkResult(
+        name: String(fields[0]), instructions: instructions, total: total, iterations: iterations))
   }
   guard !results.isEmpty else {
-    throw LanguageError(file: file, line: 0, reason: "no @@BENCH lines: the benchmark did not run (see the log)")
+    throw LanguageError(
+      file: file, line: 0, reason: "no @@BENCH lines: the benchmark did not run (see the log)")
   }
   return results
 }
@@ -36,8 +42,11 @@ public func benchmarkTable(_ results: [BenchmarkResult]) -> String {
   let function = results.first { $0.name == "function_call" }?.instructions
   var lines = ["figure                        instructions/op   x function call"]
   for result in results {
-    let ratio = function.map { $0 > 0 && result.name != "empty_loop" ? String(format2(result.instructions / $0)) : "-" } ?? "-"
-    lines.append(result.name.padding(30) + format2(result.instructions).leftPadding(16) + ratio.leftPadding(18))
+    let ratio =
+      function.map { $0 > 0 && result.name != "empty_loop" ? String(format2(result.instructions / $0)) : "-" }
+      ?? "-"
+    lines.append(
+      result.name.padding(30) + format2(result.instructions).leftPadding(16) + ratio.leftPadding(18))
   }
   return lines.joined(separator: "\n")
 }

@@ -4,7 +4,8 @@ import Foundation
 
 /// Every interface declared in the `.tif` files of `directory`.
 public func loadInterfaces(directory: String) throws -> InterfaceCatalog {
-  let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".tif") }.sorted()
+  let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".tif") }
+    .sorted()
   var declarations: [InterfaceDeclaration] = []
   for name in names {
     let path = "\(directory)/\(name)"
@@ -18,7 +19,9 @@ public func loadInterfaces(directory: String) throws -> InterfaceCatalog {
 public func loadInterfaces(directory: String, server serverFile: String) throws -> InterfaceCatalog {
   let catalog = try loadInterfaces(directory: directory)
   let folder = (serverFile as NSString).deletingLastPathComponent
-  let local = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.filter { $0.hasSuffix(".tif") }.sorted() ?? []
+  let local =
+    (try? FileManager.default.contentsOfDirectory(atPath: folder))?.filter { $0.hasSuffix(".tif") }.sorted()
+    ?? []
   var declarations: [InterfaceDeclaration] = []
   for name in local {
     let path = "\(folder)/\(name)"

@@ -17,13 +17,17 @@ public struct InterfaceCatalog {
   public init(_ declarations: [InterfaceDeclaration]) throws {
     for declaration in declarations {
       if let earlier = interfaces[declaration.name] {
-        throw LanguageError(file: declaration.file, line: 0, reason: "interface '\(declaration.name)' is also declared in \(earlier.file)")
+        throw LanguageError(
+          file: declaration.file, line: 0,
+          reason: "interface '\(declaration.name)' is also declared in \(earlier.file)")
       }
       interfaces[declaration.name] = declaration
     }
     for declaration in declarations {
       for name in declaration.referencedInterfaces where interfaces[name] == nil {
-        throw LanguageError(file: declaration.file, line: 0, reason: "interface '\(declaration.name)' uses unknown interface '\(name)'")
+        throw LanguageError(
+          file: declaration.file, line: 0,
+          reason: "interface '\(declaration.name)' uses unknown interface '\(name)'")
       }
     }
   }
@@ -78,7 +82,8 @@ private func swiftParameterType(_ type: ParameterType) -> String {
   switch type {
   case .word: "UInt"
   case .reference(let interface): interface
-  case .block(let direction, _): direction == .input ? "UnsafeRawBufferPointer" : "UnsafeMutableRawBufferPointer"
+  case .block(let direction, _):
+    direction == .input ? "UnsafeRawBufferPointer" : "UnsafeMutableRawBufferPointer"
   }
 }
 
@@ -119,7 +124,8 @@ func proxySource(_ interface: InterfaceDeclaration) -> String {
     """
   for (index, method) in interface.methods.enumerated() {
     text += docComment(method.documentation, indent: "  ")
-    let parameters = method.parameters.map { "\($0.name): \(swiftParameterType($0.type))" }.joined(separator: ", ")
+    let parameters = method.parameters.map { "\($0.name): \(swiftParameterType($0.type))" }.joined(
+      separator: ", ")
     let result = swiftResultType(method.result).map { " -> \($0)" } ?? ""
     text += "  public func \(method.name)(\(parameters)) throws(CallError)\(result) {\n"
     var arguments = ["handle", "Self.digest &+ \(index)"]
@@ -139,7 +145,9 @@ func proxySource(_ interface: InterfaceDeclaration) -> String {
     case .filled: text += "    return Int(try CallError.check(\(call)))\n"
     case .reference(let name, let optional):
       text += "    let handle = try CallError.check(\(call))\n"
-      text += optional ? "    return handle == 0 ? nil : \(name)(handle: handle)\n" : "    return \(name)(handle: handle)\n"
+      text +=
+        optional
+        ? "    return handle == 0 ? nil : \(name)(handle: handle)\n" : "    return \(name)(handle: handle)\n"
     }
     text += "  }\n\n"
   }
@@ -157,7 +165,8 @@ func implementationSource(
   text += "public protocol \(interface.name)Implementation: AnyObject {\n"
   for method in interface.methods {
     text += docComment(method.documentation, indent: "  ")
-    let parameters = method.parameters.map { "\($0.name): \(swiftParameterType($0.type))" }.joined(separator: ", ")
+    let parameters = method.parameters.map { "\($0.name): \(swiftParameterType($0.type))" }.joined(
+      separator: ", ")
     let result = swiftResultType(method.result).map { " -> \($0)" } ?? ""
     text += "  func \(method.name)(\(parameters))\(result)\n"
   }
@@ -176,7 +185,8 @@ func implementationSource(
     let words = callWords(method)
     let wordParameters = words.map { ", _ \($0): UInt32" }.joined()
     text += "@_cdecl(\"\(symbol)\")\n"
-    text += "public func \(symbol)(_ context: UnsafeMutableRawPointer, _ selector: UInt32\(wordParameters)) -> UInt32 {\n"
+    text +=
+      "public func \(symbol)(_ context: UnsafeMutableRawPointer, _ selector: UInt32\(wordParameters)) -> UInt32 {\n"
     // The kernel's reference keeps the object alive for the call: no retain is needed.
     if let concreteClass {
       text += "  Unmanaged<\(concreteClass)>.fromOpaque(context)._withUnsafeGuaranteedRef { object in\n"
@@ -197,7 +207,9 @@ func implementationSource(
       case .block(let direction, _):
         let type = direction == .input ? "UnsafeRawBufferPointer" : "UnsafeMutableRawBufferPointer"
         let pointer = direction == .input ? "UnsafeRawPointer" : "UnsafeMutableRawPointer"
-        arguments.append("\(parameter.name): \(type)(start: \(pointer)(bitPattern: UInt(w\(word))), count: Int(w\(word + 1)))")
+        arguments.append(
+          "\(parameter.name): \(type)(start: \(pointer)(bitPattern: UInt(w\(word))), count: Int(w\(word + 1)))"
+        )
         word += 2
       }
     }
@@ -230,7 +242,8 @@ public func serverSource(_ server: ServerDeclaration, catalog: InterfaceCatalog)
     let interface = catalog.interfaces[name]!
     let index = interfaces.firstIndex { $0.name == name }!
     let concreteClass = server.implementations[name]
-    text += implementationSource(interface, symbolPrefix: "tessera_dispatch", boxBase: "ObjectBox", concreteClass: concreteClass)
+    text += implementationSource(
+      interface, symbolPrefix: "tessera_dispatch", boxBase: "ObjectBox", concreteClass: concreteClass)
     let parameter = concreteClass ?? "any \(name)Implementation"
     let boxed = concreteClass == nil ? "\(name)Box(object)" : "object"
     let access = concreteClass == nil ? "public " : ""  // the server's class may be internal
@@ -251,7 +264,8 @@ public func serverSource(_ server: ServerDeclaration, catalog: InterfaceCatalog)
   text += "public enum Required {\n"
   for (position, slot) in server.requires.enumerated() {
     text += "  /// Slot `\(slot.slot)`.\n"
-    text += "  public static var \(slot.slot): \(slot.interface) { \(slot.interface)(handle: \(position + 1)) }\n"
+    text +=
+      "  public static var \(slot.slot): \(slot.interface) { \(slot.interface)(handle: \(position + 1)) }\n"
   }
   text += "}\n\n"
   text += """
@@ -277,20 +291,25 @@ public func kernelSource(_ names: [String], catalog: InterfaceCatalog) throws ->
     }
     text += "/// A reference to a `\(name)` object, as the kernel's dispatch functions see it.\n"
     text += "public struct \(name) {\n  public let handle: UInt32\n}\n\n"
-    text += implementationSource(interface, symbolPrefix: "tessera_kernel_dispatch", boxBase: "KernelObjectBox")
+    text += implementationSource(
+      interface, symbolPrefix: "tessera_kernel_dispatch", boxBase: "KernelObjectBox")
     text += "/// The addresses of `\(name)`'s dispatch functions, by method index.\n"
     text += "func \(name.prefix(1).lowercased() + name.dropFirst())DispatchAddresses() -> [UInt] {\n  [\n"
     for (index, method) in interface.methods.enumerated() {
       let words = callWords(method).count
-      let type = "@convention(c) (UnsafeMutableRawPointer, UInt32" + String(repeating: ", UInt32", count: words) + ") -> UInt32"
+      let type =
+        "@convention(c) (UnsafeMutableRawPointer, UInt32" + String(repeating: ", UInt32", count: words)
+        + ") -> UInt32"
       text += "    unsafeBitCast(tessera_kernel_dispatch_\(name)_\(index) as \(type), to: UInt.self),\n"
     }
     text += "  ]\n}\n\n"
     text += "/// The descriptor bytes of `\(name)`.\n"
-    text += "let \(name.prefix(1).lowercased() + name.dropFirst())Descriptor: [UInt8] = \(interface.descriptor())\n\n"
+    text +=
+      "let \(name.prefix(1).lowercased() + name.dropFirst())Descriptor: [UInt8] = \(interface.descriptor())\n\n"
   }
   text += "/// The descriptors of every interface the kernel knows, for checking references passed to it.\n"
-  text += "let kernelInterfaceDescriptors: [[UInt8]] = [\(names.map { $0.prefix(1).lowercased() + $0.dropFirst() + "Descriptor" }.joined(separator: ", "))]\n"
+  text +=
+    "let kernelInterfaceDescriptors: [[UInt8]] = [\(names.map { $0.prefix(1).lowercased() + $0.dropFirst() + "Descriptor" }.joined(separator: ", "))]\n"
   return text
 }
 
@@ -303,7 +322,9 @@ public func manifestBytes(_ server: ServerDeclaration, catalog: InterfaceCatalog
   bytes += server.name.utf8
   bytes.append(server.isThreadSafe ? 1 : 0)
   guard interfaces.count <= ServerManifest.maximumInterfaces else {
-    throw LanguageError(file: server.file, line: 0, reason: "uses \(interfaces.count) interfaces; at most \(ServerManifest.maximumInterfaces)")
+    throw LanguageError(
+      file: server.file, line: 0,
+      reason: "uses \(interfaces.count) interfaces; at most \(ServerManifest.maximumInterfaces)")
   }
   bytes.append(UInt8(interfaces.count))
   for interface in interfaces {

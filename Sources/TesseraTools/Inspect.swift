@@ -20,7 +20,8 @@ public func signature(_ method: MethodDescriptor) -> String {
     case .word: parameters.append("word")
     case .reference: parameters.append(string(parameter.interfaceName!))
     case .block:
-      let direction = parameter.direction! == .input ? "in" : (parameter.direction! == .output ? "out" : "inout")
+      let direction =
+        parameter.direction! == .input ? "in" : (parameter.direction! == .output ? "out" : "inout")
       parameters.append("\(direction) bytes[\(parameter.maximumSize)]")
     }
   }
@@ -46,9 +47,14 @@ public func inspectServerFile(_ bytes: UnsafeRawBufferPointer, path: String) thr
   let manifest = file.manifest
   var lines: [String] = []
   lines.append("\(path): server \(string(manifest.name))")
-  lines.append("  file: \(bytes.count) bytes; image: \(file.imageSize) bytes; \(manifest.isThreadSafe ? "thread-safe" : "not thread-safe (the kernel serializes calls)")")
+  lines.append(
+    "  file: \(bytes.count) bytes; image: \(file.imageSize) bytes; \(manifest.isThreadSafe ? "thread-safe" : "not thread-safe (the kernel serializes calls)")"
+  )
   lines.append("  provides: \(string(manifest.interface(manifest.providedInterface).name))")
-  lines.append("  exports: " + (0..<manifest.exportCount).map { string(manifest.interface(manifest.export($0)).name) }.joined(separator: ", "))
+  lines.append(
+    "  exports: "
+      + (0..<manifest.exportCount).map { string(manifest.interface(manifest.export($0)).name) }.joined(
+        separator: ", "))
   lines.append("  requires:" + (manifest.slotCount == 0 ? " nothing" : ""))
   for slot in 0..<manifest.slotCount {
     let (name, interface) = manifest.slot(slot)
@@ -57,8 +63,12 @@ public func inspectServerFile(_ bytes: UnsafeRawBufferPointer, path: String) thr
   lines.append("  interfaces:")
   for index in 0..<manifest.interfaceCount {
     let interface = manifest.interface(index)
-    lines.append("    \(string(interface.name)) (digest 0x\(String(interface.digest, radix: 16)), \(interface.bytes.count)-byte descriptor)")
-    for method in 0..<interface.methodCount { lines.append("      \(method). \(signature(interface.method(method)))") }
+    lines.append(
+      "    \(string(interface.name)) (digest 0x\(String(interface.digest, radix: 16)), \(interface.bytes.count)-byte descriptor)"
+    )
+    for method in 0..<interface.methodCount {
+      lines.append("      \(method). \(signature(interface.method(method)))")
+    }
   }
   var imports: [String] = []
   file.forEachImport { imports.append(string($0)) }
@@ -68,7 +78,9 @@ public func inspectServerFile(_ bytes: UnsafeRawBufferPointer, path: String) thr
 
 /// Checks the composition at `path` against the server files found in `serverDirectories`
 /// and the kernel services; returns the problems (empty when it would load cleanly).
-public func checkComposition(path: String, serverDirectories: [String], interfaces: InterfaceCatalog) throws -> [String] {
+public func checkComposition(path: String, serverDirectories: [String], interfaces: InterfaceCatalog) throws
+  -> [String]
+{
   let text = Array(try readText(path).utf8)
   var problems: [String] = []
   var files: [String: Data] = [:]
@@ -86,7 +98,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
     guard let pending = current else { return }
     withManifest(pending.data) { manifest in
       for slot in 0..<manifest.slotCount where !pending.bound.contains(slot) {
-        problems.append("\(path):\(pending.line): \(pending.name): slot \(string(manifest.slot(slot).name)) is not bound")
+        problems.append(
+          "\(path):\(pending.line): \(pending.name): slot \(string(manifest.slot(slot).name)) is not bound")
       }
     }
     current = nil
@@ -117,7 +130,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           continue
         }
         guard let data = serverData(file) else {
-          problems.append("\(location): \(name): no server file \(file) in \(serverDirectories.joined(separator: ", "))")
+          problems.append(
+            "\(location): \(name): no server file \(file) in \(serverDirectories.joined(separator: ", "))")
           continue
         }
         let valid: String? = data.withUnsafeBytes { raw in
@@ -132,13 +146,17 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         }
         current = (name, data, [], line)
         instances[name] = Instance(
-          provided: withManifest(data) { Array(UnsafeRawBufferPointer($0.interface($0.providedInterface).bytes)) }, data: data)
+          provided: withManifest(data) {
+            Array(UnsafeRawBufferPointer($0.interface($0.providedInterface).bytes))
+          }, data: data)
       case .success(.bind(let slotBytes, let source)):
         guard var pending = current else { continue }  // the server line failed; already reported
         let slotName = string(slotBytes)
         let found: (index: Int, required: [UInt8])? = withManifest(pending.data) { manifest in
           for slot in 0..<manifest.slotCount where string(manifest.slot(slot).name) == slotName {
-            return (slot, Array(UnsafeRawBufferPointer(manifest.interface(manifest.slot(slot).interface).bytes)))
+            return (
+              slot, Array(UnsafeRawBufferPointer(manifest.interface(manifest.slot(slot).interface).bytes))
+            )
           }
           return nil
         }
@@ -150,7 +168,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         switch source {
         case .kernel(let service):
           let serviceName = string(service)
-          guard let entry = KernelServiceCatalog.services.first(where: { $0.name.description == serviceName }),
+          guard
+            let entry = KernelServiceCatalog.services.first(where: { $0.name.description == serviceName }),
             let interface = interfaces.interfaces[entry.interface.description]
           else {
             problems.append("\(location): the kernel offers no service \(serviceName)")
@@ -167,7 +186,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           }
           provided = withManifest(instance.data) { manifest -> [UInt8]? in
             let interface = manifest.interface(manifest.providedInterface)
-            for index in 0..<interface.methodCount where string(interface.method(index).name) == string(method) {
+            for index in 0..<interface.methodCount
+            where string(interface.method(index).name) == string(method) {
               let target = interface.method(index)
               guard target.parameterCount == 0, let result = target.resultInterface,
                 let resultIndex = manifest.interfaceIndex(named: result)
@@ -176,20 +196,27 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
             }
             return nil
           }
-          if provided == nil { problems.append("\(location): \(string(method)) is not a no-argument method returning a reference") }
+          if provided == nil {
+            problems.append(
+              "\(location): \(string(method)) is not a no-argument method returning a reference")
+          }
         }
         guard let provided else { continue }
         let problem: String? = required.withUnsafeBytes { requiredBytes in
           provided.withUnsafeBytes { providedBytes in
             let requiredInterface = try! InterfaceDescriptor(bytes: requiredBytes)
             let providedInterface = try! InterfaceDescriptor(bytes: providedBytes)
-            guard let difference = requiredInterface.firstDifference(from: providedInterface) else { return nil }
+            guard let difference = requiredInterface.firstDifference(from: providedInterface) else {
+              return nil
+            }
             let detail =
-              difference < 0 ? "interface names differ"
+              difference < 0
+              ? "interface names differ"
               : difference < min(requiredInterface.methodCount, providedInterface.methodCount)
                 ? "first difference in method \(difference) (\(string(requiredInterface.method(difference).name)))"
                 : "they have \(requiredInterface.methodCount) and \(providedInterface.methodCount) methods"
-            return "cannot bind \(pending.name).\(slotName): it requires \(string(requiredInterface.name)), the source provides \(string(providedInterface.name)): \(detail)"
+            return
+              "cannot bind \(pending.name).\(slotName): it requires \(string(requiredInterface.name)), the source provides \(string(providedInterface.name)): \(detail)"
           }
         }
         if let problem { problems.append("\(location): \(problem)") }
@@ -202,7 +229,9 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           problems.append("\(location): no loaded instance \(name) to run")
           continue
         }
-        let isProgram = instance.provided.withUnsafeBytes { string(try! InterfaceDescriptor(bytes: $0).name) == "Program" }
+        let isProgram = instance.provided.withUnsafeBytes {
+          string(try! InterfaceDescriptor(bytes: $0).name) == "Program"
+        }
         if !isProgram { problems.append("\(location): \(name) does not provide Program") }
       }
     }

@@ -301,7 +301,8 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
             try parser.symbol("[")
             let maximum = try parser.number("the block's maximum size")
             guard maximum > 0, maximum <= UInt64(InterfaceDescriptor.maximumBlockSize) else {
-              throw parser.error("a block's maximum must be 1 to \(InterfaceDescriptor.maximumBlockSize) bytes")
+              throw parser.error(
+                "a block's maximum must be 1 to \(InterfaceDescriptor.maximumBlockSize) bytes")
             }
             try parser.symbol("]")
             let direction: BlockDirection = word == "in" ? .input : (word == "out" ? .output : .inputOutput)
@@ -324,7 +325,10 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
           try parser.symbol(")")
           guard let parameter = parameters.first(where: { $0.name == target }),
             case .block(let direction, _) = parameter.type, direction.copiesOut
-          else { throw parser.error("'filled(\(target))' must name an out or inout bytes parameter", line: methodLine) }
+          else {
+            throw parser.error(
+              "'filled(\(target))' must name an out or inout bytes parameter", line: methodLine)
+          }
           result = .filled(target)
         } else {
           result = .reference(word, optional: parser.takeSymbol("?"))
@@ -339,10 +343,13 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
           "'\(methodName)' takes \(words) call words; at most \(InterfaceDescriptor.maximumCallWords) (a block counts 2)",
           line: methodLine)
       }
-      methods.append(MethodDeclaration(name: methodName, documentation: methodDocumentation, parameters: parameters, result: result))
+      methods.append(
+        MethodDeclaration(
+          name: methodName, documentation: methodDocumentation, parameters: parameters, result: result))
     }
     guard methods.count < 256 else { throw parser.error("interface '\(name)' has more than 255 methods") }
-    interfaces.append(InterfaceDeclaration(name: name, documentation: documentation, methods: methods, file: file))
+    interfaces.append(
+      InterfaceDeclaration(name: name, documentation: documentation, methods: methods, file: file))
   }
   return interfaces
 }
@@ -357,7 +364,9 @@ public func parseServer(_ text: String, file: String) throws -> ServerDeclaratio
   try parser.symbol(":")
   let provides = try parser.identifier("the provided interface")
   try parser.symbol("{")
-  var server = ServerDeclaration(name: name, documentation: documentation, provides: provides, exports: [], requires: [], isThreadSafe: false, file: file)
+  var server = ServerDeclaration(
+    name: name, documentation: documentation, provides: provides, exports: [], requires: [],
+    isThreadSafe: false, file: file)
   while !parser.takeSymbol("}") {
     _ = parser.documentation()
     if parser.takeSymbol("}") { break }
@@ -365,18 +374,23 @@ public func parseServer(_ text: String, file: String) throws -> ServerDeclaratio
     case "requires":
       let slot = try parser.identifier("a slot name")
       try checkName(slot, parser)
-      guard !server.requires.contains(where: { $0.slot == slot }) else { throw parser.error("slot '\(slot)' is declared twice") }
+      guard !server.requires.contains(where: { $0.slot == slot }) else {
+        throw parser.error("slot '\(slot)' is declared twice")
+      }
       try parser.symbol(":")
       server.requires.append((slot, try parser.identifier("an interface name")))
     case "exports":
-      repeat { server.exports.append(try parser.identifier("an interface name")) } while parser.takeSymbol(",")
+      repeat {
+        server.exports.append(try parser.identifier("an interface name"))
+      } while parser.takeSymbol(",")
     case "threadsafe": server.isThreadSafe = true
     case "implements":
       let interface = try parser.identifier("an interface name")
       try parser.keyword("with")
       server.implementations[interface] = try parser.identifier("a class name")
     case let other:
-      throw parser.error("unknown entry '\(other)'; expected 'requires', 'exports', 'implements' or 'threadsafe'")
+      throw parser.error(
+        "unknown entry '\(other)'; expected 'requires', 'exports', 'implements' or 'threadsafe'")
     }
   }
   guard parser.atEnd else { throw parser.error("unexpected text after the server declaration") }

@@ -90,7 +90,9 @@ case "inspect" where arguments.count >= 2:
 case "check" where arguments.count >= 2:
   reportingErrors {
     let directories = arguments.count > 2 ? Array(arguments[2...]) : ["build/servers", "build/test-modules"]
-    let problems = try checkComposition(path: arguments[1], serverDirectories: directories, interfaces: try loadInterfaces(directory: "Interfaces"))
+    let problems = try checkComposition(
+      path: arguments[1], serverDirectories: directories,
+      interfaces: try loadInterfaces(directory: "Interfaces"))
     if problems.isEmpty {
       print("\(arguments[1]): ok")
     } else {

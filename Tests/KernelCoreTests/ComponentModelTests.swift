@@ -41,10 +41,12 @@ enum SampleDescriptors {
     #expect(get.isWordsOnly && get.callWords == 1 && get.result == .word)
     let put = descriptor.method(1)
     let block = try #require(Array(put.parameters).first)
-    #expect(block.kind == .block && block.direction == .input && block.maximumSize == 64 && put.callWords == 2)
+    #expect(
+      block.kind == .block && block.direction == .input && block.maximumSize == 64 && put.callWords == 2)
     #expect(!put.isWordsOnly)
     let open = descriptor.method(2)
-    #expect(open.result == .optionalReference && String(decoding: open.resultInterface!, as: UTF8.self) == "Store")
+    #expect(
+      open.result == .optionalReference && String(decoding: open.resultInterface!, as: UTF8.self) == "Store")
   }
 
   @Test func identityIsStructural() throws {
@@ -56,7 +58,8 @@ enum SampleDescriptors {
     #expect(!first.matches(bigger) && first.digest != bigger.digest)
     #expect(first.firstDifference(from: same) == nil)
     #expect(first.firstDifference(from: bigger) == 1, "the first method that differs is put")
-    #expect(first.firstDifference(from: longer) == 3, "same methods, one more: the difference is at the count")
+    #expect(
+      first.firstDifference(from: longer) == 3, "same methods, one more: the difference is at the count")
     var renamed = SampleDescriptors.store()
     renamed[1] = UInt8(ascii: "Z")
     let (other, _) = try SampleDescriptors.parse(renamed)
@@ -78,7 +81,8 @@ enum SampleDescriptors {
       _ = try SampleDescriptors.parse(SampleDescriptors.store(putMaximum: 0))
     }
     #expect(throws: DescriptorError.badBlockBound(offset: 21)) {
-      _ = try SampleDescriptors.parse(SampleDescriptors.store(putMaximum: InterfaceDescriptor.maximumBlockSize + 1))
+      _ = try SampleDescriptors.parse(
+        SampleDescriptors.store(putMaximum: InterfaceDescriptor.maximumBlockSize + 1))
     }
     var badName = SampleDescriptors.store()
     badName[1] = UInt8(ascii: "1")
@@ -88,9 +92,13 @@ enum SampleDescriptors {
     }
     // filled(0) where parameter 0 is a word.
     let filledWord = SampleDescriptors.name("F") + [1] + SampleDescriptors.name("m") + [1, 0, 4, 0]
-    #expect(throws: DescriptorError.badFilledResult(method: 0)) { _ = try SampleDescriptors.parse(filledWord) }
+    #expect(throws: DescriptorError.badFilledResult(method: 0)) {
+      _ = try SampleDescriptors.parse(filledWord)
+    }
     // Nine words.
-    let tooMany = SampleDescriptors.name("F") + [1] + SampleDescriptors.name("m") + [9] + [UInt8](repeating: 0, count: 9) + [0]
+    let tooMany =
+      SampleDescriptors.name("F") + [1] + SampleDescriptors.name("m") + [9] + [UInt8](repeating: 0, count: 9)
+      + [0]
     #expect(throws: DescriptorError.tooManyArguments(method: 0)) { _ = try SampleDescriptors.parse(tooMany) }
   }
 }
@@ -101,7 +109,9 @@ enum SampleManifest {
     slots: [(String, UInt8)] = [("peer", 0)], magic: [UInt8] = Array("TSRV".utf8) + [1]
   ) -> [UInt8] {
     var bytes = magic + SampleDescriptors.name("Sample") + [1, UInt8(interfaces.count)]
-    for interface in interfaces { bytes += [UInt8(interface.count & 0xFF), UInt8(interface.count >> 8)] + interface }
+    for interface in interfaces {
+      bytes += [UInt8(interface.count & 0xFF), UInt8(interface.count >> 8)] + interface
+    }
     bytes += [provided, UInt8(exports.count)] + exports + [UInt8(slots.count)]
     for (name, index) in slots { bytes += SampleDescriptors.name(name) + [index] }
     return bytes
@@ -119,18 +129,28 @@ enum SampleManifest {
     let manifest = try SampleManifest.parse(SampleManifest.bytes())
     #expect(String(decoding: manifest.name, as: UTF8.self) == "Sample")
     #expect(manifest.isThreadSafe && manifest.interfaceCount == 1 && manifest.exportCount == 1)
-    #expect(String(decoding: manifest.slot(0).name, as: UTF8.self) == "peer" && manifest.slot(0).interface == 0)
+    #expect(
+      String(decoding: manifest.slot(0).name, as: UTF8.self) == "peer" && manifest.slot(0).interface == 0)
   }
 
   @Test func rejectsInconsistentManifests() {
-    #expect(throws: ManifestError.badMagic) { _ = try SampleManifest.parse(SampleManifest.bytes(magic: Array("TSRX".utf8) + [1])) }
-    #expect(throws: ManifestError.providedNotExported) { _ = try SampleManifest.parse(SampleManifest.bytes(exports: [])) }
-    #expect(throws: ManifestError.self) { _ = try SampleManifest.parse(SampleManifest.bytes(slots: [("peer", 3)])) }
+    #expect(throws: ManifestError.badMagic) {
+      _ = try SampleManifest.parse(SampleManifest.bytes(magic: Array("TSRX".utf8) + [1]))
+    }
+    #expect(throws: ManifestError.providedNotExported) {
+      _ = try SampleManifest.parse(SampleManifest.bytes(exports: []))
+    }
+    #expect(throws: ManifestError.self) {
+      _ = try SampleManifest.parse(SampleManifest.bytes(slots: [("peer", 3)]))
+    }
     #expect(throws: ManifestError.duplicateInterface(index: 1)) {
-      _ = try SampleManifest.parse(SampleManifest.bytes(interfaces: [SampleDescriptors.store(), SampleDescriptors.store()]))
+      _ = try SampleManifest.parse(
+        SampleManifest.bytes(interfaces: [SampleDescriptors.store(), SampleDescriptors.store()]))
     }
     // An interface naming one the manifest does not describe.
-    let orphan = SampleDescriptors.name("Orphan") + [1] + SampleDescriptors.name("m") + [0, 2] + SampleDescriptors.name("Missing")
+    let orphan =
+      SampleDescriptors.name("Orphan") + [1] + SampleDescriptors.name("m") + [0, 2]
+      + SampleDescriptors.name("Missing")
     #expect(throws: ManifestError.undescribedInterface(interface: 0, method: 0)) {
       _ = try SampleManifest.parse(SampleManifest.bytes(interfaces: [orphan], slots: []))
     }
@@ -147,10 +167,13 @@ enum SampleManifest {
       Composition(text: buffer).map { line, statement -> String in
         switch statement {
         case .failure(let error): return "\(line): error \(error.reason.string)"
-        case .success(.server(let instance, let file)): return "\(line): server \(string(instance)) \(string(file))"
+        case .success(.server(let instance, let file)):
+          return "\(line): server \(string(instance)) \(string(file))"
         case .success(.run(let instance)): return "\(line): run \(string(instance))"
-        case .success(.bind(let slot, .kernel(let service))): return "\(line): bind \(string(slot)) kernel \(string(service))"
-        case .success(.bind(let slot, .instance(let instance))): return "\(line): bind \(string(slot)) \(string(instance))"
+        case .success(.bind(let slot, .kernel(let service))):
+          return "\(line): bind \(string(slot)) kernel \(string(service))"
+        case .success(.bind(let slot, .instance(let instance))):
+          return "\(line): bind \(string(slot)) \(string(instance))"
         case .success(.bind(let slot, .method(let instance, let method))):
           return "\(line): bind \(string(slot)) \(string(instance)).\(string(method))()"
         }
@@ -170,15 +193,19 @@ enum SampleManifest {
 
       run client
       """
-    #expect(statements(text) == [
-      "2: server fs SimpleFS.srv", "3: bind device ramdisk", "4: bind console kernel console",
-      "5: bind root fs.getRootDirectory()", "7: run client",
-    ])
+    #expect(
+      statements(text) == [
+        "2: server fs SimpleFS.srv", "3: bind device ramdisk", "4: bind console kernel console",
+        "5: bind root fs.getRootDirectory()", "7: run client",
+      ])
   }
 
   @Test func reportsTheFirstBadLineAndStops() {
     #expect(statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE"])
-    #expect(statements("run a\nlaunch b\nrun c") == ["1: run a", "2: error unknown statement (expected server, bind or run)"])
+    #expect(
+      statements("run a\nlaunch b\nrun c") == [
+        "1: run a", "2: error unknown statement (expected server, bind or run)",
+      ])
     #expect(statements("bind x 9lives") == ["1: error binding source must start with an identifier"])
     #expect(statements("server 1a F.srv") == ["1: error instance name must be an identifier"])
   }
@@ -192,7 +219,10 @@ enum SampleManifest {
     defer { try? FileManager.default.removeItem(at: file) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["objdump", "-D", "-b", "binary", "-m", "i386", "-M", "intel", "--adjust-vma=0x\(String(base, radix: 16))", file.path]
+    process.arguments = [
+      "objdump", "-D", "-b", "binary", "-m", "i386", "-M", "intel",
+      "--adjust-vma=0x\(String(base, radix: 16))", file.path,
+    ]
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()
@@ -215,35 +245,45 @@ enum SampleManifest {
   }
 
   let table = TableLayout(base: 0x2000, capacity: 0x2004)
-  let chain = CallChainLayout(depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304, threadNumber: 0x3404)
+  let chain = CallChainLayout(
+    depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304, threadNumber: 0x3404)
 
   @Test func gateChecksTheCallAndKeepsTheCallChain() throws {
     let bytes = write { CallStubs.writeGate(into: &$0, table: table, chain: chain) }
     #expect(bytes.count <= CallStubs.gateSize)
     let listing = try disassemble(bytes, base: 0x1000)
-    #expect(Array(listing.prefix(30)) == [
-      "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x108b", "shl eax,0x6",
-      "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0x8]", "sub ecx,DWORD PTR [eax+0x8]",
-      "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x107d", "mov edx,DWORD PTR [eax+0x0]", "mov DWORD PTR [esp+0x4],edx",
-      "mov edx,DWORD PTR [eax+0x4]", "mov ecx,DWORD PTR [edx+ecx*4]", "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40",
-      "jae 0x1075", "pop DWORD PTR [edx*8+0x3004]", "mov eax,DWORD PTR [eax+0x10]", "mov DWORD PTR [edx*8+0x3008],eax",
-      "inc edx", "mov DWORD PTR ds:0x3000,edx", "call ecx", "xor edx,edx", "mov ecx,DWORD PTR ds:0x3000",
-      "dec ecx", "mov DWORD PTR ds:0x3000,ecx", "jmp DWORD PTR [ecx*8+0x3004]", "xor eax,eax", "mov edx,0x6", "ret",
-    ])
+    #expect(
+      Array(listing.prefix(30)) == [
+        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x108b", "shl eax,0x6",
+        "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0x8]", "sub ecx,DWORD PTR [eax+0x8]",
+        "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x107d", "mov edx,DWORD PTR [eax+0x0]",
+        "mov DWORD PTR [esp+0x4],edx",
+        "mov edx,DWORD PTR [eax+0x4]", "mov ecx,DWORD PTR [edx+ecx*4]", "mov edx,DWORD PTR ds:0x3000",
+        "cmp edx,0x40",
+        "jae 0x1075", "pop DWORD PTR [edx*8+0x3004]", "mov eax,DWORD PTR [eax+0x10]",
+        "mov DWORD PTR [edx*8+0x3008],eax",
+        "inc edx", "mov DWORD PTR ds:0x3000,edx", "call ecx", "xor edx,edx", "mov ecx,DWORD PTR ds:0x3000",
+        "dec ecx", "mov DWORD PTR ds:0x3000,ecx", "jmp DWORD PTR [ecx*8+0x3004]", "xor eax,eax",
+        "mov edx,0x6", "ret",
+      ])
     #expect(Array(listing.suffix(3)) == ["xor eax,eax", "mov edx,0x1", "ret"])
   }
 
   @Test func lockStubTakesTheLockUnlessThisThreadHoldsIt() throws {
     let bytes = write {
-      CallStubs.writeLockStub(into: &$0, chain: chain, dispatch: 0x5000, lock: 0x4000, wait: 0x6000, release: 0x7000)
+      CallStubs.writeLockStub(
+        into: &$0, chain: chain, dispatch: 0x5000, lock: 0x4000, wait: 0x6000, release: 0x7000)
     }
     #expect(bytes.count <= CallStubs.lockStubSize)
     let listing = try disassemble(bytes, base: 0x1000)
-    #expect(Array(listing.prefix(10)) == [
-      "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "pop DWORD PTR [ecx*4+0x3304]", "mov edx,DWORD PTR ds:0x3404",
-      "xor eax,eax", "lock cmpxchg DWORD PTR ds:0x4000,edx", "jne 0x1075", "mov DWORD PTR [ecx*4+0x3204],0x1",
-      "call 0x5000", "mov ecx,DWORD PTR ds:0x3000",
-    ])
+    #expect(
+      Array(listing.prefix(10)) == [
+        "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "pop DWORD PTR [ecx*4+0x3304]",
+        "mov edx,DWORD PTR ds:0x3404",
+        "xor eax,eax", "lock cmpxchg DWORD PTR ds:0x4000,edx", "jne 0x1075",
+        "mov DWORD PTR [ecx*4+0x3204],0x1",
+        "call 0x5000", "mov ecx,DWORD PTR ds:0x3000",
+      ])
     // Freeing: a lock without waiters is freed by one xchg and the stub returns.
     let free = try #require(listing.firstIndex(of: "xchg DWORD PTR ds:0x4000,edx"))
     #expect(listing[free + 1] == "test edx,edx" && listing[free + 3] == "jmp DWORD PTR [ecx*4+0x3304]")

@@ -46,7 +46,9 @@ enum SampleELF {
     file.u16(3)  // .shstrtab
     file.data += symbols.data + strings + sectionNames
     file.zeros(sectionTableOffset - file.data.count)
-    func section(_ name: UInt32, _ type: UInt32, _ offset: Int, _ size: Int, link: UInt32 = 0, entrySize: UInt32 = 0) {
+    func section(
+      _ name: UInt32, _ type: UInt32, _ offset: Int, _ size: Int, link: UInt32 = 0, entrySize: UInt32 = 0
+    ) {
       for value in [name, type, 0, 0, UInt32(offset), UInt32(size), link, 0, 1, entrySize] { file.u32(value) }
     }
     section(0, 0, 0, 0)
@@ -70,7 +72,8 @@ enum SampleELF {
       let symbols = Array(table)
       let names = try symbols.map { String(decoding: try table.name(of: $0), as: UTF8.self) }
       #expect(names == ["", "first", "second", "third"])
-      #expect(symbols[1].type == ELF32Symbol.typeFunction && symbols[1].value == 0x1000 && symbols[1].size == 0x20)
+      #expect(
+        symbols[1].type == ELF32Symbol.typeFunction && symbols[1].value == 0x1000 && symbols[1].size == 0x20)
       #expect(symbols[2].type == 1 && symbols[2].isDefined)
       #expect(!symbols[3].isDefined)
     }

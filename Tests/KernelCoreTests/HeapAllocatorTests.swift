@@ -110,8 +110,12 @@ final class HeapFixture {
     let fixture = HeapFixture()
     let pointer = try #require(fixture.allocate(64))
     let other = try #require(fixture.allocate(64))
-    #expect(throws: HeapError.invalidPointer(UInt(bitPattern: pointer + 16))) { try fixture.heap.free(pointer + 16) }
-    #expect(throws: HeapError.invalidPointer(UInt(bitPattern: pointer + 4))) { try fixture.heap.free(pointer + 4) }
+    #expect(throws: HeapError.invalidPointer(UInt(bitPattern: pointer + 16))) {
+      try fixture.heap.free(pointer + 16)
+    }
+    #expect(throws: HeapError.invalidPointer(UInt(bitPattern: pointer + 4))) {
+      try fixture.heap.free(pointer + 4)
+    }
     let outside = UnsafeMutableRawPointer(bitPattern: 0x1000)!
     #expect(throws: HeapError.invalidPointer(0x1000)) { try fixture.heap.free(outside) }
     try fixture.heap.free(pointer)
@@ -137,7 +141,9 @@ final class HeapFixture {
     var live: [(pointer: UnsafeMutableRawPointer, size: Int, fill: UInt8)] = []
     for step in 0..<3000 {
       if live.isEmpty || Int.random(in: 0..<100, using: &random) < 55 {
-        let size = Bool.random(using: &random) ? Int.random(in: 0...128, using: &random) : Int.random(in: 0...40_000, using: &random)
+        let size =
+          Bool.random(using: &random)
+          ? Int.random(in: 0...128, using: &random) : Int.random(in: 0...40_000, using: &random)
         let alignment = 1 << Int.random(in: 0...12, using: &random)
         if let pointer = fixture.allocate(size, alignment: alignment) {
           #expect(UInt(bitPattern: pointer) % UInt(max(16, alignment)) == 0)
@@ -147,7 +153,8 @@ final class HeapFixture {
         }
       } else {
         let entry = live.remove(at: Int.random(in: 0..<live.count, using: &random))
-        let bytes = UnsafeBufferPointer(start: entry.pointer.assumingMemoryBound(to: UInt8.self), count: entry.size)
+        let bytes = UnsafeBufferPointer(
+          start: entry.pointer.assumingMemoryBound(to: UInt8.self), count: entry.size)
         #expect(bytes.allSatisfy { $0 == entry.fill }, "allocation overwritten by another")
         try fixture.heap.free(entry.pointer)
       }

@@ -18,13 +18,16 @@ import Testing
 
   @Test func appendsRawTextAndNestedMessages() {
     let inner: KernelMessage = "inner \(1)"
-    let message = withText("name") { name in KernelMessage(stringInterpolation: {
-      var interpolation = KernelMessage.StringInterpolation(literalCapacity: 0, interpolationCount: 2)
-      interpolation.appendInterpolation(text: name)
-      interpolation.appendLiteral(" / ")
-      interpolation.appendInterpolation(inner)
-      return interpolation
-    }()) }
+    let message = withText("name") { name in
+      KernelMessage(
+        stringInterpolation: {
+          var interpolation = KernelMessage.StringInterpolation(literalCapacity: 0, interpolationCount: 2)
+          interpolation.appendInterpolation(text: name)
+          interpolation.appendLiteral(" / ")
+          interpolation.appendInterpolation(inner)
+          return interpolation
+        }())
+    }
     #expect(message.string == "name / inner 1")
   }
 

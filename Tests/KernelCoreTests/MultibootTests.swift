@@ -41,7 +41,11 @@ import Testing
     bytes.u64(0x2000)
     bytes.u32(3)
     let regions = try bytes.data.withUnsafeBytes { Array(try MemoryMap(bytes: $0)) }
-    #expect(regions == [MemoryRegion(base: 0x100000, length: 0x1000, type: 1), MemoryRegion(base: 0x200000, length: 0x2000, type: 3)])
+    #expect(
+      regions == [
+        MemoryRegion(base: 0x100000, length: 0x1000, type: 1),
+        MemoryRegion(base: 0x200000, length: 0x2000, type: 3),
+      ])
   }
 
   @Test func rejectsEntrySmallerThanItsFields() {
@@ -126,14 +130,19 @@ import Testing
 
   @Test func parsesModuleTable() throws {
     var bytes = Bytes()
-    for (start, end, name) in [(UInt32(0x200000), UInt32(0x201234), UInt32(0x9300)), (0x202000, 0x202000, 0)] {
+    for (start, end, name) in [(UInt32(0x200000), UInt32(0x201234), UInt32(0x9300)), (0x202000, 0x202000, 0)]
+    {
       bytes.u32(start)
       bytes.u32(end)
       bytes.u32(name)
       bytes.u32(0)
     }
     let modules = try bytes.data.withUnsafeBytes { Array(try ModuleTable(bytes: $0, count: 2)) }
-    #expect(modules == [BootModule(start: 0x200000, end: 0x201234, commandLineAddress: 0x9300), BootModule(start: 0x202000, end: 0x202000, commandLineAddress: 0)])
+    #expect(
+      modules == [
+        BootModule(start: 0x200000, end: 0x201234, commandLineAddress: 0x9300),
+        BootModule(start: 0x202000, end: 0x202000, commandLineAddress: 0),
+      ])
     #expect(modules[0].size == 0x1234)
     #expect(throws: MultibootError.malformedModuleTable) {
       try bytes.data.withUnsafeBytes { _ = try ModuleTable(bytes: $0, count: 3) }

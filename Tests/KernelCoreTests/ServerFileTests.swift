@@ -13,9 +13,15 @@ enum BuiltServers {
 
   /// The server files `make` built; the tests need them (`make test` builds them first).
   static func files() throws -> [(name: String, data: [UInt8])] {
-    let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".srv") }.sorted()
-    try #require(!names.isEmpty, "no server files in \(folder.path): run `make test`, which builds them before the tests")
-    return names.map { ($0, Array(FileManager.default.contents(atPath: folder.appendingPathComponent($0).path)!)) }
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter {
+      $0.hasSuffix(".srv")
+    }.sorted()
+    try #require(
+      !names.isEmpty, "no server files in \(folder.path): run `make test`, which builds them before the tests"
+    )
+    return names.map {
+      ($0, Array(FileManager.default.contents(atPath: folder.appendingPathComponent($0).path)!))
+    }
   }
 }
 
@@ -48,7 +54,12 @@ func validateAndLoad(_ bytes: [UInt8]) -> Result<UInt32, ServerFileError> {
         #expect(file.symbolAddress("tessera_start") != nil)
         var imports: [String] = []
         file.forEachImport { imports.append(String(decoding: $0, as: UTF8.self)) }
-        #expect(!imports.isEmpty && imports.allSatisfy { $0.hasPrefix("tessera_") || ["posix_memalign", "free", "memcpy", "memmove", "memset", "memcmp", "putchar"].contains($0) }, "\(name) imports \(imports)")
+        #expect(
+          !imports.isEmpty
+            && imports.allSatisfy {
+              $0.hasPrefix("tessera_")
+                || ["posix_memalign", "free", "memcpy", "memmove", "memset", "memcmp", "putchar"].contains($0)
+            }, "\(name) imports \(imports)")
       }
     }
   }
@@ -104,7 +115,8 @@ func validateAndLoad(_ bytes: [UInt8]) -> Result<UInt32, ServerFileError> {
   @Test func fuzzedFilesAreAcceptedOrRejectedNeverCrash() throws {
     let cases = Int(ProcessInfo.processInfo.environment["TESSERA_FUZZ_CASES"] ?? "") ?? 10_000
     let files = try BuiltServers.files()
-    var random = SeededRandom(state: UInt64(ProcessInfo.processInfo.environment["TESSERA_FUZZ_SEED"] ?? "") ?? 2026)
+    var random = SeededRandom(
+      state: UInt64(ProcessInfo.processInfo.environment["TESSERA_FUZZ_SEED"] ?? "") ?? 2026)
     var accepted = 0
     var rejected = 0
     for _ in 0..<cases {

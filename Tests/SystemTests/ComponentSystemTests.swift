@@ -8,13 +8,16 @@ import Testing
 /// Boots the default kernel image with `composition` and every server file; returns once
 /// a line contains `until` (by default: the kernel is idle, the composition is done).
 private func bootComposition(
-  _ composition: String, test: String, input: (after: String, text: String)? = nil, until marker: String = "idling"
+  _ composition: String, test: String, input: (after: String, text: String)? = nil,
+  until marker: String = "idling"
 ) throws -> BootResult {
   let result = try QEMU.boot(
-    image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input, timeout: 60
+    image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input,
+    timeout: 60
   ) { $0.contains(marker) }
   if result.timedOut {
-    Issue.record("\(test): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())")
+    Issue.record(
+      "\(test): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())")
   }
   #expect(result.stoppedByMatch, "\(test): the kernel never went idle:\n\(result.tail(30))")
   #expect(!result.output.contains("KERNEL PANIC"), "\(test): panic:\n\(result.tail(30))")
@@ -23,60 +26,88 @@ private func bootComposition(
 
 @Suite struct ComponentSystemTests {
   @Test func fileSystemDemoRunsAndEverythingIsReleased() throws {
-    let result = try bootComposition("systems/default.system", test: "fileSystemDemoRunsAndEverythingIsReleased", until: "Tessera shell: type help")
+    let result = try bootComposition(
+      "systems/default.system", test: "fileSystemDemoRunsAndEverythingIsReleased",
+      until: "Tessera shell: type help")
     let output = result.output
-    #expect(output.contains("FileClient: fs-demo: created /docs/paper.txt (1500 bytes), /src/main.swift, /README"))
-    #expect(output.contains("FileClient: fs-demo: read back /docs/paper.txt: 1500 bytes, contents equal: true"))
+    #expect(
+      output.contains("FileClient: fs-demo: created /docs/paper.txt (1500 bytes), /src/main.swift, /README"))
+    #expect(
+      output.contains("FileClient: fs-demo: read back /docs/paper.txt: 1500 bytes, contents equal: true"))
     #expect(output.contains("FileClient: fs-demo: directory /docs"))
     #expect(output.contains("FileClient: fs-demo: directory /src"))
     #expect(output.contains("FileClient: fs-demo: forged handle refused: invalidHandle"))
-    #expect(output.contains("FileClient: fs-demo: oversized and unmapped blocks refused: blockTooLarge, badBlock"))
+    #expect(
+      output.contains("FileClient: fs-demo: oversized and unmapped blocks refused: blockTooLarge, badBlock"))
     #expect(output.contains("FileClient: fs-demo: PASS"), "demo output:\n\(result.tail(30))")
     #expect(!output.contains("fs-demo: FAIL"))
     #expect(output.contains("system: client finished with 0 (status 0)"))
     for server in ["RamDisk", "SimpleFS", "FileClient"] {
       #expect(output.contains("unloaded \(server): heap of"), "\(server) was not unloaded")
     }
-    let objects = try #require(output.firstMatch(of: /system: (\d+) server objects created, (\d+) destroyed, 0 alive; 0 servers still loaded/))
+    let objects = try #require(
+      output.firstMatch(
+        of: /system: (\d+) server objects created, (\d+) destroyed, 0 alive; 0 servers still loaded/))
     #expect(Int(objects.1)! >= 10 && objects.1 == objects.2, "objects: \(objects.0)")
     #expect(output.contains(/system: kernel heap back to its base: (\d+) bytes in use, \1 before; 0 errors/))
   }
 
   @Test func mismatchedBindingIsRefusedAndTheRestLoads() throws {
-    let result = try bootComposition("systems/tests/mismatch.system", test: "mismatchedBindingIsRefusedAndTheRestLoads")
-    #expect(result.output.contains(
-      "error: system line 7: cannot bind oldfs.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"))
+    let result = try bootComposition(
+      "systems/tests/mismatch.system", test: "mismatchedBindingIsRefusedAndTheRestLoads")
+    #expect(
+      result.output.contains(
+        "error: system line 7: cannot bind oldfs.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"
+      ))
     #expect(result.output.contains("oldfs: slot device is not bound; not started"))
     #expect(result.output.contains("FileClient: fs-demo: PASS"))
     #expect(result.output.contains(/kernel heap back to its base: .*; 2 errors/))
   }
 
   @Test func corruptServerFilesAreRejectedAndTheRestLoads() throws {
-    let result = try bootComposition("systems/tests/corrupt.system", test: "corruptServerFilesAreRejectedAndTheRestLoads")
+    let result = try bootComposition(
+      "systems/tests/corrupt.system", test: "corruptServerFilesAreRejectedAndTheRestLoads")
     let output = result.output
-    #expect(output.contains("truncated: server file Truncated.srv rejected: program or section header table lies outside the file"))
-    #expect(output.contains("lying: server file Lying.srv rejected: program or section header table lies outside the file"))
-    #expect(output.contains("badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1"))
+    #expect(
+      output.contains(
+        "truncated: server file Truncated.srv rejected: program or section header table lies outside the file"
+      ))
+    #expect(
+      output.contains(
+        "lying: server file Lying.srv rejected: program or section header table lies outside the file"))
+    #expect(
+      output.contains(
+        "badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1"
+      ))
     #expect(output.contains("missing: no boot module named NoSuchFile.srv"))
     #expect(output.contains("FileClient: fs-demo: PASS"))
     #expect(output.contains(/kernel heap back to its base: .*; 4 errors/))
   }
 
   @Test func templateServerUsesTheKernelsConsoleAndClock() throws {
-    let result = try bootComposition("systems/template.system", test: "templateServerUsesTheKernelsConsoleAndClock")
-    let line = try #require(result.output.firstMatch(of: /Template: hello from the template server, (\d+) ms after boot/))
+    let result = try bootComposition(
+      "systems/template.system", test: "templateServerUsesTheKernelsConsoleAndClock")
+    let line = try #require(
+      result.output.firstMatch(of: /Template: hello from the template server, (\d+) ms after boot/))
     #expect(Int(line.1)! > 0, "the clock counts from boot")
     #expect(result.output.contains(/kernel heap back to its base: .*; 0 errors/))
   }
 
   @Test func threadsLocksSemaphoresAndSleeping() throws {
-    let result = try bootComposition("systems/tests/concurrency.system", test: "threadsLocksSemaphoresAndSleeping")
+    let result = try bootComposition(
+      "systems/tests/concurrency.system", test: "threadsLocksSemaphoresAndSleeping")
     let output = result.output
-    let serialized = try #require(output.firstMatch(of: /serialized counter (\d+) of (\d+) increments, at most (\d+) thread inside/))
-    #expect(serialized.1 == serialized.2 && Int(serialized.2)! > 0, "a server that is not thread-safe lost updates")
+    let serialized = try #require(
+      output.firstMatch(of: /serialized counter (\d+) of (\d+) increments, at most (\d+) thread inside/))
+    #expect(
+      serialized.1 == serialized.2 && Int(serialized.2)! > 0, "a server that is not thread-safe lost updates")
     #expect(serialized.3 == "1")
-    let racy = try #require(output.firstMatch(of: /thread-safe-declared counter (\d+) of (\d+) increments, at most (\d+) threads inside/))
-    #expect(Int(racy.1)! < Int(racy.2)!, "the wrongly thread-safe counter must lose updates, or the test proves nothing")
+    let racy = try #require(
+      output.firstMatch(
+        of: /thread-safe-declared counter (\d+) of (\d+) increments, at most (\d+) threads inside/))
+    #expect(
+      Int(racy.1)! < Int(racy.2)!,
+      "the wrongly thread-safe counter must lose updates, or the test proves nothing")
     #expect(Int(racy.3)! > 1, "a thread-safe server must be entered concurrently")
     #expect(output.contains("concurrency: queue passed 100000 items, 0 out of order, sum 5000050000"))
     #expect(output.contains(/one-shot timer of 30 ms fired after 3[0-2] ms/))
@@ -88,12 +119,15 @@ private func bootComposition(
 
   @Test func faultInsideAServerIsReportedWithItsServerBacktrace() throws {
     let result = try QEMU.boot(
-      image: "kernel", modules: ["systems/tests/fault.system"] + QEMU.serverModules, append: "on-panic=exit", timeout: 60)
+      image: "kernel", modules: ["systems/tests/fault.system"] + QEMU.serverModules, append: "on-panic=exit",
+      timeout: 60)
     #expect(!result.timedOut, "the guest hung:\n\(result.tail())")
     #expect(result.status == GuestStatus.panic, "exit status \(result.status)")
     let report = result.output
     #expect(report.contains("faulting address (cr2) 0xdead0006: page not present, write in kernel mode"))
-    #expect(report.contains(/#0 0x[0-9a-f]{8} server Crasher \+ 0x/), "frames inside a server are named:\n\(result.tail(25))")
+    #expect(
+      report.contains(/#0 0x[0-9a-f]{8} server Crasher \+ 0x/),
+      "frames inside a server are named:\n\(result.tail(25))")
     #expect(report.contains("thread 1 (boot)"))
     #expect(report.contains("server backtrace (innermost first):\n  #0 Crasher"))
   }
@@ -101,12 +135,17 @@ private func bootComposition(
   @Test func shellAnswersOverTheInterruptDrivenSerialLine() throws {
     let input = (after: "tessera> ", text: "help\rservers\rthreads\rrefs Shell\rmem\rbogus\ruptime\r")
     let result = try bootComposition(
-      "systems/default.system", test: "shellAnswersOverTheInterruptDrivenSerialLine", input: input, until: "up ")
+      "systems/default.system", test: "shellAnswersOverTheInterruptDrivenSerialLine", input: input,
+      until: "up ")
     let output = result.output
-    #expect(output.contains("tessera> help\nhelp     this list"), "typed characters are echoed:\n\(result.tail(40))")
+    #expect(
+      output.contains("tessera> help\nhelp     this list"), "typed characters are echoed:\n\(result.tail(40))"
+    )
     #expect(output.contains(/SerialDriver +\d+ +\d+ +2 +\d+ +\d+ +serialized/), "servers lists the driver")
     #expect(output.contains(/\d+ +3 +blocked +\d+ +irq/), "threads shows the interrupt thread")
-    #expect(output.contains(/1 +2 +running +\d+ +boot +\(kernel service <- Shell <- kernel\)/), "threads shows each thread's servers:\n\(result.tail(30))")
+    #expect(
+      output.contains(/1 +2 +running +\d+ +boot +\(kernel service <- Shell <- kernel\)/),
+      "threads shows each thread's servers:\n\(result.tail(30))")
     #expect(output.contains(/1 +1 +CharacterDevice +SerialDriver/), "refs Shell shows its references")
     #expect(output.contains(/frames: \d+ free of \d+/))
     #expect(output.contains("unknown command (type help)"))

@@ -18,7 +18,9 @@ private func bootChecked(
 ) throws -> BootResult {
   let result = try QEMU.boot(image: image, append: append, timeout: timeout, until: until)
   if result.timedOut {
-    Issue.record("\(test): the guest did not finish within \(Int(timeout)) s and was killed; last output:\n\(result.tail())")
+    Issue.record(
+      "\(test): the guest did not finish within \(Int(timeout)) s and was killed; last output:\n\(result.tail())"
+    )
   }
   return result
 }
@@ -40,7 +42,9 @@ private func bootChecked(
     }
     #expect(result.status == GuestStatus.success, "exit status \(result.status); output:\n\(result.tail())")
     #expect(Set(begun) == passed, "tests begun but not passed: \(Set(begun).subtracting(passed).sorted())")
-    #expect(requiredKernelTests.isSubset(of: passed), "missing: \(requiredKernelTests.subtracting(passed).sorted())")
+    #expect(
+      requiredKernelTests.isSubset(of: passed), "missing: \(requiredKernelTests.subtracting(passed).sorted())"
+    )
     #expect(result.output.contains("@@TEST-SUMMARY passed=\(passed.count) failed=0"))
   }
 
@@ -59,13 +63,16 @@ private func bootChecked(
     #expect(report.contains("faulting address (cr2) 0xdeadb000: page not present, write in kernel mode"))
     #expect(report.contains(/eip 0x[0-9a-f]{8}  test_write_to \+ 0x/))
     #expect(report.contains(/eax 0x[0-9a-f]{8}  ebx 0x[0-9a-f]{8}/))
-    #expect(report.contains(/#1 0x[0-9a-f]{8} triggerPageFault\(_:\) \+ 0x/), "backtrace names Swift frames:\n\(report)")
+    #expect(
+      report.contains(/#1 0x[0-9a-f]{8} triggerPageFault\(_:\) \+ 0x/),
+      "backtrace names Swift frames:\n\(report)")
     #expect(report.contains("runSystem()"))
     #expect(report.contains("kernel_main"))
   }
 
   @Test func divisionByZeroPrintsPanicReport() throws {
-    let result = try bootChecked("divisionByZeroPrintsPanicReport", append: "test=fault.divide_by_zero on-panic=exit")
+    let result = try bootChecked(
+      "divisionByZeroPrintsPanicReport", append: "test=fault.divide_by_zero on-panic=exit")
     #expect(result.status == GuestStatus.panic, "exit status \(result.status)")
     #expect(result.output.contains("Division error (vector 0)"))
     #expect(result.output.contains(/#0 0x[0-9a-f]{8} test_divide_by_zero \+ 0x/))
@@ -81,7 +88,8 @@ private func bootChecked(
   }
 
   @Test func explicitPanicPrintsReasonAndBacktrace() throws {
-    let result = try bootChecked("explicitPanicPrintsReasonAndBacktrace", append: "test=fault.panic on-panic=exit")
+    let result = try bootChecked(
+      "explicitPanicPrintsReasonAndBacktrace", append: "test=fault.panic on-panic=exit")
     #expect(result.status == GuestStatus.panic, "exit status \(result.status)")
     #expect(result.output.contains("KERNEL PANIC\n") || result.output.contains("KERNEL PANIC ="))
     #expect(result.output.contains("deliberate panic from fault.panic"))
@@ -94,7 +102,10 @@ private func bootChecked(
     }
     #expect(result.stoppedByMatch, "the default image never reached its idle loop:\n\(result.tail())")
     let banner = try #require(result.lines.first { $0.contains("Tessera") }, "no banner:\n\(result.tail())")
-    #expect(banner.contains(/^\[ *\d+\.\d{6}\] info: Tessera \d+\.\d+\.\d+ \(i686\): \d+ MiB usable memory, booted in \d+ ms at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/), "banner: \(banner)")
+    #expect(
+      banner.contains(
+        /^\[ *\d+\.\d{6}\] info: Tessera \d+\.\d+\.\d+ \(i686\): \d+ MiB usable memory, booted in \d+ ms at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/
+      ), "banner: \(banner)")
     let mebibytes = Int(banner.firstMatch(of: /(\d+) MiB/)!.1)!
     #expect(mebibytes > 100 && mebibytes <= 128, "QEMU was given 128 MiB; the kernel found \(mebibytes)")
   }

@@ -14,7 +14,10 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
   @Test func theRepositorysInterfacesParseAndDescribeThemselves() throws {
     let catalog = try loadInterfaces(directory: repository.appendingPathComponent("Interfaces").path)
     let directory = try #require(catalog.interfaces["Directory"])
-    #expect(directory.methods.map(\.name) == ["getName", "getDirectory", "getFile", "createDirectory", "createFile", "listDirectories", "listFiles"])
+    #expect(
+      directory.methods.map(\.name) == [
+        "getName", "getDirectory", "getFile", "createDirectory", "createFile", "listDirectories", "listFiles",
+      ])
     #expect(directory.methods[0].result == .filled("name"))
     #expect(directory.methods[1].result == .reference("Directory", optional: true))
     for interface in catalog.interfaces.values {
@@ -35,11 +38,16 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
   @Test(arguments: [
     ("interface A {\n func f(x: word\n}", "a.tif:3: expected ')'"),
     ("interface A {\n func f(x: out bytes[0])\n}", "a.tif:2: a block's maximum must be 1 to 1048576 bytes"),
-    ("interface A {\n func f(x: word) -> filled(x)\n}", "a.tif:2: 'filled(x)' must name an out or inout bytes parameter"),
+    (
+      "interface A {\n func f(x: word) -> filled(x)\n}",
+      "a.tif:2: 'filled(x)' must name an out or inout bytes parameter"
+    ),
     ("interface A {\n func f() \n func f()\n}", "a.tif:3: method 'f' is declared twice"),
     ("interface word {\n}", "a.tif:1: 'word' is a reserved word"),
-    ("interface A {\n func f(a: in bytes[8], b: in bytes[8], c: in bytes[8], d: in bytes[8], e: word)\n}",
-     "a.tif:2: 'f' takes 9 call words; at most 8 (a block counts 2)"),
+    (
+      "interface A {\n func f(a: in bytes[8], b: in bytes[8], c: in bytes[8], d: in bytes[8], e: word)\n}",
+      "a.tif:2: 'f' takes 9 call words; at most 8 (a block counts 2)"
+    ),
     ("interface A { $ }", "a.tif:1: unexpected character '$'"),
   ])
   func reportsErrorsWithTheirLine(source: String, message: String) {
@@ -66,7 +74,8 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
     try bytes.withUnsafeBytes { raw in
       let manifest = try ServerManifest(bytes: raw)
       #expect(manifest.exportCount == 4 && manifest.slotCount == 1 && !manifest.isThreadSafe)
-      #expect(String(decoding: manifest.interface(manifest.providedInterface).name, as: UTF8.self) == "Filesystem")
+      #expect(
+        String(decoding: manifest.interface(manifest.providedInterface).name, as: UTF8.self) == "Filesystem")
     }
     let source = try serverSource(server, catalog: catalog)
     #expect(source.contains("public struct BlockDevice: InterfaceReference"))
@@ -76,7 +85,9 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
   }
 
   @Test func serverDeclarationErrors() {
-    #expect(throws: LanguageError.self) { _ = try parseServer("server S: A {\n requires x: A\n requires x: B\n}", file: "s") }
+    #expect(throws: LanguageError.self) {
+      _ = try parseServer("server S: A {\n requires x: A\n requires x: B\n}", file: "s")
+    }
     #expect(throws: LanguageError.self) { _ = try parseServer("server S: A {\n launch\n}", file: "s") }
   }
 }
@@ -85,29 +96,48 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
   func check(_ system: String) throws -> [String] {
     try checkComposition(
       path: repository.appendingPathComponent(system).path,
-      serverDirectories: [repository.appendingPathComponent("build/servers").path, repository.appendingPathComponent("build/test-modules").path],
+      serverDirectories: [
+        repository.appendingPathComponent("build/servers").path,
+        repository.appendingPathComponent("build/test-modules").path,
+      ],
       interfaces: try loadInterfaces(directory: repository.appendingPathComponent("Interfaces").path))
   }
 
   @Test func theDefaultSystemChecksClean() throws {
-    try #require(FileManager.default.fileExists(atPath: repository.appendingPathComponent("build/servers/SimpleFS.srv").path), "run `make test`, which builds the servers first")
+    try #require(
+      FileManager.default.fileExists(
+        atPath: repository.appendingPathComponent("build/servers/SimpleFS.srv").path),
+      "run `make test`, which builds the servers first")
     for system in ["systems/default.system", "systems/bench.system", "systems/template.system"] {
       #expect(try check(system) == [], "\(system)")
     }
   }
 
   @Test func mismatchesAndBrokenFilesAreReported() throws {
-    try #require(FileManager.default.fileExists(atPath: repository.appendingPathComponent("build/test-modules/Lying.srv").path), "run `make test`, which builds the test modules first")
+    try #require(
+      FileManager.default.fileExists(
+        atPath: repository.appendingPathComponent("build/test-modules/Lying.srv").path),
+      "run `make test`, which builds the test modules first")
     let mismatch = try check("systems/tests/mismatch.system")
-    #expect(mismatch.count == 1 && mismatch[0].hasSuffix("mismatch.system:7: cannot bind oldfs.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"))
+    #expect(
+      mismatch.count == 1
+        && mismatch[0].hasSuffix(
+          "mismatch.system:7: cannot bind oldfs.device: it requires BlockDevice, the source provides BlockDevice: first difference in method 1 (blockCount)"
+        ))
     let corrupt = try check("systems/tests/corrupt.system")
     #expect(corrupt.count == 4, "\(corrupt)")
-    #expect(corrupt.contains { $0.hasSuffix("corrupt.system:11: badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1") })
+    #expect(
+      corrupt.contains {
+        $0.hasSuffix(
+          "corrupt.system:11: badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1"
+        )
+      })
   }
 
   @Test func inspectDescribesGoodFilesAndNamesTheProblemWithBadOnes() throws {
     let path = repository.appendingPathComponent("build/servers/SimpleFS.srv").path
-    let data = try #require(FileManager.default.contents(atPath: path), "run `make test`, which builds the servers first")
+    let data = try #require(
+      FileManager.default.contents(atPath: path), "run `make test`, which builds the servers first")
     let report = try data.withUnsafeBytes { try inspectServerFile($0, path: "SimpleFS.srv") }
     #expect(report.contains("server SimpleFS"))
     #expect(report.contains("1. device: BlockDevice"))
@@ -115,7 +145,9 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
     #expect(report.contains("imports: ") && report.contains("tessera_call3"))
     var broken = [UInt8](data)
     broken.removeLast(broken.count / 2)
-    #expect(throws: LanguageError.self) { try broken.withUnsafeBytes { _ = try inspectServerFile($0, path: "half.srv") } }
+    #expect(throws: LanguageError.self) {
+      try broken.withUnsafeBytes { _ = try inspectServerFile($0, path: "half.srv") }
+    }
     do {
       _ = try broken.withUnsafeBytes { try inspectServerFile($0, path: "half.srv") }
     } catch {

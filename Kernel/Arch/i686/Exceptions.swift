@@ -44,10 +44,18 @@ enum Exceptions {
       Panic.line("ud2 at eip: a Swift runtime trap (overflow, bounds, nil unwrap or precondition)")
     }
     Panic.line("eip \(hex: registers.eip, width: 8)  \(Panic.symbol(registers.eip))")
-    Panic.line("cs \(hex: registers.cs, width: 4)  ds \(hex: registers.ds, width: 4)  eflags \(hex: registers.eflags, width: 8)")
-    Panic.line("eax \(hex: registers.eax, width: 8)  ebx \(hex: registers.ebx, width: 8)  ecx \(hex: registers.ecx, width: 8)  edx \(hex: registers.edx, width: 8)")
-    Panic.line("esi \(hex: registers.esi, width: 8)  edi \(hex: registers.edi, width: 8)  ebp \(hex: registers.ebp, width: 8)  esp \(hex: registers.esp_at_entry &+ 20, width: 8)")
-    Panic.line("cr0 \(hex: cpu_cr0(), width: 8)  cr2 \(hex: cpu_cr2(), width: 8)  cr3 \(hex: cpu_cr3(), width: 8)  cr4 \(hex: cpu_cr4(), width: 8)")
+    Panic.line(
+      "cs \(hex: registers.cs, width: 4)  ds \(hex: registers.ds, width: 4)  eflags \(hex: registers.eflags, width: 8)"
+    )
+    Panic.line(
+      "eax \(hex: registers.eax, width: 8)  ebx \(hex: registers.ebx, width: 8)  ecx \(hex: registers.ecx, width: 8)  edx \(hex: registers.edx, width: 8)"
+    )
+    Panic.line(
+      "esi \(hex: registers.esi, width: 8)  edi \(hex: registers.edi, width: 8)  ebp \(hex: registers.ebp, width: 8)  esp \(hex: registers.esp_at_entry &+ 20, width: 8)"
+    )
+    Panic.line(
+      "cr0 \(hex: cpu_cr0(), width: 8)  cr2 \(hex: cpu_cr2(), width: 8)  cr3 \(hex: cpu_cr3(), width: 8)  cr4 \(hex: cpu_cr4(), width: 8)"
+    )
     Panic.backtrace(instruction: registers.eip, framePointer: registers.ebp)
     Panic.threadAndServers()
     Panic.end()

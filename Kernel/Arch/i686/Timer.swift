@@ -22,10 +22,12 @@ enum Timer {
     cpu_outb(0x43, 0x34)  // channel 0, low then high byte, mode 2
     cpu_outb(0x40, UInt8(divisor & 0xFF))
     cpu_outb(0x40, UInt8(divisor >> 8))
-    InterruptController.register(line: 0, handler: { _ in
-      Timer.tickCount &+= 1
-      Scheduler.tick(now: Timer.tickCount)
-    })
+    InterruptController.register(
+      line: 0,
+      handler: { _ in
+        Timer.tickCount &+= 1
+        Scheduler.tick(now: Timer.tickCount)
+      })
   }
 
   /// Ticks since `start`.

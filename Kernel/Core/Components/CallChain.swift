@@ -27,7 +27,8 @@ enum CallChain {
     let base = UInt32(UInt(bitPattern: storage))
     return CallChainLayout(
       depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallStubs.chainCapacity,
-      innerReturns: base + 4 + 12 * CallStubs.chainCapacity, threadNumber: base + 4 + 16 * CallStubs.chainCapacity)
+      innerReturns: base + 4 + 12 * CallStubs.chainCapacity,
+      threadNumber: base + 4 + 16 * CallStubs.chainCapacity)
   }
 
   /// The running thread's number, as lock stubs see it.
@@ -68,7 +69,8 @@ enum CallChain {
   /// The server of record `level` (0 = outermost), nil for the kernel's own objects.
   static func server(at level: Int) -> Server? {
     let address = storage[1 + 2 * level + 1]
-    return address == 0 ? nil : Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue()
+    return address == 0
+      ? nil : Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue()
   }
 
   /// The server whose code is running, or nil when the kernel itself is. Records of
@@ -90,7 +92,8 @@ enum CallChain {
     let level = depth
     guard level < Int(CallStubs.chainCapacity) else { return false }
     storage[1 + 2 * level] = 0
-    storage[1 + 2 * level + 1] = server.map { UInt32(UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque())) } ?? 0
+    storage[1 + 2 * level + 1] =
+      server.map { UInt32(UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque())) } ?? 0
     storage[1 + 2 * Int(CallStubs.chainCapacity) + level] = 0
     storage[0] = UInt32(level + 1)
     return true
@@ -109,7 +112,9 @@ enum CallChain {
       if address == 0 {
         text.append("kernel service")
       } else {
-        text.append(message: Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue().name)
+        text.append(
+          message: Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!)
+            .takeUnretainedValue().name)
       }
       text.append(" <- ")
       level -= 1

@@ -48,15 +48,20 @@ final class InterruptLineService: InterruptLineImplementation {
 
   func attach(handler reference: InterruptHandler) -> UInt {
     let handle = reference.handle  // lent to the kernel's table for this call: keep it
-    guard handler == 0, Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else { return 0 }
+    guard handler == 0, Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else {
+      return 0
+    }
     handler = handle
     Self.lines[line] = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
     deliverer = Scheduler.spawn(name: "irq", priority: Scheduler.highPriority) { [self] in self.deliver() }
-    InterruptController.register(line: line, handler: { line in
-      let address = InterruptLineService.lines[Int(line)]
-      guard address != 0 else { return }
-      Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeUnretainedValue().fired()
-    })
+    InterruptController.register(
+      line: line,
+      handler: { line in
+        let address = InterruptLineService.lines[Int(line)]
+        guard address != 0 else { return }
+        Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
+          .takeUnretainedValue().fired()
+      })
     return 1
   }
 
@@ -103,7 +108,9 @@ final class SystemInfoService: SystemInfoImplementation {
       for server in Server.loaded {
         let heap = server.heap.statistics
         let locking: StaticString = server.file.manifest.isThreadSafe ? "thread-safe" : "serialized"
-        out.line("\(server.name)  \(heap.regionBytes / 1024)  \(heap.bytesInUse)  \(server.objectCount)  \(server.inboundReferences)  \(server.table.used)  \(locking)")
+        out.line(
+          "\(server.name)  \(heap.regionBytes / 1024)  \(heap.bytesInUse)  \(server.objectCount)  \(server.inboundReferences)  \(server.table.used)  \(locking)"
+        )
       }
     }
   }
@@ -122,14 +129,20 @@ final class SystemInfoService: SystemInfoImplementation {
           case .sleeping: "sleeping"
           case .finished: "finished"
           }
-        out.line("\(thread.number)  \(thread.priority)  \(state)  \(thread.ticks)  \(thread.name)  (\(CallChain.describe(saved: thread.chain)))")
+        out.line(
+          "\(thread.number)  \(thread.priority)  \(state)  \(thread.ticks)  \(thread.name)  (\(CallChain.describe(saved: thread.chain)))"
+        )
       }
     }
   }
 
   func references(name: UnsafeRawBufferPointer, text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
-      guard let server = Server.loaded.first(where: { $0.name.withBytes { equal(UnsafeRawBufferPointer($0), name) } }) else {
+      guard
+        let server = Server.loaded.first(where: {
+          $0.name.withBytes { equal(UnsafeRawBufferPointer($0), name) }
+        })
+      else {
         out.line("no server called \(text: name.bindMemory(to: UInt8.self))")
         return
       }
@@ -149,8 +162,12 @@ final class SystemInfoService: SystemInfoImplementation {
     write(text) { out in
       let frames = PhysicalMemory.statistics
       let heap = KernelHeap.statistics
-      out.line("frames: \(frames.freeFrames) free of \(frames.usableFrames) (\(frames.freeFrames * 4 / 1024) MiB free)")
-      out.line("kernel heap: \(heap.regionBytes / 1024) KiB mapped, \(heap.bytesInUse) bytes in \(heap.liveAllocations) allocations, peak \(heap.peakBytesInUse)")
+      out.line(
+        "frames: \(frames.freeFrames) free of \(frames.usableFrames) (\(frames.freeFrames * 4 / 1024) MiB free)"
+      )
+      out.line(
+        "kernel heap: \(heap.regionBytes / 1024) KiB mapped, \(heap.bytesInUse) bytes in \(heap.liveAllocations) allocations, peak \(heap.peakBytesInUse)"
+      )
       var serverBytes = 0
       for server in Server.loaded { serverBytes += server.heap.statistics.regionBytes }
       out.line("server heaps: \(serverBytes / 1024) KiB mapped in \(Server.loaded.count) servers")

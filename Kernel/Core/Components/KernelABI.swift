@@ -24,7 +24,8 @@ enum KernelABI {
       CallStubs.writeAcquire(into: &writer, table: table)
       let release = writer.address
       CallStubs.writeRelease(
-        into: &writer, table: table, slowPath: KernelABI.address(tesseraKernelRelease as @convention(c) (UInt32) -> UInt32))
+        into: &writer, table: table,
+        slowPath: KernelABI.address(tesseraKernelRelease as @convention(c) (UInt32) -> UInt32))
       return TableEntries(gate: gate, acquire: acquire, release: release)
     }
   }
@@ -42,9 +43,13 @@ enum KernelABI {
     if equals(name, "tessera_acquire") { return table.acquire }
     if equals(name, "tessera_release") { return table.release }
     if equals(name, "posix_memalign") {
-      return address(serverPosixMemalign as @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, Int) -> Int32)
+      return address(
+        serverPosixMemalign
+          as @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, Int) -> Int32)
     }
-    if equals(name, "free") { return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void) }
+    if equals(name, "free") {
+      return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void)
+    }
     if equals(name, "putchar") { return address(putchar as @convention(c) (Int32) -> Int32) }
     if equals(name, "memcpy") || equals(name, "memmove") || equals(name, "memset") || equals(name, "memcmp") {
       return arch_string_function(name.baseAddress)
@@ -96,7 +101,11 @@ func serverPosixMemalign(
 ) -> Int32 {
   guard alignment >= MemoryLayout<UInt>.size, alignment & (alignment - 1) == 0 else { return 22 }
   let server = caller()
-  guard let pointer = Machine.withInterruptsDisabled({ server.heap.allocate(byteCount: byteCount, alignment: alignment) }) else {
+  guard
+    let pointer = Machine.withInterruptsDisabled({
+      server.heap.allocate(byteCount: byteCount, alignment: alignment)
+    })
+  else {
     Log.error("\(server.name): heap exhausted allocating \(byteCount) bytes")
     return 12
   }

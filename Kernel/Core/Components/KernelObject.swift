@@ -42,8 +42,10 @@ final class KernelObject: ReferencedObject {
 
   /// What a table entry holding the object says to generated code.
   var entryWords: (context: UInt, methods: UInt, digest: UInt, methodCount: UInt, chainValue: UInt) {
-    (UInt(context), UInt(methods), UInt(digest), UInt(interface.methodCount),
-     owner.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? 0)
+    (
+      UInt(context), UInt(methods), UInt(digest), UInt(interface.methodCount),
+      owner.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? 0
+    )
   }
 
   /// Called when the last count is gone.

@@ -26,7 +26,8 @@ final class ClockService: ClockImplementation {
 
   func sleep(milliseconds: UInt) {
     // Whole ticks covering the time, plus the tick already under way.
-    let ticks = (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000) + 1
+    let ticks =
+      (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000) + 1
     ServerLock.whileReleased { Scheduler.sleep(ticks: ticks) }
   }
 
@@ -92,7 +93,8 @@ final class SemaphoreObject: SemaphoreImplementation {
 final class SynchronizationService: SynchronizationImplementation {
   func makeSemaphore(count: UInt) -> Semaphore {
     let object = KernelServices.makeObject(
-      interface: semaphoreDescriptor, dispatch: semaphoreDispatchAddresses(), box: SemaphoreBox(SemaphoreObject(count: count)))
+      interface: semaphoreDescriptor, dispatch: semaphoreDispatchAddresses(),
+      box: SemaphoreBox(SemaphoreObject(count: count)))
     // The result moves from the kernel's table to the caller's (see Marshal).
     let handle = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
     return Semaphore(handle: handle)
@@ -105,14 +107,17 @@ class KernelObjectBox {}
 enum KernelServices {
   nonisolated(unsafe) private static var services: [KernelObject?] = []
   // Method vectors per kernel interface, by descriptor address (made once, kept for good).
-  nonisolated(unsafe) private static var vectors: [(descriptor: UInt, vector: UInt32, interface: InterfaceDescriptor)] = []
+  nonisolated(unsafe) private static var vectors:
+    [(descriptor: UInt, vector: UInt32, interface: InterfaceDescriptor)] = []
   nonisolated(unsafe) private static var code: UnsafeMutableRawPointer?
   nonisolated(unsafe) private static var codeUsed = 0
   private static let codeSize = 8192
 
   /// The service called `name`, if the kernel offers one.
   static func service(named name: UnsafeBufferPointer<UInt8>) -> KernelObject? {
-    if services.isEmpty { services = [KernelObject?](repeating: nil, count: KernelServiceCatalog.services.count) }
+    if services.isEmpty {
+      services = [KernelObject?](repeating: nil, count: KernelServiceCatalog.services.count)
+    }
     for (index, entry) in KernelServiceCatalog.services.enumerated() where equals(name, entry.name) {
       if services[index] == nil {
         let object = make(index)
@@ -128,13 +133,16 @@ enum KernelServices {
     let name = KernelServiceCatalog.services[index].name
     let bytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
     if equals(bytes, "console") {
-      return makeObject(interface: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
+      return makeObject(
+        interface: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
     }
     if equals(bytes, "clock") {
-      return makeObject(interface: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
+      return makeObject(
+        interface: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
     }
     if equals(bytes, "threads") {
-      return makeObject(interface: threadsDescriptor, dispatch: threadsDispatchAddresses(), box: ThreadsBox(ThreadsService()))
+      return makeObject(
+        interface: threadsDescriptor, dispatch: threadsDispatchAddresses(), box: ThreadsBox(ThreadsService()))
     }
     if equals(bytes, "sync") {
       return makeObject(
@@ -143,7 +151,8 @@ enum KernelServices {
     }
     if equals(bytes, "com1") {
       return makeObject(
-        interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(), box: IOPortsBox(IOPortsService(base: 0x3F8, count: 8)))
+        interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(),
+        box: IOPortsBox(IOPortsService(base: 0x3F8, count: 8)))
     }
     if equals(bytes, "irq4") {
       return makeObject(
@@ -152,10 +161,12 @@ enum KernelServices {
     }
     if equals(bytes, "system") {
       return makeObject(
-        interface: systemInfoDescriptor, dispatch: systemInfoDispatchAddresses(), box: SystemInfoBox(SystemInfoService()))
+        interface: systemInfoDescriptor, dispatch: systemInfoDispatchAddresses(),
+        box: SystemInfoBox(SystemInfoService()))
     }
     if equals(bytes, "timers") {
-      return makeObject(interface: timersDescriptor, dispatch: timersDispatchAddresses(), box: TimersBox(TimerService()))
+      return makeObject(
+        interface: timersDescriptor, dispatch: timersDispatchAddresses(), box: TimersBox(TimerService()))
     }
     panic("kernel service \(name) is in the catalog but not implemented")
   }
@@ -166,7 +177,9 @@ enum KernelServices {
     _ = kernelInterface(semaphoreDescriptor, dispatch: semaphoreDispatchAddresses())
     for service in KernelServiceCatalog.services {
       let name = service.name
-      guard self.service(named: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)) != nil else {
+      guard
+        self.service(named: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)) != nil
+      else {
         panic("kernel service \(name) is in the catalog but not implemented")
       }
     }
@@ -185,14 +198,18 @@ enum KernelServices {
   }
 
   /// A kernel object implementing the interface `descriptor` with `box`.
-  static func makeObject(interface descriptor: [UInt8], dispatch: [UInt], box: KernelObjectBox) -> KernelObject {
+  static func makeObject(interface descriptor: [UInt8], dispatch: [UInt], box: KernelObjectBox)
+    -> KernelObject
+  {
     let (interface, vector) = kernelInterface(descriptor, dispatch: dispatch)
     let context = UInt32(UInt(bitPattern: Unmanaged.passRetained(box).toOpaque()))
     return KernelObject(owner: nil, interface: interface, context: context, methods: vector)
   }
 
   /// The kernel's copy of `descriptor` and its method vector, made on first use.
-  private static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (interface: InterfaceDescriptor, vector: UInt32) {
+  private static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (
+    interface: InterfaceDescriptor, vector: UInt32
+  ) {
     let key = descriptor.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
     if let found = vectors.first(where: { $0.descriptor == key }), found.vector != 0 || dispatch.isEmpty {
       return (found.interface, found.vector)
@@ -211,7 +228,8 @@ enum KernelServices {
       for method in 0..<interface.methodCount { writer.emit32(UInt32(dispatch[method])) }  // words only: direct
       for method in 0..<interface.methodCount where !interface.method(method).isWordsOnly {
         methods[method] = writer.address
-        let information = MarshalInformation.make(server: nil, interface: interface, method: method, dispatch: UInt32(dispatch[method]))
+        let information = MarshalInformation.make(
+          server: nil, interface: interface, method: method, dispatch: UInt32(dispatch[method]))
         CallStubs.writeMarshalStub(
           into: &writer, chain: CallChain.layout, information: UInt32(UInt(bitPattern: information)),
           marshal: KernelABI.marshalCallAddress)

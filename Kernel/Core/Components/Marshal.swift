@@ -25,8 +25,10 @@ struct MarshalInformation {
     -> UnsafeMutablePointer<MarshalInformation>
   {
     let information = UnsafeMutablePointer<MarshalInformation>.allocate(capacity: 1)
-    information.initialize(to: MarshalInformation(
-      server: server.map { Unmanaged.passUnretained($0) }, interface: interface, method: method, dispatch: dispatch))
+    information.initialize(
+      to: MarshalInformation(
+        server: server.map { Unmanaged.passUnretained($0) }, interface: interface, method: method,
+        dispatch: dispatch))
     return information
   }
 }
@@ -40,16 +42,21 @@ enum KernelReferences {
   static let gate: UInt32 = {
     let size = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize
     let code = KernelHeap.allocate(byteCount: size, alignment: 16)!
-    var writer = CodeBuffer(memory: UnsafeMutableRawBufferPointer(start: code, count: size), base: UInt32(UInt(bitPattern: code)))
+    var writer = CodeBuffer(
+      memory: UnsafeMutableRawBufferPointer(start: code, count: size), base: UInt32(UInt(bitPattern: code)))
     return KernelABI.TableEntries.write(into: &writer, table: table.layout).gate
   }()
 
   /// Calls method `method` of the object behind kernel handle `handle` with `words`.
-  static func call(_ handle: UInt32, method: Int, words: UnsafeBufferPointer<UInt32> = UnsafeBufferPointer(start: nil, count: 0))
+  static func call(
+    _ handle: UInt32, method: Int,
+    words: UnsafeBufferPointer<UInt32> = UnsafeBufferPointer(start: nil, count: 0)
+  )
     -> UInt64
   {
     guard let object = table.object(handle) else { return UInt64(CallStubs.statusInvalidHandle) << 32 }
-    return arch_call_words(gate, handle, object.digest &+ UInt32(method), words.baseAddress, UInt32(words.count))
+    return arch_call_words(
+      gate, handle, object.digest &+ UInt32(method), words.baseAddress, UInt32(words.count))
   }
 }
 
@@ -72,7 +79,9 @@ private func withCallerTable<Result>(_ body: (inout ReferenceTable<KernelObject>
   return body(&KernelReferences.table)
 }
 
-private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable<KernelObject>) -> Result) -> Result {
+private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable<KernelObject>) -> Result)
+  -> Result
+{
   if let server { return body(&server.table) }
   return body(&KernelReferences.table)
 }
@@ -91,7 +100,9 @@ private func isMapped(_ address: UInt32, _ count: UInt32) -> Bool {
 }
 
 @_cdecl("marshal_call")
-func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: UnsafeMutablePointer<UInt32>) -> UInt64 {
+func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: UnsafeMutablePointer<UInt32>)
+  -> UInt64
+{
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
   let callee = information.server?.takeUnretainedValue()
   let method = information.interface.method(information.method)
@@ -116,7 +127,9 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
           status = Status.invalidHandle
           break
         }
-        guard let expected = calleeInterface(named: parameter.interfaceName!, callee: callee, information: information),
+        guard
+          let expected = calleeInterface(
+            named: parameter.interfaceName!, callee: callee, information: information),
           object.interface.matches(expected)
         else {
           status = Status.wrongInterface
@@ -167,7 +180,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     if let callee, !callee.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(callee.lock) }
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
     result = words.span.withUnsafeBufferPointer { buffer in
-      arch_call_words(information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
+      arch_call_words(
+        information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
     }
     if tookLock {
       CallChain.setTookLock(false, at: CallChain.depth - 1)
@@ -189,7 +203,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         if length > size {
           status = Status.blockTooLarge
         } else if length > 0 {
-          UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!.copyMemory(from: buffer, byteCount: Int(length))
+          UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!.copyMemory(
+            from: buffer, byteCount: Int(length))
         }
       }
       if let buffer { KernelHeap.free(UnsafeMutableRawPointer(mutating: buffer)) }
@@ -219,7 +234,9 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 
 /// The descriptor the callee has for interface `name` (its manifest's, or the kernel's
 /// own for kernel services).
-private func calleeInterface(named name: UnsafeBufferPointer<UInt8>, callee: Server?, information: MarshalInformation)
+private func calleeInterface(
+  named name: UnsafeBufferPointer<UInt8>, callee: Server?, information: MarshalInformation
+)
   -> InterfaceDescriptor?
 {
   if let callee {

@@ -59,7 +59,8 @@ final class Server: ReferenceOwner {
     self.file = file
     self.heapSlot = heapSlot
     let heapStart = UInt(Paging.serverHeapStart) + UInt(heapSlot) * UInt(Self.heapSlotSize)
-    heap = HeapAllocator(start: heapStart, backing: PagedRegionBacking(end: heapStart + UInt(Self.heapSlotSize)))
+    heap = HeapAllocator(
+      start: heapStart, backing: PagedRegionBacking(end: heapStart + UInt(Self.heapSlotSize)))
     self.image = image
     self.code = code
     lock = .allocate(capacity: 2)
@@ -88,22 +89,27 @@ final class Server: ReferenceOwner {
     for export in 0..<file.manifest.exportCount {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
-    let codeSize = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods * (CallStubs.methodEntrySize + 4)
+    let codeSize =
+      CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods
+      * (CallStubs.methodEntrySize + 4)
     guard let image = KernelHeap.allocate(byteCount: Int(file.imageSize), alignment: 4096),
       let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16)
     else { return .failure(.outOfMemory) }
     image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
     heapSlots |= 1 << UInt32(slot)
     let server = Server(
-      name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code, codeSize: codeSize)
+      name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code,
+      codeSize: codeSize)
 
     var writer = CodeBuffer(
-      memory: UnsafeMutableRawBufferPointer(start: code, count: codeSize), base: UInt32(UInt(bitPattern: code)))
+      memory: UnsafeMutableRawBufferPointer(start: code, count: codeSize),
+      base: UInt32(UInt(bitPattern: code)))
     let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
     do throws(ServerFileError) {
       try file.load(
         into: UnsafeMutableRawBufferPointer(start: image, count: Int(file.imageSize)),
-        base: UInt32(UInt(bitPattern: image)), resolve: { name in KernelABI.address(of: name, table: entries) })
+        base: UInt32(UInt(bitPattern: image)),
+        resolve: { name in KernelABI.address(of: name, table: entries) })
     } catch {
       server.release()
       return .failure(.file(error))
@@ -124,9 +130,12 @@ final class Server: ReferenceOwner {
       for _ in 0..<interface.methodCount { writer.emit32(0) }
       methodVectors[index] = UInt32(UInt(bitPattern: vector))
       for method in 0..<interface.methodCount {
-        let dispatch = imageBase + file.symbolAddress(ServerFile.dispatchSymbol(interface: interface.name, method: method))!
+        let dispatch =
+          imageBase + file.symbolAddress(
+            ServerFile.dispatchSymbol(interface: interface.name, method: method))!
         if !interface.method(method).isWordsOnly {
-          let information = MarshalInformation.make(server: self, interface: interface, method: method, dispatch: dispatch)
+          let information = MarshalInformation.make(
+            server: self, interface: interface, method: method, dispatch: dispatch)
           marshalInformation.append(information)
           vector[method] = writer.address
           CallStubs.writeMarshalStub(
@@ -158,7 +167,8 @@ final class Server: ReferenceOwner {
   /// interface is not exported by this server.
   func makeObject(interfaceIndex index: Int, context: UInt32) -> KernelObject? {
     guard index < methodVectors.count, methodVectors[index] != 0 else { return nil }
-    return KernelObject(owner: self, interface: file.manifest.interface(index), context: context, methods: methodVectors[index])
+    return KernelObject(
+      owner: self, interface: file.manifest.interface(index), context: context, methods: methodVectors[index])
   }
 
   /// Runs `tessera_start` and returns the handle (in this server's table) it gave.
@@ -178,7 +188,8 @@ final class Server: ReferenceOwner {
     inboundReferences -= 1
     if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
     let heap = heap.statistics
-    Log.info("unloaded \(name): heap of \(heap.regionBytes / 1024) KiB (\(heap.bytesInUse) bytes in use) returned")
+    Log.info(
+      "unloaded \(name): heap of \(heap.regionBytes / 1024) KiB (\(heap.bytesInUse) bytes in use) returned")
     release()
   }
 

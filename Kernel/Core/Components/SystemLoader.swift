@@ -89,9 +89,12 @@ enum SystemLoader {
     let created = KernelObject.created - groupCreated
     let destroyed = KernelObject.destroyed - groupDestroyed
     let heap = KernelHeap.statistics.bytesInUse
-    Log.info("system: \(created) server objects created, \(destroyed) destroyed, \(created - destroyed) alive; \(Server.loaded.count) servers still loaded")
+    Log.info(
+      "system: \(created) server objects created, \(destroyed) destroyed, \(created - destroyed) alive; \(Server.loaded.count) servers still loaded"
+    )
     let verdict: StaticString = heap == groupHeapBase ? "back to its base" : "NOT back to its base"
-    Log.info("system: kernel heap \(verdict): \(heap) bytes in use, \(groupHeapBase) before; \(errors) errors")
+    Log.info(
+      "system: kernel heap \(verdict): \(heap) bytes in use, \(groupHeapBase) before; \(errors) errors")
     startGroup()
   }
 
@@ -104,17 +107,23 @@ enum SystemLoader {
     instances.first { equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name)) }
   }
 
-  private static func load(instance name: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, line: Int) {
+  private static func load(
+    instance name: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, line: Int
+  ) {
     guard instance(named: name) == nil else { return report(line, "instance \(text: name) is defined twice") }
     guard let bytes = BootModules.bytes(named: file) else {
       return report(line, "\(text: name): no boot module named \(text: file)")
     }
     switch Server.load(bytes: bytes) {
-    case .failure(.file(let error)): report(line, "\(text: name): server file \(text: file) rejected: \(error.message)")
-    case .failure(.noHeapSlot): report(line, "\(text: name): no heap slot left (at most \(Server.heapSlotCount) servers)")
+    case .failure(.file(let error)):
+      report(line, "\(text: name): server file \(text: file) rejected: \(error.message)")
+    case .failure(.noHeapSlot):
+      report(line, "\(text: name): no heap slot left (at most \(Server.heapSlotCount) servers)")
     case .failure(.outOfMemory): report(line, "\(text: name): out of memory loading \(text: file)")
     case .success(let server):
-      Log.info("loaded \(server.name) from \(text: file) as \(text: name): image \(server.file.imageSize / 1024) KiB, \(server.file.manifest.slotCount) slots")
+      Log.info(
+        "loaded \(server.name) from \(text: file) as \(text: name): image \(server.file.imageSize / 1024) KiB, \(server.file.manifest.slotCount) slots"
+      )
       pending = Pending(
         name: name, server: server, line: line,
         bindings: [KernelObject?](repeating: nil, count: server.file.manifest.slotCount))
@@ -125,39 +134,52 @@ enum SystemLoader {
     guard var current = pending else { return report(line, "bind without a loaded server before it") }
     let manifest = current.server.file.manifest
     var index = 0
-    while index < manifest.slotCount && !equal(UnsafeRawBufferPointer(manifest.slot(index).name), UnsafeRawBufferPointer(slot)) {
+    while index < manifest.slotCount
+      && !equal(UnsafeRawBufferPointer(manifest.slot(index).name), UnsafeRawBufferPointer(slot))
+    {
       index += 1
     }
-    guard index < manifest.slotCount else { return report(line, "\(current.server.name) has no slot \(text: slot)") }
+    guard index < manifest.slotCount else {
+      return report(line, "\(current.server.name) has no slot \(text: slot)")
+    }
     guard current.bindings[index] == nil else { return report(line, "slot \(text: slot) is bound twice") }
     let provider: KernelObject
     switch source {
     case .kernel(let service):
       guard let object = KernelServices.service(named: service) else {
-        return report(line, "the kernel offers no service \(text: service) (it offers: \(KernelServices.names))")
+        return report(
+          line, "the kernel offers no service \(text: service) (it offers: \(KernelServices.names))")
       }
       provider = object
     case .instance(let other):
-      guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle) else {
+      guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle)
+      else {
         return report(line, "no loaded instance \(text: other)")
       }
       provider = object
     case .method(let other, let methodName):
-      guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle) else {
+      guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle)
+      else {
         return report(line, "no loaded instance \(text: other)")
       }
-      guard let returned = callReturningReference(found.handle, object, methodName, line: line) else { return }
+      guard let returned = callReturningReference(found.handle, object, methodName, line: line) else {
+        return
+      }
       provider = returned
     }
     let required = manifest.interface(manifest.slot(index).interface)
     if let difference = required.firstDifference(from: provider.interface) {
       var detail: KernelMessage = "interface names differ"
       if difference >= 0 {
-        detail = difference < min(required.methodCount, provider.interface.methodCount)
+        detail =
+          difference < min(required.methodCount, provider.interface.methodCount)
           ? "first difference in method \(difference) (\(text: required.method(difference).name))"
           : "they have \(required.methodCount) and \(provider.interface.methodCount) methods"
       }
-      return report(line, "cannot bind \(text: current.name).\(text: slot): it requires \(text: required.name), the source provides \(text: provider.interface.name): \(detail)")
+      return report(
+        line,
+        "cannot bind \(text: current.name).\(text: slot): it requires \(text: required.name), the source provides \(text: provider.interface.name): \(detail)"
+      )
     }
     current.bindings[index] = provider
     pending = current
@@ -168,7 +190,9 @@ enum SystemLoader {
     _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, line: Int
   ) -> KernelObject? {
     var index = 0
-    while index < object.interface.methodCount && !equal(UnsafeRawBufferPointer(object.interface.method(index).name), UnsafeRawBufferPointer(name)) {
+    while index < object.interface.methodCount
+      && !equal(UnsafeRawBufferPointer(object.interface.method(index).name), UnsafeRawBufferPointer(name))
+    {
       index += 1
     }
     guard index < object.interface.methodCount else {
@@ -176,7 +200,8 @@ enum SystemLoader {
       return nil
     }
     let method = object.interface.method(index)
-    guard method.parameterCount == 0, method.result == .reference || method.result == .optionalReference else {
+    guard method.parameterCount == 0, method.result == .reference || method.result == .optionalReference
+    else {
       report(line, "\(text: name) must take no arguments and return a reference")
       return nil
     }
@@ -187,7 +212,9 @@ enum SystemLoader {
       return nil
     }
     // Keep it alive through the kernel table until the end of the composition.
-    instances.append(Instance(name: UnsafeBufferPointer(start: nil, count: 0), server: object.owner!, handle: returnedHandle))
+    instances.append(
+      Instance(name: UnsafeBufferPointer(start: nil, count: 0), server: object.owner!, handle: returnedHandle)
+    )
     return returned
   }
 
@@ -196,7 +223,9 @@ enum SystemLoader {
     pending = nil
     let manifest = current.server.file.manifest
     for (index, binding) in current.bindings.enumerated() where binding == nil {
-      report(current.line, "\(text: current.name): slot \(text: manifest.slot(index).name) is not bound; not started")
+      report(
+        current.line,
+        "\(text: current.name): slot \(text: manifest.slot(index).name) is not bound; not started")
     }
     guard current.bindings.allSatisfy({ $0 != nil }) else {
       current.server.unload()
@@ -223,7 +252,9 @@ enum SystemLoader {
     }
     let switchesBefore = Scheduler.switches
     let result = KernelReferences.call(found.handle, method: 0)
-    Log.info("system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32)), \(Scheduler.switches - switchesBefore) thread switches")
+    Log.info(
+      "system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32)), \(Scheduler.switches - switchesBefore) thread switches"
+    )
   }
 }
 
@@ -233,7 +264,9 @@ enum BootModules {
   static func bytes(named name: UnsafeBufferPointer<UInt8>) -> UnsafeRawBufferPointer? {
     guard let modules = Boot.moduleTable else { return nil }
     for module in modules
-    where module.commandLineAddress != 0 && equal(UnsafeRawBufferPointer(fileName(module)), UnsafeRawBufferPointer(name)) {
+    where module.commandLineAddress != 0
+      && equal(UnsafeRawBufferPointer(fileName(module)), UnsafeRawBufferPointer(name))
+    {
       return physicalBytes(module.start, Int(module.size))
     }
     return nil
@@ -245,7 +278,9 @@ enum BootModules {
     for module in modules where module.commandLineAddress != 0 {
       let name = fileName(module)
       let length = suffix.utf8CodeUnitCount
-      if name.count >= length, equals(UnsafeBufferPointer(rebasing: name[(name.count - length)...]), suffix) { return name }
+      if name.count >= length, equals(UnsafeBufferPointer(rebasing: name[(name.count - length)...]), suffix) {
+        return name
+      }
     }
     return nil
   }

@@ -50,7 +50,8 @@ enum Scheduler {
   static func spawn(name: KernelMessage, priority: Int, entry: @escaping () -> Void) -> Thread? {
     Machine.withInterruptsDisabled {
       guard let number = (1..<maximumThreads).first(where: { threads[$0] == nil }) else { return nil }
-      let thread = Thread(number: UInt32(number), name: name, priority: priority, entry: entry, hasStack: true)
+      let thread = Thread(
+        number: UInt32(number), name: name, priority: priority, entry: entry, hasStack: true)
       threads[number] = thread
       ready.append(thread.number, priority: priority)
       if priority > current!.priority { needsReschedule = true }

@@ -60,7 +60,9 @@ final class TimerService: TimersImplementation {
     return Machine.withInterruptsDisabled {
       let number = nextNumber
       nextNumber += 1
-      let entry = Entry(number: number, deadline: Timer.ticks + max(interval, 1), period: period ? max(interval, 1) : 0, callback: handle)
+      let entry = Entry(
+        number: number, deadline: Timer.ticks + max(interval, 1), period: period ? max(interval, 1) : 0,
+        callback: handle)
       let position = entries.firstIndex { $0.deadline > entry.deadline } ?? entries.count
       entries.insert(entry, at: position)
       if position == 0, let thread {
@@ -94,7 +96,9 @@ final class TimerService: TimersImplementation {
       }
       guard let due else { continue }
       _ = KernelReferences.call(due.callback, method: 0)
-      if due.period == 0 { Machine.withInterruptsDisabled { _ = KernelReferences.table.release(due.callback) } }
+      if due.period == 0 {
+        Machine.withInterruptsDisabled { _ = KernelReferences.table.release(due.callback) }
+      }
     }
   }
 }
