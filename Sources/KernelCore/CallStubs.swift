@@ -79,7 +79,9 @@ public struct CallChainLayout {
 /// Addresses of one reference table's header: the words holding the entries' address
 /// and the number of entries.
 public struct TableLayout {
+  /// Address of the word holding the entries' address.
   public var base: UInt32
+  /// Address of the word holding the number of entries.
   public var capacity: UInt32
 
   /// A layout.
@@ -89,6 +91,7 @@ public struct TableLayout {
   }
 }
 
+/// The generators of call-path machine code, and the layouts they share with the kernel.
 public enum CallStubs {
   /// log2 of the bytes of one reference-table entry.
   public static let entryShift: UInt8 = 6
@@ -114,16 +117,24 @@ public enum CallStubs {
   /// Calls that may be nested in one call chain.
   public static let chainCapacity: UInt32 = 64
   /// Status words returned in EDX (and by acquire/release in EAX).
+  /// The handle is not a live entry of the caller's table.
   public static let statusInvalidHandle: UInt32 = 1
+  /// The selector names a method of another interface.
   public static let statusWrongInterface: UInt32 = 2
+  /// The call chain or a table is full.
   public static let statusOutOfResources: UInt32 = 6
   /// Upper bounds of the sizes, for allocating code memory.
+  /// Bytes at most: A table's gate.
   public static let gateSize = 160
+  /// Bytes at most: A lock stub.
   public static let lockStubSize = 192
   /// The bytes one method entry may take (the largest of the stubs).
   public static let methodEntrySize = 192
+  /// Bytes at most: A marshaling stub.
   public static let marshalStubSize = 48
+  /// Bytes at most: A table's acquire code.
   public static let acquireSize = 48
+  /// Bytes at most: A table's release code.
   public static let releaseSize = 64
 
   private static func displacement(_ word: Int) -> UInt8 { UInt8(word * 4) }

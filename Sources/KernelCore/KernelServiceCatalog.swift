@@ -9,6 +9,7 @@ public struct KernelService: Sendable {
   public var interface: StaticString
 }
 
+/// The kernel services by name.
 public enum KernelServiceCatalog {
   /// Every service, in the order the kernel creates them.
   public static let services: [KernelService] = [

@@ -3,10 +3,13 @@
 
 /// One measured figure.
 public struct BenchmarkResult: Equatable {
+  /// The figure's name (a key of results.json).
   public var name: String
   /// Guest instructions per operation, the empty loop subtracted (except for the loop itself).
   public var instructions: Double
+  /// Instructions for all iterations.
   public var total: Int
+  /// Operations measured.
   public var iterations: Int
 }
 

@@ -12,8 +12,10 @@ import KernelCore
 
 /// Interfaces by name, with the closure of what a set of names references.
 public struct InterfaceCatalog {
+  /// Every interface by name.
   public var interfaces: [String: InterfaceDeclaration] = [:]
 
+  /// A catalog of `declarations`; names must be unique and references resolvable.
   public init(_ declarations: [InterfaceDeclaration]) throws {
     for declaration in declarations {
       if let earlier = interfaces[declaration.name] {

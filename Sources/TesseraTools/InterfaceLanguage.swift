@@ -56,11 +56,16 @@ public enum ResultType: Equatable {
 
 /// One method as written.
 public struct MethodDeclaration: Equatable {
+  /// The method's name.
   public var name: String
+  /// Its `///` lines.
   public var documentation: [String]
+  /// Parameters in order.
   public var parameters: [(name: String, type: ParameterType)]
+  /// The result.
   public var result: ResultType
 
+  /// Equal names, parameters and results.
   public static func == (left: Self, right: Self) -> Bool {
     left.name == right.name && left.result == right.result
       && left.parameters.map(\.name) == right.parameters.map(\.name)
@@ -70,8 +75,11 @@ public struct MethodDeclaration: Equatable {
 
 /// One interface as written.
 public struct InterfaceDeclaration: Equatable {
+  /// The interface's name.
   public var name: String
+  /// Its `///` lines.
   public var documentation: [String]
+  /// Methods in order.
   public var methods: [MethodDeclaration]
   /// Where it was declared, for messages.
   public var file: String
@@ -129,7 +137,9 @@ public struct InterfaceDeclaration: Equatable {
 
 /// A server declaration as written.
 public struct ServerDeclaration: Equatable {
+  /// The server's name.
   public var name: String
+  /// Its `///` lines.
   public var documentation: [String]
   /// The interface of the server's main object.
   public var provides: String
@@ -137,11 +147,14 @@ public struct ServerDeclaration: Equatable {
   public var exports: [String]
   /// Required slots in order.
   public var requires: [(slot: String, interface: String)]
+  /// Whether the kernel may let several threads in at once.
   public var isThreadSafe: Bool
+  /// Where it was declared, for messages.
   public var file: String
   /// Interfaces whose objects are all instances of one named class.
   public var implementations: [String: String] = [:]
 
+  /// Equal declarations.
   public static func == (left: Self, right: Self) -> Bool {
     left.name == right.name && left.provides == right.provides && left.exports == right.exports
       && left.requires.map(\.slot) == right.requires.map(\.slot)

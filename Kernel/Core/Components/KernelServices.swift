@@ -225,7 +225,8 @@ enum KernelServices {
         base: UInt32(UInt(bitPattern: code! + codeUsed)))
       let methods = UnsafeMutablePointer<UInt32>(bitPattern: UInt(writer.address))!
       vector = writer.address
-      for method in 0..<interface.methodCount { writer.emit32(UInt32(dispatch[method])) }  // words only: direct
+      // Words-only methods: the gate calls the dispatch function directly.
+      for method in 0..<interface.methodCount { writer.emit32(UInt32(dispatch[method])) }
       for method in 0..<interface.methodCount where !interface.method(method).isWordsOnly {
         methods[method] = writer.address
         let information = MarshalInformation.make(
