@@ -4,10 +4,11 @@
 #                SYSTEM=systems/NAME.system boots another composition, APPEND="..." adds
 #                kernel command-line options
 #   make debug   boot halted with QEMU's gdb stub on :1234
-#   make test    host unit tests and QEMU system tests
+#   make test    formatting check, host unit tests and QEMU system tests
 #   make bench   instruction counts of calls and references (build/bench/results.json)
 #   make kernel  only build the kernel images and the server files
 #   make format  format all Swift sources with swift-format
+#   make lint    check the formatting without changing anything
 #
 # The kernel is cross-built with Embedded Swift for i686 and linked with ld.lld; host
 # tools and tests are built by SwiftPM (Package.swift).
@@ -50,7 +51,7 @@ SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
 SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
 
-.PHONY: all kernel servers bench run debug test unit-test system-test format dependencies clean
+.PHONY: all kernel servers bench run lint debug test unit-test system-test format dependencies clean
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -190,13 +191,17 @@ bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | de
 	  -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
 	$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
 
-test: kernel | dependencies
+test: kernel lint | dependencies
 	swift test
 
 # Regular files only: some server folders share a source through a symbolic link.
+SWIFT_FILES = find Package.swift Sources Tests Kernel Servers -name '*.swift' -type f -print0
+
+lint:
+	$(SWIFT_FILES) | xargs -0 swift format lint --strict --configuration .swift-format
+
 format:
-	find Package.swift Sources Tests Kernel Servers -name '*.swift' -type f -print0 | \
-	  xargs -0 swift format --in-place --configuration .swift-format
+	$(SWIFT_FILES) | xargs -0 swift format --in-place --configuration .swift-format
 
 clean:
 	rm -rf $(BUILD)

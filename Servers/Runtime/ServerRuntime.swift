@@ -75,6 +75,7 @@ extension InterfaceReference {
 
 /// The base of the boxes that keep exported objects alive for the kernel.
 open class ObjectBox {
+  /// An empty box; subclasses hold the object.
   public init() {}
 }
 
