@@ -106,9 +106,9 @@ class KernelObjectBox {}
 
 enum KernelServices {
   nonisolated(unsafe) private static var services: [KernelObject?] = []
-  // Method vectors per kernel interface, by descriptor address (made once, kept for good).
-  nonisolated(unsafe) private static var vectors:
-    [(descriptor: UInt, vector: UInt32, interface: InterfaceDescriptor)] = []
+  // Method vectors per kernel interface, found by descriptor contents (the compiler may
+  // give the same array literal different storage at different uses), made once and kept.
+  nonisolated(unsafe) private static var vectors: [(vector: UInt32, interface: InterfaceDescriptor)] = []
   nonisolated(unsafe) private static var code: UnsafeMutableRawPointer?
   nonisolated(unsafe) private static var codeUsed = 0
   private static let codeSize = 8192
@@ -210,8 +210,8 @@ enum KernelServices {
   private static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (
     interface: InterfaceDescriptor, vector: UInt32
   ) {
-    let key = descriptor.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
-    if let found = vectors.first(where: { $0.descriptor == key }), found.vector != 0 || dispatch.isEmpty {
+    let found = descriptor.withUnsafeBytes { bytes in vectors.first { equal($0.interface.bytes, bytes) } }
+    if let found, found.vector != 0 || dispatch.isEmpty {
       return (found.interface, found.vector)
     }
     let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: descriptor.count, alignment: 1)
@@ -237,7 +237,7 @@ enum KernelServices {
       }
       codeUsed += writer.count
     }
-    vectors.append((key, vector, interface))
+    vectors.append((vector, interface))
     return (interface, vector)
   }
 }
