@@ -347,21 +347,21 @@ public enum CallStubs {
     returnInvalidHandle(&code)
   }
 
-  /// Writes a table's `tessera_release(handle)`: while the entry keeps a count it just
-  /// decrements it; the last count (the entry freed, perhaps an object destroyed or a
-  /// server unloaded) goes to `slowPath`, the kernel's full release, with the same
-  /// arguments. Returns 0, or 1 for an invalid handle.
-  public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, slowPath: UInt32) {
+  /// Writes a table's `tessera_release(handle)`: one `dec` of the entry's count (a single
+  /// instruction, so a thread switch cannot split it); when that was the last count it
+  /// jumps to `lastCount`, the kernel, which frees the entry (perhaps destroying an
+  /// object or unloading a server) with the same arguments. Returns 0, or 1 for an
+  /// invalid handle.
+  public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, lastCount: UInt32) {
     let toInvalid = loadEntry(&code, table: table)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x11)  // je invalid (+17)
-    code.emit(0x83, 0x78, displacement(Entry.count), 0x01)  // cmp dword [eax+entry count], 1
-    code.emit(0x76, 0x06)  // jbe slow (+6)
+    code.emit(0x74, 0x0D)  // je invalid (+13)
     code.emit(0xFF, 0x48, displacement(Entry.count))  // dec dword [eax+entry count]
+    code.emit(0x74, 0x03)  // jz last (+3)
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.emit(0xE9)
-    code.emitRelative(to: slowPath)  // slow: jmp slowPath
+    code.emitRelative(to: lastCount)  // last: jmp lastCount
     code.patchRelative(at: toInvalid, to: code.address)
     returnInvalidHandle(&code)
   }

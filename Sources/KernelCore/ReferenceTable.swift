@@ -133,9 +133,19 @@ public struct ReferenceTable<Object: ReferencedObject> {
   /// Removes a count from `handle`; at zero the entry is freed, and the lifetime rules
   /// above may destroy the object and unload its owner. False if the handle is not valid.
   public mutating func release(_ handle: UInt32) -> Bool {
+    guard object(handle) != nil else { return false }
+    entries![Int(handle) * Self.wordsPerEntry + Word.count] -= 1
+    freeIfUnheld(handle)
+    return true
+  }
+
+  /// Frees the entry of `handle` if its count is zero (generated release code has
+  /// already decremented it), applying the lifetime rules. False if the handle is not
+  /// valid. An entry acquired again in the meantime stays.
+  @discardableResult
+  public mutating func freeIfUnheld(_ handle: UInt32) -> Bool {
     guard let object = object(handle) else { return false }
     let entry = entries! + Int(handle) * Self.wordsPerEntry
-    entry[Word.count] -= 1
     guard entry[Word.count] == 0 else { return true }
     for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
     entry[Self.nextFree] = firstFree

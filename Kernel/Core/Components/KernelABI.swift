@@ -25,7 +25,7 @@ enum KernelABI {
       let release = writer.address
       CallStubs.writeRelease(
         into: &writer, table: table,
-        slowPath: KernelABI.address(tesseraKernelRelease as @convention(c) (UInt32) -> UInt32))
+        lastCount: KernelABI.address(tesseraKernelReleaseLast as @convention(c) (UInt32) -> UInt32))
       return TableEntries(gate: gate, acquire: acquire, release: release)
     }
   }
@@ -80,7 +80,7 @@ func tesseraKernelExport(_ interfaceIndex: UInt32, _ context: UInt32) -> UInt32 
     Log.error("\(server.name): tessera_export of interface \(interfaceIndex), which it does not export")
     return 0
   }
-  let handle = server.table.install(object)
+  let handle = Machine.withInterruptsDisabled { server.table.install(object) }
   if handle == 0 {
     Log.error("\(server.name): reference table full")
     object.destroy()
@@ -88,11 +88,12 @@ func tesseraKernelExport(_ interfaceIndex: UInt32, _ context: UInt32) -> UInt32 
   return handle
 }
 
-/// The slow path of a server's generated tessera_release: a count reaches zero.
-@_cdecl("tessera_kernel_release")
-func tesseraKernelRelease(_ handle: UInt32) -> UInt32 {
+/// Where a server's generated tessera_release goes when it took an entry's last count.
+@_cdecl("tessera_kernel_release_last")
+func tesseraKernelReleaseLast(_ handle: UInt32) -> UInt32 {
   let server = caller()
-  return server.table.release(handle) ? 0 : CallStubs.statusInvalidHandle
+  return Machine.withInterruptsDisabled { server.table.freeIfUnheld(handle) }
+    ? 0 : CallStubs.statusInvalidHandle
 }
 
 @_cdecl("tessera_server_posix_memalign")
