@@ -17,7 +17,7 @@ private func bootComposition(
   ) { $0.contains(marker) }
   if result.timedOut {
     Issue.record(
-      "\(test): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())")
+      "\(test): the guest did not finish within 120 s and was killed; last output:\n\(result.tail())")
   }
   #expect(result.stoppedByMatch, "\(test): the kernel never went idle:\n\(result.tail(30))")
   #expect(!result.output.contains("KERNEL PANIC"), "\(test): panic:\n\(result.tail(30))")

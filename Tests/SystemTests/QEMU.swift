@@ -58,9 +58,12 @@ enum QEMU {
   /// relative to the repository) and the kernel command line `append`.
   /// `input.text` is typed on the serial console once the output contains `input.after`
   /// (typing earlier would race with the kernel resetting the UART).
+  /// `countInstructions` runs the guest under `-icount shift=0,sleep=off`: its clock then
+  /// follows executed instructions, not the host, so timing inside the guest does not
+  /// depend on how loaded the host is.
   static func boot(
     image: String, modules: [String] = [], append: String = "", input: (after: String, text: String)? = nil,
-    timeout: TimeInterval = 60, until: ((Substring) -> Bool)? = nil
+    countInstructions: Bool = false, timeout: TimeInterval = 60, until: ((Substring) -> Bool)? = nil
   ) throws -> BootResult {
     let kernel = root.appendingPathComponent("build/\(image).elf").path
     let moduleArgument = (["build/\(image).map"] + modules).map { root.appendingPathComponent($0).path }
@@ -69,11 +72,12 @@ enum QEMU {
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [
-      "qemu-system-i386", "-m", "128M", "-display", "none", "-no-reboot", "-monitor", "none",
-      "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-      "-kernel", kernel, "-initrd", moduleArgument.joined(separator: ","), "-append", append,
-    ]
+    process.arguments =
+      [
+        "qemu-system-i386", "-m", "128M", "-display", "none", "-no-reboot", "-monitor", "none",
+        "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-kernel", kernel, "-initrd", moduleArgument.joined(separator: ","), "-append", append,
+      ] + (countInstructions ? ["-icount", "shift=0,sleep=off"] : [])
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
