@@ -2,7 +2,8 @@
 // runtime expects), written with string instructions.
 //
 // Contract: standard C semantics (cdecl). They are in assembly so no compiler can turn
-// them back into calls to themselves.
+// them back into calls to themselves. memcpy, memset and forward memmove move four bytes
+// per step (`rep movsl`/`stosl`) and finish the tail bytewise.
 
 .section .text
 .global memcpy
@@ -14,6 +15,11 @@ memcpy:                             // void *memcpy(void *dst, const void *src, 
     movl 16(%esp), %esi
     movl 20(%esp), %ecx
     movl %edi, %eax
+    movl %ecx, %edx
+    shrl $2, %ecx
+    rep movsl
+    movl %edx, %ecx
+    andl $3, %ecx
     rep movsb
     popl %esi
     popl %edi
@@ -36,7 +42,12 @@ memmove:                            // void *memmove(void *dst, const void *src,
     rep movsb
     cld
     jmp 2f
-1:  rep movsb
+1:  movl %ecx, %edx
+    shrl $2, %ecx
+    rep movsl
+    movl %edx, %ecx
+    andl $3, %ecx
+    rep movsb
 2:  popl %esi
     popl %edi
     ret
@@ -45,12 +56,20 @@ memmove:                            // void *memmove(void *dst, const void *src,
 .type memset, @function
 memset:                             // void *memset(void *dst, int value, size_t n)
     pushl %edi
-    movl 8(%esp), %edi
-    movl 12(%esp), %eax
-    movl 16(%esp), %ecx
-    movl %edi, %edx
+    pushl %ebx
+    movl 12(%esp), %edi
+    movzbl 16(%esp), %eax
+    imull $0x01010101, %eax, %eax    // the byte in all four lanes
+    movl 20(%esp), %ecx
+    movl %edi, %ebx
+    movl %ecx, %edx
+    shrl $2, %ecx
+    rep stosl
+    movl %edx, %ecx
+    andl $3, %ecx
     rep stosb
-    movl %edx, %eax
+    movl %ebx, %eax
+    popl %ebx
     popl %edi
     ret
 

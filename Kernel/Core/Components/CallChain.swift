@@ -9,6 +9,7 @@
 // switches threads (`save`, `restore`). The storage also holds the running thread's
 // number, which lock stubs write into the locks they take.
 
+import CPU
 import KernelCore
 
 enum CallChain {
@@ -47,20 +48,24 @@ enum CallChain {
   /// the depth is copied too: a gate interrupted between writing a record and counting it
   /// must find it again.
   static func save(into buffer: UnsafeMutablePointer<UInt32>) {
-    let used = min(depth + 1, capacity)
-    buffer[0] = storage[0]
-    (buffer + 1).update(from: storage + 1, count: 2 * used)
-    (buffer + 1 + 2 * capacity).update(from: storage + 1 + 2 * capacity, count: used)
-    (buffer + 1 + 3 * capacity).update(from: storage + 1 + 3 * capacity, count: used)
+    copy(from: storage, to: buffer, used: min(depth + 1, capacity))
   }
 
   /// Makes the chain in `buffer` the running one.
   static func restore(from buffer: UnsafeMutablePointer<UInt32>) {
-    let used = min(Int(buffer[0]) + 1, capacity)
-    storage[0] = buffer[0]
-    (storage + 1).update(from: buffer + 1, count: 2 * used)
-    (storage + 1 + 2 * capacity).update(from: buffer + 1 + 2 * capacity, count: used)
-    (storage + 1 + 3 * capacity).update(from: buffer + 1 + 3 * capacity, count: used)
+    copy(from: buffer, to: storage, used: min(Int(buffer[0]) + 1, capacity))
+  }
+
+  /// Copies the depth and the first `used` records, lock flags and return slots (with
+  /// the kernel's word-wise memcpy: this runs on every thread switch).
+  private static func copy(
+    from source: UnsafeMutablePointer<UInt32>, to destination: UnsafeMutablePointer<UInt32>, used: Int
+  ) {
+    destination[0] = source[0]
+    let word = MemoryLayout<UInt32>.size
+    _ = memcpy(destination + 1, source + 1, UInt32(2 * used * word))
+    _ = memcpy(destination + 1 + 2 * capacity, source + 1 + 2 * capacity, UInt32(used * word))
+    _ = memcpy(destination + 1 + 3 * capacity, source + 1 + 3 * capacity, UInt32(used * word))
   }
 
   /// Calls currently recorded.
