@@ -78,13 +78,6 @@ enum Log {
   }
 }
 
-/// Whether `bytes` spell exactly `text`.
-func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
-  guard bytes.count == text.utf8CodeUnitCount else { return false }
-  for index in 0..<bytes.count where bytes[index] != text.utf8Start[index] { return false }
-  return true
-}
-
 /// Raw console output, for the log and for panic reports.
 enum KernelConsole {
   static func write(_ message: KernelMessage) {

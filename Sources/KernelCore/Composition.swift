@@ -81,12 +81,12 @@ public struct Composition: Sequence {
           UnsafeBufferPointer(rebasing: lineText[words[number].0..<words[number].1])
         }
         let keyword = word(0)
-        if equalText(keyword, "server") {
+        if equals(keyword, "server") {
           guard count == 3 else { return fail("expected: server INSTANCE FILE") }
           guard isName(word(1)) else { return fail("instance name must be an identifier") }
           return (line, .success(.server(instance: word(1), file: word(2))))
         }
-        if equalText(keyword, "bind") {
+        if equals(keyword, "bind") {
           guard count == 3, isName(word(1)) else { return fail("expected: bind SLOT SOURCE") }
           let source = word(2)
           var dot = 0
@@ -96,12 +96,12 @@ public struct Composition: Sequence {
           if dot == source.count { return (line, .success(.bind(slot: word(1), source: .instance(left)))) }
           let right = UnsafeBufferPointer(rebasing: source[(dot + 1)...])
           guard isName(right) else { return fail("expected SOURCE.NAME with identifiers") }
-          if equalText(left, "kernel") {
+          if equals(left, "kernel") {
             return (line, .success(.bind(slot: word(1), source: .kernel(right))))
           }
           return (line, .success(.bind(slot: word(1), source: .method(instance: left, method: right))))
         }
-        if equalText(keyword, "run") {
+        if equals(keyword, "run") {
           guard count == 2, isName(word(1)) else { return fail("expected: run INSTANCE") }
           return (line, .success(.run(instance: word(1))))
         }

@@ -303,3 +303,10 @@ public func equal(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointe
   for index in 0..<left.count where left[index] != right[index] { return false }
   return true
 }
+
+/// Whether `bytes` spell exactly `text`.
+public func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
+  equal(
+    UnsafeRawBufferPointer(bytes),
+    UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+}

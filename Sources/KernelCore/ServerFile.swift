@@ -120,7 +120,7 @@ public struct ServerFile {
     // Manifest.
     var manifestBytes: UnsafeRawBufferPointer?
     for index in 0..<elf.sectionCount {
-      guard let name = try? elf.name(ofSection: index), equalText(name, ".tessera") else { continue }
+      guard let name = try? elf.name(ofSection: index), equals(name, ".tessera") else { continue }
       do throws(ELFError) {
         manifestBytes = try elf.contents(ofSection: index).bytes
       } catch { throw .elf(error) }
@@ -263,11 +263,4 @@ public struct ServerFile {
     guard let address = resolve(name) else { throw .unresolvedImport("\(text: name)") }
     return address
   }
-}
-
-/// Whether `bytes` spell `text`.
-func equalText(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
-  equal(
-    UnsafeRawBufferPointer(bytes),
-    UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
 }
