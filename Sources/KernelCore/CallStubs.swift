@@ -123,15 +123,11 @@ public enum CallStubs {
   public static let statusWrongInterface: UInt32 = 2
   /// The call chain or a table is full.
   public static let statusOutOfResources: UInt32 = 6
-  /// Upper bounds of the sizes, for allocating code memory.
+  /// Upper bounds of the sizes, for allocating code memory (host tests check them).
   /// Bytes at most: A table's gate.
   public static let gateSize = 160
-  /// Bytes at most: A lock stub.
-  public static let lockStubSize = 192
-  /// The bytes one method entry may take (the largest of the stubs).
+  /// Bytes at most: one method entry (a lock stub, the largest, or a marshaling stub).
   public static let methodEntrySize = 192
-  /// Bytes at most: A marshaling stub.
-  public static let marshalStubSize = 48
   /// Bytes at most: A table's acquire code.
   public static let acquireSize = 48
   /// Bytes at most: A table's release code.

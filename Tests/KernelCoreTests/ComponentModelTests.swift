@@ -274,7 +274,7 @@ enum SampleManifest {
       CallStubs.writeLockStub(
         into: &$0, chain: chain, dispatch: 0x5000, lock: 0x4000, wait: 0x6000, release: 0x7000)
     }
-    #expect(bytes.count <= CallStubs.lockStubSize)
+    #expect(bytes.count <= CallStubs.methodEntrySize)
     let listing = try disassemble(bytes, base: 0x1000)
     #expect(
       Array(listing.prefix(10)) == [
@@ -293,6 +293,13 @@ enum SampleManifest {
     #expect(listing.contains("call 0x5000"))
     #expect(listing.contains("call 0x7000"), "waiters get the lock handed over")
     #expect(listing.last == "jmp 0x102f", "after waiting, the thread enters like the fast path")
+  }
+
+  @Test func marshalingStubFitsAMethodEntry() {
+    let bytes = write {
+      CallStubs.writeMarshalStub(into: &$0, chain: chain, information: 0x8000, marshal: 0x9000)
+    }
+    #expect(!bytes.isEmpty && bytes.count <= CallStubs.methodEntrySize)
   }
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {

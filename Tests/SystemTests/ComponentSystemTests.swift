@@ -61,7 +61,12 @@ private func bootComposition(
       ))
     #expect(result.output.contains("oldfs: slot device is not bound; not started"))
     #expect(result.output.contains("FileClient: fs-demo: PASS"))
+    #expect(
+      result.output.contains(
+        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers)"
+      ))
     #expect(result.output.contains(/kernel heap back to its base: .*; 2 errors/))
+    #expect(result.output.contains("system: composition done, 4 errors"))
   }
 
   @Test func corruptServerFilesAreRejectedAndTheRestLoads() throws {

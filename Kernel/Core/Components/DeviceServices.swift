@@ -40,9 +40,6 @@ final class InterruptLineService: InterruptLineImplementation {
   private var handler: UInt32 = 0
   private var pending = 0
   private var deliverer: Thread?
-  /// Interrupts seen and calls made, for reports and tests.
-  private(set) var interrupts: UInt64 = 0
-  private(set) var deliveries: UInt64 = 0
 
   init(line: Int) { self.line = line }
 
@@ -73,7 +70,6 @@ final class InterruptLineService: InterruptLineImplementation {
 
   /// In the interrupt: mask the line and wake the delivering thread.
   private func fired() {
-    interrupts &+= 1
     InterruptController.mask(line: line)
     pending += 1
     if let deliverer, deliverer.state == .blocked { Scheduler.wake(deliverer) }
@@ -86,7 +82,6 @@ final class InterruptLineService: InterruptLineImplementation {
         while pending == 0 { Scheduler.block() }
         pending = 0
       }
-      deliveries &+= 1
       _ = KernelReferences.call(handler, method: 0)
       InterruptController.unmask(line: line)
     }

@@ -185,8 +185,15 @@ enum KernelServices {
     }
   }
 
-  /// The names offered, for error messages.
-  static let names: StaticString = "console, clock, threads, sync, timers, com1, irq4, system"
+  /// The names offered, from the catalog, for error messages.
+  static var names: KernelMessage {
+    var text = KernelMessage()
+    for (index, service) in KernelServiceCatalog.services.enumerated() {
+      if index > 0 { text.append(", ") }
+      text.append(service.name)
+    }
+    return text
+  }
 
   /// The kernel's descriptor of interface `name` (for checking references passed to it).
   static func descriptor(named name: UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor? {
