@@ -18,7 +18,8 @@ struct MarshalInformation {
   /// The callee (unretained), or nil for a kernel service.
   var server: Unmanaged<Server>?
   var interface: InterfaceDescriptor
-  var method: Int
+  /// The method's descriptor, parsed once at load time rather than on every call.
+  var method: MethodDescriptor
   var dispatch: UInt32
 
   static func make(server: Server?, interface: InterfaceDescriptor, method: Int, dispatch: UInt32)
@@ -27,8 +28,8 @@ struct MarshalInformation {
     let information = UnsafeMutablePointer<MarshalInformation>.allocate(capacity: 1)
     information.initialize(
       to: MarshalInformation(
-        server: server.map { Unmanaged.passUnretained($0) }, interface: interface, method: method,
-        dispatch: dispatch))
+        server: server.map { Unmanaged.passUnretained($0) }, interface: interface,
+        method: interface.method(method), dispatch: dispatch))
     return information
   }
 }
@@ -105,7 +106,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 {
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
   let callee = information.server?.takeUnretainedValue()
-  let method = information.interface.method(information.method)
+  let method = information.method
   var words: InlineArray<8, UInt32> = .init(repeating: 0)
   var lent: InlineArray<8, UInt32> = .init(repeating: 0)
   var lentCount = 0
