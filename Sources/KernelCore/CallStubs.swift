@@ -143,6 +143,32 @@ public enum CallStubs {
     code.emit(0xC3)  // ret
   }
 
+  /// Writes `ecx = [depth] - 1`, the index of the innermost call-chain record.
+  private static func recordIndexInECX(_ code: inout CodeBuffer, chain: CallChainLayout) {
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.depth)  // mov ecx, [depth]
+    code.emit(0x49)  // dec ecx
+  }
+
+  /// Writes the pop of the innermost call-chain record and the return to the caller's
+  /// address it holds.
+  private static func popRecordAndReturn(_ code: inout CodeBuffer, chain: CallChainLayout) {
+    recordIndexInECX(&code, chain: chain)
+    code.emit(0x89, 0x0D)
+    code.emit32(chain.depth)  // mov [depth], ecx
+    code.emit(0xFF, 0x24, 0xCD)
+    code.emit32(chain.records)  // jmp [records+ecx*8]
+  }
+
+  /// Writes a C call of the kernel function `target` with the one argument `argument`.
+  private static func callKernel(_ code: inout CodeBuffer, _ target: UInt32, with argument: UInt32) {
+    code.emit(0x68)
+    code.emit32(argument)  // push argument
+    code.emit(0xE8)
+    code.emitRelative(to: target)  // call target
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
+  }
+
   /// Writes acquire's or release's return for an invalid handle: EAX = 1.
   private static func returnInvalidHandle(_ code: inout CodeBuffer) {
     code.emit(0xB8)
@@ -198,13 +224,7 @@ public enum CallStubs {
     code.emit32(chain.depth)  // mov [depth], edx
     code.emit(0xFF, 0xD1)  // call ecx                 (returns the result word)
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.depth)  // mov ecx, [depth]
-    code.emit(0x49)  // dec ecx
-    code.emit(0x89, 0x0D)
-    code.emit32(chain.depth)  // mov [depth], ecx
-    code.emit(0xFF, 0x24, 0xCD)
-    code.emit32(chain.records)  // jmp [records+ecx*8]
+    popRecordAndReturn(&code, chain: chain)
     code.patchRelative(at: toOverflow, to: code.address)
     returnFailure(&code, status: statusOutOfResources)
     // wrong: a free entry has no methods, so it is an invalid handle, not a wrong interface.
@@ -231,9 +251,7 @@ public enum CallStubs {
     into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32,
     wait: UInt32, release: UInt32
   ) {
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.depth)  // mov ecx, [depth]
-    code.emit(0x49)  // dec ecx                  this call's record
+    recordIndexInECX(&code, chain: chain)  // this call's record
     code.emit(0x8F, 0x04, 0x8D)
     code.emit32(chain.innerReturns)  // pop [inner+ecx*4]        the gate's return address
     code.emit(0x8B, 0x15)
@@ -250,9 +268,7 @@ public enum CallStubs {
     let callDispatch = code.address
     code.emit(0xE8)
     code.emitRelative(to: dispatch)  // enter: call dispatch
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.depth)  // mov ecx, [depth]
-    code.emit(0x49)  // dec ecx
+    recordIndexInECX(&code, chain: chain)
     code.emit(0x83, 0x3C, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit(0x00)  // cmp dword [flags+ecx*4], 0
@@ -265,15 +281,9 @@ public enum CallStubs {
     code.emit(0xFF, 0x24, 0x8D)
     code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
     code.emit(0x50)  // contended: push eax   the result
-    code.emit(0x68)
-    code.emit32(lock)  // push lock
-    code.emit(0xE8)
-    code.emitRelative(to: release)  // call release             wake a waiter
-    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
+    callKernel(&code, release, with: lock)  // wake a waiter
     code.emit(0x58)  // pop eax
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.depth)  // mov ecx, [depth]
-    code.emit(0x49)  // dec ecx
+    recordIndexInECX(&code, chain: chain)
     code.emit(0xFF, 0x24, 0x8D)
     code.emit32(chain.innerReturns)  // jmp [inner+ecx*4]
     code.patchRelative(at: toBusy, to: code.address)
@@ -286,14 +296,8 @@ public enum CallStubs {
     code.emit32(0)  // mov dword [flags+ecx*4], 0   re-entry: not ours to free
     code.emit(0xE9)
     code.emitRelative(to: callDispatch)  // jmp enter
-    code.emit(0x68)
-    code.emit32(lock)  // other: push lock
-    code.emit(0xE8)
-    code.emitRelative(to: wait)  // call wait                blocks until handed the lock
-    code.emit(0x83, 0xC4, 0x04)  // add esp, 4
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.depth)  // mov ecx, [depth]
-    code.emit(0x49)  // dec ecx
+    callKernel(&code, wait, with: lock)  // other: blocks until handed the lock
+    recordIndexInECX(&code, chain: chain)
     code.emit(0xC7, 0x04, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit32(1)  // mov dword [flags+ecx*4], 1
@@ -321,13 +325,7 @@ public enum CallStubs {
     code.emitRelative(to: marshal)  // call marshal
     code.emit(0x89, 0xEC)  // mov esp, ebp
     code.emit(0x5D)  // pop ebp
-    code.emit(0x8B, 0x0D)
-    code.emit32(chain.depth)  // mov ecx, [depth]
-    code.emit(0x49)  // dec ecx
-    code.emit(0x89, 0x0D)
-    code.emit32(chain.depth)  // mov [depth], ecx
-    code.emit(0xFF, 0x24, 0xCD)
-    code.emit32(chain.records)  // jmp [records+ecx*8]
+    popRecordAndReturn(&code, chain: chain)
   }
 
   /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
