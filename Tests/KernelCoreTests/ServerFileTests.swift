@@ -141,7 +141,7 @@ func validateAndLoad(_ bytes: [UInt8]) -> Result<UInt32, ServerFileError> {
         rejected += 1
       }
     }
-    #expect(accepted + rejected == cases)
+    #expect(accepted > 0, "damage to code bytes leaves a valid file: a validator rejecting all is wrong too")
     #expect(rejected > 0, "mutations must be caught")
   }
 }
