@@ -119,6 +119,9 @@ private func bootComposition(
     #expect(output.contains(/slept until \d+ ms, woke at \d+ ms/))
     #expect(output.contains(/periodic 10 ms timer fired [56] times, 0 after cancel/))
     #expect(output.contains("concurrency: PASS"), "\(result.tail(20))")
+    #expect(
+      output.contains(/kernel heap back to its base: (\d+) bytes in use, \1 before; 0 errors/),
+      "threads, semaphores and timers leave nothing behind")
     #expect(output.contains(/system: 0 servers still loaded|0 alive; 0 servers still loaded/))
   }
 

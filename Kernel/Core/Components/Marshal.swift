@@ -20,16 +20,24 @@ struct MarshalInformation {
   var interface: InterfaceDescriptor
   /// The method's descriptor, parsed once at load time rather than on every call.
   var method: MethodDescriptor
+  /// For each reference parameter (by position), the callee's descriptor of the interface
+  /// it must implement; looked up at load time (nil: the callee does not know it).
+  var parameterInterfaces: InlineArray<8, InterfaceDescriptor?>
   var dispatch: UInt32
 
   static func make(server: Server?, interface: InterfaceDescriptor, method: Int, dispatch: UInt32)
     -> UnsafeMutablePointer<MarshalInformation>
   {
+    let descriptor = interface.method(method)
+    var parameterInterfaces: InlineArray<8, InterfaceDescriptor?> = .init(repeating: nil)
+    for (position, parameter) in descriptor.parameters.enumerated() where parameter.kind == .reference {
+      parameterInterfaces[position] = calleeInterface(named: parameter.interfaceName!, callee: server)
+    }
     let information = UnsafeMutablePointer<MarshalInformation>.allocate(capacity: 1)
     information.initialize(
       to: MarshalInformation(
-        server: server.map { Unmanaged.passUnretained($0) }, interface: interface,
-        method: interface.method(method), dispatch: dispatch))
+        server: server.map { Unmanaged.passUnretained($0) }, interface: interface, method: descriptor,
+        parameterInterfaces: parameterInterfaces, dispatch: dispatch))
     return information
   }
 }
@@ -128,10 +136,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
           status = Status.invalidHandle
           break
         }
-        guard
-          let expected = calleeInterface(
-            named: parameter.interfaceName!, callee: callee, information: information),
-          object.interface.matches(expected)
+        guard let expected = information.parameterInterfaces[position], object.interface.matches(expected)
         else {
           status = Status.wrongInterface
           break
@@ -235,10 +240,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 
 /// The descriptor the callee has for interface `name` (its manifest's, or the kernel's
 /// own for kernel services).
-private func calleeInterface(
-  named name: UnsafeBufferPointer<UInt8>, callee: Server?, information: MarshalInformation
-)
-  -> InterfaceDescriptor?
+private func calleeInterface(named name: UnsafeBufferPointer<UInt8>, callee: Server?) -> InterfaceDescriptor?
 {
   if let callee {
     guard let index = callee.file.manifest.interfaceIndex(named: name) else { return nil }
