@@ -110,14 +110,17 @@ $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/Kern
 $(BUILD)/generated/KernelInterfaces.swift: $(INTERFACE_FILES) $(HOST_TOOL)
 	$(HOST_TOOL) generate-kernel Interfaces $@ $(KERNEL_INTERFACES)
 
-$(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcard Servers/Runtime/include/*)
+$(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcard Servers/Runtime/include/*) \
+  $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
 	$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name ServerRuntime -I Servers/Runtime/include \
+	  -I $(BUILD)/embedded \
 	  -emit-module -emit-module-path $(BUILD)/embedded/ServerRuntime.swiftmodule -c $< -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-# A server: generated proxies and dispatch, its own sources, the runtime, linked as a
-# shared object, with the binary manifest added as the .tessera section.
+# A server: generated proxies and dispatch, its own sources, the runtime (with the
+# kernel's string functions, so memcpy & co. work in user mode too), linked as a shared
+# object, with the binary manifest added as the .tessera section.
 .SECONDEXPANSION:
 $(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$$*.server $(INTERFACE_FILES) $(HOST_TOOL)
 	$(HOST_TOOL) generate $< Interfaces $(BUILD)/servers/$*/Interfaces.swift $(BUILD)/servers/$*/manifest.bin
@@ -127,10 +130,11 @@ $(BUILD)/servers/%/server.o: $$(wildcard Servers/$$*/*.swift) $(BUILD)/servers/%
 	$(SWIFTC) $(SERVER_SWIFT_FLAGS) -module-name $* -c $(filter %.swift,$^) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-$(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.bin $(BUILD)/embedded/ServerRuntime.o
+$(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.bin $(BUILD)/embedded/ServerRuntime.o \
+  $(BUILD)/arch/String.o
 	$(LD) -m elf_i386 -shared --gc-sections --strip-debug --version-script Servers/Runtime/exports.map \
 	  -o $(BUILD)/servers/$*/server.so $(BUILD)/servers/$*/server.o \
-	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILTINS)
+	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILD)/arch/String.o $(BUILTINS)
 	$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
 
 $(BUILD)/test-modules/Truncated.srv: $(BUILD)/servers/SimpleFS.srv

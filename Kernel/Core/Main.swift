@@ -57,6 +57,7 @@ func kernelMain(magic: UInt32, informationAddress: UInt32) -> Never {
   InterruptController.initialize()
   Timer.start()
   Scheduler.initialize()
+  Supervisor.start()
   cpu_enable_interrupts()
   calibrateTimestampCounter()
   findSymbolMap(modules)

@@ -6,6 +6,7 @@
 // kernel's reference (through an `ObjectBox`) and released when the kernel calls
 // `tessera_destroy`, after the last reference to it is gone.
 
+import KernelCore
 import TesseraABI
 
 /// Why a call through a reference failed.
@@ -93,4 +94,46 @@ public func exportObject(_ object: AnyObject, interfaceIndex: Int) -> UInt32 {
 @_cdecl("tessera_destroy")
 public func tessera_destroy(_ context: UnsafeMutableRawPointer) {
   Unmanaged<AnyObject>.fromOpaque(context).release()
+}
+
+/// The heap of a server in user mode: the kernel backs the pages, the allocator (the same
+/// one the kernel uses for itself) runs in the server, so a server can corrupt only its
+/// own heap. In kernel mode the kernel binds posix_memalign and free to its own
+/// allocator instead and these functions are never called.
+private struct UserHeapBacking: HeapBacking {
+  mutating func grow(at end: UInt, by byteCount: Int) -> Bool {
+    tessera_heap_grow(UInt32(end), UInt32(byteCount)) == 0
+  }
+
+  mutating func shrink(from oldEnd: UInt, to newEnd: UInt) {
+    tessera_heap_shrink(UInt32(oldEnd), UInt32(newEnd))
+  }
+}
+
+nonisolated(unsafe) private var userHeap: HeapAllocator<UserHeapBacking>? = nil
+
+/// posix_memalign for a server in user mode.
+@_cdecl("tessera_user_posix_memalign")
+public func tesseraUserPosixMemalign(
+  _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ byteCount: Int
+) -> Int32 {
+  guard alignment >= MemoryLayout<UInt>.size, alignment & (alignment - 1) == 0 else { return 22 }
+  if userHeap == nil {
+    userHeap = HeapAllocator(start: UInt(tessera_heap_start()), backing: UserHeapBacking())
+  }
+  guard let pointer = userHeap!.allocate(byteCount: byteCount, alignment: alignment) else { return 12 }
+  result.pointee = pointer
+  return 0
+}
+
+/// free for a server in user mode; a pointer the heap did not hand out is a fault of the
+/// server (a trap), which the kernel contains.
+@_cdecl("tessera_user_free")
+public func tesseraUserFree(_ pointer: UnsafeMutableRawPointer?) {
+  guard let pointer else { return }
+  do throws(HeapError) {
+    try userHeap!.free(pointer)
+  } catch {
+    fatalError("free of a pointer this heap did not hand out")
+  }
 }

@@ -123,6 +123,8 @@ public enum CallStubs {
   public static let statusWrongInterface: UInt32 = 2
   /// The call chain or a table is full.
   public static let statusOutOfResources: UInt32 = 6
+  /// The callee's server has failed (it faulted and was stopped).
+  public static let statusServerUnavailable: UInt32 = 7
   /// Upper bounds of the sizes, for allocating code memory (host tests check them).
   /// Bytes at most: A table's gate.
   public static let gateSize = 160

@@ -5,7 +5,13 @@
 // line number. The kernel and `tessera check` use this same reader. Syntax:
 //
 //   # comment
-//   server INSTANCE FILE        load FILE (a boot module's name) as INSTANCE
+//   server INSTANCE FILE [PLACEMENT] [restart]
+//                               load FILE (a boot module's name) as INSTANCE; PLACEMENT
+//                               is `kernel` (the default: kernel mode, in the kernel's
+//                               address space), `user` (user mode, in an address space
+//                               of its own) or `user:SPACE` (user mode, in the address
+//                               space SPACE, shared with the other servers naming it);
+//                               `restart` restarts the instance when it fails
 //     bind SLOT SOURCE          bind a required slot of the last server; SOURCE is
 //                               kernel.SERVICE | INSTANCE | INSTANCE.METHOD
 //                               (the reference a no-argument method of INSTANCE returns)
@@ -31,9 +37,29 @@ public enum BindingSource {
   case method(instance: UnsafeBufferPointer<UInt8>, method: UnsafeBufferPointer<UInt8>)
 }
 
+/// Where a server is loaded.
+public enum ServerPlacement: Equatable {
+  /// Kernel mode, in the kernel's address space.
+  case kernel
+  /// User mode, in an address space of its own.
+  case user
+  /// User mode, in the named address space (shared with the others that name it).
+  case sharedUser(space: UnsafeBufferPointer<UInt8>)
+
+  public static func == (left: ServerPlacement, right: ServerPlacement) -> Bool {
+    switch (left, right) {
+    case (.kernel, .kernel), (.user, .user): true
+    case (.sharedUser(let a), .sharedUser(let b)): equal(UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b))
+    default: false
+    }
+  }
+}
+
 /// One line of a composition.
 public enum CompositionStatement {
-  case server(instance: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>)
+  case server(
+    instance: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, placement: ServerPlacement,
+    restart: Bool)
   case bind(slot: UnsafeBufferPointer<UInt8>, source: BindingSource)
   case run(instance: UnsafeBufferPointer<UInt8>)
 }
@@ -60,7 +86,7 @@ public struct Composition: Sequence {
         while end < text.count && text[end] != UInt8(ascii: "\n") { end += 1 }
         let lineText = UnsafeBufferPointer(rebasing: text[offset..<end])
         offset = end + 1
-        var words: InlineArray<4, (Int, Int)> = .init(repeating: (0, 0))
+        var words: InlineArray<5, (Int, Int)> = .init(repeating: (0, 0))
         var count = 0
         var index = 0
         while index < lineText.count {
@@ -72,7 +98,7 @@ public struct Composition: Sequence {
           while index < lineText.count && lineText[index] != 32 && lineText[index] != 9
             && lineText[index] != 13
           { index += 1 }
-          guard count < 4 else { return fail("too many words") }
+          guard count < 5 else { return fail("too many words") }
           words[count] = (start, index)
           count += 1
         }
@@ -82,9 +108,34 @@ public struct Composition: Sequence {
         }
         let keyword = word(0)
         if equals(keyword, "server") {
-          guard count == 3 else { return fail("expected: server INSTANCE FILE") }
+          guard count >= 3 else { return fail("expected: server INSTANCE FILE [PLACEMENT] [restart]") }
           guard isName(word(1)) else { return fail("instance name must be an identifier") }
-          return (line, .success(.server(instance: word(1), file: word(2))))
+          var placement = ServerPlacement.kernel
+          var restart = false
+          var next = 3
+          if next < count, !equals(word(next), "restart") {
+            let text = word(next)
+            if equals(text, "user") {
+              placement = .user
+            } else if text.count > 5, equals(UnsafeBufferPointer(rebasing: text[0..<5]), "user:"),
+              isName(UnsafeBufferPointer(rebasing: text[5...]))
+            {
+              placement = .sharedUser(space: UnsafeBufferPointer(rebasing: text[5...]))
+            } else if !equals(text, "kernel") {
+              return fail("placement must be kernel, user or user:SPACE")
+            }
+            next += 1
+          }
+          if next < count {
+            guard equals(word(next), "restart") else { return fail("expected `restart` after the placement") }
+            restart = true
+            next += 1
+          }
+          guard next == count else { return fail("expected: server INSTANCE FILE [PLACEMENT] [restart]") }
+          return (
+            line,
+            .success(.server(instance: word(1), file: word(2), placement: placement, restart: restart))
+          )
         }
         if equals(keyword, "bind") {
           guard count == 3, isName(word(1)) else { return fail("expected: bind SLOT SOURCE") }

@@ -121,7 +121,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
       switch statement {
       case .failure(let error):
         problems.append("\(location): \(error.reason.string)")
-      case .success(.server(let instanceBytes, let fileBytes)):
+      case .success(.server(let instanceBytes, let fileBytes, _, _)):
         finish()
         let name = string(instanceBytes)
         let file = string(fileBytes)

@@ -167,8 +167,14 @@ enum SampleManifest {
       Composition(text: buffer).map { line, statement -> String in
         switch statement {
         case .failure(let error): return "\(line): error \(error.reason.string)"
-        case .success(.server(let instance, let file)):
-          return "\(line): server \(string(instance)) \(string(file))"
+        case .success(.server(let instance, let file, let placement, let restart)):
+          var text = "\(line): server \(string(instance)) \(string(file))"
+          switch placement {
+          case .kernel: break
+          case .user: text += " user"
+          case .sharedUser(let space): text += " user:\(string(space))"
+          }
+          return text + (restart ? " restart" : "")
         case .success(.run(let instance)): return "\(line): run \(string(instance))"
         case .success(.bind(let slot, .kernel(let service))):
           return "\(line): bind \(string(slot)) kernel \(string(service))"
@@ -200,8 +206,26 @@ enum SampleManifest {
       ])
   }
 
+  @Test func readsPlacementsAndRestartPolicies() {
+    let text = """
+      server a A.srv
+      server b B.srv kernel
+      server c C.srv user
+      server d D.srv user:network restart
+      server e E.srv restart
+      """
+    #expect(
+      statements(text) == [
+        "1: server a A.srv", "2: server b B.srv", "3: server c C.srv user",
+        "4: server d D.srv user:network restart", "5: server e E.srv restart",
+      ])
+  }
+
   @Test func reportsTheFirstBadLineAndStops() {
-    #expect(statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE"])
+    #expect(statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE [PLACEMENT] [restart]"])
+    #expect(statements("server a A.srv ring3") == ["1: error placement must be kernel, user or user:SPACE"])
+    #expect(statements("server a A.srv user again") == ["1: error expected `restart` after the placement"])
+    #expect(statements("server a A.srv user: ") == ["1: error placement must be kernel, user or user:SPACE"])
     #expect(
       statements("run a\nlaunch b\nrun c") == [
         "1: run a", "2: error unknown statement (expected server, bind or run)",

@@ -3,7 +3,9 @@
 // Contract: after `install`, every one of the 256 vectors enters its stub in
 // Interrupts.S, so no interrupt or exception can reach an empty gate. Selectors are
 // fixed: kernel code 0x08, kernel data 0x10, user code 0x1B, user data 0x23, TSS 0x28.
-// User segments and the TSS exist now so that user-mode servers need no new layout.
+// DS, ES, FS and GS hold the flat user data segment (valid at every privilege level, so
+// no transition reloads them); SS holds the kernel's. The TSS's esp0 and the sysenter
+// MSRs lead entries from user mode to the kernel stack UserMode.S keeps current.
 
 import CPU
 import KernelCore
@@ -36,6 +38,13 @@ enum DescriptorTables {
       cpu_load_gdt(table.baseAddress, UInt16(6 * 8 - 1), kernelCodeSelector, kernelDataSelector)
     }
     cpu_load_task_register(taskStateSelector)
+    cpu_set_data_segments(userDataSelector)
+    user_mode_state.2 = taskStateAddress + 4
+    // sysenter: kernel code segment (and +8/+16/+24 for the others), a placeholder stack
+    // (the entry loads the thread's own at once) and the entry point.
+    cpu_write_msr(0x174, UInt64(kernelCodeSelector))
+    cpu_write_msr(0x175, UInt64(arch_boot_stack_top()))
+    cpu_write_msr(0x176, UInt64(arch_sysenter_entry_address()))
 
     for vector in 0..<256 {
       // 32-bit interrupt gate, ring 0 only: software `int` from user mode faults.

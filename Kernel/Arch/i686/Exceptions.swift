@@ -22,9 +22,31 @@ enum Exceptions {
   static let pageFault: UInt32 = 14
   static let invalidOpcode: UInt32 = 6
 
-  /// Handles an exception frame from `interruptDispatch`.
+  /// Handles an exception frame from `interruptDispatch`: page faults the kernel serves
+  /// (a user stack growing, a user copy's fixup) resume; faults in user mode stop the
+  /// server (UserFaults); anything else is a panic.
   static func handle(_ frame: UnsafeMutablePointer<InterruptFrame>) {
-    report(frame, reason: names[Int(frame.pointee.vector)])
+    let fromUser = frame.pointee.cs & 3 == 3
+    let vector = frame.pointee.vector
+    if vector == pageFault {
+      let address = cpu_cr2()
+      if address >= Paging.userStart,
+        let space = AddressSpace.all.first(where: { $0.directory == Paging.activeDirectory }),
+        space.handleStackFault(at: address)
+      {
+        return
+      }
+      let eip = frame.pointee.eip
+      if !fromUser, eip >= arch_copy_user_fault_start_address(), eip < arch_copy_user_fault_end_address() {
+        frame.pointee.eip = arch_copy_user_fixup_address()
+        return
+      }
+    }
+    if fromUser {
+      let trap = vector == invalidOpcode && isTrapInstruction(at: frame.pointee.eip)
+      UserFaults.contain(frame, reason: trap ? "Swift runtime trap (ud2)" : names[Int(vector)])
+    }
+    report(frame, reason: names[Int(vector)])
   }
 
   /// Prints a panic report for `frame` and stops the machine.
@@ -62,8 +84,16 @@ enum Exceptions {
   }
 
   private static func isTrapInstruction(at address: UInt32) -> Bool {
-    guard address >= Paging.pageSize, UInt64(address) + 2 <= UInt64(Paging.directMapEnd) else { return false }
-    let bytes = UnsafePointer<UInt8>(bitPattern: UInt(address))!
-    return bytes[0] == 0x0F && bytes[1] == 0x0B
+    var bytes: (UInt8, UInt8) = (0, 0)
+    if address >= Paging.userStart {
+      // User code: read it as the server could (it may be unmapped).
+      guard withUnsafeMutableBytes(of: &bytes, { arch_copy_user($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), 2) }) == 0
+      else { return false }
+    } else {
+      guard address >= Paging.pageSize, UInt64(address) + 2 <= UInt64(Paging.directMapEnd) else { return false }
+      let memory = UnsafePointer<UInt8>(bitPattern: UInt(address))!
+      bytes = (memory[0], memory[1])
+    }
+    return bytes.0 == 0x0F && bytes.1 == 0x0B
   }
 }

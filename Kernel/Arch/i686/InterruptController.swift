@@ -116,6 +116,14 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
     Exceptions.handle(frame)
   case InterruptController.firstVector..<(InterruptController.firstVector + 16):
     InterruptController.handle(vector: vector)
+    if vector == InterruptController.firstVector && frame.pointee.cs & 3 == 3 {
+      // The timer interrupted user code: the watchdog counts how long it has run
+      // without entering the kernel (an endless loop stops the server).
+      user_mode_state.1 &+= 1
+      if user_mode_state.1 >= UserCalls.watchdogTicks {
+        UserFaults.contain(frame, reason: "watchdog: running without a kernel call for 2 seconds")
+      }
+    }
     Scheduler.preemptIfNeeded()  // after the EOI, so the timer keeps ticking meanwhile
   default:
     Exceptions.report(frame, reason: "unexpected interrupt vector")

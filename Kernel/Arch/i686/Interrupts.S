@@ -3,11 +3,13 @@
 // Contract: each stub pushes a dummy error code (unless the CPU pushed one) and its
 // vector number, then the common path saves the general and segment registers as an
 // InterruptFrame (CPU.h) and the FPU/SSE state (fxsave, so interrupted Swift code keeps
-// its xmm registers), loads the kernel data segments, and calls
+// its xmm registers), loads the flat data segments, and calls
 // interrupt_dispatch(InterruptFrame *) with a 16-byte aligned stack. On return it
 // restores everything (the handler may have changed the frame) and irets.
 
-.set KERNEL_DATA_SELECTOR, 0x10
+// DS/ES/FS/GS hold the flat user data segment in the kernel too (SS keeps the kernel's):
+// it is valid at every privilege level, so sysexit and iret need not reload them.
+.set DATA_SELECTOR, 0x23
 
 .macro STUB vector
     .align 16
@@ -35,7 +37,7 @@ interrupt_common:
     pushl %es
     pushl %fs
     pushl %gs
-    movw $KERNEL_DATA_SELECTOR, %ax
+    movw $DATA_SELECTOR, %ax
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %fs

@@ -12,7 +12,8 @@
 //   0x3800_0000 - 0x3FFF_FFFF  server heaps (32 slots of 4 MiB, backed on demand)
 //                              (the 64 page tables of 0x3000_0000-0x3FFF_FFFF are
 //                              allocated when paging is enabled)
-//   0x4000_0000 - 0xFFFF_FFFF  reserved for user address spaces
+//   0x4000_0000 - 0xFFFF_EFFF  user address spaces (one page directory each, whose
+//                              first 256 entries are the kernel's, supervisor-only)
 
 import CPU
 import KernelCore
@@ -27,13 +28,22 @@ enum Paging {
   static let serverHeapStart: UInt32 = 0x3800_0000
   static let serverHeapEnd: UInt32 = 0x4000_0000
 
+  /// The user part of every address space.
+  static let userStart: UInt32 = 0x4000_0000
+  static let userEnd: UInt32 = 0xFFFF_F000
+
   static let present: UInt32 = 1 << 0
   static let writable: UInt32 = 1 << 1
   static let user: UInt32 = 1 << 2
+  /// A bit the CPU ignores: the frame belongs to the address space (freed with it), as
+  /// opposed to a frame of a memory object mapped there.
+  static let owned: UInt32 = 1 << 9
   private static let frameMask: UInt32 = 0xFFFF_F000
 
   /// Physical address of the kernel page directory.
   nonisolated(unsafe) private(set) static var directory: UInt32 = 0
+  /// The directory CR3 holds.
+  nonisolated(unsafe) private(set) static var activeDirectory: UInt32 = 0
   /// The end of the direct map.
   nonisolated(unsafe) private(set) static var directMapEnd: UInt32 = 0
 
@@ -62,12 +72,53 @@ enum Paging {
       table += 0x40_0000
     }
     cpu_set_cr3(directory)
+    activeDirectory = directory
     cpu_set_cr0(cpu_cr0() | 0x8000_0000 | 0x0001_0000)  // PG, and WP: honour read-only pages in ring 0
+  }
+
+  /// Makes `target` the active address space (a CR3 write only if it changes).
+  @inline(__always)
+  static func activate(_ target: UInt32) {
+    guard target != activeDirectory else { return }
+    activeDirectory = target
+    cpu_set_cr3(target)
+  }
+
+  /// A new address space: a directory sharing the kernel's entries (and so its page
+  /// tables) for everything below `userStart`; nil without memory.
+  static func makeDirectory() -> UInt32? {
+    guard let frame = PhysicalMemory.allocateZeroedFrame() else { return nil }
+    _ = memcpy(
+      UnsafeMutableRawPointer(bitPattern: UInt(frame))!, UnsafeRawPointer(bitPattern: UInt(directory))!,
+      (userStart >> 22) * 4)
+    return frame
+  }
+
+  /// Frees an address space made by `makeDirectory`: its page tables, the frames it owns
+  /// and the directory. It must not be active.
+  static func freeDirectory(_ target: UInt32) {
+    precondition(target != activeDirectory && target != directory)
+    for index in (userStart >> 22)..<1024 {
+      let directoryEntry = entry(table: target, index: index).pointee
+      guard directoryEntry & present != 0 else { continue }
+      let table = directoryEntry & frameMask
+      for slot in 0..<UInt32(1024) {
+        let value = entry(table: table, index: slot).pointee
+        if value & (present | owned) == present | owned { PhysicalMemory.freeFrame(value & frameMask) }
+      }
+      PhysicalMemory.freeFrame(table)
+    }
+    PhysicalMemory.freeFrame(target)
   }
 
   /// Maps the page at `virtual` to the frame at `physical`; returns false if a page table
   /// could not be allocated.
   static func map(virtual: UInt32, physical: UInt32, flags: UInt32) -> Bool {
+    map(in: directory, virtual: virtual, physical: physical, flags: flags)
+  }
+
+  /// Maps the page at `virtual` of address space `directory` (see `map`).
+  static func map(in directory: UInt32, virtual: UInt32, physical: UInt32, flags: UInt32) -> Bool {
     let directoryEntry = entry(table: directory, index: virtual >> 22)
     if directoryEntry.pointee & present == 0 {
       guard let table = PhysicalMemory.allocateZeroedFrame() else { return false }
@@ -82,8 +133,14 @@ enum Paging {
 
   /// Unmaps the page at `virtual` and returns the frame it mapped, if any.
   @discardableResult
-  static func unmap(virtual: UInt32) -> UInt32? {
-    guard let tableEntry = pageEntry(virtual), tableEntry.pointee & present != 0 else { return nil }
+  static func unmap(virtual: UInt32) -> UInt32? { unmap(in: directory, virtual: virtual) }
+
+  /// Unmaps the page at `virtual` of address space `directory` (see `unmap`).
+  @discardableResult
+  static func unmap(in directory: UInt32, virtual: UInt32) -> UInt32? {
+    guard let tableEntry = pageEntry(virtual, in: directory), tableEntry.pointee & present != 0 else {
+      return nil
+    }
     let physical = tableEntry.pointee & frameMask
     tableEntry.pointee = 0
     cpu_invalidate_page(virtual)
@@ -96,7 +153,14 @@ enum Paging {
     return (tableEntry.pointee & frameMask) | (virtual & ~frameMask)
   }
 
-  private static func pageEntry(_ virtual: UInt32) -> UnsafeMutablePointer<UInt32>? {
+  /// The page-table entry of `virtual` in address space `directory` (0 if none).
+  static func entryValue(_ virtual: UInt32, in directory: UInt32) -> UInt32 {
+    pageEntry(virtual, in: directory)?.pointee ?? 0
+  }
+
+  private static func pageEntry(_ virtual: UInt32, in directory: UInt32 = directory)
+    -> UnsafeMutablePointer<UInt32>?
+  {
     let directoryEntry = entry(table: directory, index: virtual >> 22).pointee
     guard directoryEntry & present != 0 else { return nil }
     return entry(table: directoryEntry & frameMask, index: (virtual >> 12) & 0x3FF)

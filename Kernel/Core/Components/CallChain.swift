@@ -128,6 +128,9 @@ enum CallChain {
     return text
   }
 
+  /// The running thread's chain, as `describe(saved:)` gives it.
+  static func describeRunning() -> KernelMessage { describe(saved: storage) }
+
   /// Prints the chain of servers, innermost first (a "server backtrace").
   static func printServerBacktrace() {
     guard depth > 0 else { return }

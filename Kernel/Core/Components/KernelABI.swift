@@ -1,9 +1,10 @@
 // KernelABI: the functions a server file may import, and how the loader binds them.
 //
-// Contract: `address(of:gate:)` answers for exactly the names in
+// Contract: `address(of:table:)` answers for exactly the names in
 // Servers/Runtime/include/TesseraABI.h plus the C functions the embedded Swift runtime
-// uses (posix_memalign, free, memcpy, memmove, memset, memcmp, putchar); anything else is
-// refused and the server file rejected. Allocation is charged to the server whose code is
+// uses (posix_memalign, free, putchar; and memcpy, memmove, memset, memcmp for files
+// that do not carry their own); anything else is refused and the server file rejected.
+// `UserABI` binds the same names for a server loaded in user mode. Allocation is charged to the server whose code is
 // running (the top of the call chain), from that server's own heap.
 
 import CPU
@@ -51,6 +52,13 @@ enum KernelABI {
       return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void)
     }
     if equals(name, "putchar") { return address(putchar as @convention(c) (Int32) -> Int32) }
+    if equals(name, "tessera_null_call") { return address(tesseraKernelNullCall as @convention(c) () -> UInt32) }
+    // The user-mode heap's calls: a kernel-mode server's runtime never makes them.
+    if equals(name, "tessera_heap_start") || equals(name, "tessera_heap_grow")
+      || equals(name, "tessera_heap_shrink")
+    {
+      return address(tesseraKernelNoHeap as @convention(c) () -> UInt32)
+    }
     if equals(name, "memcpy") || equals(name, "memmove") || equals(name, "memset") || equals(name, "memcmp") {
       return arch_string_function(name.baseAddress)
     }
@@ -62,10 +70,34 @@ enum KernelABI {
     address(marshalCall as @convention(c) (UnsafeMutableRawPointer, UnsafeMutablePointer<UInt32>) -> UInt64)
   }
 
+  /// The address of user_call_words, which user-mode servers' words-only stubs call.
+  static var userCallWordsAddress: UInt32 {
+    address(userCallWords as @convention(c) (UnsafeMutableRawPointer, UnsafeMutablePointer<UInt32>) -> UInt64)
+  }
+
   static func address<Function>(_ function: Function) -> UInt32 {
     UInt32(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
   }
 }
+
+/// What a user-mode server's imports are bound to.
+enum UserABI {
+  /// The user address bound to import `name` of a user-mode server whose image (`file`)
+  /// is loaded at `base`: a user thunk, or for posix_memalign and free the file's own
+  /// user-mode allocator.
+  static func address(of name: UnsafeBufferPointer<UInt8>, file: ServerFile, base: UInt32) -> UInt32? {
+    if let code = UserCallCode.code(forImport: name) { return AddressSpace.thunks.thunks[Int(code)] }
+    if equals(name, "posix_memalign") { return file.symbolAddress("tessera_user_posix_memalign").map { base + $0 } }
+    if equals(name, "free") { return file.symbolAddress("tessera_user_free").map { base + $0 } }
+    return nil
+  }
+}
+
+@_cdecl("tessera_kernel_null_call")
+func tesseraKernelNullCall() -> UInt32 { 0 }
+
+@_cdecl("tessera_kernel_no_heap")
+func tesseraKernelNoHeap() -> UInt32 { 1 }
 
 /// The running server, which every ABI function acts for.
 private func caller() -> Server {

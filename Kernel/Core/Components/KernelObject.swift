@@ -58,10 +58,8 @@ final class KernelObject: ReferencedObject {
     do {
       Self.destroyed += 1
       owner.objectCount -= 1
-      if owner.destroyFunction != 0, CallChain.push(owner) {
-        _ = arch_call_words(owner.destroyFunction, context, 0, nil, 0)
-        CallChain.pop()
-      }
+      // A failed server's objects die with it: its code is not run again.
+      if owner.destroyFunction != 0, !owner.failed { _ = owner.enter(owner.destroyFunction, context: context) }
     }
   }
 }

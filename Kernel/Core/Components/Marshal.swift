@@ -95,6 +95,24 @@ private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable
   return body(&KernelReferences.table)
 }
 
+/// Whether the caller may pass `address..<address+count` as a block: for a user-mode
+/// caller, user memory of its own space (writable if the block is copied out); for a
+/// kernel-mode caller, mapped memory.
+private func isBlockAccessible(_ caller: Server?, _ address: UInt32, _ count: UInt32, write: Bool) -> Bool {
+  if let space = caller?.space { return space.isAccessible(address, count, write: write) }
+  return isMapped(address, count)
+}
+
+/// Copies a block between the caller's memory and a kernel buffer; false if a page fault
+/// stopped it (a user-mode caller's memory can change under the check).
+private func copyBlock(
+  _ caller: Server?, to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, _ count: UInt32
+) -> Bool {
+  if caller?.space != nil { return arch_copy_user(destination, source, count) == 0 }
+  destination.copyMemory(from: source, byteCount: Int(count))
+  return true
+}
+
 /// Whether every page of `address..<address+count` is mapped (kernel-mode callers).
 private func isMapped(_ address: UInt32, _ count: UInt32) -> Bool {
   guard count > 0 else { return true }
@@ -114,11 +132,14 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 {
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
   let callee = information.server?.takeUnretainedValue()
+  let caller = CallChain.server(below: CallChain.depth - 1)
   let method = information.method
   var words: InlineArray<8, UInt32> = .init(repeating: 0)
   var lent: InlineArray<8, UInt32> = .init(repeating: 0)
   var lentCount = 0
   var buffers: InlineArray<4, UInt> = .init(repeating: 0)
+  var userBlocks: InlineArray<4, UserBlock> = .init(
+    repeating: UserBlock(word: 0, buffer: UnsafeMutableRawPointer(bitPattern: 16)!, size: 0, copiesOut: false))
   var blockCount = 0  // blocks copied in so far; buffers[k] belongs to the k-th block
   var status: UInt32 = 0
 
@@ -157,7 +178,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         status = Status.blockTooLarge
         break
       }
-      guard isMapped(address, size) else {
+      guard isBlockAccessible(caller, address, size, write: parameter.direction!.copiesOut) else {
         status = Status.badBlock
         break
       }
@@ -165,13 +186,18 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         status = Status.outOfResources
         break
       }
+      buffers[blockCount] = UInt(bitPattern: buffer)
+      userBlocks[blockCount] = UserBlock(
+        word: 2 + word, buffer: buffer, size: size, copiesOut: parameter.direction!.copiesOut)
+      blockCount += 1
       if parameter.direction!.copiesIn && size > 0 {
-        buffer.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(address))!, byteCount: Int(size))
+        guard copyBlock(caller, to: buffer, from: UnsafeRawPointer(bitPattern: UInt(address))!, size) else {
+          status = Status.badBlock
+          break
+        }
       } else {
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
       }
-      buffers[blockCount] = UInt(bitPattern: buffer)
-      blockCount += 1
       words[word] = UInt32(UInt(bitPattern: buffer))
       words[word + 1] = size
     }
@@ -185,9 +211,26 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     var tookLock = false
     if let callee, !callee.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(callee.lock) }
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
-    result = words.span.withUnsafeBufferPointer { buffer in
-      arch_call_words(
-        information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
+    if let callee, callee.space != nil {
+      // User mode: the words after the context and selector, blocks copied to its stack.
+      var frame: InlineArray<10, UInt32> = .init(repeating: 0)
+      frame[0] = arguments[0]
+      frame[1] = arguments[1]
+      for index in 0..<method.callWords { frame[2 + index] = words[index] }
+      result = frame.withMutableBuffer { frameBuffer in
+        userBlocks.withMutableBuffer { blocks in
+          UserCalls.upcall(
+            callee, entry: information.dispatch,
+            arguments: UnsafeMutableBufferPointer(rebasing: frameBuffer[0..<(2 + method.callWords)]),
+            blocks: UnsafeMutableBufferPointer(rebasing: blocks[0..<blockCount]))
+        }
+      }
+      if result >> 32 != 0 { status = UInt32(truncatingIfNeeded: result >> 32) }
+    } else {
+      result = words.span.withUnsafeBufferPointer { buffer in
+        arch_call_words(
+          information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
+      }
     }
     if tookLock {
       CallChain.setTookLock(false, at: CallChain.depth - 1)
@@ -208,9 +251,10 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         let length = method.result == .filled && method.filledParameter == position ? value : size
         if length > size {
           status = Status.blockTooLarge
-        } else if length > 0 {
-          UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!.copyMemory(
-            from: buffer, byteCount: Int(length))
+        } else if length > 0,
+          !copyBlock(caller, to: UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!, from: buffer, length)
+        {
+          status = Status.badBlock
         }
       }
       if let buffer { KernelHeap.free(UnsafeMutableRawPointer(mutating: buffer)) }

@@ -1,9 +1,12 @@
 // Server: a loaded server file: its image, heap, reference table, lock and generated code.
 //
 // Contract: `Server.load` validates the file (ServerFile), copies and relocates it into
-// kernel memory, generates its table's gate and acquire/release code, binds its imports
-// to the kernel ABI (KernelABI.swift), and fills the method vector of every exported
-// interface (dispatch functions, lock stubs or marshaling stubs, see CallStubs). It does not run any server
+// kernel memory (kernel mode) or into a user address space (user mode), generates its
+// table's gate and acquire/release code, binds its imports (to the kernel ABI,
+// KernelABI.swift, or to the user thunks and the file's own allocator, UserCalls.swift),
+// and fills the method vector of every exported interface (dispatch functions, lock
+// stubs or marshaling stubs in kernel mode; in user mode a stub per method that enters
+// the server through an upcall, see CallStubs). The same file loads either way. It does not run any server
 // code; the composition binds the required slots (handles 1...n) and then calls `start`.
 // `unload` runs when no other table references the server any more: it releases the
 // server's own table (which may unload others), then frees image, code, table and heap.
@@ -22,6 +25,25 @@ final class Server: ReferenceOwner {
 
   let name: KernelMessage
   let file: ServerFile
+  /// The address space of a user-mode server; nil in kernel mode.
+  let space: AddressSpace?
+  /// The generated code of the server's table (its imports' targets).
+  private(set) var entries = KernelABI.TableEntries(gate: 0, acquire: 0, release: 0)
+  /// Set when the server faulted: every call into it fails from then on.
+  private(set) var failed = false
+  /// Whether the supervisor has dealt with the failure (released its references).
+  var failureHandled = false
+  /// Upcalls into the server in progress.
+  var threadsInside = 0
+  /// The composition's name for the instance, and whether the composition restarts it.
+  var instanceName = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+  var supervised = false
+  /// A user-mode server's heap: its range and the end backed so far.
+  private(set) var userHeapStart: UInt32 = 0
+  private var userHeapEnd: UInt32 = 0
+  private var userHeapLimit: UInt32 = 0
+  /// Bytes of address range a user-mode server's heap may grow to.
+  static let userHeapSize: UInt32 = 8 << 20
   var table: ReferenceTable<KernelObject>
   var heap: HeapAllocator<PagedRegionBacking>
   private let heapSlot: Int
@@ -52,11 +74,12 @@ final class Server: ReferenceOwner {
 
   private init(
     name: KernelMessage, file: ServerFile, heapSlot: Int, image: UnsafeMutableRawPointer,
-    code: UnsafeMutableRawPointer, codeSize: Int
+    code: UnsafeMutableRawPointer, codeSize: Int, space: AddressSpace?
   ) {
     self.codeSize = codeSize
     self.name = name
     self.file = file
+    self.space = space
     self.heapSlot = heapSlot
     let heapStart = UInt(Paging.serverHeapStart) + UInt(heapSlot) * UInt(Self.heapSlotSize)
     heap = HeapAllocator(
@@ -74,8 +97,9 @@ final class Server: ReferenceOwner {
     lock[1] = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
   }
 
-  /// Loads the server file in `bytes` (a boot module that stays in memory).
-  static func load(bytes: UnsafeRawBufferPointer) -> Result<Server, LoadError> {
+  /// Loads the server file in `bytes` (a boot module that stays in memory), in kernel
+  /// mode, or in user mode in `space`.
+  static func load(bytes: UnsafeRawBufferPointer, space: AddressSpace? = nil) -> Result<Server, LoadError> {
     let file: ServerFile
     do throws(ServerFileError) {
       file = try ServerFile(bytes: bytes)
@@ -92,28 +116,58 @@ final class Server: ReferenceOwner {
     let codeSize =
       CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods
       * (CallStubs.methodEntrySize + 4)
-    guard let image = KernelHeap.allocate(byteCount: Int(file.imageSize), alignment: 4096),
-      let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16)
-    else { return .failure(.outOfMemory) }
-    image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
+    guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else { return .failure(.outOfMemory) }
+    let imageAddress: UInt32
+    if let space {
+      // The image, then (past a guard page) the heap's range, in the user space.
+      guard let start = space.reserve(bytes: file.imageSize + Paging.pageSize + userHeapSize),
+        space.back(start: start, bytes: file.imageSize)
+      else {
+        KernelHeap.free(code)
+        return .failure(.outOfMemory)
+      }
+      imageAddress = start
+    } else {
+      guard let image = KernelHeap.allocate(byteCount: Int(file.imageSize), alignment: 4096) else {
+        KernelHeap.free(code)
+        return .failure(.outOfMemory)
+      }
+      image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
+      imageAddress = UInt32(UInt(bitPattern: image))
+    }
     heapSlots |= 1 << UInt32(slot)
+    let image = UnsafeMutableRawPointer(bitPattern: UInt(imageAddress))!
     let server = Server(
       name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code,
-      codeSize: codeSize)
+      codeSize: codeSize, space: space)
+    if let space {
+      space.servers += 1
+      server.userHeapStart = imageAddress + file.imageSize + Paging.pageSize
+      server.userHeapEnd = server.userHeapStart
+      server.userHeapLimit = server.userHeapStart + userHeapSize
+    }
 
     var writer = CodeBuffer(
       memory: UnsafeMutableRawBufferPointer(start: code, count: codeSize),
       base: UInt32(UInt(bitPattern: code)))
     let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
+    server.entries = entries
+    let previous = Paging.activeDirectory
+    if let space { Paging.activate(space.directory) }  // the image is written where it runs
     do throws(ServerFileError) {
       try file.load(
         into: UnsafeMutableRawBufferPointer(start: image, count: Int(file.imageSize)),
-        base: UInt32(UInt(bitPattern: image)),
-        resolve: { name in KernelABI.address(of: name, table: entries) })
+        base: imageAddress,
+        resolve: { name in
+          space == nil
+            ? KernelABI.address(of: name, table: entries) : UserABI.address(of: name, file: file, base: imageAddress)
+        })
     } catch {
+      Paging.activate(previous)
       server.release()
       return .failure(.file(error))
     }
+    Paging.activate(previous)
     server.generateMethodEntries(&writer)
     loaded.append(server)
     return .success(server)
@@ -133,14 +187,17 @@ final class Server: ReferenceOwner {
         let dispatch =
           imageBase + file.symbolAddress(
             ServerFile.dispatchSymbol(interface: interface.name, method: method))!
-        if !interface.method(method).isWordsOnly {
+        let wordsOnly = interface.method(method).isWordsOnly
+        if !wordsOnly || space != nil {
+          // Marshaling, or an upcall into user mode: a stub that calls the kernel, which
+          // for a user-mode words-only method only copies the words.
           let information = MarshalInformation.make(
             server: self, interface: interface, method: method, dispatch: dispatch)
           marshalInformation.append(information)
           vector[method] = writer.address
           CallStubs.writeMarshalStub(
             into: &writer, chain: CallChain.layout, information: UInt32(UInt(bitPattern: information)),
-            marshal: KernelABI.marshalCallAddress)
+            marshal: wordsOnly ? KernelABI.userCallWordsAddress : KernelABI.marshalCallAddress)
         } else if manifest.isThreadSafe {
           vector[method] = dispatch  // nothing to add: the gate calls the server directly
         } else {
@@ -173,10 +230,47 @@ final class Server: ReferenceOwner {
 
   /// Runs `tessera_start` and returns the handle (in this server's table) it gave.
   func start() -> UInt32 {
-    guard CallChain.push(self) else { return 0 }
-    let handle = UInt32(truncatingIfNeeded: arch_call_words(startFunction, 0, 0, nil, 0))
-    CallChain.pop()
-    return handle
+    UInt32(truncatingIfNeeded: enter(startFunction, context: 0))
+  }
+
+  /// Calls server function `function(context, 0)` from the kernel, with the server's
+  /// call-chain record; a status in the high word if it failed.
+  func enter(_ function: UInt32, context: UInt32) -> UInt64 {
+    guard CallChain.push(self) else { return UInt64(CallStubs.statusOutOfResources) << 32 }
+    defer { CallChain.pop() }
+    guard space != nil else { return arch_call_words(function, context, 0, nil, 0) }
+    var arguments: InlineArray<2, UInt32> = [context, 0]
+    return arguments.withMutableBuffer { buffer in
+      UserCalls.upcall(self, entry: function, arguments: buffer)
+    }
+  }
+
+  /// Stops the server after a fault: every call into it fails from now on, and the
+  /// supervisor releases what it holds and restarts it if the composition says so.
+  func fail() {
+    failed = true
+    Supervisor.wake()
+  }
+
+  /// Backs `[end, end+bytes)` of a user-mode server's heap; false if that is not the
+  /// heap's end, leaves its range, or memory is short.
+  func growUserHeap(at end: UInt32, by bytes: UInt32) -> Bool {
+    guard let space, end == userHeapEnd, bytes <= userHeapLimit - end else { return false }
+    guard space.back(start: end, bytes: bytes) else { return false }
+    userHeapEnd = end + bytes
+    return true
+  }
+
+  /// Gives back the pages of `[newEnd, oldEnd)` at the top of a user-mode server's heap.
+  func shrinkUserHeap(from oldEnd: UInt32, to newEnd: UInt32) {
+    guard let space, oldEnd == userHeapEnd, newEnd >= userHeapStart, newEnd <= oldEnd else { return }
+    space.unback(start: (newEnd + Paging.pageSize - 1) & ~(Paging.pageSize - 1), end: oldEnd)
+    userHeapEnd = newEnd
+  }
+
+  /// Bytes of heap the server has (mapped pages).
+  var heapBytes: Int {
+    space == nil ? heap.statistics.regionBytes : Int(userHeapEnd - userHeapStart)
   }
 
   /// Unloads the server: releases its references, destroys its objects, frees its memory.
@@ -187,9 +281,7 @@ final class Server: ReferenceOwner {
     table.releaseAll()
     inboundReferences -= 1
     if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
-    let heap = heap.statistics
-    Log.info(
-      "unloaded \(name): heap of \(heap.regionBytes / 1024) KiB (\(heap.bytesInUse) bytes in use) returned")
+    Log.info("unloaded \(name): heap of \(heapBytes / 1024) KiB returned")
     release()
   }
 
@@ -200,7 +292,14 @@ final class Server: ReferenceOwner {
     marshalInformation = []
     table.deallocate()
     lock.deallocate()
-    KernelHeap.free(image)
+    if let space {
+      let start = UInt32(UInt(bitPattern: image))
+      space.unback(start: start, end: userHeapLimit)
+      space.servers -= 1
+      space.destroyIfUnused()
+    } else {
+      KernelHeap.free(image)
+    }
     KernelHeap.free(code)
     if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }
     if Self.loaded.isEmpty { Self.loaded = [] }  // give the array's storage back too

@@ -21,10 +21,27 @@ enum SystemLoader {
 
   private struct Pending {
     var name: UnsafeBufferPointer<UInt8>
+    var file: UnsafeBufferPointer<UInt8>
+    var placement: ServerPlacement
+    var restart: Bool
     var server: Server
     var line: Int
     var bindings: [KernelObject?]
   }
+
+  /// An instance whose line says `restart`: what it takes to load it again. The kernel
+  /// table keeps its bindings and its current main object alive for good.
+  private struct Supervised {
+    var name: UnsafeBufferPointer<UInt8>
+    var file: UnsafeBufferPointer<UInt8>
+    var placement: ServerPlacement
+    var bindings: [UInt32]
+    var server: Server
+    var mainHandle: UInt32
+    var restarts = 0
+  }
+
+  nonisolated(unsafe) private static var supervised: [Supervised] = []
 
   nonisolated(unsafe) private static var instances: [Instance] = []
   nonisolated(unsafe) private static var pending: Pending?
@@ -50,9 +67,9 @@ enum SystemLoader {
       switch statement {
       case .failure(let error):
         report(line, "\(error.reason)")
-      case .success(.server(let instance, let file)):
+      case .success(.server(let instance, let file, let placement, let restart)):
         finishPending()
-        load(instance: instance, file: file, line: line)
+        load(instance: instance, file: file, placement: placement, restart: restart, line: line)
         skippingBindings = pending == nil
       case .success(.bind(let slot, let source)):
         if !skippingBindings { bind(slot: slot, source: source, line: line) }
@@ -107,27 +124,48 @@ enum SystemLoader {
     instances.first { equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name)) }
   }
 
+  /// The address space for `placement`: nil for kernel mode; a new one for `user`; the
+  /// named one (made on first use) for `user:SPACE`. nil with `failed` set when out of memory.
+  private static func addressSpace(for placement: ServerPlacement) -> (space: AddressSpace?, failed: Bool) {
+    switch placement {
+    case .kernel: return (nil, false)
+    case .user:
+      let space = AddressSpace.make(name: "")
+      return (space, space == nil)
+    case .sharedUser(let name):
+      if let space = AddressSpace.named(name) { return (space, false) }
+      let space = AddressSpace.make(name: "\(text: name)")
+      return (space, space == nil)
+    }
+  }
+
   private static func load(
-    instance name: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, line: Int
+    instance name: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, placement: ServerPlacement,
+    restart: Bool, line: Int
   ) {
     guard instance(named: name) == nil else { return report(line, "instance \(text: name) is defined twice") }
     guard let bytes = BootModules.bytes(named: file) else {
       return report(line, "\(text: name): no boot module named \(text: file)")
     }
-    switch Server.load(bytes: bytes) {
+    let (space, noSpace) = addressSpace(for: placement)
+    guard !noSpace else { return report(line, "\(text: name): out of memory for an address space") }
+    switch Server.load(bytes: bytes, space: space) {
     case .failure(.file(let error)):
       report(line, "\(text: name): server file \(text: file) rejected: \(error.message)")
     case .failure(.noHeapSlot):
       report(line, "\(text: name): no heap slot left (at most \(Server.heapSlotCount) servers)")
     case .failure(.outOfMemory): report(line, "\(text: name): out of memory loading \(text: file)")
     case .success(let server):
+      server.instanceName = name
+      let mode: StaticString = space == nil ? "kernel mode" : "user mode"
       Log.info(
-        "loaded \(server.name) from \(text: file) as \(text: name): image \(server.file.imageSize / 1024) KiB, \(server.file.manifest.slotCount) slots"
+        "loaded \(server.name) from \(text: file) as \(text: name) in \(mode): image \(server.file.imageSize / 1024) KiB, \(server.file.manifest.slotCount) slots"
       )
       pending = Pending(
-        name: name, server: server, line: line,
+        name: name, file: file, placement: placement, restart: restart, server: server, line: line,
         bindings: [KernelObject?](repeating: nil, count: server.file.manifest.slotCount))
     }
+    space?.destroyIfUnused()  // a space made for a server that did not load
   }
 
   private static func bind(slot: UnsafeBufferPointer<UInt8>, source: BindingSource, line: Int) {
@@ -241,6 +279,61 @@ enum SystemLoader {
     let kernelHandle = KernelReferences.table.install(main)
     _ = current.server.table.release(handle)
     instances.append(Instance(name: current.name, server: current.server, handle: kernelHandle))
+    if current.restart {
+      current.server.supervised = true
+      supervised.append(
+        Supervised(
+          name: current.name, file: current.file, placement: current.placement,
+          bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
+          mainHandle: KernelReferences.table.install(main)))
+    }
+  }
+
+  /// Told by the supervisor that `server` failed: restarts it if its instance says so.
+  static func serverFailed(_ server: Server) {
+    guard let index = supervised.firstIndex(where: { $0.server === server }) else {
+      Log.warning("system: \(server.name) failed; its composition line does not restart it")
+      return
+    }
+    var entry = supervised[index]
+    entry.restarts += 1
+    Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
+    let (space, noSpace) = addressSpace(for: entry.placement)
+    guard !noSpace, let bytes = BootModules.bytes(named: entry.file),
+      case .success(let fresh) = Server.load(bytes: bytes, space: space)
+    else {
+      space?.destroyIfUnused()
+      Log.error("system: \(text: entry.name) could not be loaded again; it stays failed")
+      return
+    }
+    for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
+    let handle = fresh.start()
+    guard let main = fresh.table.object(handle) else {
+      Log.error("system: \(text: entry.name) returned no object when restarted; it stays failed")
+      fresh.unload()
+      return
+    }
+    fresh.supervised = true
+    fresh.instanceName = entry.name
+    let old = entry.mainHandle
+    entry.mainHandle = KernelReferences.table.install(main)
+    _ = fresh.table.release(handle)
+    entry.server = fresh
+    supervised[index] = entry
+    _ = Machine.withInterruptsDisabled { KernelReferences.table.release(old) }
+    Log.info("system: \(text: entry.name) restarted")
+  }
+
+  /// A new handle, in the running server's table, to the current main object of the
+  /// supervised instance whose failed main object `object` is; 0 if there is none.
+  static func rebind(_ object: KernelObject) -> UInt32 {
+    guard let owner = object.owner, owner.failed, owner.supervised,
+      let entry = supervised.first(where: { entry in
+        equal(UnsafeRawBufferPointer(entry.name), UnsafeRawBufferPointer(owner.instanceName))
+      }), !entry.server.failed, let main = KernelReferences.table.object(entry.mainHandle),
+      let caller = CallChain.currentServer
+    else { return 0 }
+    return Machine.withInterruptsDisabled { caller.table.install(main) }
   }
 
   private static func runProgram(_ name: UnsafeBufferPointer<UInt8>, line: Int) {

@@ -193,12 +193,19 @@ enum Scheduler {
     switches &+= 1
     cpu_save_fpu(previous.fpuState)
     CallChain.save(into: previous.chain)
+    previous.directory = Paging.activeDirectory
+    previous.entryStack = user_mode_state.0
+    previous.userTicks = user_mode_state.1
     if previous.state == .finished { finished = previous }
     next.state = .running
     current = next
     CallChain.restore(from: next.chain)
     CallChain.threadNumber = next.number
     cpu_restore_fpu(next.fpuState)
+    Paging.activate(next.directory == 0 ? Paging.directory : next.directory)
+    user_mode_state.0 = next.entryStack
+    user_mode_state.1 = next.userTicks
+    UnsafeMutablePointer<UInt32>(bitPattern: UInt(user_mode_state.2))!.pointee = next.entryStack
     return (previous.savedStack, next.savedStack.pointee)
   }
 }

@@ -39,6 +39,12 @@ final class Thread {
   let chain: UnsafeMutablePointer<UInt32>
   /// Ticks this thread has run, for reports.
   var ticks: UInt64 = 0
+  /// User-mode state while not running (see UserMode.S): the address space (page
+  /// directory) it is in, the kernel stack an entry from user mode starts on, and the
+  /// ticks it has run in user mode since it last entered the kernel (the watchdog's).
+  var directory: UInt32 = 0
+  var entryStack: UInt32 = 0
+  var userTicks: UInt32 = 0
 
   init(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
     self.number = number

@@ -1,8 +1,10 @@
 // TesseraABI.h: the kernel ABI, the only functions a server file may import.
 //
-// Contract: these names (plus posix_memalign, free, memcpy, memmove, memset, memcmp and
-// putchar, which the embedded Swift runtime uses) are everything the kernel resolves when
-// it loads a server; any other import makes the file invalid. Handles are indices into
+// Contract: these names (plus posix_memalign, free and putchar, which the embedded Swift
+// runtime uses) are everything the kernel resolves when it loads a server; any other
+// import makes the file invalid. A server in kernel mode gets kernel functions; one in
+// user mode gets the user thunks (KernelCore/UserThunks.swift), and its own runtime's
+// allocator for posix_memalign and free. memcpy and friends are linked into every server. Handles are indices into
 // the calling server's own reference table; 0 is the null reference.
 //
 // tessera_callN(handle, selector, N call words) calls a method of the object behind
@@ -36,6 +38,18 @@ uint32_t tessera_acquire(uint32_t handle);
 /// Removes one count from `handle`; the handle is gone at 0, and the object is destroyed
 /// when no table references it any more. Returns 0, or a status if the handle is invalid.
 uint32_t tessera_release(uint32_t handle);
+
+/// The heap of a server loaded in user mode (its runtime's allocator uses them; in kernel
+/// mode the kernel allocates for the server and these are never called): where the heap
+/// starts, backing [end, end + bytes) with zeroed pages (0 on success), and giving the
+/// pages of [new_end, old_end) back.
+uint32_t tessera_heap_start(void);
+uint32_t tessera_heap_grow(uint32_t end, uint32_t bytes);
+void tessera_heap_shrink(uint32_t old_end, uint32_t new_end);
+
+/// Enters the kernel and returns 0 without doing anything: the cost of a system call
+/// (a plain function call in kernel mode). For the benchmarks.
+uint32_t tessera_null_call(void);
 
 /// The time-stamp counter (an instruction, not a kernel call). Under QEMU with
 /// `-icount shift=0` its deltas count guest instructions; the benchmarks use it.

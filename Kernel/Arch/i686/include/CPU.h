@@ -60,6 +60,32 @@ static inline void cpu_load_idt(const void *base, uint16_t limit) {
   __asm__ volatile("lidt %0" ::"m"(descriptor) : "memory");
 }
 static inline void cpu_load_task_register(uint16_t selector) { __asm__ volatile("ltr %0" ::"r"(selector)); }
+/// Loads `selector` into DS, ES, FS and GS (the kernel uses the flat user data segment for
+/// them, so they stay valid across every privilege change; SS keeps the kernel's).
+static inline void cpu_set_data_segments(uint16_t selector) {
+  __asm__ volatile("movw %0, %%ds\n\t movw %0, %%es\n\t movw %0, %%fs\n\t movw %0, %%gs" ::"r"(selector) : "memory");
+}
+static inline void cpu_write_msr(uint32_t msr, uint64_t value) {
+  __asm__ volatile("wrmsr" ::"c"(msr), "a"((uint32_t)value), "d"((uint32_t)(value >> 32)));
+}
+
+/// User mode (UserMode.S). `user_mode_state[0]` is the kernel stack a sysenter or an
+/// interrupt from ring 3 starts on, `[1]` the timer ticks spent in user mode since the
+/// last kernel entry, `[2]` the address of the TSS's esp0 (kept equal to `[0]`).
+extern uint32_t user_mode_state[3];
+/// Enters user code at `entry` on `user_stack` (its first word the return trampoline) and
+/// returns what the code returned (status 0) once it re-enters through the trampoline.
+uint64_t arch_upcall(uint32_t entry, uint32_t user_stack);
+/// Abandons the innermost upcall: it returns result 0 with `status` in the high word.
+__attribute__((noreturn)) void arch_upcall_abort(uint32_t status);
+/// Copies `count` bytes between user and kernel memory; 1 if a page fault stopped it.
+uint32_t arch_copy_user(void *destination, const void *source, uint32_t count);
+void arch_sysenter_entry(void);
+extern char arch_copy_user_fault_start[], arch_copy_user_fault_end[], arch_copy_user_fixup[];
+static inline uint32_t arch_sysenter_entry_address(void) { return (uint32_t)(uintptr_t)&arch_sysenter_entry; }
+static inline uint32_t arch_copy_user_fault_start_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fault_start; }
+static inline uint32_t arch_copy_user_fault_end_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fault_end; }
+static inline uint32_t arch_copy_user_fixup_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fixup; }
 
 /// Calls `function(context, selector, words...)` (Calls.S).
 uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);

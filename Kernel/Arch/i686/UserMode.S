@@ -1,0 +1,139 @@
+// UserMode.S: the privilege transitions of calls between kernel and user-mode servers.
+//
+// Contract: a thread enters user code only through arch_upcall (sysexit into a server's
+// function, whose return address is the user trampoline), and comes back only through
+// sysenter: with EAX = -1 (the trampoline: the function returned EDX), or with EAX = a
+// kernel-call code (UserCalls.swift: calls, references, heap, console) and ECX = the user
+// stack, EDX = where to resume. Kernel calls run user_entry(code, user stack) with
+// interrupts enabled and return EAX = result, EBX = status (the user thunk moves it to
+// EDX). ESI, EDI and EBP survive every kernel call. Upcalls nest: each one makes the
+// kernel stack below its own frame the entry stack (user_mode_state[0], and the TSS's
+// esp0), so a sysenter or an interrupt from user mode never overwrites a live frame.
+// arch_upcall_abort unwinds to the innermost upcall (a faulted or stopped server).
+// arch_copy_user is the only code that touches user memory on behalf of a caller; a page
+// fault inside it resumes at its fixup, which returns 1.
+
+.set RETURN_CODE, 0xFFFFFFFF
+.set NULL_CODE, 16          // UserCalls.Code.null: the benchmarks' null system call
+
+.section .bss
+.align 4
+.global user_mode_state
+user_mode_state:            // entry stack, user ticks since the last kernel entry, &TSS.esp0
+    .long 0, 0, 0
+
+.section .text
+.global arch_sysenter_entry
+.type arch_sysenter_entry, @function
+arch_sysenter_entry:
+    movl user_mode_state, %esp
+    movl $0, user_mode_state+4
+    cmpl $RETURN_CODE, %eax
+    je upcall_returned
+    cmpl $NULL_CODE, %eax
+    je null_call
+    pushl %ebp
+    pushl %edi
+    pushl %esi
+    pushl %edx              // where the user resumes
+    pushl %ecx              // the user stack
+    movl %esp, %ebp
+    andl $-16, %esp
+    subl $8, %esp
+    pushl %ecx
+    pushl %eax
+    sti
+    call user_entry         // uint64_t user_entry(uint32_t code, uint32_t user_stack)
+    cli
+    movl %ebp, %esp
+    movl %edx, %ebx         // the status
+    popl %ecx
+    popl %edx
+    popl %esi
+    popl %edi
+    popl %ebp
+    sti                     // takes effect after sysexit
+    sysexit
+null_call:
+    xorl %eax, %eax
+    xorl %ebx, %ebx
+    sti
+    sysexit
+.size arch_sysenter_entry, . - arch_sysenter_entry
+
+.global arch_upcall
+.type arch_upcall, @function
+arch_upcall:                // uint64_t arch_upcall(uint32_t entry, uint32_t user_stack)
+    pushfl
+    pushl %ebp
+    pushl %ebx
+    pushl %esi
+    pushl %edi
+    pushl user_mode_state   // the enclosing upcall's entry stack
+    pushl user_mode_state+4 // and its user ticks
+    movl 32(%esp), %edx     // entry
+    movl 36(%esp), %ecx     // user stack
+    cli
+    movl %esp, user_mode_state
+    movl user_mode_state+8, %eax
+    movl %esp, (%eax)       // TSS.esp0: interrupts from user mode land below this frame
+    movl $0, user_mode_state+4
+    xorl %eax, %eax         // no kernel values leak into user registers
+    xorl %ebx, %ebx
+    xorl %esi, %esi
+    xorl %edi, %edi
+    xorl %ebp, %ebp
+    sti
+    sysexit
+upcall_returned:            // ESP = the upcall's frame, EDX = the result word
+    movl %edx, %eax
+    xorl %edx, %edx
+upcall_resume:
+    popl user_mode_state+4
+    popl user_mode_state
+    movl user_mode_state+8, %ecx
+    movl user_mode_state, %ebx
+    movl %ebx, (%ecx)
+    popl %edi
+    popl %esi
+    popl %ebx
+    popl %ebp
+    popfl
+    ret
+.size arch_upcall, . - arch_upcall
+
+.global arch_upcall_abort
+.type arch_upcall_abort, @function
+arch_upcall_abort:          // void arch_upcall_abort(uint32_t status)
+    cli
+    movl 4(%esp), %edx
+    movl user_mode_state, %esp
+    xorl %eax, %eax
+    jmp upcall_resume
+.size arch_upcall_abort, . - arch_upcall_abort
+
+.global arch_copy_user
+.type arch_copy_user, @function
+arch_copy_user:             // uint32_t arch_copy_user(void *dst, const void *src, uint32_t n)
+    pushl %edi
+    pushl %esi
+    movl 12(%esp), %edi
+    movl 16(%esp), %esi
+    movl 20(%esp), %ecx
+    cld
+.global arch_copy_user_fault_start
+arch_copy_user_fault_start:
+    rep movsb
+.global arch_copy_user_fault_end
+arch_copy_user_fault_end:
+    xorl %eax, %eax
+    popl %esi
+    popl %edi
+    ret
+.global arch_copy_user_fixup
+arch_copy_user_fixup:
+    movl $1, %eax
+    popl %esi
+    popl %edi
+    ret
+.size arch_copy_user, . - arch_copy_user

@@ -1,0 +1,199 @@
+// AddressSpace: a user address space: its page directory, the regions of the servers
+// loaded into it, and the user stacks of the threads that enter it.
+//
+// Contract: every space maps the kernel below Paging.userStart (supervisor only) and the
+// shared user thunk page at `thunkPage`. Server images and heaps get regions from
+// `reserve` (never reused within a space); each thread number has its own 64 KiB stack
+// slot (the lowest page a guard), backed on first use. The directory is freed when the
+// last server of the space is gone and no thread is inside it any more (a thread still
+// looping in a failed server may be). All changes happen with interrupts disabled.
+
+import CPU
+import KernelCore
+
+final class AddressSpace {
+  /// The page of user thunks (UserThunks.swift), the same frame in every space.
+  static let thunkPage = Paging.userStart
+  /// Where server images and heaps start.
+  static let regionsStart: UInt32 = 0x4010_0000
+  /// Regions end here; the stacks follow.
+  static let regionsEnd: UInt32 = 0xB000_0000
+  /// Thread stacks: one slot per thread number.
+  static let stacksStart: UInt32 = 0xB000_0000
+  static let stackSize: UInt32 = 64 * 1024
+  /// Mapped memory objects (Memory.swift) go here.
+  static let mappingsStart: UInt32 = stacksStart + UInt32(maximumThreads) * stackSize
+  static let mappingsEnd: UInt32 = Paging.userEnd
+
+  /// The thunk page's frame and addresses, made once.
+  nonisolated(unsafe) private static var thunkFrame: UInt32 = 0
+  nonisolated(unsafe) static var thunks = UserThunkAddresses()
+
+  /// Spaces alive, for reports and name lookups.
+  nonisolated(unsafe) static var all: [AddressSpace] = []
+
+  /// The name given in the composition (empty for a server's own space).
+  let name: KernelMessage
+  private let hasName: Bool
+  let directory: UInt32
+  private var nextRegion = regionsStart
+  private var nextMapping = mappingsStart
+  /// Servers loaded in the space and not yet unloaded.
+  var servers = 0
+  /// Upcalls into the space in progress (threads inside it).
+  var threadsInside = 0
+  /// Per thread number: the user stack pointer the next upcall starts from (0: the top).
+  private var stackPointers: [UInt32]
+
+  private init(name: KernelMessage, directory: UInt32) {
+    self.name = name
+    hasName = name.withBytes { !$0.isEmpty }
+    self.directory = directory
+    stackPointers = [UInt32](repeating: 0, count: maximumThreads)
+  }
+
+  /// A new space with the thunk page mapped; nil without memory.
+  static func make(name: KernelMessage) -> AddressSpace? {
+    Machine.withInterruptsDisabled {
+      if thunkFrame == 0 {
+        guard let frame = PhysicalMemory.allocateZeroedFrame() else { return nil }
+        var writer = CodeBuffer(
+          memory: UnsafeMutableRawBufferPointer(
+            start: UnsafeMutableRawPointer(bitPattern: UInt(frame)), count: Int(Paging.pageSize)),
+          base: thunkPage)
+        thunks = CallStubs.writeUserThunks(into: &writer)
+        thunkFrame = frame
+      }
+      guard let directory = Paging.makeDirectory() else { return nil }
+      guard Paging.map(in: directory, virtual: thunkPage, physical: thunkFrame, flags: Paging.user) else {
+        Paging.freeDirectory(directory)
+        return nil
+      }
+      let space = AddressSpace(name: name, directory: directory)
+      all.append(space)
+      return space
+    }
+  }
+
+  /// The space named `name` (shared spaces of the composition).
+  static func named(_ name: UnsafeBufferPointer<UInt8>) -> AddressSpace? {
+    all.first { space in
+      space.hasName && space.name.withBytes { equal(UnsafeRawBufferPointer($0), UnsafeRawBufferPointer(name)) }
+    }
+  }
+
+  /// Reserves `bytes` (rounded up to pages) of address range for a server; nil when the
+  /// regions are used up.
+  func reserve(bytes: UInt32) -> UInt32? {
+    let size = (bytes + Paging.pageSize - 1) & ~(Paging.pageSize - 1)
+    guard size <= Self.regionsEnd - nextRegion else { return nil }
+    defer { nextRegion += size + Paging.pageSize }  // a guard page between regions
+    return nextRegion
+  }
+
+  /// Reserves `bytes` of the mapping range (for memory objects); nil when used up.
+  func reserveMapping(bytes: UInt32) -> UInt32? {
+    let size = (bytes + Paging.pageSize - 1) & ~(Paging.pageSize - 1)
+    guard size <= Self.mappingsEnd - nextMapping else { return nil }
+    defer { nextMapping += size + Paging.pageSize }
+    return nextMapping
+  }
+
+  /// Backs `[start, start+bytes)` with zeroed frames the space owns; false without memory
+  /// (what was mapped stays, and goes with the space).
+  func back(start: UInt32, bytes: UInt32, writable: Bool = true) -> Bool {
+    Machine.withInterruptsDisabled {
+      var page = start & ~(Paging.pageSize - 1)
+      while page < start + bytes {
+        if Paging.entryValue(page, in: directory) & Paging.present == 0 {
+          guard let frame = PhysicalMemory.allocateZeroedFrame() else { return false }
+          let flags = Paging.user | Paging.owned | (writable ? Paging.writable : 0)
+          guard Paging.map(in: directory, virtual: page, physical: frame, flags: flags) else {
+            PhysicalMemory.freeFrame(frame)
+            return false
+          }
+        }
+        page += Paging.pageSize
+      }
+      return true
+    }
+  }
+
+  /// Unmaps `[start, end)`, freeing the frames the space owns there.
+  func unback(start: UInt32, end: UInt32) {
+    Machine.withInterruptsDisabled {
+      var page = start & ~(Paging.pageSize - 1)
+      while page < end {
+        let value = Paging.entryValue(page, in: directory)
+        if value & Paging.present != 0 {
+          Paging.unmap(in: directory, virtual: page)
+          if value & Paging.owned != 0 { PhysicalMemory.freeFrame(value & ~(Paging.pageSize - 1)) }
+        }
+        page += Paging.pageSize
+      }
+    }
+  }
+
+  /// Whether `[address, address+count)` lies in user memory of this space that is mapped
+  /// for user access (and writable, if `write`).
+  func isAccessible(_ address: UInt32, _ count: UInt32, write: Bool) -> Bool {
+    guard count > 0 else { return true }
+    guard address >= Paging.userStart, UInt64(address) + UInt64(count) <= UInt64(Paging.userEnd) else {
+      return false
+    }
+    let needed = Paging.present | Paging.user | (write ? Paging.writable : 0)
+    var page = address & ~(Paging.pageSize - 1)
+    while UInt64(page) < UInt64(address) + UInt64(count) {
+      guard Paging.entryValue(page, in: directory) & needed == needed else { return false }
+      page += Paging.pageSize
+    }
+    return true
+  }
+
+  /// The stack slot of thread `number`: its lowest usable address and its top.
+  private static func stackSlot(_ number: UInt32) -> (bottom: UInt32, top: UInt32) {
+    let base = stacksStart + number * stackSize
+    return (base + Paging.pageSize, base + stackSize)
+  }
+
+  /// Claims `bytes` below the running thread's current user stack pointer in this space
+  /// for an upcall's arguments and blocks: returns the new stack pointer (16-aligned,
+  /// backed) and the one to restore afterwards; nil if the stack would overflow.
+  func claimStack(bytes: UInt32, thread: UInt32) -> (pointer: UInt32, restore: UInt32)? {
+    let slot = Self.stackSlot(thread)
+    let current = stackPointers[Int(thread)]
+    let top = current == 0 ? slot.top : current
+    guard bytes + 64 <= top - slot.bottom else { return nil }
+    let pointer = (top - bytes) & ~15
+    // Back the arguments and a first page below them (more faults in on demand).
+    let low = max(slot.bottom, (pointer & ~(Paging.pageSize - 1)) &- Paging.pageSize)
+    guard back(start: low, bytes: top - low) else { return nil }
+    stackPointers[Int(thread)] = pointer
+    return (pointer, current)
+  }
+
+  /// Gives back what `claimStack` claimed.
+  func releaseStack(restore: UInt32, thread: UInt32) { stackPointers[Int(thread)] = restore }
+
+  /// Resolves a user-mode page fault the space itself serves (a thread's stack growing
+  /// within its slot); false if it is not one.
+  func handleStackFault(at address: UInt32) -> Bool {
+    guard address >= Self.stacksStart, address < Self.mappingsStart else { return false }
+    let slot = Self.stackSlot((address - Self.stacksStart) / Self.stackSize)
+    guard address >= slot.bottom else { return false }  // the guard page: overflow
+    return back(start: address & ~(Paging.pageSize - 1), bytes: Paging.pageSize)
+  }
+
+  /// Frees the space once nothing uses it (no servers, no thread inside).
+  func destroyIfUnused() {
+    Machine.withInterruptsDisabled {
+      guard servers == 0, threadsInside == 0, let index = Self.all.firstIndex(where: { $0 === self }) else {
+        return
+      }
+      Self.all.remove(at: index)
+      if Self.all.isEmpty { Self.all = [] }
+      if Paging.activeDirectory == directory { Paging.activate(Paging.directory) }
+      Paging.freeDirectory(directory)
+    }
+  }
+}

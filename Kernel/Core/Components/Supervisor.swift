@@ -1,0 +1,42 @@
+// Supervisor: the kernel thread that deals with failed user-mode servers.
+//
+// Contract: `wake` (from fault containment, any context) makes the thread run; it finds
+// every failed server no thread is inside any more, releases the references that server
+// held (so it stops keeping others alive; its own objects stay dead until their holders
+// let go), and tells the composition (SystemLoader.serverFailed), which restarts the
+// instance if its line says `restart`.
+
+import CPU
+import KernelCore
+
+enum Supervisor {
+  nonisolated(unsafe) private static var thread: Thread?
+  nonisolated(unsafe) private static var pending = false
+
+  /// Starts the supervisor thread.
+  static func start() {
+    thread = Scheduler.spawn(name: "supervisor", priority: Scheduler.highPriority) { run() }
+  }
+
+  /// Asks the supervisor to look for failed servers.
+  static func wake() {
+    Machine.withInterruptsDisabled {
+      pending = true
+      if let thread { Scheduler.wake(thread) }
+    }
+  }
+
+  private static func run() {
+    while true {
+      Machine.withInterruptsDisabled {
+        while !pending { Scheduler.block() }
+        pending = false
+      }
+      for server in Server.loaded where server.failed && !server.failureHandled && server.threadsInside == 0 {
+        server.failureHandled = true
+        Machine.withInterruptsDisabled { server.table.releaseAll() }
+        SystemLoader.serverFailed(server)
+      }
+    }
+  }
+}

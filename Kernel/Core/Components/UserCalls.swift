@@ -1,0 +1,200 @@
+// UserCalls: calls into and out of servers loaded in user mode, and the containment of
+// their faults.
+//
+// Contract: `upcall` is the only way a thread enters user code: it switches to the
+// server's address space, builds the call frame (return trampoline, context, selector,
+// words, and copies of memory blocks) on the thread's user stack in that space, and
+// enters the function in ring 3 (UserMode.S). `user_entry` serves every kernel call a
+// user-mode server makes through its thunks: calls through its reference table (the
+// same generated gate a kernel-mode server uses), references, heap and console; it
+// reads arguments from the user stack with arch_copy_user, so a bad stack is a refused
+// call, never a kernel fault. A fault in user mode (or a watchdog expiry) stops the
+// server: it is marked failed, the fault is logged with the server backtrace, and the
+// innermost upcall returns `statusServerUnavailable`; so does every later call into it.
+
+import CPU
+import KernelCore
+
+/// A memory block of an upcall: the kernel buffer holding it, copied onto the callee's
+/// stack, its address patched into argument `word`, and copied back if `copiesOut`.
+struct UserBlock {
+  var word: Int
+  var buffer: UnsafeMutableRawPointer
+  var size: UInt32
+  var copiesOut: Bool
+}
+
+enum UserCalls {
+  /// Timer ticks a thread may run in user mode without entering the kernel before the
+  /// watchdog stops the server (an endless loop).
+  static let watchdogTicks: UInt32 = 2000
+
+  /// Calls `entry(arguments...)` in user-mode `server` (the caller has pushed the
+  /// server's call-chain record). Returns the result word, or a status in the high word.
+  static func upcall(
+    _ server: Server, entry: UInt32, arguments: UnsafeMutableBufferPointer<UInt32>,
+    blocks: UnsafeMutableBufferPointer<UserBlock> = UnsafeMutableBufferPointer(start: nil, count: 0)
+  ) -> UInt64 {
+    guard !server.failed, let space = server.space else {
+      return UInt64(CallStubs.statusServerUnavailable) << 32
+    }
+    let thread = CallChain.threadNumber
+    let frameBytes = UInt32(4 + 4 * arguments.count + 15) & ~15
+    var blockBytes: UInt32 = 0
+    for block in blocks { blockBytes += (block.size + 15) & ~15 }
+    let previous = Paging.activeDirectory
+    Paging.activate(space.directory)
+    guard let (pointer, restore) = space.claimStack(bytes: frameBytes + blockBytes, thread: thread) else {
+      Paging.activate(previous)
+      Log.error("\(server.name): user stack of thread \(thread) exhausted")
+      return UInt64(CallStubs.statusOutOfResources) << 32
+    }
+    var blockAddress = pointer + frameBytes
+    for index in blocks.indices {
+      let block = blocks[index]
+      _ = memcpy(UnsafeMutableRawPointer(bitPattern: UInt(blockAddress))!, block.buffer, block.size)
+      arguments[block.word] = blockAddress
+      blockAddress += (block.size + 15) & ~15
+    }
+    let stack = UnsafeMutablePointer<UInt32>(bitPattern: UInt(pointer))!
+    stack[0] = AddressSpace.thunks.returnTrampoline
+    _ = memcpy(stack + 1, arguments.baseAddress!, UInt32(4 * arguments.count))
+    space.threadsInside += 1
+    server.threadsInside += 1
+    let result = arch_upcall(entry, pointer)
+    if result >> 32 == 0 {
+      for block in blocks where block.copiesOut {
+        _ = memcpy(block.buffer, UnsafeRawPointer(bitPattern: UInt(arguments[block.word]))!, block.size)
+      }
+    }
+    server.threadsInside -= 1
+    space.threadsInside -= 1
+    space.releaseStack(restore: restore, thread: thread)
+    Paging.activate(previous)
+    if server.failed { Supervisor.wake() }
+    return result
+  }
+
+  /// The server whose user code made the kernel call running now.
+  fileprivate static func callingServer() -> Server {
+    guard let server = CallChain.currentServer, server.space != nil else {
+      panic("a kernel call from user mode outside any user-mode server")
+    }
+    return server
+  }
+}
+
+@inline(__always)
+private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
+
+/// Every kernel call of a user-mode server (UserMode.S, interrupts enabled).
+@_cdecl("user_entry")
+func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
+  let server = UserCalls.callingServer()
+  if server.failed { arch_upcall_abort(CallStubs.statusServerUnavailable) }
+  var arguments: InlineArray<10, UInt32> = .init(repeating: 0)
+  let count = argumentCountFor(code)
+  let source = UInt64(userStack) + 8
+  guard source + UInt64(4 * count) <= UInt64(Paging.userEnd), userStack >= Paging.userStart else {
+    return failure(CallStubs.statusInvalidHandle)
+  }
+  let copied = arguments.withMutableBuffer { buffer in
+    arch_copy_user(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(source)), UInt32(4 * count))
+  }
+  guard copied == 0 else { return failure(CallStubs.statusInvalidHandle) }
+  switch code {
+  case 0...UserCallCode.maximumCall:
+    return arguments.withMutableBuffer { buffer in
+      arch_call_words(server.entries.gate, buffer[0], buffer[1], buffer.baseAddress! + 2, code)
+    }
+  case UserCallCode.export:
+    return UInt64(tesseraKernelExport(arguments[0], arguments[1]))
+  case UserCallCode.acquire:
+    return UInt64(UInt32(truncatingIfNeeded: arch_call_words(server.entries.acquire, arguments[0], 0, nil, 0)))
+  case UserCallCode.release:
+    return UInt64(UInt32(truncatingIfNeeded: arch_call_words(server.entries.release, arguments[0], 0, nil, 0)))
+  case UserCallCode.putchar:
+    return UInt64(UInt32(bitPattern: putchar(Int32(bitPattern: arguments[0]))))
+  case UserCallCode.heapStart:
+    return UInt64(server.userHeapStart)
+  case UserCallCode.heapGrow:
+    return server.growUserHeap(at: arguments[0], by: arguments[1]) ? 0 : 1
+  case UserCallCode.heapShrink:
+    server.shrinkUserHeap(from: arguments[0], to: arguments[1])
+    return 0
+  case UserCallCode.null:
+    return 0
+  default:
+    return failure(CallStubs.statusInvalidHandle)
+  }
+}
+
+/// Words of arguments each kernel call code reads from the user stack.
+private func argumentCountFor(_ code: UInt32) -> Int {
+  switch code {
+  case 0...UserCallCode.maximumCall: Int(code) + 2
+  case UserCallCode.export, UserCallCode.heapGrow, UserCallCode.heapShrink: 2
+  case UserCallCode.acquire, UserCallCode.release, UserCallCode.putchar: 1
+  default: 0
+  }
+}
+
+/// The method entry of a words-only method of a user-mode server (a generated stub calls
+/// it like marshal_call): the lock if the server is not thread-safe, then the upcall.
+@_cdecl("user_call_words")
+func userCallWords(_ informationAddress: UnsafeMutableRawPointer, _ arguments: UnsafeMutablePointer<UInt32>)
+  -> UInt64
+{
+  let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self)
+  let server = information.pointee.server!.takeUnretainedValue()
+  let count = 2 + information.pointee.method.callWords
+  var tookLock = false
+  if !server.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(server.lock) }
+  CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
+  let result = UserCalls.upcall(
+    server, entry: information.pointee.dispatch,
+    arguments: UnsafeMutableBufferPointer(start: arguments, count: count))
+  if tookLock {
+    CallChain.setTookLock(false, at: CallChain.depth - 1)
+    ServerLock.release(server.lock)
+  }
+  return result
+}
+
+/// Fault containment (called by Exceptions for faults in ring 3 and by the timer's
+/// watchdog): stops the running user-mode server and abandons its upcall.
+enum UserFaults {
+  /// Stops the server whose user code caused `frame` and returns to its caller with
+  /// `statusServerUnavailable`; never returns.
+  static func contain(_ frame: UnsafeMutablePointer<InterruptFrame>, reason: StaticString) -> Never {
+    arch_upcall_abort(stop(frame, reason: reason))
+  }
+
+  // Everything that holds references happens here, so nothing on the abandoned frames
+  // keeps an object alive.
+  @inline(never)
+  private static func stop(_ frame: UnsafeMutablePointer<InterruptFrame>, reason: StaticString) -> UInt32 {
+    let registers = frame.pointee
+    guard let server = CallChain.currentServer, server.space != nil else {
+      panic("a user-mode fault outside any user-mode server")
+    }
+    if !server.failed {
+      var location: KernelMessage = ""
+      if let (offset, _) = server.locate(registers.eip) { location = " (image offset \(hex: offset))" }
+      Log.error(
+        "server \(server.name) stopped: \(reason) at eip \(hex: registers.eip, width: 8)\(location), cr2 \(hex: cpu_cr2(), width: 8), error code \(hex: registers.error_code)"
+      )
+      Log.error("server backtrace: \(CallChain.describeRunning())")
+      server.fail()
+    }
+    return CallStubs.statusServerUnavailable
+  }
+}
+
+extension InlineArray {
+  /// Runs `body` with the elements as a mutable buffer (for passing arguments to C).
+  mutating func withMutableBuffer<Result>(_ body: (UnsafeMutableBufferPointer<Element>) -> Result) -> Result {
+    var span = mutableSpan
+    return span.withUnsafeMutableBufferPointer { body($0) }
+  }
+}
