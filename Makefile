@@ -30,7 +30,7 @@ ASM_FLAGS := -target $(TARGET) -c -g
 
 ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
-KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine \
+KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine Supervision \
   InterruptHandler SystemInfo Timers
 KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
   $(wildcard Kernel/Core/Threads/*.swift) \

@@ -21,5 +21,6 @@ public enum KernelServiceCatalog {
     KernelService(name: "irq4", interface: "InterruptLine"),
     KernelService(name: "system", interface: "SystemInfo"),
     KernelService(name: "timers", interface: "Timers"),
+    KernelService(name: "supervision", interface: "Supervision"),
   ]
 }

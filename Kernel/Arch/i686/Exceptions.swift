@@ -29,13 +29,7 @@ enum Exceptions {
     let fromUser = frame.pointee.cs & 3 == 3
     let vector = frame.pointee.vector
     if vector == pageFault {
-      let address = cpu_cr2()
-      if address >= Paging.userStart,
-        let space = AddressSpace.all.first(where: { $0.directory == Paging.activeDirectory }),
-        space.handleStackFault(at: address)
-      {
-        return
-      }
+      if servedStackFault(at: cpu_cr2()) { return }
       let eip = frame.pointee.eip
       if !fromUser, eip >= arch_copy_user_fault_start_address(), eip < arch_copy_user_fault_end_address() {
         frame.pointee.eip = arch_copy_user_fixup_address()
@@ -81,6 +75,16 @@ enum Exceptions {
     Panic.backtrace(instruction: registers.eip, framePointer: registers.ebp)
     Panic.threadAndServers()
     Panic.end()
+  }
+
+  // Apart, so no reference is live in `handle` when it calls a function that never
+  // returns (the abandoned frames would keep it forever).
+  @inline(never)
+  private static func servedStackFault(at address: UInt32) -> Bool {
+    guard address >= Paging.userStart,
+      let space = AddressSpace.all.first(where: { $0.directory == Paging.activeDirectory })
+    else { return false }
+    return space.handleStackFault(at: address)
   }
 
   private static func isTrapInstruction(at address: UInt32) -> Bool {

@@ -99,12 +99,12 @@ final class SystemInfoService: SystemInfoImplementation {
 
   func servers(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
-      out.line("server            heap KiB  in use  objects  inbound  references  locking")
+      out.line("server            mode    heap KiB  objects  inbound  references  locking")
       for server in Server.loaded {
-        let heap = server.heap.statistics
         let locking: StaticString = server.file.manifest.isThreadSafe ? "thread-safe" : "serialized"
+        let mode: StaticString = server.failed ? "FAILED" : (server.space == nil ? "kernel" : "user")
         out.line(
-          "\(server.name)  \(heap.regionBytes / 1024)  \(heap.bytesInUse)  \(server.objectCount)  \(server.inboundReferences)  \(server.table.used)  \(locking)"
+          "\(server.name)  \(mode)  \(server.heapBytes / 1024)  \(server.objectCount)  \(server.inboundReferences)  \(server.table.used)  \(locking)"
         )
       }
     }
@@ -164,7 +164,7 @@ final class SystemInfoService: SystemInfoImplementation {
         "kernel heap: \(heap.regionBytes / 1024) KiB mapped, \(heap.bytesInUse) bytes in \(heap.liveAllocations) allocations, peak \(heap.peakBytesInUse)"
       )
       var serverBytes = 0
-      for server in Server.loaded { serverBytes += server.heap.statistics.regionBytes }
+      for server in Server.loaded { serverBytes += server.heapBytes }
       out.line("server heaps: \(serverBytes / 1024) KiB mapped in \(Server.loaded.count) servers")
     }
   }

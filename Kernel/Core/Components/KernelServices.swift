@@ -101,6 +101,14 @@ final class SynchronizationService: SynchronizationImplementation {
   }
 }
 
+/// The kernel's Supervision: new references to restarted instances (SystemLoader).
+final class SupervisionService: SupervisionImplementation {
+  func rebind(reference: UInt) -> UInt {
+    guard let caller = CallChain.currentServer, let object = caller.table.object(UInt32(reference)) else { return 0 }
+    return UInt(SystemLoader.rebind(object))
+  }
+}
+
 /// The base of boxes that hold kernel service implementations.
 class KernelObjectBox {}
 
@@ -167,6 +175,11 @@ enum KernelServices {
     if equals(bytes, "timers") {
       return makeObject(
         interface: timersDescriptor, dispatch: timersDispatchAddresses(), box: TimersBox(TimerService()))
+    }
+    if equals(bytes, "supervision") {
+      return makeObject(
+        interface: supervisionDescriptor, dispatch: supervisionDispatchAddresses(),
+        box: SupervisionBox(SupervisionService()))
     }
     panic("kernel service \(name) is in the catalog but not implemented")
   }

@@ -98,8 +98,11 @@ enum SystemLoader {
 
   /// Drops the kernel's references to the instances loaded so far and reports.
   private static func finishGroup() {
-    let handles = instances.map { $0.handle }
+    var handles = instances.map { $0.handle }
     instances = []
+    // The group's restart policies end with it.
+    for entry in supervised { handles += entry.bindings + [entry.mainHandle] }
+    supervised = []
     Machine.withInterruptsDisabled {
       for handle in handles { _ = KernelReferences.table.release(handle) }
     }

@@ -1,0 +1,79 @@
+// Fragile: does, on request, what a server loaded in user mode must not be able to do.
+//
+// Contract: `misbehave(kind, address)` with
+//   1 write through a wild pointer            2 divide by zero
+//   3 a Swift trap (arithmetic overflow)      4 loop forever (the watchdog's case)
+//   5 read kernel memory at `address`         6 read `address` (another space's secret)
+//   7 call a forged handle                    8 pass a block in kernel memory
+//   9 pass a block in unmapped memory        10 pass an oversized block
+//  11 pass a block straddling mapped and unmapped pages
+//  12 write to the read-only thunk page      13 jump into kernel code at `address`
+// Kinds 6-11 return what happened (the word read, or the refused call's status: 1
+// invalid handle, 3 block too large, 4 bad block); the others fault.
+
+import KernelCore
+import ServerRuntime
+import TesseraABI
+
+/// Kept opaque so the optimizer cannot fold the faults away (the time-stamp counter is
+/// never 0, but the compiler cannot know).
+@inline(never)
+func opaque(_ value: UInt) -> UInt { tessera_timestamp() == 0 ? 0 : value }
+
+/// The status a call failed with, or 0.
+func status(_ body: () throws(CallError) -> Void) -> UInt {
+  do throws(CallError) {
+    try body()
+    return 0
+  } catch {
+    switch error {
+    case .invalidHandle: return 1
+    case .wrongInterface: return 2
+    case .blockTooLarge: return 3
+    case .badBlock: return 4
+    default: return 99
+    }
+  }
+}
+
+final class Misbehaving: FragileImplementation {
+  func compute(a: UInt, b: UInt, c: UInt) -> UInt { a &+ b &+ c }
+
+  func misbehave(kind: UInt, address: UInt) -> UInt {
+    switch kind {
+    case 1:
+      UnsafeMutablePointer<UInt>(bitPattern: opaque(0xDEAD_0000))!.pointee = kind
+    case 2:
+      return opaque(100) / opaque(0)
+    case 3:
+      return opaque(UInt.max) + opaque(1)
+    case 4:
+      while tessera_timestamp() != 0 {}  // rdtsc: an instruction the optimizer must keep
+    case 5, 6:
+      return UnsafePointer<UInt>(bitPattern: opaque(address))!.pointee
+    case 7:
+      let forged = Console(handle: UInt32(opaque(200)))
+      return [UInt8](repeating: 66, count: 4).withUnsafeBytes { bytes in status { () throws(CallError) in try forged.write(text: bytes) } }
+    case 8, 9, 11:
+      let start = kind == 8 ? opaque(0x0010_0000) : (kind == 9 ? opaque(0x7000_0000) : opaque(0x4000_0FF0))
+      return status { () throws(CallError) in
+        try Required.console.write(text: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: start), count: 32))
+      }
+    case 10:
+      let big = [UInt8](repeating: 65, count: 2000)
+      return big.withUnsafeBytes { bytes in status { () throws(CallError) in try Required.console.write(text: bytes) } }
+    case 12:
+      UnsafeMutablePointer<UInt>(bitPattern: opaque(0x4000_0000))!.pointee = kind
+    case 13:
+      let function = unsafeBitCast(UnsafeRawPointer(bitPattern: opaque(address))!, to: (@convention(c) () -> Void).self)
+      function()
+    default:
+      break
+    }
+    return 0
+  }
+}
+
+func start() -> Fragile {
+  Fragile.export(Misbehaving())!
+}
