@@ -186,7 +186,8 @@ debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 # Benchmarks: the bench composition under -icount shift=0, where TSC deltas count guest
 # instructions; the report goes to the terminal and build/bench/results.json.
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
-  $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv))
+  $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
+  $(BUILD)/servers/UserBenchmark.srv))
 
 bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | dependencies
 	@mkdir -p $(BUILD)/bench

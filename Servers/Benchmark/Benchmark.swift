@@ -75,11 +75,16 @@ final class Runner: ProgramImplementation {
     let lockedCall = measure {
       (try? locked.compute(a: UInt($0), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0
     }
+    let isolated = Required.isolated
+    let toUser = measure {
+      (try? isolated.compute(a: UInt($0), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0
+    }
     report("empty_loop", empty, minus: 0)
     report("function_call", function, minus: empty)
     report("kernel_call", call, minus: empty)
     report("locked_kernel_call", lockedCall, minus: empty)
     report("reference_acquire_release", reference, minus: empty)
+    report("kernel_to_user_call", toUser, minus: empty)
     measureThreadSwitch(empty: empty)
     return 0
   }

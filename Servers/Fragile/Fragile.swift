@@ -53,19 +53,25 @@ final class Misbehaving: FragileImplementation {
       return UnsafePointer<UInt>(bitPattern: opaque(address))!.pointee
     case 7:
       let forged = Console(handle: UInt32(opaque(200)))
-      return [UInt8](repeating: 66, count: 4).withUnsafeBytes { bytes in status { () throws(CallError) in try forged.write(text: bytes) } }
+      return [UInt8](repeating: 66, count: 4).withUnsafeBytes { bytes in
+        status { () throws(CallError) in try forged.write(text: bytes) }
+      }
     case 8, 9, 11:
       let start = kind == 8 ? opaque(0x0010_0000) : (kind == 9 ? opaque(0x7000_0000) : opaque(0x4000_0FF0))
       return status { () throws(CallError) in
-        try Required.console.write(text: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: start), count: 32))
+        try Required.console.write(
+          text: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: start), count: 32))
       }
     case 10:
       let big = [UInt8](repeating: 65, count: 2000)
-      return big.withUnsafeBytes { bytes in status { () throws(CallError) in try Required.console.write(text: bytes) } }
+      return big.withUnsafeBytes { bytes in
+        status { () throws(CallError) in try Required.console.write(text: bytes) }
+      }
     case 12:
       UnsafeMutablePointer<UInt>(bitPattern: opaque(0x4000_0000))!.pointee = kind
     case 13:
-      let function = unsafeBitCast(UnsafeRawPointer(bitPattern: opaque(address))!, to: (@convention(c) () -> Void).self)
+      let function = unsafeBitCast(
+        UnsafeRawPointer(bitPattern: opaque(address))!, to: (@convention(c) () -> Void).self)
       function()
     default:
       break

@@ -46,6 +46,7 @@ public enum ServerPlacement: Equatable {
   /// User mode, in the named address space (shared with the others that name it).
   case sharedUser(space: UnsafeBufferPointer<UInt8>)
 
+  /// Whether two placements are the same (shared spaces compare by name).
   public static func == (left: ServerPlacement, right: ServerPlacement) -> Bool {
     switch (left, right) {
     case (.kernel, .kernel), (.user, .user): true

@@ -51,6 +51,11 @@ public func benchmarkTable(_ results: [BenchmarkResult]) -> String {
     lines.append(
       result.name.padding(30) + format2(result.instructions).leftPadding(16) + ratio.leftPadding(18))
   }
+  if let call = results.first(where: { $0.name == "inter_as_call" })?.instructions,
+    let null = results.first(where: { $0.name == "null_syscall" })?.instructions, null > 0
+  {
+    lines.append("inter_as_call / null_syscall = \(format2(call / null)) (target: at most 3)")
+  }
   return lines.joined(separator: "\n")
 }
 

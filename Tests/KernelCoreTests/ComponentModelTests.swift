@@ -222,7 +222,8 @@ enum SampleManifest {
   }
 
   @Test func reportsTheFirstBadLineAndStops() {
-    #expect(statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE [PLACEMENT] [restart]"])
+    #expect(
+      statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE [PLACEMENT] [restart]"])
     #expect(statements("server a A.srv ring3") == ["1: error placement must be kernel, user or user:SPACE"])
     #expect(statements("server a A.srv user again") == ["1: error expected `restart` after the placement"])
     #expect(statements("server a A.srv user: ") == ["1: error placement must be kernel, user or user:SPACE"])

@@ -91,10 +91,14 @@ enum Exceptions {
     var bytes: (UInt8, UInt8) = (0, 0)
     if address >= Paging.userStart {
       // User code: read it as the server could (it may be unmapped).
-      guard withUnsafeMutableBytes(of: &bytes, { arch_copy_user($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), 2) }) == 0
+      guard
+        withUnsafeMutableBytes(
+          of: &bytes, { arch_copy_user($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), 2) }) == 0
       else { return false }
     } else {
-      guard address >= Paging.pageSize, UInt64(address) + 2 <= UInt64(Paging.directMapEnd) else { return false }
+      guard address >= Paging.pageSize, UInt64(address) + 2 <= UInt64(Paging.directMapEnd) else {
+        return false
+      }
       let memory = UnsafePointer<UInt8>(bitPattern: UInt(address))!
       bytes = (memory[0], memory[1])
     }

@@ -78,7 +78,8 @@ final class AddressSpace {
   /// The space named `name` (shared spaces of the composition).
   static func named(_ name: UnsafeBufferPointer<UInt8>) -> AddressSpace? {
     all.first { space in
-      space.hasName && space.name.withBytes { equal(UnsafeRawBufferPointer($0), UnsafeRawBufferPointer(name)) }
+      space.hasName
+        && space.name.withBytes { equal(UnsafeRawBufferPointer($0), UnsafeRawBufferPointer(name)) }
     }
   }
 

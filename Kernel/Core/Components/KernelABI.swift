@@ -52,7 +52,9 @@ enum KernelABI {
       return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void)
     }
     if equals(name, "putchar") { return address(putchar as @convention(c) (Int32) -> Int32) }
-    if equals(name, "tessera_null_call") { return address(tesseraKernelNullCall as @convention(c) () -> UInt32) }
+    if equals(name, "tessera_null_call") {
+      return address(tesseraKernelNullCall as @convention(c) () -> UInt32)
+    }
     // The user-mode heap's calls: a kernel-mode server's runtime never makes them.
     if equals(name, "tessera_heap_start") || equals(name, "tessera_heap_grow")
       || equals(name, "tessera_heap_shrink")
@@ -87,7 +89,9 @@ enum UserABI {
   /// user-mode allocator.
   static func address(of name: UnsafeBufferPointer<UInt8>, file: ServerFile, base: UInt32) -> UInt32? {
     if let code = UserCallCode.code(forImport: name) { return AddressSpace.thunks.thunks[Int(code)] }
-    if equals(name, "posix_memalign") { return file.symbolAddress("tessera_user_posix_memalign").map { base + $0 } }
+    if equals(name, "posix_memalign") {
+      return file.symbolAddress("tessera_user_posix_memalign").map { base + $0 }
+    }
     if equals(name, "free") { return file.symbolAddress("tessera_user_free").map { base + $0 } }
     return nil
   }

@@ -59,7 +59,9 @@ final class KernelObject: ReferencedObject {
       Self.destroyed += 1
       owner.objectCount -= 1
       // A failed server's objects die with it: its code is not run again.
-      if owner.destroyFunction != 0, !owner.failed { _ = owner.enter(owner.destroyFunction, context: context) }
+      if owner.destroyFunction != 0, !owner.failed {
+        _ = owner.enter(owner.destroyFunction, context: context)
+      }
     }
   }
 }

@@ -104,7 +104,9 @@ final class SynchronizationService: SynchronizationImplementation {
 /// The kernel's Supervision: new references to restarted instances (SystemLoader).
 final class SupervisionService: SupervisionImplementation {
   func rebind(reference: UInt) -> UInt {
-    guard let caller = CallChain.currentServer, let object = caller.table.object(UInt32(reference)) else { return 0 }
+    guard let caller = CallChain.currentServer, let object = caller.table.object(UInt32(reference)) else {
+      return 0
+    }
     return UInt(SystemLoader.rebind(object))
   }
 }

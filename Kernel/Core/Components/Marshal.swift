@@ -139,7 +139,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   var lentCount = 0
   var buffers: InlineArray<4, UInt> = .init(repeating: 0)
   var userBlocks: InlineArray<4, UserBlock> = .init(
-    repeating: UserBlock(word: 0, buffer: UnsafeMutableRawPointer(bitPattern: 16)!, size: 0, copiesOut: false))
+    repeating: UserBlock(word: 0, buffer: UnsafeMutableRawPointer(bitPattern: 16)!, size: 0, copiesOut: false)
+  )
   var blockCount = 0  // blocks copied in so far; buffers[k] belongs to the k-th block
   var status: UInt32 = 0
 
@@ -252,7 +253,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         if length > size {
           status = Status.blockTooLarge
         } else if length > 0,
-          !copyBlock(caller, to: UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!, from: buffer, length)
+          !copyBlock(
+            caller, to: UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!, from: buffer, length)
         {
           status = Status.badBlock
         }

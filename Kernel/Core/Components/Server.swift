@@ -116,7 +116,9 @@ final class Server: ReferenceOwner {
     let codeSize =
       CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods
       * (CallStubs.methodEntrySize + 4)
-    guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else { return .failure(.outOfMemory) }
+    guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else {
+      return .failure(.outOfMemory)
+    }
     let imageAddress: UInt32
     if let space {
       // The image, then (past a guard page) the heap's range, in the user space.
@@ -160,7 +162,8 @@ final class Server: ReferenceOwner {
         base: imageAddress,
         resolve: { name in
           space == nil
-            ? KernelABI.address(of: name, table: entries) : UserABI.address(of: name, file: file, base: imageAddress)
+            ? KernelABI.address(of: name, table: entries)
+            : UserABI.address(of: name, file: file, base: imageAddress)
         })
     } catch {
       Paging.activate(previous)

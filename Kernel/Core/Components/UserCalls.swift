@@ -110,9 +110,11 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   case UserCallCode.export:
     return UInt64(tesseraKernelExport(arguments[0], arguments[1]))
   case UserCallCode.acquire:
-    return UInt64(UInt32(truncatingIfNeeded: arch_call_words(server.entries.acquire, arguments[0], 0, nil, 0)))
+    return UInt64(
+      UInt32(truncatingIfNeeded: arch_call_words(server.entries.acquire, arguments[0], 0, nil, 0)))
   case UserCallCode.release:
-    return UInt64(UInt32(truncatingIfNeeded: arch_call_words(server.entries.release, arguments[0], 0, nil, 0)))
+    return UInt64(
+      UInt32(truncatingIfNeeded: arch_call_words(server.entries.release, arguments[0], 0, nil, 0)))
   case UserCallCode.putchar:
     return UInt64(UInt32(bitPattern: putchar(Int32(bitPattern: arguments[0]))))
   case UserCallCode.heapStart:
