@@ -111,6 +111,16 @@ private struct UserHeapBacking: HeapBacking {
 }
 
 nonisolated(unsafe) private var userHeap: HeapAllocator<UserHeapBacking>? = nil
+nonisolated(unsafe) private var userHeapLock: UInt32 = 0
+
+/// Runs `body` holding the user-mode heap's lock (threads of a thread-safe server
+/// allocate concurrently). A thread finding it taken sleeps a tick rather than spin, so
+/// a preempted holder of lower priority can finish.
+private func withUserHeapLock<Result>(_ body: () -> Result) -> Result {
+  while tessera_exchange(&userHeapLock, 1) != 0 { tessera_pause() }
+  defer { _ = tessera_exchange(&userHeapLock, 0) }
+  return body()
+}
 
 /// posix_memalign for a server in user mode.
 @_cdecl("tessera_user_posix_memalign")
@@ -118,10 +128,13 @@ public func tesseraUserPosixMemalign(
   _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ byteCount: Int
 ) -> Int32 {
   guard alignment >= MemoryLayout<UInt>.size, alignment & (alignment - 1) == 0 else { return 22 }
-  if userHeap == nil {
-    userHeap = HeapAllocator(start: UInt(tessera_heap_start()), backing: UserHeapBacking())
+  let pointer = withUserHeapLock {
+    if userHeap == nil {
+      userHeap = HeapAllocator(start: UInt(tessera_heap_start()), backing: UserHeapBacking())
+    }
+    return userHeap!.allocate(byteCount: byteCount, alignment: alignment)
   }
-  guard let pointer = userHeap!.allocate(byteCount: byteCount, alignment: alignment) else { return 12 }
+  guard let pointer else { return 12 }
   result.pointee = pointer
   return 0
 }
@@ -131,9 +144,13 @@ public func tesseraUserPosixMemalign(
 @_cdecl("tessera_user_free")
 public func tesseraUserFree(_ pointer: UnsafeMutableRawPointer?) {
   guard let pointer else { return }
-  do throws(HeapError) {
-    try userHeap!.free(pointer)
-  } catch {
-    fatalError("free of a pointer this heap did not hand out")
+  let failed = withUserHeapLock {
+    do throws(HeapError) {
+      try userHeap!.free(pointer)
+      return false
+    } catch {
+      return true
+    }
   }
+  if failed { fatalError("free of a pointer this heap did not hand out") }
 }

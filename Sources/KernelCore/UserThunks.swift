@@ -30,8 +30,10 @@ public enum UserCallCode {
   public static let heapShrink: UInt32 = 15
   /// `tessera_null_call()`: enters and leaves the kernel, nothing else (benchmarks).
   public static let null: UInt32 = 16
+  /// `tessera_pause()`: sleeps one timer tick.
+  public static let pause: UInt32 = 17
   /// The number of codes.
-  public static let count = 17
+  public static let count = 18
   /// What the return trampoline passes: the upcall's function has returned.
   public static let `return`: UInt32 = 0xFFFF_FFFF
 
@@ -50,6 +52,7 @@ public enum UserCallCode {
     if equals(name, "tessera_heap_grow") { return heapGrow }
     if equals(name, "tessera_heap_shrink") { return heapShrink }
     if equals(name, "tessera_null_call") { return null }
+    if equals(name, "tessera_pause") { return pause }
     return nil
   }
 }
@@ -59,7 +62,7 @@ public struct UserThunkAddresses {
   /// The return trampoline (the return address of every upcall).
   public var returnTrampoline: UInt32 = 0
   /// The thunk of each `UserCallCode`.
-  public var thunks: InlineArray<17, UInt32> = .init(repeating: 0)
+  public var thunks: InlineArray<18, UInt32> = .init(repeating: 0)
 
   /// An empty table (filled by `writeUserThunks`).
   public init() {}

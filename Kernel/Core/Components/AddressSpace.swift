@@ -176,6 +176,15 @@ final class AddressSpace {
   /// Gives back what `claimStack` claimed.
   func releaseStack(restore: UInt32, thread: UInt32) { stackPointers[Int(thread)] = restore }
 
+  /// Records that thread `thread` entered the kernel from this space with its user stack
+  /// at `pointer`: an upcall nested in that kernel call (say, a destroy the call causes)
+  /// must start below the frames live there. Returns the value to restore afterwards.
+  func enterKernel(userStack pointer: UInt32, thread: UInt32) -> UInt32 {
+    let previous = stackPointers[Int(thread)]
+    stackPointers[Int(thread)] = pointer & ~15
+    return previous
+  }
+
   /// Resolves a user-mode page fault the space itself serves (a thread's stack growing
   /// within its slot); false if it is not one.
   func handleStackFault(at address: UInt32) -> Bool {

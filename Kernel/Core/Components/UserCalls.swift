@@ -102,6 +102,10 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
     arch_copy_user(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(source)), UInt32(4 * count))
   }
   guard copied == 0 else { return failure(CallStubs.statusInvalidHandle) }
+  let space = server.space!
+  let thread = CallChain.threadNumber
+  let restore = space.enterKernel(userStack: userStack, thread: thread)
+  defer { space.releaseStack(restore: restore, thread: thread) }
   switch code {
   case 0...UserCallCode.maximumCall:
     return arguments.withMutableBuffer { buffer in
@@ -125,6 +129,9 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
     server.shrinkUserHeap(from: arguments[0], to: arguments[1])
     return 0
   case UserCallCode.null:
+    return 0
+  case UserCallCode.pause:
+    Scheduler.sleep(ticks: 1)
     return 0
   default:
     return failure(CallStubs.statusInvalidHandle)

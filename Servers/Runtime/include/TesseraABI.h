@@ -47,6 +47,16 @@ uint32_t tessera_heap_start(void);
 uint32_t tessera_heap_grow(uint32_t end, uint32_t bytes);
 void tessera_heap_shrink(uint32_t old_end, uint32_t new_end);
 
+/// Sleeps the calling thread for one timer tick (a user-mode heap waiting for its lock,
+/// so that a preempted lower-priority holder gets to run).
+void tessera_pause(void);
+
+/// Atomically stores `value` in `*word` and returns what was there.
+static inline uint32_t tessera_exchange(volatile uint32_t *word, uint32_t value) {
+  __asm__ volatile("xchgl %0, %1" : "+r"(value), "+m"(*word)::"memory");
+  return value;
+}
+
 /// Enters the kernel and returns 0 without doing anything: the cost of a system call
 /// (a plain function call in kernel mode). For the benchmarks.
 uint32_t tessera_null_call(void);
