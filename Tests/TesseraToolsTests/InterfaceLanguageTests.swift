@@ -108,7 +108,9 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
       FileManager.default.fileExists(
         atPath: repository.appendingPathComponent("build/servers/SimpleFS.srv").path),
       "run `make test`, which builds the servers first")
-    for system in ["systems/default.system", "systems/bench.system", "systems/template.system"] {
+    for system in [
+      "systems/default.system", "systems/isolated.system", "systems/bench.system", "systems/template.system",
+    ] {
       #expect(try check(system) == [], "\(system)")
     }
   }

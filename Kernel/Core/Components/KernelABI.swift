@@ -52,7 +52,7 @@ enum KernelABI {
       return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void)
     }
     if equals(name, "putchar") { return address(putchar as @convention(c) (Int32) -> Int32) }
-    if equals(name, "tessera_null_call") {
+    if equals(name, "tessera_null_call") || equals(name, "tessera_pause") {
       return address(tesseraKernelNullCall as @convention(c) () -> UInt32)
     }
     // The user-mode heap's calls: a kernel-mode server's runtime never makes them.
