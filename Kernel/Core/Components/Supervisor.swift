@@ -16,9 +16,6 @@ enum Supervisor {
   /// Starts the supervisor thread.
   static func start() {
     thread = Scheduler.spawn(name: "supervisor", priority: Scheduler.highPriority) { run() }
-    // Let it reach its first wait now, so what its start allocates is not charged to the
-    // first composition group's heap balance.
-    Scheduler.yield()
   }
 
   /// Asks the supervisor to look for failed servers.

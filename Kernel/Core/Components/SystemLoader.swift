@@ -98,14 +98,7 @@ enum SystemLoader {
 
   /// Drops the kernel's references to the instances loaded so far and reports.
   private static func finishGroup() {
-    var handles = instances.map { $0.handle }
-    instances = []
-    // The group's restart policies end with it.
-    for entry in supervised { handles += entry.bindings + [entry.mainHandle] }
-    supervised = []
-    Machine.withInterruptsDisabled {
-      for handle in handles { _ = KernelReferences.table.release(handle) }
-    }
+    releaseGroupReferences()
     let created = KernelObject.created - groupCreated
     let destroyed = KernelObject.destroyed - groupDestroyed
     let heap = KernelHeap.statistics.bytesInUse
@@ -116,6 +109,21 @@ enum SystemLoader {
     Log.info(
       "system: kernel heap \(verdict): \(heap) bytes in use, \(groupHeapBase) before; \(errors) errors")
     startGroup()
+  }
+
+  /// Drops the kernel's references to the group's instances and (the group's restart
+  /// policies end with it) to what the supervised ones were bound to. A function of its
+  /// own, so no temporary of it is alive when the heap is measured.
+  @inline(never)
+  private static func releaseGroupReferences() {
+    Machine.withInterruptsDisabled {
+      for instance in instances { _ = KernelReferences.table.release(instance.handle) }
+      for entry in supervised {
+        for handle in entry.bindings + [entry.mainHandle] { _ = KernelReferences.table.release(handle) }
+      }
+    }
+    instances = []
+    supervised = []
   }
 
   private static func report(_ line: Int, _ message: KernelMessage) {
