@@ -8,6 +8,7 @@
 //   9 pass a block in unmapped memory        10 pass an oversized block
 //  11 pass a block straddling mapped and unmapped pages
 //  12 write to the read-only thunk page      13 jump into kernel code at `address`
+//  14 an I/O instruction (`in al, 0x80`)     15 a privileged instruction (`cli`)
 // Kinds 6-11 return what happened (the word read, or the refused call's status: 1
 // invalid handle, 3 block too large, 4 bad block); the others fault.
 
@@ -26,13 +27,7 @@ func status(_ body: () throws(CallError) -> Void) -> UInt {
     try body()
     return 0
   } catch {
-    switch error {
-    case .invalidHandle: return 1
-    case .wrongInterface: return 2
-    case .blockTooLarge: return 3
-    case .badBlock: return 4
-    default: return 99
-    }
+    return UInt(error.status)
   }
 }
 
@@ -69,6 +64,12 @@ final class Misbehaving: FragileImplementation {
       }
     case 12:
       UnsafeMutablePointer<UInt>(bitPattern: opaque(0x4000_0000))!.pointee = kind
+    case 14, 15:
+      // The instruction and a `ret`, run from the heap (without PAE, readable is executable).
+      let code: [UInt8] = kind == 14 ? [0xE4, 0x80, 0xC3] : [0xFA, 0xC3]
+      code.withUnsafeBytes { bytes in
+        unsafeBitCast(bytes.baseAddress!, to: (@convention(c) () -> Void).self)()
+      }
     case 13:
       let function = unsafeBitCast(
         UnsafeRawPointer(bitPattern: opaque(address))!, to: (@convention(c) () -> Void).self)

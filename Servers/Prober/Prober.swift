@@ -19,22 +19,6 @@ func outcome(_ result: Result<UInt, CallError>) -> KernelMessage {
   }
 }
 
-extension CallError {
-  /// A number for the report.
-  var status: UInt32 {
-    switch self {
-    case .invalidHandle: 1
-    case .wrongInterface: 2
-    case .blockTooLarge: 3
-    case .badBlock: 4
-    case .nullReference: 5
-    case .outOfResources: 6
-    case .serverUnavailable: 7
-    case .unknown(let value): value
-    }
-  }
-}
-
 func report(_ message: KernelMessage) {
   message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
 }
@@ -65,7 +49,7 @@ final class Probe: ProgramImplementation {
     if peek.isFailure { rebind() }
     var failures = 0
     for round in 1...rounds {
-      for kind: UInt in [1, 2, 3, 4, 5, 12, 13] {
+      for kind: UInt in [1, 2, 3, 4, 5, 12, 13, 14, 15] {
         let result = call { () throws(CallError) in try fragile.misbehave(kind: kind, address: 0x0010_0000) }
         let dead = call { () throws(CallError) in try fragile.compute(a: 1, b: 2, c: 3) }
         let rebound = rebind()

@@ -42,6 +42,20 @@ public enum CallError: Error, Equatable {
     }
   }
 
+  /// The status word the kernel reported (the inverse of `init(status:)`).
+  public var status: UInt32 {
+    switch self {
+    case .invalidHandle: 1
+    case .wrongInterface: 2
+    case .blockTooLarge: 3
+    case .badBlock: 4
+    case .nullReference: 5
+    case .outOfResources: 6
+    case .serverUnavailable: 7
+    case .unknown(let value): value
+    }
+  }
+
   /// The result word of a call, or the call's error.
   @inline(__always)
   public static func check(_ result: UInt64) throws(CallError) -> UInt32 {

@@ -116,11 +116,18 @@ public enum CallStubs {
   }
   /// Calls that may be nested in one call chain.
   public static let chainCapacity: UInt32 = 64
-  /// Status words returned in EDX (and by acquire/release in EAX).
+  /// Status words returned in EDX (and by acquire/release in EAX); ServerRuntime's
+  /// CallError names them for servers.
   /// The handle is not a live entry of the caller's table.
   public static let statusInvalidHandle: UInt32 = 1
   /// The selector names a method of another interface.
   public static let statusWrongInterface: UInt32 = 2
+  /// A block exceeds its declared maximum (or `filled` exceeds the block).
+  public static let statusBlockTooLarge: UInt32 = 3
+  /// A block's memory is not the caller's to pass.
+  public static let statusBadBlock: UInt32 = 4
+  /// A method declared to return a reference returned none.
+  public static let statusNullReference: UInt32 = 5
   /// The call chain or a table is full.
   public static let statusOutOfResources: UInt32 = 6
   /// The callee's server has failed (it faulted and was stopped).

@@ -191,8 +191,9 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
     }
     #expect(output.contains("@@PROBE secret kind=6 result=fault secret-seen=false"))
     // Faults: wild write, division by zero, overflow trap, endless loop, kernel read,
-    // write to read-only memory, jump into the kernel; three rounds, restarted each time.
-    for kind in [1, 2, 3, 4, 5, 12, 13] {
+    // write to read-only memory, jump into the kernel, an I/O and a privileged
+    // instruction; three rounds, restarted each time.
+    for kind in [1, 2, 3, 4, 5, 12, 13, 14, 15] {
       for round in 1...3 {
         #expect(
           output.contains(
@@ -201,8 +202,9 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
       }
     }
     #expect(output.contains("watchdog: running without a kernel call"))
+    #expect(output.contains("server Fragile stopped: General protection fault"))
     #expect(output.contains("server backtrace: Fragile <- Prober <- kernel"))
-    #expect(output.contains("system: fragile failed; restarting it (restart 22)"))
+    #expect(output.contains("system: fragile failed; restarting it (restart 28)"))
     #expect(output.contains("@@PROBE done failures=0"))
     #expect(output.contains("system: prober finished with 0 (status 0)"))
     #expect(output.contains(/(\d+) server objects created, \1 destroyed, 0 alive; 0 servers still loaded/))

@@ -121,8 +121,13 @@ arch_copy_user:             // uint32_t arch_copy_user(void *dst, const void *sr
     movl 16(%esp), %esi
     movl 20(%esp), %ecx
     cld
+    movl %ecx, %edx
+    shrl $2, %ecx
+    andl $3, %edx
 .global arch_copy_user_fault_start
 arch_copy_user_fault_start:
+    rep movsl               // four bytes a step, then the tail
+    movl %edx, %ecx
     rep movsb
 .global arch_copy_user_fault_end
 arch_copy_user_fault_end:

@@ -21,9 +21,7 @@ final class AddressSpace {
   /// Thread stacks: one slot per thread number.
   static let stacksStart: UInt32 = 0xB000_0000
   static let stackSize: UInt32 = 64 * 1024
-  /// Mapped memory objects (Memory.swift) go here.
-  static let mappingsStart: UInt32 = stacksStart + UInt32(maximumThreads) * stackSize
-  static let mappingsEnd: UInt32 = Paging.userEnd
+  static let stacksEnd: UInt32 = stacksStart + UInt32(maximumThreads) * stackSize
 
   /// The thunk page's frame and addresses, made once.
   nonisolated(unsafe) private static var thunkFrame: UInt32 = 0
@@ -37,20 +35,23 @@ final class AddressSpace {
   private let hasName: Bool
   let directory: UInt32
   private var nextRegion = regionsStart
-  private var nextMapping = mappingsStart
   /// Servers loaded in the space and not yet unloaded.
   var servers = 0
   /// Upcalls into the space in progress (threads inside it).
   var threadsInside = 0
   /// Per thread number: the user stack pointer the next upcall starts from (0: the top).
-  private var stackPointers: [UInt32]
+  /// (Raw memory rather than an array: this is read and written on every kernel call.)
+  private let stackPointers: UnsafeMutablePointer<UInt32>
 
   private init(name: KernelMessage, directory: UInt32) {
     self.name = name
     hasName = name.withBytes { !$0.isEmpty }
     self.directory = directory
-    stackPointers = [UInt32](repeating: 0, count: maximumThreads)
+    stackPointers = .allocate(capacity: maximumThreads)
+    stackPointers.initialize(repeating: 0, count: maximumThreads)
   }
+
+  deinit { stackPointers.deallocate() }
 
   /// A new space with the thunk page mapped; nil without memory.
   static func make(name: KernelMessage) -> AddressSpace? {
@@ -90,14 +91,6 @@ final class AddressSpace {
     guard size <= Self.regionsEnd - nextRegion else { return nil }
     defer { nextRegion += size + Paging.pageSize }  // a guard page between regions
     return nextRegion
-  }
-
-  /// Reserves `bytes` of the mapping range (for memory objects); nil when used up.
-  func reserveMapping(bytes: UInt32) -> UInt32? {
-    let size = (bytes + Paging.pageSize - 1) & ~(Paging.pageSize - 1)
-    guard size <= Self.mappingsEnd - nextMapping else { return nil }
-    defer { nextMapping += size + Paging.pageSize }
-    return nextMapping
   }
 
   /// Backs `[start, start+bytes)` with zeroed frames the space owns; false without memory
@@ -188,7 +181,7 @@ final class AddressSpace {
   /// Resolves a user-mode page fault the space itself serves (a thread's stack growing
   /// within its slot); false if it is not one.
   func handleStackFault(at address: UInt32) -> Bool {
-    guard address >= Self.stacksStart, address < Self.mappingsStart else { return false }
+    guard address >= Self.stacksStart, address < Self.stacksEnd else { return false }
     let slot = Self.stackSlot((address - Self.stacksStart) / Self.stackSize)
     guard address >= slot.bottom else { return false }  // the guard page: overflow
     return back(start: address & ~(Paging.pageSize - 1), bytes: Paging.pageSize)

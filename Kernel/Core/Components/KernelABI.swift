@@ -140,7 +140,7 @@ func serverPosixMemalign(
   let server = caller()
   guard
     let pointer = Machine.withInterruptsDisabled({
-      server.heap.allocate(byteCount: byteCount, alignment: alignment)
+      server.heap?.allocate(byteCount: byteCount, alignment: alignment)
     })
   else {
     Log.error("\(server.name): heap exhausted allocating \(byteCount) bytes")
@@ -156,7 +156,7 @@ func serverFree(_ pointer: UnsafeMutableRawPointer?) {
   let server = caller()
   Machine.withInterruptsDisabled {
     do throws(HeapError) {
-      try server.heap.free(pointer)
+      try server.heap?.free(pointer)
     } catch {
       panic("\(server.name): \(error.message)")
     }

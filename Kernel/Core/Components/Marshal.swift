@@ -69,24 +69,8 @@ enum KernelReferences {
   }
 }
 
-private enum Status {
-  static let invalidHandle: UInt32 = 1
-  static let wrongInterface: UInt32 = 2
-  static let blockTooLarge: UInt32 = 3
-  static let badBlock: UInt32 = 4
-  static let nullReference: UInt32 = 5
-  static let outOfResources: UInt32 = 6
-}
-
 @inline(__always)
 private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
-
-/// Calls through the table of the caller: the innermost server below the callee's
-/// record (which the gate pushed), or the kernel.
-private func withCallerTable<Result>(_ body: (inout ReferenceTable<KernelObject>) -> Result) -> Result {
-  if let server = CallChain.server(below: CallChain.depth - 1) { return body(&server.table) }
-  return body(&KernelReferences.table)
-}
 
 private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable<KernelObject>) -> Result)
   -> Result
@@ -132,6 +116,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 {
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
   let callee = information.server?.takeUnretainedValue()
+  // The caller: the innermost server below the callee's record (which the gate pushed),
+  // or the kernel (nil).
   let caller = CallChain.server(below: CallChain.depth - 1)
   let method = information.method
   var words: InlineArray<8, UInt32> = .init(repeating: 0)
@@ -154,18 +140,18 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     case .reference:
       let handle = arguments[2 + word]
       if handle != 0 {
-        guard let object = withCallerTable({ $0.object(handle) }) else {
-          status = Status.invalidHandle
+        guard let object = withTable(of: caller, { $0.object(handle) }) else {
+          status = CallStubs.statusInvalidHandle
           break
         }
         guard let expected = information.parameterInterfaces[position], object.interface.matches(expected)
         else {
-          status = Status.wrongInterface
+          status = CallStubs.statusWrongInterface
           break
         }
         let installed = withTable(of: callee) { $0.install(object) }
         guard installed != 0 else {
-          status = Status.outOfResources
+          status = CallStubs.statusOutOfResources
           break
         }
         words[word] = installed
@@ -176,15 +162,15 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       let address = arguments[2 + word]
       let size = arguments[3 + word]
       guard size <= parameter.maximumSize else {
-        status = Status.blockTooLarge
+        status = CallStubs.statusBlockTooLarge
         break
       }
       guard isBlockAccessible(caller, address, size, write: parameter.direction!.copiesOut) else {
-        status = Status.badBlock
+        status = CallStubs.statusBadBlock
         break
       }
       guard let buffer = KernelHeap.allocate(byteCount: max(Int(size), 1), alignment: 16) else {
-        status = Status.outOfResources
+        status = CallStubs.statusOutOfResources
         break
       }
       buffers[blockCount] = UInt(bitPattern: buffer)
@@ -193,7 +179,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       blockCount += 1
       if parameter.direction!.copiesIn && size > 0 {
         guard copyBlock(caller, to: buffer, from: UnsafeRawPointer(bitPattern: UInt(address))!, size) else {
-          status = Status.badBlock
+          status = CallStubs.statusBadBlock
           break
         }
       } else {
@@ -251,12 +237,12 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         let size = arguments[3 + word]
         let length = method.result == .filled && method.filledParameter == position ? value : size
         if length > size {
-          status = Status.blockTooLarge
+          status = CallStubs.statusBlockTooLarge
         } else if length > 0,
           !copyBlock(
             caller, to: UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!, from: buffer, length)
         {
-          status = Status.badBlock
+          status = CallStubs.statusBadBlock
         }
       }
       if let buffer { KernelHeap.free(UnsafeMutableRawPointer(mutating: buffer)) }
@@ -269,14 +255,14 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   // A returned reference moves from the callee's table to the caller's.
   if status == 0 && (method.result == .reference || method.result == .optionalReference) {
     if value == 0 {
-      if method.result == .reference { status = Status.nullReference }
+      if method.result == .reference { status = CallStubs.statusNullReference }
     } else if let object = withTable(of: callee, { $0.object(value) }) {
-      let moved = withCallerTable { $0.install(object) }
+      let moved = withTable(of: caller) { $0.install(object) }
       _ = withTable(of: callee) { $0.release(value) }
-      if moved == 0 { status = Status.outOfResources }
+      if moved == 0 { status = CallStubs.statusOutOfResources }
       value = moved
     } else {
-      status = Status.invalidHandle
+      status = CallStubs.statusInvalidHandle
     }
   }
 

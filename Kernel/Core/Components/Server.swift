@@ -35,9 +35,8 @@ final class Server: ReferenceOwner {
   var failureHandled = false
   /// Upcalls into the server in progress.
   var threadsInside = 0
-  /// The composition's name for the instance, and whether the composition restarts it.
+  /// The composition's name for the instance.
   var instanceName = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
-  var supervised = false
   /// A user-mode server's heap: its range and the end backed so far.
   private(set) var userHeapStart: UInt32 = 0
   private var userHeapEnd: UInt32 = 0
@@ -45,8 +44,10 @@ final class Server: ReferenceOwner {
   /// Bytes of address range a user-mode server's heap may grow to.
   static let userHeapSize: UInt32 = 8 << 20
   var table: ReferenceTable<KernelObject>
-  var heap: HeapAllocator<PagedRegionBacking>
-  private let heapSlot: Int
+  /// A kernel-mode server's heap, which the kernel runs for it in a slot of the server heap
+  /// range (nil in user mode: the server runs its own heap, see userHeapStart).
+  var heap: HeapAllocator<PagedRegionBacking>?
+  private let heapSlot: Int?
   private let image: UnsafeMutableRawPointer
   private let code: UnsafeMutableRawPointer
   private let codeSize: Int
@@ -73,7 +74,7 @@ final class Server: ReferenceOwner {
   }
 
   private init(
-    name: KernelMessage, file: ServerFile, heapSlot: Int, image: UnsafeMutableRawPointer,
+    name: KernelMessage, file: ServerFile, heapSlot: Int?, image: UnsafeMutableRawPointer,
     code: UnsafeMutableRawPointer, codeSize: Int, space: AddressSpace?
   ) {
     self.codeSize = codeSize
@@ -81,9 +82,11 @@ final class Server: ReferenceOwner {
     self.file = file
     self.space = space
     self.heapSlot = heapSlot
-    let heapStart = UInt(Paging.serverHeapStart) + UInt(heapSlot) * UInt(Self.heapSlotSize)
-    heap = HeapAllocator(
-      start: heapStart, backing: PagedRegionBacking(end: heapStart + UInt(Self.heapSlotSize)))
+    heap = heapSlot.map { slot in
+      let heapStart = UInt(Paging.serverHeapStart) + UInt(slot) * UInt(Self.heapSlotSize)
+      return HeapAllocator(
+        start: heapStart, backing: PagedRegionBacking(end: heapStart + UInt(Self.heapSlotSize)))
+    }
     self.image = image
     self.code = code
     lock = .allocate(capacity: 2)
@@ -104,9 +107,13 @@ final class Server: ReferenceOwner {
     do throws(ServerFileError) {
       file = try ServerFile(bytes: bytes)
     } catch { return .failure(.file(error)) }
-    var slot = 0
-    while slot < heapSlotCount && heapSlots & (1 << UInt32(slot)) != 0 { slot += 1 }
-    guard slot < heapSlotCount else { return .failure(.noHeapSlot) }
+    var slot: Int? = nil
+    if space == nil {
+      var free = 0
+      while free < heapSlotCount && heapSlots & (1 << UInt32(free)) != 0 { free += 1 }
+      guard free < heapSlotCount else { return .failure(.noHeapSlot) }
+      slot = free
+    }
 
     // Code: gate, acquire, release, then a vector and an entry per exported method.
     var methods = 0
@@ -137,7 +144,7 @@ final class Server: ReferenceOwner {
       image.initializeMemory(as: UInt8.self, repeating: 0, count: Int(file.imageSize))
       imageAddress = UInt32(UInt(bitPattern: image))
     }
-    heapSlots |= 1 << UInt32(slot)
+    if let slot { heapSlots |= 1 << UInt32(slot) }
     let image = UnsafeMutableRawPointer(bitPattern: UInt(imageAddress))!
     let server = Server(
       name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code,
@@ -273,7 +280,7 @@ final class Server: ReferenceOwner {
 
   /// Bytes of heap the server has (mapped pages).
   var heapBytes: Int {
-    space == nil ? heap.statistics.regionBytes : Int(userHeapEnd - userHeapStart)
+    heap?.statistics.regionBytes ?? Int(userHeapEnd - userHeapStart)
   }
 
   /// Unloads the server: releases its references, destroys its objects, frees its memory.
@@ -289,8 +296,8 @@ final class Server: ReferenceOwner {
   }
 
   private func release() {
-    heap.releaseAll()
-    Self.heapSlots &= ~(1 << UInt32(heapSlot))
+    heap?.releaseAll()
+    if let heapSlot { Self.heapSlots &= ~(1 << UInt32(heapSlot)) }
     for information in marshalInformation { information.deallocate() }
     marshalInformation = []
     table.deallocate()

@@ -164,7 +164,7 @@ enum SystemLoader {
     case .failure(.file(let error)):
       report(line, "\(text: name): server file \(text: file) rejected: \(error.message)")
     case .failure(.noHeapSlot):
-      report(line, "\(text: name): no heap slot left (at most \(Server.heapSlotCount) servers)")
+      report(line, "\(text: name): no heap slot left (at most \(Server.heapSlotCount) kernel-mode servers)")
     case .failure(.outOfMemory): report(line, "\(text: name): out of memory loading \(text: file)")
     case .success(let server):
       server.instanceName = name
@@ -291,7 +291,6 @@ enum SystemLoader {
     _ = current.server.table.release(handle)
     instances.append(Instance(name: current.name, server: current.server, handle: kernelHandle))
     if current.restart {
-      current.server.supervised = true
       supervised.append(
         Supervised(
           name: current.name, file: current.file, placement: current.placement,
@@ -324,7 +323,6 @@ enum SystemLoader {
       fresh.unload()
       return
     }
-    fresh.supervised = true
     fresh.instanceName = entry.name
     let old = entry.mainHandle
     entry.mainHandle = KernelReferences.table.install(main)
@@ -338,7 +336,7 @@ enum SystemLoader {
   /// A new handle, in the running server's table, to the current main object of the
   /// supervised instance whose failed main object `object` is; 0 if there is none.
   static func rebind(_ object: KernelObject) -> UInt32 {
-    guard let owner = object.owner, owner.failed, owner.supervised,
+    guard let owner = object.owner, owner.failed,
       let entry = supervised.first(where: { entry in
         equal(UnsafeRawBufferPointer(entry.name), UnsafeRawBufferPointer(owner.instanceName))
       }), !entry.server.failed, let main = KernelReferences.table.object(entry.mainHandle),

@@ -71,6 +71,8 @@ enum UserCalls {
     space.threadsInside -= 1
     space.releaseStack(restore: restore, thread: thread)
     Paging.activate(previous)
+    // The supervisor deals with a failed server once no thread is inside it; this may
+    // have been the last one.
     if server.failed { Supervisor.wake() }
     return result
   }
