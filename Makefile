@@ -31,6 +31,7 @@ ASM_FLAGS := -target $(TARGET) -c -g
 ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
 KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine Supervision \
+  Memory MemoryService Pager \
   InterruptHandler SystemInfo Timers
 KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
   $(wildcard Kernel/Core/Threads/*.swift) \

@@ -60,6 +60,11 @@ enum PhysicalMemory {
     Machine.withInterruptsDisabled { allocator!.allocate().map { UInt32($0) } }
   }
 
+  /// Allocates `count` physically contiguous frames; the first one's address, or nil.
+  static func allocateContiguous(count: Int) -> UInt32? {
+    Machine.withInterruptsDisabled { allocator!.allocateContiguous(count: count).map { UInt32($0) } }
+  }
+
   /// Allocates a frame filled with zeros.
   static func allocateZeroedFrame() -> UInt32? {
     guard let frame = allocateFrame() else { return nil }

@@ -22,5 +22,6 @@ public enum KernelServiceCatalog {
     KernelService(name: "system", interface: "SystemInfo"),
     KernelService(name: "timers", interface: "Timers"),
     KernelService(name: "supervision", interface: "Supervision"),
+    KernelService(name: "memory", interface: "MemoryService"),
   ]
 }

@@ -32,10 +32,11 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
 }
 
 @Suite struct ComponentSystemTests {
-  @Test(arguments: ["systems/default.system", "systems/isolated.system"])
+  @Test(arguments: ["systems/default.system", "systems/isolated.system", "systems/tests/shared-space.system"])
   func fileSystemDemoRunsAndEverythingIsReleased(composition: String) throws {
     let result = try bootComposition(
-      composition, test: "fileSystemDemoRunsAndEverythingIsReleased", until: "Tessera shell: type help")
+      composition, test: "fileSystemDemoRunsAndEverythingIsReleased",
+      until: composition.contains("shared") ? "idling" : "Tessera shell: type help")
     let output = result.output
     #expect(
       output.contains("FileClient: fs-demo: created /docs/paper.txt (1500 bytes), /src/main.swift, /README"))
@@ -58,7 +59,18 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(Int(objects.1)! >= 10 && objects.1 == objects.2, "objects: \(objects.0)")
     expectHeapBackToBase(output, composition: composition)
     if composition.contains("isolated") {
-      #expect(output.contains("loaded SimpleFS from SimpleFS.srv as fs in user mode"))
+      #expect(
+        output.contains("loaded SimpleFS from SimpleFS.srv as fs in user mode: image 44 KiB at 0x40100000"))
+    }
+    if composition.contains("shared") {
+      // One space: the second server's image follows the first one's region.
+      #expect(
+        output.contains(/loaded RamDisk .* in user mode \(space storage\): image \d+ KiB at 0x40100000/))
+      #expect(
+        output.contains(
+          /loaded SimpleFS .* in user mode \(space storage\): image \d+ KiB at 0x40[2-9a-f][0-9a-f]{5}/),
+        "\(result.tail(30))")
+      #expect(output.contains(/loaded FileClient .* in user mode: image \d+ KiB at 0x40100000/))
     }
   }
 
@@ -73,7 +85,7 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(result.output.contains("FileClient: fs-demo: PASS"))
     #expect(
       result.output.contains(
-        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers, supervision)"
+        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers, supervision, memory)"
       ))
     expectHeapBackToBase(result.output, composition: "systems/tests/mismatch.system")
     #expect(result.output.contains("system: composition done, 4 errors"))
@@ -209,6 +221,36 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(output.contains("system: prober finished with 0 (status 0)"))
     #expect(output.contains(/(\d+) server objects created, \1 destroyed, 0 alive; 0 servers still loaded/))
     expectHeapBackToBase(output, composition: "systems/tests/containment.system")
+    // 28 restarts each load a fresh address space; a frame lost per restart would show.
+    // (A first group keeps a few frames of kernel-heap slack and page tables: under 8.)
+    let frames = try #require(output.firstMatch(of: /system: (\d+) frames free, (\d+) before/))
+    #expect(Int(frames.2)! - Int(frames.1)! < 8, "frames: \(frames.0)")
+  }
+
+  @Test func memoryReferencesPagersOnDemandAndCopyOnWrite() throws {
+    let result = try bootComposition(
+      "systems/tests/paging.system", test: "memoryReferencesPagersOnDemandAndCopyOnWrite",
+      countInstructions: true)
+    let output = result.output
+    // 64 pages mapped; two reads allocate two pages, a write to one of them none, a write
+    // to a third page one: allocated only when touched.
+    #expect(
+      output.contains(
+        "@@PAGING zero mapped=64 before=0 after-2-reads=2 after-2-writes=3 zeroes=true written-back=true"),
+      "\(result.tail(20))")
+    // Eight template pages all read: no copies; three writes to two pages: two copies.
+    #expect(
+      output.contains(
+        "@@PAGING cow pages=8 template-read=true copies-after-reads=0 copies-after-writes=2 writes-kept=true rest-unchanged=true"
+      ))
+    #expect(
+      output.contains(
+        "@@PAGING shared size=12288 physical-aligned=true seen-through-second-mapping=true alive-while-mapped=true pages-taken=3 pages-returned=3"
+      ))
+    #expect(output.contains("@@PAGING done failures=0"))
+    #expect(!output.contains("@@PAGING FAIL"))
+    #expect(output.contains(/(\d+) server objects created, \1 destroyed, 0 alive; 0 servers still loaded/))
+    expectHeapBackToBase(output, composition: "systems/tests/paging.system")
   }
 
   @Test func aFloodOfInputDoesNotLoseTheSystem() throws {

@@ -30,6 +30,10 @@ enum Exceptions {
     let vector = frame.pointee.vector
     if vector == pageFault {
       if servedStackFault(at: cpu_cr2()) { return }
+      // A pager region's page touched in user mode (error code bit 1: a write).
+      if fromUser && MemoryObjects.serveFault(at: cpu_cr2(), write: frame.pointee.error_code & 2 != 0) {
+        return
+      }
       let eip = frame.pointee.eip
       if !fromUser, eip >= arch_copy_user_fault_start_address(), eip < arch_copy_user_fault_end_address() {
         frame.pointee.eip = arch_copy_user_fixup_address()

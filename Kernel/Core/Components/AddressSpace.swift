@@ -53,18 +53,21 @@ final class AddressSpace {
 
   deinit { stackPointers.deallocate() }
 
+  /// Writes the thunk page (once, before any composition is loaded: it lives for good).
+  static func makeThunkPage() {
+    guard thunkFrame == 0 else { return }
+    guard let frame = PhysicalMemory.allocateZeroedFrame() else { panic("no memory for the user thunk page") }
+    var writer = CodeBuffer(
+      memory: UnsafeMutableRawBufferPointer(
+        start: UnsafeMutableRawPointer(bitPattern: UInt(frame)), count: Int(Paging.pageSize)),
+      base: thunkPage)
+    thunks = CallStubs.writeUserThunks(into: &writer)
+    thunkFrame = frame
+  }
+
   /// A new space with the thunk page mapped; nil without memory.
   static func make(name: KernelMessage) -> AddressSpace? {
     Machine.withInterruptsDisabled {
-      if thunkFrame == 0 {
-        guard let frame = PhysicalMemory.allocateZeroedFrame() else { return nil }
-        var writer = CodeBuffer(
-          memory: UnsafeMutableRawBufferPointer(
-            start: UnsafeMutableRawPointer(bitPattern: UInt(frame)), count: Int(Paging.pageSize)),
-          base: thunkPage)
-        thunks = CallStubs.writeUserThunks(into: &writer)
-        thunkFrame = frame
-      }
       guard let directory = Paging.makeDirectory() else { return nil }
       guard Paging.map(in: directory, virtual: thunkPage, physical: thunkFrame, flags: Paging.user) else {
         Paging.freeDirectory(directory)

@@ -178,6 +178,11 @@ enum KernelServices {
       return makeObject(
         interface: timersDescriptor, dispatch: timersDispatchAddresses(), box: TimersBox(TimerService()))
     }
+    if equals(bytes, "memory") {
+      return makeObject(
+        interface: memoryServiceDescriptor, dispatch: memoryServiceDispatchAddresses(),
+        box: MemoryServiceBox(KernelMemoryService()))
+    }
     if equals(bytes, "supervision") {
       return makeObject(
         interface: supervisionDescriptor, dispatch: supervisionDispatchAddresses(),
@@ -190,6 +195,7 @@ enum KernelServices {
   /// live for good, so a heap measurement after this sees only what a system uses).
   static func createAll() {
     _ = kernelInterface(semaphoreDescriptor, dispatch: semaphoreDispatchAddresses())
+    _ = kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses())
     for service in KernelServiceCatalog.services {
       let name = service.name
       guard
@@ -229,7 +235,7 @@ enum KernelServices {
   }
 
   /// The kernel's copy of `descriptor` and its method vector, made on first use.
-  private static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (
+  static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (
     interface: InterfaceDescriptor, vector: UInt32
   ) {
     let found = descriptor.withUnsafeBytes { bytes in vectors.first { equal($0.interface.bytes, bytes) } }

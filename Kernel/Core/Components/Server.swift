@@ -35,6 +35,8 @@ final class Server: ReferenceOwner {
   var failureHandled = false
   /// Upcalls into the server in progress.
   var threadsInside = 0
+  /// Memory the server has mapped (MemoryObjects.swift).
+  var mappings: [Mapping] = []
   /// The composition's name for the instance.
   var instanceName = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
   /// A user-mode server's heap: its range and the end backed so far.
@@ -220,6 +222,9 @@ final class Server: ReferenceOwner {
     }
   }
 
+  /// Where the image starts (in the kernel, or in the server's user address space).
+  var imageAddress: UInt32 { UInt32(UInt(bitPattern: image)) }
+
   /// `(offset, isGeneratedCode)` if `address` lies in this server's image or in the code
   /// the kernel generated for it.
   func locate(_ address: UInt32) -> (offset: UInt32, generated: Bool)? {
@@ -289,6 +294,8 @@ final class Server: ReferenceOwner {
     isLoaded = false
     inboundReferences += 1  // keep self-releases below from re-entering unload
     table.releaseAll()
+    for mapping in mappings { MemoryObjects.remove(mapping, of: self) }
+    mappings = []
     inboundReferences -= 1
     if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
     Log.info("unloaded \(name): heap of \(heapBytes / 1024) KiB returned")

@@ -61,6 +61,7 @@ enum SystemLoader {
     _ = CallChain.layout
     _ = KernelReferences.gate
     KernelServices.createAll()
+    AddressSpace.makeThunkPage()
     startGroup()
     Log.info("system: loading composition \(text: moduleName)")
     for (line, statement) in Composition(text: text.bindMemory(to: UInt8.self)) {
@@ -87,11 +88,13 @@ enum SystemLoader {
   }
 
   nonisolated(unsafe) private static var groupHeapBase = 0
+  nonisolated(unsafe) private static var groupFreeFrames = 0
   nonisolated(unsafe) private static var groupCreated = 0
   nonisolated(unsafe) private static var groupDestroyed = 0
 
   private static func startGroup() {
     groupHeapBase = KernelHeap.statistics.bytesInUse
+    groupFreeFrames = PhysicalMemory.statistics.freeFrames
     groupCreated = KernelObject.created
     groupDestroyed = KernelObject.destroyed
   }
@@ -108,6 +111,9 @@ enum SystemLoader {
     let verdict: StaticString = heap == groupHeapBase ? "back to its base" : "NOT back to its base"
     Log.info(
       "system: kernel heap \(verdict): \(heap) bytes in use, \(groupHeapBase) before; \(errors) errors")
+    // Frames: the kernel heap's own pages come and go with its slack, so this is a report,
+    // not a verdict; server images, heaps, stacks, page tables and memory objects are in it.
+    Log.info("system: \(PhysicalMemory.statistics.freeFrames) frames free, \(groupFreeFrames) before")
     startGroup()
   }
 
@@ -168,9 +174,10 @@ enum SystemLoader {
     case .failure(.outOfMemory): report(line, "\(text: name): out of memory loading \(text: file)")
     case .success(let server):
       server.instanceName = name
-      let mode: StaticString = space == nil ? "kernel mode" : "user mode"
+      var mode: KernelMessage = space == nil ? "kernel mode" : "user mode"
+      if case .sharedUser(let spaceName) = placement { mode.append(message: " (space \(text: spaceName))") }
       Log.info(
-        "loaded \(server.name) from \(text: file) as \(text: name) in \(mode): image \(server.file.imageSize / 1024) KiB, \(server.file.manifest.slotCount) slots"
+        "loaded \(server.name) from \(text: file) as \(text: name) in \(mode): image \(server.file.imageSize / 1024) KiB at \(hex: server.imageAddress, width: 8), \(server.file.manifest.slotCount) slots"
       )
       pending = Pending(
         name: name, file: file, placement: placement, restart: restart, server: server, line: line,

@@ -1,0 +1,208 @@
+// MemoryObjects: memory as references (the kernel's Memory objects and its MemoryService,
+// `kernel.memory`), the mappings servers make of them, and page faults served by pagers.
+//
+// Contract: a Memory object is a run of physically contiguous zeroed frames (contiguous
+// so drivers can hand its physical address to a device), freed when the last reference
+// to it goes. A mapping holds its own reference (in the kernel's table) to what it maps,
+// so memory stays alive while mapped, and is removed by `unmap` or when its server
+// unloads. In a user-mode server a mapping is a fresh range of its address space; in a
+// kernel-mode server it is the memory's direct-map address. A pager region (user mode
+// only) starts empty: the first touch of a page faults, the kernel calls the region's
+// Pager with the page's offset and whether it was a write, and maps the first page of
+// the Memory it answers with (writable only for a write) and resumes the access; a pager
+// that answers nothing, or with something that is not kernel memory, makes the access a
+// fault of the server (contained as any other). The kernel itself never touches a pager
+// region: a block passed from one that is not mapped yet is refused (badBlock).
+
+import CPU
+import KernelCore
+
+/// A run of frames handed out as a Memory reference.
+final class MemoryObject: MemoryImplementation {
+  /// Physical (and direct-map) address of the first frame.
+  let base: UInt32
+  let pages: Int
+
+  /// Largest object: 4 MiB.
+  static let maximumPages = 1024
+
+  private init(base: UInt32, pages: Int) {
+    self.base = base
+    self.pages = pages
+  }
+
+  /// New zeroed memory of `pages` frames, or nil.
+  static func make(pages: Int) -> MemoryObject? {
+    guard pages > 0, pages <= maximumPages, let base = PhysicalMemory.allocateContiguous(count: pages) else {
+      return nil
+    }
+    UnsafeMutableRawPointer(bitPattern: UInt(base))!.initializeMemory(
+      as: UInt8.self, repeating: 0, count: pages * Int(Paging.pageSize))
+    return MemoryObject(base: base, pages: pages)
+  }
+
+  deinit {
+    for page in 0..<pages { PhysicalMemory.freeFrame(base + UInt32(page) * Paging.pageSize) }
+  }
+
+  func size() -> UInt { UInt(pages) * UInt(Paging.pageSize) }
+  func physicalAddress() -> UInt { UInt(base) }
+}
+
+/// A range of a server's address space showing memory objects.
+struct Mapping {
+  var address: UInt32
+  var pages: Int
+  /// Kernel-table handle of the mapped Memory (0 for a pager region).
+  var memory: UInt32
+  /// Kernel-table handle of the region's Pager (0 for plain memory).
+  var pager: UInt32
+  /// Pager regions: per page, the kernel-table handle of the Memory mapped there (0: none).
+  var pageMemory: UnsafeMutablePointer<UInt32>?
+}
+
+enum MemoryObjects {
+  /// `(base, pages)` of `object` if it is one of the kernel's Memory objects (a server's
+  /// object implementing Memory could claim any address, so it is refused).
+  static func frames(of object: KernelObject) -> (base: UInt32, pages: Int)? {
+    guard object.owner == nil,
+      object.methods
+        == KernelServices.kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses()).vector
+    else { return nil }
+    let box = Unmanaged<MemoryBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(object.context))!)
+      .takeUnretainedValue()
+    let memory = box.object
+    return (UInt32(memory.physicalAddress()), Int(memory.size() / UInt(Paging.pageSize)))
+  }
+
+  /// Serves a user-mode page fault at `address` in a pager region of the running server;
+  /// false if it is not in one or the pager gave no memory (interrupts disabled on entry
+  /// and exit; enabled while the pager runs).
+  static func serveFault(at address: UInt32, write: Bool) -> Bool {
+    guard let server = CallChain.currentServer, let space = server.space,
+      let index = server.mappings.firstIndex(where: { mapping in
+        mapping.pager != 0 && address >= mapping.address
+          && address - mapping.address < UInt32(mapping.pages) * Paging.pageSize
+      })
+    else { return false }
+    let mapping = server.mappings[index]
+    let page = (address - mapping.address) / Paging.pageSize
+    var words: InlineArray<2, UInt32> = [page * Paging.pageSize, write ? 1 : 0]
+    cpu_enable_interrupts()
+    let result = words.withMutableBuffer { buffer in
+      KernelReferences.call(mapping.pager, method: 0, words: UnsafeBufferPointer(buffer))
+    }
+    cpu_disable_interrupts()
+    // The answer lands in the table of the server that faulted (the pager's caller);
+    // the mapping keeps it in the kernel's table instead.
+    let handle = UInt32(truncatingIfNeeded: result)
+    guard result >> 32 == 0, handle != 0, let object = server.table.object(handle) else {
+      Log.error("\(server.name): the pager gave no memory for offset \(hex: page * Paging.pageSize)")
+      return false
+    }
+    let kept = KernelReferences.table.install(object)
+    _ = server.table.release(handle)
+    guard kept != 0, let frames = frames(of: object) else {
+      if kept != 0 { _ = KernelReferences.table.release(kept) }
+      Log.error("\(server.name): the pager answered with something that is not kernel memory")
+      return false
+    }
+    let virtual = mapping.address + page * Paging.pageSize
+    guard
+      Paging.map(
+        in: space.directory, virtual: virtual, physical: frames.base,
+        flags: Paging.user | (write ? Paging.writable : 0))
+    else {
+      _ = KernelReferences.table.release(kept)
+      return false
+    }
+    let previous = mapping.pageMemory![Int(page)]
+    mapping.pageMemory![Int(page)] = kept
+    if previous != 0 { _ = KernelReferences.table.release(previous) }
+    return true
+  }
+
+  /// Removes `mapping` of `server`: unmaps it and drops the references it held.
+  static func remove(_ mapping: Mapping, of server: Server) {
+    Machine.withInterruptsDisabled {
+      if let space = server.space {
+        space.unback(start: mapping.address, end: mapping.address + UInt32(mapping.pages) * Paging.pageSize)
+      }
+      if mapping.memory != 0 { _ = KernelReferences.table.release(mapping.memory) }
+      if mapping.pager != 0 { _ = KernelReferences.table.release(mapping.pager) }
+      if let pageMemory = mapping.pageMemory {
+        for page in 0..<mapping.pages where pageMemory[page] != 0 {
+          _ = KernelReferences.table.release(pageMemory[page])
+        }
+        pageMemory.deallocate()
+      }
+    }
+  }
+}
+
+/// The kernel's MemoryService (`kernel.memory`); it acts for the server that calls it.
+final class KernelMemoryService: MemoryServiceImplementation {
+  func allocate(bytes: UInt) -> Memory? {
+    let pages = (Int(bytes) + Int(Paging.pageSize) - 1) / Int(Paging.pageSize)
+    guard let memory = MemoryObject.make(pages: pages) else { return nil }
+    let object = KernelServices.makeObject(
+      interface: memoryDescriptor, dispatch: memoryDispatchAddresses(), box: MemoryBox(memory))
+    // The result moves from the kernel's table to the caller's (see Marshal).
+    let handle = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    return handle == 0 ? nil : Memory(handle: handle)
+  }
+
+  func map(memory: Memory, writable: UInt) -> UInt {
+    // `memory` is lent to the kernel's table for this call.
+    guard let object = KernelReferences.table.object(memory.handle),
+      let frames = MemoryObjects.frames(of: object), let server = CallChain.currentServer
+    else { return 0 }
+    let address: UInt32
+    if let space = server.space {
+      guard let start = space.reserve(bytes: UInt32(frames.pages) * Paging.pageSize) else { return 0 }
+      let flags = Paging.user | (writable == 1 ? Paging.writable : 0)
+      for page in 0..<UInt32(frames.pages) {
+        guard
+          Paging.map(
+            in: space.directory, virtual: start + page * Paging.pageSize,
+            physical: frames.base + page * Paging.pageSize, flags: flags)
+        else {
+          space.unback(start: start, end: start + page * Paging.pageSize)
+          return 0
+        }
+      }
+      address = start
+    } else {
+      address = frames.base  // the direct map: kernel-mode servers reach it there
+    }
+    let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    server.mappings.append(
+      Mapping(address: address, pages: frames.pages, memory: kept, pager: 0, pageMemory: nil))
+    return UInt(address)
+  }
+
+  func mapPager(pager: Pager, bytes: UInt) -> UInt {
+    let pages = (Int(bytes) + Int(Paging.pageSize) - 1) / Int(Paging.pageSize)
+    guard let object = KernelReferences.table.object(pager.handle), let server = CallChain.currentServer,
+      let space = server.space, pages > 0, pages <= MemoryObject.maximumPages,
+      let start = space.reserve(bytes: UInt32(pages) * Paging.pageSize)
+    else { return 0 }
+    let pageMemory = UnsafeMutablePointer<UInt32>.allocate(capacity: pages)
+    pageMemory.initialize(repeating: 0, count: pages)
+    let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    server.mappings.append(
+      Mapping(address: start, pages: pages, memory: 0, pager: kept, pageMemory: pageMemory))
+    return UInt(start)
+  }
+
+  func unmap(address: UInt) -> UInt {
+    guard let server = CallChain.currentServer,
+      let index = server.mappings.firstIndex(where: { $0.address == UInt32(address) })
+    else { return 0 }
+    let mapping = server.mappings.remove(at: index)
+    MemoryObjects.remove(mapping, of: server)
+    return 1
+  }
+
+  func freePages() -> UInt { UInt(PhysicalMemory.statistics.freeFrames) }
+}
