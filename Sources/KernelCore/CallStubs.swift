@@ -135,8 +135,9 @@ public enum CallStubs {
   /// Upper bounds of the sizes, for allocating code memory (host tests check them).
   /// Bytes at most: A table's gate.
   public static let gateSize = 160
-  /// Bytes at most: one method entry (a lock stub, the largest, or a marshaling stub).
-  public static let methodEntrySize = 192
+  /// Bytes at most: one method entry (an upcall stub, the largest, a lock stub or a
+  /// marshaling stub).
+  public static let methodEntrySize = 384
   /// Bytes at most: A table's acquire code.
   public static let acquireSize = 48
   /// Bytes at most: A table's release code.
@@ -161,7 +162,7 @@ public enum CallStubs {
 
   /// Writes the pop of the innermost call-chain record and the return to the caller's
   /// address it holds.
-  private static func popRecordAndReturn(_ code: inout CodeBuffer, chain: CallChainLayout) {
+  static func popRecordAndReturn(_ code: inout CodeBuffer, chain: CallChainLayout) {
     recordIndexInECX(&code, chain: chain)
     code.emit(0x89, 0x0D)
     code.emit32(chain.depth)  // mov [depth], ecx
@@ -322,6 +323,14 @@ public enum CallStubs {
     into code: inout CodeBuffer, chain: CallChainLayout, information: UInt32, marshal: UInt32
   ) {
     code.emit(0x83, 0xC4, 0x04)  // add esp, 4               drop the gate's return address
+    writeMarshalStubBody(into: &code, chain: chain, information: information, marshal: marshal)
+  }
+
+  /// A marshaling stub after dropping the gate's return address (the stack holds the
+  /// context, the selector and the words).
+  static func writeMarshalStubBody(
+    into code: inout CodeBuffer, chain: CallChainLayout, information: UInt32, marshal: UInt32
+  ) {
     code.emit(0x89, 0xE2)  // mov edx, esp             the arguments: context, selector, words
     code.emit(0x55)  // push ebp
     code.emit(0x89, 0xE5)  // mov ebp, esp

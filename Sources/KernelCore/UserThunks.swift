@@ -103,3 +103,194 @@ extension CallStubs {
     return addresses
   }
 }
+
+/// Word offsets of a server's kernel words (one small allocation per server whose address
+/// generated code has baked in): its lock and what the user-mode call paths read.
+public enum ServerWords {
+  /// The lock word (CallStubs.writeLockStub).
+  public static let lock = 0
+  /// The Server object (for the kernel's lock code).
+  public static let server = 1
+  /// Nonzero once the server has failed.
+  public static let failed = 2
+  /// Upcalls into the server in progress.
+  public static let threadsInside = 3
+  /// The address of the server's gate (its tessera_callN target).
+  public static let gate = 4
+  /// User mode: the address of its space's per-thread user stack pointers.
+  public static let stackPointers = 5
+  /// User mode: its space's page directory.
+  public static let directory = 6
+  /// User mode: the address of its space's count of threads inside.
+  public static let spaceThreadsInside = 7
+  /// Words in all.
+  public static let count = 8
+}
+
+/// What a user-mode upcall stub has baked in (see `CallStubs.writeUpcallStub`).
+public struct UpcallLayout {
+  /// The call chain (for the thread number and the record pop).
+  public var chain: CallChainLayout
+  /// The callee's server words.
+  public var serverWords: UInt32
+  /// The address of `user_mode_state` (word 3: the active directory; word 4: the words of
+  /// the user-mode server running).
+  public var state: UInt32
+  /// The user function to enter (the method's dispatch function).
+  public var dispatch: UInt32
+  /// The return trampoline's user address.
+  public var trampoline: UInt32
+  /// arch_upcall.
+  public var upcall: UInt32
+  /// The kernel function to call after an upcall into a server that has failed.
+  public var failedAfterUpcall: UInt32
+  /// User stacks: the first slot's address (the lowest page of a slot is its guard).
+  public var stacksStart: UInt32
+  /// log2 of a user stack slot's size.
+  public var stackShift: UInt8
+  /// Call words of the method (after the context and the selector).
+  public var words: Int
+
+  /// A layout.
+  public init(
+    chain: CallChainLayout, serverWords: UInt32, state: UInt32, dispatch: UInt32, trampoline: UInt32,
+    upcall: UInt32, failedAfterUpcall: UInt32, stacksStart: UInt32, stackShift: UInt8, words: Int
+  ) {
+    self.chain = chain
+    self.serverWords = serverWords
+    self.state = state
+    self.dispatch = dispatch
+    self.trampoline = trampoline
+    self.upcall = upcall
+    self.failedAfterUpcall = failedAfterUpcall
+    self.stacksStart = stacksStart
+    self.stackShift = stackShift
+    self.words = words
+  }
+}
+
+extension CallStubs {
+  /// Writes the method entry of a words-only method of a thread-safe user-mode server:
+  /// the whole upcall in generated code. Entered from a gate (record pushed), it claims
+  /// a frame below the thread's current user stack pointer in the callee's space,
+  /// switches CR3, writes the return trampoline, context, selector and words there,
+  /// counts the thread in, enters the function through `upcall` (arch_upcall), undoes it
+  /// all and returns to the gate's caller with arch_upcall's status. A failed server, or
+  /// a stack that would overflow, takes the general path: `slow` (user_call_words with
+  /// `information`, like a marshaling stub).
+  public static func writeUpcallStub(
+    into code: inout CodeBuffer, layout: UpcallLayout, information: UInt32, slow: UInt32
+  ) {
+    let words = layout.serverWords
+    let failed = words + UInt32(4 * ServerWords.failed)
+    let inside = words + UInt32(4 * ServerWords.threadsInside)
+    let activeDirectory = layout.state + 12
+    let runningServer = layout.state + 16
+    let frameBytes = UInt32(4 + 4 * (layout.words + 2) + 15) & ~15
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4                 drop the gate's return address
+    code.emit(0x83, 0x3D)
+    code.emit32(failed)
+    code.emit(0x00)  // cmp dword [failed], 0
+    code.emit(0x0F, 0x85)
+    let toSlow = code.count
+    code.emit32(0)  // jne slow
+    code.emit(0x53, 0x56, 0x57, 0x55)  // push ebx, esi, edi, ebp
+    code.emit(0x89, 0xE6)  // mov esi, esp               context at [esi+16]
+    code.emit(0x8B, 0x3D)
+    code.emit32(layout.chain.threadNumber)  // mov edi, [thread]
+    code.emit(0x8B, 0x2D)
+    code.emit32(words + UInt32(4 * ServerWords.stackPointers))  // mov ebp, [stack pointers]
+    code.emit(0x8D, 0x6C, 0xBD, 0x00)  // lea ebp, [ebp+edi*4+0]   this thread's slot
+    code.emit(0x8B, 0x45, 0x00)  // mov eax, [ebp]
+    code.emit(0x85, 0xC0)  // test eax, eax
+    code.emit(0x75, 0x0A)  // jnz have (+10)
+    code.emit(0x89, 0xF8)  // mov eax, edi
+    code.emit(0xC1, 0xE0, layout.stackShift)  // shl eax, shift
+    code.emit(0x05)
+    code.emit32(layout.stacksStart &+ (1 << UInt32(layout.stackShift)))  // add eax, top of slot 0
+    code.emit(0x2D)
+    code.emit32(frameBytes)  // have: sub eax, frame
+    code.emit(0x89, 0xF9)  // mov ecx, edi
+    code.emit(0xC1, 0xE1, layout.stackShift)  // shl ecx, shift
+    code.emit(0x81, 0xC1)
+    code.emit32(layout.stacksStart &+ 4096 &+ 64)  // add ecx, lowest usable + slack
+    code.emit(0x39, 0xC8)  // cmp eax, ecx
+    code.emit(0x0F, 0x82)
+    let toOverflow = code.count
+    code.emit32(0)  // jb overflow
+    code.emit(0xFF, 0x75, 0x00)  // push dword [ebp]          the slot's value, restored after
+    code.emit(0x55)  // push ebp
+    code.emit(0x89, 0x45, 0x00)  // mov [ebp], eax            nested upcalls start below
+    code.emit(0x8B, 0x15)
+    code.emit32(activeDirectory)  // mov edx, [active directory]
+    code.emit(0x52)  // push edx
+    let directory = words + UInt32(4 * ServerWords.directory)
+    code.emit(0x3B, 0x15)
+    code.emit32(directory)  // cmp edx, [directory]
+    code.emit(0x74, 0x0F)  // je same (+15)
+    code.emit(0x8B, 0x15)
+    code.emit32(directory)  // mov edx, [directory]
+    code.emit(0x89, 0x15)
+    code.emit32(activeDirectory)  // mov [active directory], edx
+    code.emit(0x0F, 0x22, 0xDA)  // mov cr3, edx
+    code.emit(0xC7, 0x00)
+    code.emit32(layout.trampoline)  // same: mov dword [eax], trampoline
+    for word in 0..<(layout.words + 2) {
+      code.emit(0x8B, 0x4E, UInt8(16 + 4 * word))  // mov ecx, [esi+16+4k]
+      code.emit(0x89, 0x48, UInt8(4 + 4 * word))  // mov [eax+4+4k], ecx
+    }
+    code.emit(0xFF, 0x05)
+    code.emit32(inside)  // inc dword [threads inside]
+    code.emit(0x8B, 0x0D)
+    code.emit32(words + UInt32(4 * ServerWords.spaceThreadsInside))  // mov ecx, [space's count]
+    code.emit(0xFF, 0x01)  // inc dword [ecx]
+    code.emit(0xFF, 0x35)
+    code.emit32(runningServer)  // push dword [running server]
+    code.emit(0xC7, 0x05)
+    code.emit32(runningServer)
+    code.emit32(words)  // mov dword [running server], words
+    code.emit(0x50)  // push eax                  the user stack
+    code.emit(0x68)
+    code.emit32(layout.dispatch)  // push dispatch
+    code.emit(0xE8)
+    code.emitRelative(to: layout.upcall)  // call arch_upcall          edx:eax
+    code.emit(0x83, 0xC4, 0x08)  // add esp, 8
+    code.emit(0x8F, 0x05)
+    code.emit32(runningServer)  // pop dword [running server]
+    code.emit(0xFF, 0x0D)
+    code.emit32(inside)  // dec dword [threads inside]
+    code.emit(0x8B, 0x0D)
+    code.emit32(words + UInt32(4 * ServerWords.spaceThreadsInside))  // mov ecx, [space's count]
+    code.emit(0xFF, 0x09)  // dec dword [ecx]
+    code.emit(0x59)  // pop ecx                   the caller's directory
+    code.emit(0x3B, 0x0D)
+    code.emit32(activeDirectory)  // cmp ecx, [active directory]
+    code.emit(0x74, 0x09)  // je same2 (+9)
+    code.emit(0x89, 0x0D)
+    code.emit32(activeDirectory)  // mov [active directory], ecx
+    code.emit(0x0F, 0x22, 0xD9)  // mov cr3, ecx
+    code.emit(0x59)  // same2: pop ecx            the slot
+    code.emit(0x8F, 0x01)  // pop dword [ecx]
+    code.emit(0x83, 0x3D)
+    code.emit32(failed)
+    code.emit(0x00)  // cmp dword [failed], 0
+    code.emit(0x74, 0x18)  // je done (+24)
+    code.emit(0x55)  // push ebp
+    code.emit(0x89, 0xE5)  // mov ebp, esp
+    code.emit(0x83, 0xE4, 0xF0)  // and esp, -16             (a C call)
+    code.emit(0x50, 0x52)  // push eax, edx             the result
+    code.emit(0x83, 0xEC, 0x08)  // sub esp, 8
+    code.emit(0xE8)
+    code.emitRelative(to: layout.failedAfterUpcall)  // call failed-after-upcall
+    code.emit(0x83, 0xC4, 0x08)  // add esp, 8
+    code.emit(0x5A, 0x58)  // pop edx, eax
+    code.emit(0x89, 0xEC)  // mov esp, ebp
+    code.emit(0x5D)  // pop ebp
+    code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // done: pop ebp, edi, esi, ebx
+    popRecordAndReturn(&code, chain: layout.chain)
+    code.patchRelative(at: toOverflow, to: code.address)
+    code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // overflow: pop ebp, edi, esi, ebx
+    code.patchRelative(at: toSlow, to: code.address)
+    writeMarshalStubBody(into: &code, chain: layout.chain, information: information, marshal: slow)
+  }
+}

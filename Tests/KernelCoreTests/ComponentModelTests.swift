@@ -262,7 +262,7 @@ enum SampleManifest {
   }
 
   func write(_ body: (inout CodeBuffer) -> Void) -> [UInt8] {
-    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 256, alignment: 16)
+    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
     defer { memory.deallocate() }
     var buffer = CodeBuffer(memory: memory, base: 0x1000)
     body(&buffer)
@@ -325,6 +325,27 @@ enum SampleManifest {
       CallStubs.writeMarshalStub(into: &$0, chain: chain, information: 0x8000, marshal: 0x9000)
     }
     #expect(!bytes.isEmpty && bytes.count <= CallStubs.methodEntrySize)
+  }
+
+  @Test func upcallStubFitsAMethodEntryAndEntersThroughTheUpcall() throws {
+    for words in [0, 8] {
+      let layout = UpcallLayout(
+        chain: chain, serverWords: 0x4000, state: 0x5000, dispatch: 0x4010_0000, trampoline: 0x4000_0000,
+        upcall: 0x6000, failedAfterUpcall: 0x7000, stacksStart: 0xB000_0000, stackShift: 16, words: words)
+      let bytes = write {
+        CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8000, slow: 0x9000)
+      }
+      #expect(bytes.count <= CallStubs.methodEntrySize, "\(bytes.count) bytes for \(words) words")
+      let listing = try disassemble(bytes, base: 0x1000)
+      #expect(listing.first == "add esp,0x4")
+      #expect(listing.contains("cmp DWORD PTR ds:0x4008,0x0"), "the failed flag is checked")
+      #expect(listing.contains("mov cr3,edx") && listing.contains("mov cr3,ecx"))
+      #expect(listing.contains("push 0x40100000") && listing.contains("call 0x6000"))
+      #expect(listing.contains("mov DWORD PTR [eax],0x40000000"), "the trampoline is the return address")
+      #expect(listing.filter { $0.hasPrefix("mov DWORD PTR [eax+") }.count == words + 2)
+      #expect(listing.contains("call 0x9000"), "the general path is user_call_words")
+      #expect(listing.contains("call 0x7000"), "a failed server wakes the supervisor")
+    }
   }
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {

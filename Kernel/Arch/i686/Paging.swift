@@ -42,8 +42,11 @@ enum Paging {
 
   /// Physical address of the kernel page directory.
   nonisolated(unsafe) private(set) static var directory: UInt32 = 0
-  /// The directory CR3 holds.
-  nonisolated(unsafe) private(set) static var activeDirectory: UInt32 = 0
+  /// The directory CR3 holds (kept where generated upcall code reads it too).
+  private(set) static var activeDirectory: UInt32 {
+    get { user_mode_state.3 }
+    set { user_mode_state.3 = newValue }
+  }
   /// The end of the direct map.
   nonisolated(unsafe) private(set) static var directMapEnd: UInt32 = 0
 

@@ -19,8 +19,8 @@
 .section .bss
 .align 4
 .global user_mode_state
-user_mode_state:            // entry stack, user ticks since the last kernel entry, &TSS.esp0
-    .long 0, 0, 0
+user_mode_state:            // see CPU.h
+    .long 0, 0, 0, 0, 0, 0
 
 .section .text
 .global arch_sysenter_entry

@@ -20,7 +20,7 @@ final class AddressSpace {
   static let regionsEnd: UInt32 = 0xB000_0000
   /// Thread stacks: one slot per thread number.
   static let stacksStart: UInt32 = 0xB000_0000
-  static let stackSize: UInt32 = 64 * 1024
+  static let stackSize: UInt32 = 64 * 1024  // 1 << 16: upcall stubs shift by 16
   static let stacksEnd: UInt32 = stacksStart + UInt32(maximumThreads) * stackSize
 
   /// The thunk page's frame and addresses, made once.
@@ -37,8 +37,16 @@ final class AddressSpace {
   private var nextRegion = regionsStart
   /// Servers loaded in the space and not yet unloaded.
   var servers = 0
-  /// Upcalls into the space in progress (threads inside it).
-  var threadsInside = 0
+  /// Upcalls into the space in progress (threads inside it); a word of its own, which
+  /// generated upcall code counts.
+  private let threadsInsideWord: UnsafeMutablePointer<UInt32>
+  var threadsInside: UInt32 {
+    get { threadsInsideWord.pointee }
+    set { threadsInsideWord.pointee = newValue }
+  }
+  /// Addresses generated upcall code has baked in.
+  var threadsInsideAddress: UInt32 { UInt32(UInt(bitPattern: threadsInsideWord)) }
+  var stackPointersAddress: UInt32 { UInt32(UInt(bitPattern: stackPointers)) }
   /// Per thread number: the user stack pointer the next upcall starts from (0: the top).
   /// (Raw memory rather than an array: this is read and written on every kernel call.)
   private let stackPointers: UnsafeMutablePointer<UInt32>
@@ -49,9 +57,14 @@ final class AddressSpace {
     self.directory = directory
     stackPointers = .allocate(capacity: maximumThreads)
     stackPointers.initialize(repeating: 0, count: maximumThreads)
+    threadsInsideWord = .allocate(capacity: 1)
+    threadsInsideWord.initialize(to: 0)
   }
 
-  deinit { stackPointers.deallocate() }
+  deinit {
+    stackPointers.deallocate()
+    threadsInsideWord.deallocate()
+  }
 
   /// Writes the thunk page (once, before any composition is loaded: it lives for good).
   static func makeThunkPage() {
@@ -63,6 +76,7 @@ final class AddressSpace {
       base: thunkPage)
     thunks = CallStubs.writeUserThunks(into: &writer)
     thunkFrame = frame
+    user_mode_state.5 = CallChain.layout.threadNumber
   }
 
   /// A new space with the thunk page mapped; nil without memory.

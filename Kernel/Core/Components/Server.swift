@@ -30,11 +30,14 @@ final class Server: ReferenceOwner {
   /// The generated code of the server's table (its imports' targets).
   private(set) var entries = KernelABI.TableEntries(gate: 0, acquire: 0, release: 0)
   /// Set when the server faulted: every call into it fails from then on.
-  private(set) var failed = false
+  var failed: Bool { words[ServerWords.failed] != 0 }
   /// Whether the supervisor has dealt with the failure (released its references).
   var failureHandled = false
   /// Upcalls into the server in progress.
-  var threadsInside = 0
+  var threadsInside: UInt32 {
+    get { words[ServerWords.threadsInside] }
+    set { words[ServerWords.threadsInside] = newValue }
+  }
   /// Memory the server has mapped (MemoryObjects.swift).
   var mappings: [Mapping] = []
   /// The composition's name for the instance.
@@ -54,8 +57,11 @@ final class Server: ReferenceOwner {
   private let code: UnsafeMutableRawPointer
   private let codeSize: Int
   private var marshalInformation: [UnsafeMutablePointer<MarshalInformation>] = []
-  /// The lock of a server that is not thread-safe (see ServerLock).
-  let lock: UnsafeMutablePointer<UInt32>
+  /// The server's kernel words (ServerWords: lock, failed flag, threads inside, and what
+  /// the generated user-mode paths read); their address is baked into generated code.
+  let words: UnsafeMutablePointer<UInt32>
+  /// The lock of a server that is not thread-safe (see ServerLock): the first word.
+  var lock: UnsafeMutablePointer<UInt32> { words + ServerWords.lock }
   /// Threads waiting for the lock, in arrival order.
   var lockWaiters = ThreadQueue()
   /// Entries in other tables that hold this server's objects.
@@ -91,15 +97,20 @@ final class Server: ReferenceOwner {
     }
     self.image = image
     self.code = code
-    lock = .allocate(capacity: 2)
-    lock.initialize(repeating: 0, count: 2)
+    words = .allocate(capacity: ServerWords.count)
+    words.initialize(repeating: 0, count: ServerWords.count)
     methodVectors = []
     let base = UInt32(UInt(bitPattern: image))
     startFunction = base + file.symbolAddress("tessera_start")!
     destroyFunction = base + file.symbolAddress("tessera_destroy")!
     table = ReferenceTable<KernelObject>(owner: nil)
     table.attach(owner: self)
-    lock[1] = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
+    words[ServerWords.server] = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
+    if let space {
+      words[ServerWords.stackPointers] = space.stackPointersAddress
+      words[ServerWords.directory] = space.directory
+      words[ServerWords.spaceThreadsInside] = space.threadsInsideAddress
+    }
   }
 
   /// Loads the server file in `bytes` (a boot module that stays in memory), in kernel
@@ -163,6 +174,7 @@ final class Server: ReferenceOwner {
       base: UInt32(UInt(bitPattern: code)))
     let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
     server.entries = entries
+    server.words[ServerWords.gate] = entries.gate
     let previous = Paging.activeDirectory
     if let space { Paging.activate(space.directory) }  // the image is written where it runs
     do throws(ServerFileError) {
@@ -200,7 +212,17 @@ final class Server: ReferenceOwner {
           imageBase + file.symbolAddress(
             ServerFile.dispatchSymbol(interface: interface.name, method: method))!
         let wordsOnly = interface.method(method).isWordsOnly
-        if !wordsOnly || space != nil {
+        if wordsOnly && space != nil && manifest.isThreadSafe {
+          // The whole upcall in generated code; user_call_words only for the rare cases.
+          let information = MarshalInformation.make(
+            server: self, interface: interface, method: method, dispatch: dispatch)
+          marshalInformation.append(information)
+          vector[method] = writer.address
+          CallStubs.writeUpcallStub(
+            into: &writer,
+            layout: UserCalls.upcallLayout(self, dispatch: dispatch, method: interface.method(method)),
+            information: UInt32(UInt(bitPattern: information)), slow: KernelABI.userCallWordsAddress)
+        } else if !wordsOnly || space != nil {
           // Marshaling, or an upcall into user mode: a stub that calls the kernel, which
           // for a user-mode words-only method only copies the words.
           let information = MarshalInformation.make(
@@ -263,7 +285,7 @@ final class Server: ReferenceOwner {
   /// Stops the server after a fault: every call into it fails from now on, and the
   /// supervisor releases what it holds and restarts it if the composition says so.
   func fail() {
-    failed = true
+    words[ServerWords.failed] = 1
     Supervisor.wake()
   }
 
@@ -308,7 +330,7 @@ final class Server: ReferenceOwner {
     for information in marshalInformation { information.deallocate() }
     marshalInformation = []
     table.deallocate()
-    lock.deallocate()
+    words.deallocate()
     if let space {
       let start = UInt32(UInt(bitPattern: image))
       space.unback(start: start, end: userHeapLimit)

@@ -61,7 +61,10 @@ enum UserCalls {
     _ = memcpy(stack + 1, arguments.baseAddress!, UInt32(4 * arguments.count))
     space.threadsInside += 1
     server.threadsInside += 1
+    let running = user_mode_state.4
+    user_mode_state.4 = UInt32(UInt(bitPattern: server.words))
     let result = arch_upcall(entry, pointer)
+    user_mode_state.4 = running
     if result >> 32 == 0 {
       for block in blocks where block.copiesOut {
         _ = memcpy(block.buffer, UnsafeRawPointer(bitPattern: UInt(arguments[block.word]))!, block.size)
@@ -77,6 +80,17 @@ enum UserCalls {
     return result
   }
 
+  /// What a generated upcall stub into `server`'s method `method` bakes in.
+  static func upcallLayout(_ server: Server, dispatch: UInt32, method: MethodDescriptor) -> UpcallLayout {
+    UpcallLayout(
+      chain: CallChain.layout, serverWords: UInt32(UInt(bitPattern: server.words)),
+      state: withUnsafeMutablePointer(to: &user_mode_state) { UInt32(UInt(bitPattern: $0)) },
+      dispatch: dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
+      upcall: KernelABI.address(arch_upcall as @convention(c) (UInt32, UInt32) -> UInt64),
+      failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void),
+      stacksStart: AddressSpace.stacksStart, stackShift: 16, words: method.callWords)
+  }
+
   /// The server whose user code made the kernel call running now.
   fileprivate static func callingServer() -> Server {
     guard let server = CallChain.currentServer, server.space != nil else {
@@ -88,6 +102,11 @@ enum UserCalls {
 
 @inline(__always)
 private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
+
+/// Called by generated upcall stubs after an upcall into a server that has failed: the
+/// supervisor may now find no thread inside it.
+@_cdecl("user_upcall_failed")
+func userUpcallFailed() { Supervisor.wake() }
 
 /// Every kernel call of a user-mode server (UserMode.S, interrupts enabled).
 @_cdecl("user_entry")

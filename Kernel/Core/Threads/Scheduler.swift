@@ -196,6 +196,7 @@ enum Scheduler {
     previous.directory = Paging.activeDirectory
     previous.entryStack = user_mode_state.0
     previous.userTicks = user_mode_state.1
+    previous.userServer = user_mode_state.4
     if previous.state == .finished { finished = previous }
     next.state = .running
     current = next
@@ -205,6 +206,7 @@ enum Scheduler {
     Paging.activate(next.directory == 0 ? Paging.directory : next.directory)
     user_mode_state.0 = next.entryStack
     user_mode_state.1 = next.userTicks
+    user_mode_state.4 = next.userServer
     UnsafeMutablePointer<UInt32>(bitPattern: UInt(user_mode_state.2))!.pointee = next.entryStack
     return (previous.savedStack, next.savedStack.pointee)
   }

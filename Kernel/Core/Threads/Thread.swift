@@ -45,6 +45,8 @@ final class Thread {
   var directory: UInt32 = 0
   var entryStack: UInt32 = 0
   var userTicks: UInt32 = 0
+  /// The server words of the user-mode server it runs in (user_mode_state[4]).
+  var userServer: UInt32 = 0
 
   init(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
     self.number = number

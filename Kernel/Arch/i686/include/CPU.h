@@ -71,8 +71,11 @@ static inline void cpu_write_msr(uint32_t msr, uint64_t value) {
 
 /// User mode (UserMode.S). `user_mode_state[0]` is the kernel stack a sysenter or an
 /// interrupt from ring 3 starts on, `[1]` the timer ticks spent in user mode since the
-/// last kernel entry, `[2]` the address of the TSS's esp0 (kept equal to `[0]`).
-extern uint32_t user_mode_state[3];
+/// last kernel entry, `[2]` the address of the TSS's esp0 (kept equal to `[0]`), `[3]`
+/// the page directory CR3 holds, `[4]` the server words (ServerWords) of the user-mode
+/// server the thread runs in, `[5]` the address of the running thread's number. Words 0,
+/// 1, 3 and 4 are per thread (the scheduler switches them).
+extern uint32_t user_mode_state[6];
 /// Enters user code at `entry` on `user_stack` (its first word the return trampoline) and
 /// returns what the code returned (status 0) once it re-enters through the trampoline.
 uint64_t arch_upcall(uint32_t entry, uint32_t user_stack);
