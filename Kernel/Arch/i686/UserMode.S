@@ -14,7 +14,15 @@
 // fault inside it resumes at its fixup, which returns 1.
 
 .set RETURN_CODE, 0xFFFFFFFF
-.set NULL_CODE, 16          // UserCalls.Code.null: the benchmarks' null system call
+.set NULL_CODE, 16          // UserCallCode.null: the benchmarks' null system call
+.set MAXIMUM_CALL, 8        // UserCallCode.maximumCall: tessera_call0 ... tessera_call8
+.set INVALID_HANDLE, 1      // CallStubs.statusInvalidHandle
+.set USER_START, 0x40000000 // Paging.userStart
+.set USER_ARGUMENTS_END, 0xFFFFF000 - 40  // Paging.userEnd minus the most argument bytes
+// Byte offsets of ServerWords (KernelCore/UserThunks.swift), checked at boot.
+.set WORD_FAILED, 8
+.set WORD_GATE, 16
+.set WORD_STACK_POINTERS, 20
 
 .section .bss
 .align 4
@@ -37,6 +45,9 @@ arch_sysenter_entry:
     pushl %esi
     pushl %edx              // where the user resumes
     pushl %ecx              // the user stack
+    cmpl $MAXIMUM_CALL, %eax
+    jbe call_entry
+general_entry:              // everything but calls, and calls the fast path leaves alone
     movl %esp, %ebp
     andl $-16, %esp
     subl $8, %esp
@@ -59,6 +70,63 @@ null_call:
     xorl %ebx, %ebx
     sti
     sysexit
+
+// tessera_callN from user mode: the arguments are copied from the user stack (a fault
+// in the copy refuses the call) and the calling server's own gate is called, as a
+// kernel-mode server's import would call it. The thread's user stack pointer in this
+// space is recorded first (and restored after), so upcalls nested in the call start
+// below the caller's live frames. A failed server takes the general path (which stops
+// the thread).
+call_entry:
+    movl user_mode_state+16, %esi           // the calling server's words
+    cmpl $0, WORD_FAILED(%esi)
+    jne general_entry
+    movl user_mode_state+20, %edi
+    movl (%edi), %edi                       // the thread number
+    movl WORD_STACK_POINTERS(%esi), %edx
+    leal (%edx,%edi,4), %edx                // its user stack pointer slot in this space
+    pushl (%edx)
+    pushl %edx
+    movl %ecx, %edi
+    andl $-16, %edi
+    movl %edi, (%edx)
+    movl %esp, %ebx                         // the frame, for the way back
+    leal 8(,%eax,4), %edi                   // bytes: handle, selector, N words
+    subl %edi, %esp
+    andl $-16, %esp
+    movl %esp, %ebp
+    addl $8, %ecx                           // the arguments on the user stack
+    cmpl $USER_START, %ecx
+    jb call_refused
+    cmpl $USER_ARGUMENTS_END, %ecx
+    jae call_refused
+    sti
+    pushl %edi
+    pushl %ecx
+    pushl %ebp
+    call arch_copy_user
+    addl $12, %esp
+    testl %eax, %eax
+    jnz call_refused_enabled
+    call *WORD_GATE(%esi)                   // edx:eax, as the gate returns them
+call_done:
+    cli
+    movl %ebx, %esp
+    popl %ecx
+    popl (%ecx)                             // the slot's previous value
+    movl %edx, %ebx                         // the status
+    popl %ecx
+    popl %edx
+    popl %esi
+    popl %edi
+    popl %ebp
+    sti
+    sysexit
+call_refused_enabled:
+call_refused:
+    xorl %eax, %eax
+    movl $INVALID_HANDLE, %edx
+    jmp call_done
 .size arch_sysenter_entry, . - arch_sysenter_entry
 
 .global arch_upcall

@@ -77,6 +77,11 @@ final class AddressSpace {
     thunks = CallStubs.writeUserThunks(into: &writer)
     thunkFrame = frame
     user_mode_state.5 = CallChain.layout.threadNumber
+    // UserMode.S's call entry has these offsets built in.
+    precondition(
+      ServerWords.failed == 2 && ServerWords.gate == 4 && ServerWords.stackPointers == 5
+        && UserCallCode.maximumCall == 8 && UserCallCode.null == 16 && CallStubs.statusInvalidHandle == 1,
+      "UserMode.S disagrees with ServerWords or UserCallCode")
   }
 
   /// A new space with the thunk page mapped; nil without memory.
