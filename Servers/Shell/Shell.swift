@@ -85,12 +85,18 @@ final class Interpreter: ProgramImplementation {
       send(
         "refs S   the reference table of server S\r\nmem      frames and heaps\r\nuptime   time since boot\r\n"
       )
+      send("crash    make the shell fault (user mode: it is stopped and restarted; kernel mode: panic)\r\n")
     } else if word("servers") {
       show { (buffer) throws(CallError) in try Int(Required.system.servers(text: buffer)) }
     } else if word("threads") {
       show { (buffer) throws(CallError) in try Int(Required.system.threads(text: buffer)) }
     } else if word("mem") {
       show { (buffer) throws(CallError) in try Int(Required.system.memory(text: buffer)) }
+    } else if word("crash") {
+      send("crashing on purpose\r\n")
+      // A write through a pointer the compiler cannot know is wild (uptime is not 0).
+      let uptime = UInt((try? Required.clock.uptimeMilliseconds()) ?? 1)
+      UnsafeMutablePointer<UInt>(bitPattern: UInt(0xDEAD_0000) | (uptime == 0 ? 4 : 8))!.pointee = uptime
     } else if word("uptime") {
       let milliseconds = (try? Required.clock.uptimeMilliseconds()) ?? 0
       send("up \(milliseconds / 1000).\(milliseconds % 1000 / 100) s\r\n")

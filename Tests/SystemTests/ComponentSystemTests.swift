@@ -253,6 +253,23 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
     expectHeapBackToBase(output, composition: "systems/tests/paging.system")
   }
 
+  @Test func theIsolatedShellIsRestartedEachTimeItCrashes() throws {
+    let input = (after: "tessera> ", text: "crash\rcrash\rcrash\ruptime\r")
+    let result = try bootComposition(
+      "systems/isolated.system", test: "theIsolatedShellIsRestartedEachTimeItCrashes", input: input,
+      until: "up ")
+    let output = result.output
+    for restart in 1...3 {
+      #expect(
+        output.contains("system: shell failed; restarting it (restart \(restart))"), "\(result.tail(40))")
+    }
+    #expect(output.contains("server Shell stopped: Page fault"))
+    #expect(output.contains("system: shell failed while running; running the restarted instance"))
+    #expect(output.components(separatedBy: "Tessera shell: type help").count == 5, "four shells started")
+    #expect(output.contains(/up \d+\.\d s/), "the fourth shell answers")
+    #expect(!output.contains("KERNEL PANIC"))
+  }
+
   @Test func aFloodOfInputDoesNotLoseTheSystem() throws {
     // 4,000 characters arrive as fast as the UART takes them: thousands of interrupts.
     let flood = String(repeating: "x", count: 4000)

@@ -306,6 +306,25 @@ enum SystemLoader {
     }
   }
 
+  /// The most restarts of one instance; then it stays failed (a server failing at start
+  /// would otherwise restart for ever).
+  static let maximumRestarts = 100
+
+  /// The kernel handle of the restarted instance `name`'s main object, once the
+  /// supervisor has restarted it (waiting up to 100 ms); nil if it is not restarted.
+  private static func restartedMainHandle(named name: UnsafeBufferPointer<UInt8>) -> UInt32? {
+    for _ in 0..<100 {
+      guard
+        let entry = supervised.first(where: {
+          equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name))
+        }), entry.restarts < maximumRestarts
+      else { return nil }
+      if !entry.server.failed { return entry.mainHandle }
+      Scheduler.sleep(ticks: 1)
+    }
+    return nil
+  }
+
   /// Told by the supervisor that `server` failed: restarts it if its instance says so.
   static func serverFailed(_ server: Server) {
     guard let index = supervised.firstIndex(where: { $0.server === server }) else {
@@ -313,6 +332,10 @@ enum SystemLoader {
       return
     }
     var entry = supervised[index]
+    guard entry.restarts < maximumRestarts else {
+      Log.error("system: \(text: entry.name) failed after \(entry.restarts) restarts; it stays failed")
+      return
+    }
     entry.restarts += 1
     Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
     let (space, noSpace) = addressSpace(for: entry.placement)
@@ -360,7 +383,14 @@ enum SystemLoader {
       return report(line, "\(text: name) does not provide Program")
     }
     let switchesBefore = Scheduler.switches
-    let result = KernelReferences.call(found.handle, method: 0)
+    var result = KernelReferences.call(found.handle, method: 0)
+    // A program that failed and was restarted (its line says `restart`) runs again.
+    while UInt32(truncatingIfNeeded: result >> 32) == CallStubs.statusServerUnavailable,
+      let restarted = restartedMainHandle(named: name)
+    {
+      Log.info("system: \(text: name) failed while running; running the restarted instance")
+      result = KernelReferences.call(restarted, method: 0)
+    }
     Log.info(
       "system: \(text: name) finished with \(UInt32(truncatingIfNeeded: result)) (status \(result >> 32)), \(Scheduler.switches - switchesBefore) thread switches"
     )
