@@ -47,12 +47,15 @@ final class Runner: ProgramImplementation {
     }
     let lockedCall = loop.measure { computeWord(locked, $0) }
     let toUser = loop.measure { computeWord(isolated, $0) }
+    let isolatedLocked = Required.isolatedLocked
+    let toLockedUser = loop.measure { computeWord(isolatedLocked, $0) }
     report("empty_loop", empty, minus: 0)
     report("function_call", function, minus: empty)
     report("kernel_call", call, minus: empty)
     report("locked_kernel_call", lockedCall, minus: empty)
     report("reference_acquire_release", reference, minus: empty)
     report("kernel_to_user_call", toUser, minus: empty)
+    report("kernel_to_locked_user_call", toLockedUser, minus: empty)
     measureThreadSwitch(empty: empty)
     return 0
   }

@@ -137,7 +137,7 @@ public enum CallStubs {
   public static let gateSize = 160
   /// Bytes at most: one method entry (an upcall stub, the largest, a lock stub or a
   /// marshaling stub).
-  public static let methodEntrySize = 384
+  public static let methodEntrySize = 512
   /// Bytes at most: A table's acquire code.
   public static let acquireSize = 48
   /// Bytes at most: A table's release code.
@@ -171,7 +171,7 @@ public enum CallStubs {
   }
 
   /// Writes a C call of the kernel function `target` with the one argument `argument`.
-  private static func callKernel(_ code: inout CodeBuffer, _ target: UInt32, with argument: UInt32) {
+  static func callKernel(_ code: inout CodeBuffer, _ target: UInt32, with argument: UInt32) {
     code.emit(0x68)
     code.emit32(argument)  // push argument
     code.emit(0xE8)

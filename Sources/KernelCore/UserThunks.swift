@@ -150,12 +150,17 @@ public struct UpcallLayout {
   public var stackShift: UInt8
   /// Call words of the method (after the context and the selector).
   public var words: Int
+  /// For a server that is not thread-safe, the kernel function that hands its lock
+  /// (the server words' first word) to a waiter (ServerLock's release); nil otherwise.
+  public var lockRelease: UInt32?
 
   /// A layout.
   public init(
     chain: CallChainLayout, serverWords: UInt32, state: UInt32, dispatch: UInt32, trampoline: UInt32,
-    upcall: UInt32, failedAfterUpcall: UInt32, stacksStart: UInt32, stackShift: UInt8, words: Int
+    upcall: UInt32, failedAfterUpcall: UInt32, stacksStart: UInt32, stackShift: UInt8, words: Int,
+    lockRelease: UInt32? = nil
   ) {
+    self.lockRelease = lockRelease
     self.chain = chain
     self.serverWords = serverWords
     self.state = state
@@ -170,8 +175,11 @@ public struct UpcallLayout {
 }
 
 extension CallStubs {
-  /// Writes the method entry of a words-only method of a thread-safe user-mode server:
-  /// the whole upcall in generated code. Entered from a gate (record pushed), it claims
+  /// Writes the method entry of a words-only method of a user-mode server: the whole
+  /// upcall in generated code. A server that is not thread-safe has its lock taken with
+  /// one `lock cmpxchg` when it is free (and freed with one `xchg`, handing it to a waiter
+  /// through `lockRelease` if there is one); a lock held by anyone, this thread included,
+  /// takes the general path, which waits or re-enters. Entered from a gate (record pushed), it claims
   /// a frame below the thread's current user stack pointer in the callee's space,
   /// switches CR3, writes the return trampoline, context, selector and words there,
   /// counts the thread in, enters the function through `upcall` (arch_upcall), undoes it
@@ -218,6 +226,23 @@ extension CallStubs {
     code.emit(0x0F, 0x82)
     let toOverflow = code.count
     code.emit32(0)  // jb overflow
+    var toBusy: Int? = nil
+    if layout.lockRelease != nil {
+      code.emit(0x89, 0xC1)  // mov ecx, eax              the new user stack pointer
+      code.emit(0x31, 0xC0)  // xor eax, eax
+      code.emit(0xF0, 0x0F, 0xB1, 0x3D)
+      code.emit32(words)  // lock cmpxchg [lock], edi  take it if free
+      code.emit(0x0F, 0x85)
+      toBusy = code.count
+      code.emit32(0)  // jne busy
+      code.emit(0x89, 0xC8)  // mov eax, ecx
+      code.emit(0x8B, 0x15)
+      code.emit32(layout.chain.depth)  // mov edx, [depth]
+      code.emit(0x4A)  // dec edx
+      code.emit(0xC7, 0x04, 0x95)
+      code.emit32(layout.chain.lockFlags)
+      code.emit32(1)  // mov dword [flags+edx*4], 1   this call took the lock
+    }
     code.emit(0xFF, 0x75, 0x00)  // push dword [ebp]          the slot's value, restored after
     code.emit(0x55)  // push ebp
     code.emit(0x89, 0x45, 0x00)  // mov [ebp], eax            nested upcalls start below
@@ -271,6 +296,22 @@ extension CallStubs {
     code.emit(0x0F, 0x22, 0xD9)  // mov cr3, ecx
     code.emit(0x59)  // same2: pop ecx            the slot
     code.emit(0x8F, 0x01)  // pop dword [ecx]
+    if let release = layout.lockRelease {
+      code.emit(0x8B, 0x0D)
+      code.emit32(layout.chain.depth)  // mov ecx, [depth]
+      code.emit(0x49)  // dec ecx
+      code.emit(0xC7, 0x04, 0x8D)
+      code.emit32(layout.chain.lockFlags)
+      code.emit32(0)  // mov dword [flags+ecx*4], 0
+      code.emit(0x31, 0xC9)  // xor ecx, ecx
+      code.emit(0x87, 0x0D)
+      code.emit32(words)  // xchg [lock], ecx          free it
+      code.emit(0x85, 0xC9)  // test ecx, ecx
+      code.emit(0x79, 0x11)  // jns freed (+17)
+      code.emit(0x50, 0x52)  // push eax, edx
+      callKernel(&code, release, with: words)  // a waiter gets it
+      code.emit(0x5A, 0x58)  // pop edx, eax
+    }
     code.emit(0x83, 0x3D)
     code.emit32(failed)
     code.emit(0x00)  // cmp dword [failed], 0
@@ -289,7 +330,8 @@ extension CallStubs {
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // done: pop ebp, edi, esi, ebx
     popRecordAndReturn(&code, chain: layout.chain)
     code.patchRelative(at: toOverflow, to: code.address)
-    code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // overflow: pop ebp, edi, esi, ebx
+    if let toBusy { code.patchRelative(at: toBusy, to: code.address) }
+    code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // overflow, busy: pop ebp, edi, esi, ebx
     code.patchRelative(at: toSlow, to: code.address)
     writeMarshalStubBody(into: &code, chain: layout.chain, information: information, marshal: slow)
   }

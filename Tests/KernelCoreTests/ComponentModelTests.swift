@@ -345,7 +345,21 @@ enum SampleManifest {
       #expect(listing.filter { $0.hasPrefix("mov DWORD PTR [eax+") }.count == words + 2)
       #expect(listing.contains("call 0x9000"), "the general path is user_call_words")
       #expect(listing.contains("call 0x7000"), "a failed server wakes the supervisor")
+      #expect(!listing.contains { $0.hasPrefix("lock cmpxchg") }, "a thread-safe server takes no lock")
     }
+    let locked = UpcallLayout(
+      chain: chain, serverWords: 0x4000, state: 0x5000, dispatch: 0x4010_0000, trampoline: 0x4000_0000,
+      upcall: 0x6000, failedAfterUpcall: 0x7000, stacksStart: 0xB000_0000, stackShift: 16, words: 8,
+      lockRelease: 0xA000)
+    let bytes = write {
+      CallStubs.writeUpcallStub(into: &$0, layout: locked, information: 0x8000, slow: 0x9000)
+    }
+    #expect(bytes.count <= CallStubs.methodEntrySize, "\(bytes.count) bytes with a lock")
+    let listing = try disassemble(bytes, base: 0x1000)
+    #expect(listing.contains("lock cmpxchg DWORD PTR ds:0x4000,edi"), "taken with the thread's number")
+    #expect(listing.contains("mov DWORD PTR [edx*4+0x3204],0x1"), "the call records that it took the lock")
+    #expect(listing.contains("xchg DWORD PTR ds:0x4000,ecx"), "freed with one xchg")
+    #expect(listing.contains("call 0xa000"), "a waiter is handed the lock")
   }
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {

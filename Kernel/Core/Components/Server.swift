@@ -212,7 +212,7 @@ final class Server: ReferenceOwner {
           imageBase + file.symbolAddress(
             ServerFile.dispatchSymbol(interface: interface.name, method: method))!
         let wordsOnly = interface.method(method).isWordsOnly
-        if wordsOnly && space != nil && manifest.isThreadSafe {
+        if wordsOnly && space != nil {
           // The whole upcall in generated code; user_call_words only for the rare cases.
           let information = MarshalInformation.make(
             server: self, interface: interface, method: method, dispatch: dispatch)
@@ -220,7 +220,8 @@ final class Server: ReferenceOwner {
           vector[method] = writer.address
           CallStubs.writeUpcallStub(
             into: &writer,
-            layout: UserCalls.upcallLayout(self, dispatch: dispatch, method: interface.method(method)),
+            layout: UserCalls.upcallLayout(
+              self, dispatch: dispatch, method: interface.method(method), locked: !manifest.isThreadSafe),
             information: UInt32(UInt(bitPattern: information)), slow: KernelABI.userCallWordsAddress)
         } else if !wordsOnly || space != nil {
           // Marshaling, or an upcall into user mode: a stub that calls the kernel, which

@@ -81,14 +81,17 @@ enum UserCalls {
   }
 
   /// What a generated upcall stub into `server`'s method `method` bakes in.
-  static func upcallLayout(_ server: Server, dispatch: UInt32, method: MethodDescriptor) -> UpcallLayout {
+  static func upcallLayout(_ server: Server, dispatch: UInt32, method: MethodDescriptor, locked: Bool)
+    -> UpcallLayout
+  {
     UpcallLayout(
       chain: CallChain.layout, serverWords: UInt32(UInt(bitPattern: server.words)),
       state: withUnsafeMutablePointer(to: &user_mode_state) { UInt32(UInt(bitPattern: $0)) },
       dispatch: dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
       upcall: KernelABI.address(arch_upcall as @convention(c) (UInt32, UInt32) -> UInt64),
       failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void),
-      stacksStart: AddressSpace.stacksStart, stackShift: 16, words: method.callWords)
+      stacksStart: AddressSpace.stacksStart, stackShift: 16, words: method.callWords,
+      lockRelease: locked ? ServerLock.releaseAddress : nil)
   }
 
   /// The server whose user code made the kernel call running now.
