@@ -227,6 +227,24 @@ private func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(Int(frames.2)! - Int(frames.1)! < 8, "frames: \(frames.0)")
   }
 
+  @Test func aFailedServerOutlivesItsLastReferenceWhileAThreadIsInside() throws {
+    let result = try bootComposition(
+      "systems/tests/lingering.system", test: "aFailedServerOutlivesItsLastReferenceWhileAThreadIsInside",
+      until: "unloaded Fragile", countInstructions: true)
+    let output = result.output
+    let steps = [
+      "@@LINGER fault while the worker is inside: serverUnavailable",
+      "Fragile failed with 1 threads inside; unloading it when they have left",
+      "Fragile (failed): a thread still inside it stopped: watchdog",
+      "@@LINGER worker left the failed server: serverUnavailable",
+      "unloaded Fragile",
+    ]
+    let positions = steps.map { output.range(of: $0)?.lowerBound }
+    #expect(positions.allSatisfy { $0 != nil }, "\(result.tail(20))")
+    let found = positions.compactMap { $0 }
+    #expect(found == found.sorted(), "in this order: \(steps)")
+  }
+
   @Test func memoryReferencesPagersOnDemandAndCopyOnWrite() throws {
     let result = try bootComposition(
       "systems/tests/paging.system", test: "memoryReferencesPagersOnDemandAndCopyOnWrite",

@@ -33,6 +33,8 @@ final class Server: ReferenceOwner {
   var failed: Bool { words[ServerWords.failed] != 0 }
   /// Whether the supervisor has dealt with the failure (released its references).
   var failureHandled = false
+  /// Set when the server was to be unloaded while a thread was still inside it.
+  var unloadPending = false
   /// Upcalls into the server in progress.
   var threadsInside: UInt32 {
     get { words[ServerWords.threadsInside] }
@@ -314,6 +316,14 @@ final class Server: ReferenceOwner {
   /// Unloads the server: releases its references, destroys its objects, frees its memory.
   func unload() {
     guard isLoaded else { return }
+    // A failed server may still have a thread inside (looping until the watchdog stops
+    // it); its memory and code must outlive that thread. The supervisor, woken when the
+    // last thread leaves, unloads it then.
+    if failed && threadsInside > 0 {
+      Log.info("\(name) failed with \(threadsInside) threads inside; unloading it when they have left")
+      unloadPending = true
+      return
+    }
     isLoaded = false
     inboundReferences += 1  // keep self-releases below from re-entering unload
     table.releaseAll()

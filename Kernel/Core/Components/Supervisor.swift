@@ -32,10 +32,13 @@ enum Supervisor {
         while !pending { Scheduler.block() }
         pending = false
       }
-      for server in Server.loaded where server.failed && !server.failureHandled && server.threadsInside == 0 {
-        server.failureHandled = true
-        Machine.withInterruptsDisabled { server.table.releaseAll() }
-        SystemLoader.serverFailed(server)
+      for server in Server.loaded where server.failed && server.threadsInside == 0 {
+        if !server.failureHandled {
+          server.failureHandled = true
+          Machine.withInterruptsDisabled { server.table.releaseAll() }
+          SystemLoader.serverFailed(server)
+        }
+        if server.unloadPending { server.unload() }
       }
     }
   }

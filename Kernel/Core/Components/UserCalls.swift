@@ -219,6 +219,8 @@ enum UserFaults {
       )
       Log.error("server backtrace: \(CallChain.describeRunning())")
       server.fail()
+    } else {
+      Log.info("\(server.name) (failed): a thread still inside it stopped: \(reason)")
     }
     return CallStubs.statusServerUnavailable
   }
