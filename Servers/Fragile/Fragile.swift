@@ -9,7 +9,9 @@
 //  11 pass a block straddling mapped and unmapped pages
 //  12 write to the read-only thunk page      13 jump into kernel code at `address`
 //  14 an I/O instruction (`in al, 0x80`)     15 a privileged instruction (`cli`)
-// Kinds 6-11 return what happened (the word read, or the refused call's status: 1
+//  16 tessera_call0 made on a stack of its own instead of the thread's
+//  17 tessera_acquire made on a stack of its own instead of the thread's
+// Kinds 6-11, 16 and 17 return what happened (the word read, or the refused call's status: 1
 // invalid handle, 3 block too large, 4 bad block); the others fault.
 
 import KernelCore
@@ -70,6 +72,17 @@ final class Misbehaving: FragileImplementation {
       code.withUnsafeBytes { bytes in
         unsafeBitCast(bytes.baseAddress!, to: (@convention(c) () -> Void).self)()
       }
+    case 16, 17:
+      return callOnForeignStack(
+        kind == 16
+          ? UInt32(
+            UInt(
+              bitPattern: unsafeBitCast(
+                tessera_call0 as @convention(c) (UInt32, UInt32) -> UInt64, to: UnsafeRawPointer.self)))
+          : UInt32(
+            UInt(
+              bitPattern: unsafeBitCast(
+                tessera_acquire as @convention(c) (UInt32) -> UInt32, to: UnsafeRawPointer.self))))
     case 13:
       let function = unsafeBitCast(
         UnsafeRawPointer(bitPattern: opaque(address))!, to: (@convention(c) () -> Void).self)
@@ -78,6 +91,24 @@ final class Misbehaving: FragileImplementation {
       break
     }
     return 0
+  }
+}
+
+/// Calls `function(1, 0)` (a kernel ABI function) with the stack pointer moved into a
+/// heap buffer, and returns the status the call came back with (EDX).
+func callOnForeignStack(_ function: UInt32) -> UInt {
+  let stack = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
+  defer { stack.deallocate() }
+  func bytes(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+  let top = UInt32(UInt(bitPattern: stack)) + 512
+  var code: [UInt8] = [0x55, 0x89, 0xE5, 0xBC]  // push ebp; mov ebp, esp; mov esp, top
+  code += bytes(top)
+  code += [0x6A, 0x00, 0x6A, 0x01, 0xB8]  // push 0; push 1; mov eax, function
+  code += bytes(function)
+  // call eax; mov eax, edx (the status); mov esp, ebp; pop ebp; ret
+  code += [0xFF, 0xD0, 0x89, 0xD0, 0x89, 0xEC, 0x5D, 0xC3]
+  return code.withUnsafeBytes { buffer in
+    UInt(unsafeBitCast(buffer.baseAddress!, to: (@convention(c) () -> UInt32).self)())
   }
 }
 

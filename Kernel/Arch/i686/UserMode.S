@@ -17,6 +17,9 @@
 .set NULL_CODE, 16          // UserCallCode.null: the benchmarks' null system call
 .set MAXIMUM_CALL, 8        // UserCallCode.maximumCall: tessera_call0 ... tessera_call8
 .set INVALID_HANDLE, 1      // CallStubs.statusInvalidHandle
+.set BAD_BLOCK, 4           // CallStubs.statusBadBlock
+.set STACKS_START, 0xB0000000  // AddressSpace.stacksStart
+.set STACK_SHIFT, 16        // AddressSpace.stackSize is 1 << 16
 .set USER_START, 0x40000000 // Paging.userStart
 .set USER_ARGUMENTS_END, 0xFFFFF000 - 40  // Paging.userEnd minus the most argument bytes
 // Byte offsets of ServerWords (KernelCore/UserThunks.swift), checked at boot.
@@ -83,6 +86,14 @@ call_entry:
     jne general_entry
     movl user_mode_state+20, %edi
     movl (%edi), %edi                       // the thread number
+    movl %edi, %edx                         // the caller must be on this thread's stack
+    shll $STACK_SHIFT, %edx
+    addl $STACKS_START + 4096, %edx         // its lowest usable address
+    cmpl %edx, %ecx
+    jb call_off_stack
+    addl $(1 << STACK_SHIFT) - 4096, %edx   // its top
+    cmpl %edx, %ecx
+    jae call_off_stack
     movl WORD_STACK_POINTERS(%esi), %edx
     leal (%edx,%edi,4), %edx                // its user stack pointer slot in this space
     pushl (%edx)
@@ -115,6 +126,16 @@ call_done:
     popl %ecx
     popl (%ecx)                             // the slot's previous value
     movl %edx, %ebx                         // the status
+    popl %ecx
+    popl %edx
+    popl %esi
+    popl %edi
+    popl %ebp
+    sti
+    sysexit
+call_off_stack:                             // nothing recorded yet: refuse and leave
+    xorl %eax, %eax
+    movl $BAD_BLOCK, %ebx
     popl %ecx
     popl %edx
     popl %esi

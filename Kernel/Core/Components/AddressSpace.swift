@@ -80,7 +80,8 @@ final class AddressSpace {
     // UserMode.S's call entry has these offsets built in.
     precondition(
       ServerWords.failed == 2 && ServerWords.gate == 4 && ServerWords.stackPointers == 5
-        && UserCallCode.maximumCall == 8 && UserCallCode.null == 16 && CallStubs.statusInvalidHandle == 1,
+        && UserCallCode.maximumCall == 8 && UserCallCode.null == 16 && CallStubs.statusInvalidHandle == 1
+        && CallStubs.statusBadBlock == 4 && stacksStart == 0xB000_0000 && stackSize == 1 << 16,
       "UserMode.S disagrees with ServerWords or UserCallCode")
   }
 
@@ -193,8 +194,12 @@ final class AddressSpace {
 
   /// Records that thread `thread` entered the kernel from this space with its user stack
   /// at `pointer`: an upcall nested in that kernel call (say, a destroy the call causes)
-  /// must start below the frames live there. Returns the value to restore afterwards.
-  func enterKernel(userStack pointer: UInt32, thread: UInt32) -> UInt32 {
+  /// must start below the frames live there. Returns the value to restore afterwards, or
+  /// nil if `pointer` is not in the thread's stack (the kernel call is refused: nested
+  /// upcalls could not be placed safely).
+  func enterKernel(userStack pointer: UInt32, thread: UInt32) -> UInt32? {
+    let slot = Self.stackSlot(thread)
+    guard pointer >= slot.bottom, pointer < slot.top else { return nil }
     let previous = stackPointers[Int(thread)]
     stackPointers[Int(thread)] = pointer & ~15
     return previous

@@ -128,7 +128,9 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   guard copied == 0 else { return failure(CallStubs.statusInvalidHandle) }
   let space = server.space!
   let thread = CallChain.threadNumber
-  let restore = space.enterKernel(userStack: userStack, thread: thread)
+  guard let restore = space.enterKernel(userStack: userStack, thread: thread) else {
+    return failure(CallStubs.statusBadBlock)
+  }
   defer { space.releaseStack(restore: restore, thread: thread) }
   switch code {
   case 0...UserCallCode.maximumCall:
