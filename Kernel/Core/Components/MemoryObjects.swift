@@ -107,6 +107,13 @@ enum MemoryObjects {
       Log.error("\(server.name): the pager answered with something that is not kernel memory")
       return false
     }
+    // Another thread of the server may have unmapped the region while the pager ran.
+    guard
+      server.mappings.contains(where: { $0.address == mapping.address && $0.pageMemory == mapping.pageMemory })
+    else {
+      _ = KernelReferences.table.release(kept)
+      return false
+    }
     let virtual = mapping.address + page * Paging.pageSize
     guard
       Paging.map(
