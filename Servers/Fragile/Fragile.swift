@@ -11,7 +11,9 @@
 //  14 an I/O instruction (`in al, 0x80`)     15 a privileged instruction (`cli`)
 //  16 tessera_call0 made on a stack of its own instead of the thread's
 //  17 tessera_acquire made on a stack of its own instead of the thread's
-// Kinds 6-11, 16 and 17 return what happened (the word read, or the refused call's status: 1
+//  18 tessera_call8 with two arguments pushed at the very top of the thread's stack, so
+//     the eight words it reads lie past the stack's end (on the next slot's guard page)
+// Kinds 6-11 and 16-18 return what happened (the word read, or the refused call's status: 1
 // invalid handle, 3 block too large, 4 bad block); the others fault.
 
 import KernelCore
@@ -73,16 +75,22 @@ final class Misbehaving: FragileImplementation {
         unsafeBitCast(bytes.baseAddress!, to: (@convention(c) () -> Void).self)()
       }
     case 16, 17:
-      return callOnForeignStack(
+      let stack = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
+      defer { stack.deallocate() }
+      let function =
         kind == 16
-          ? UInt32(
-            UInt(
-              bitPattern: unsafeBitCast(
-                tessera_call0 as @convention(c) (UInt32, UInt32) -> UInt64, to: UnsafeRawPointer.self)))
-          : UInt32(
-            UInt(
-              bitPattern: unsafeBitCast(
-                tessera_acquire as @convention(c) (UInt32) -> UInt32, to: UnsafeRawPointer.self))))
+        ? functionAddress(tessera_call0 as @convention(c) (UInt32, UInt32) -> UInt64)
+        : functionAddress(tessera_acquire as @convention(c) (UInt32) -> UInt32)
+      return callOnStack(function, top: UInt32(UInt(bitPattern: stack)) + 512)
+    case 18:
+      // The top of this thread's 64 KiB stack slot, from the address of a local.
+      var local: UInt32 = 0
+      let top = withUnsafeMutablePointer(to: &local) { (UInt32(UInt(bitPattern: $0)) & ~0xFFFF) &+ 0x1_0000 }
+      typealias Call8 =
+        @convention(c) (
+          UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32
+        ) -> UInt64
+      return callOnStack(functionAddress(tessera_call8 as Call8), top: top)
     case 13:
       let function = unsafeBitCast(
         UnsafeRawPointer(bitPattern: opaque(address))!, to: (@convention(c) () -> Void).self)
@@ -94,13 +102,15 @@ final class Misbehaving: FragileImplementation {
   }
 }
 
-/// Calls `function(1, 0)` (a kernel ABI function) with the stack pointer moved into a
-/// heap buffer, and returns the status the call came back with (EDX).
-func callOnForeignStack(_ function: UInt32) -> UInt {
-  let stack = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
-  defer { stack.deallocate() }
+/// The address a C function pointer points to.
+func functionAddress<Function>(_ function: Function) -> UInt32 {
+  UInt32(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
+}
+
+/// Calls `function(1, 0)` (a kernel ABI function) with the stack pointer moved to `top`,
+/// and returns the status the call came back with (EDX).
+func callOnStack(_ function: UInt32, top: UInt32) -> UInt {
   func bytes(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
-  let top = UInt32(UInt(bitPattern: stack)) + 512
   var code: [UInt8] = [0x55, 0x89, 0xE5, 0xBC]  // push ebp; mov ebp, esp; mov esp, top
   code += bytes(top)
   code += [0x6A, 0x00, 0x6A, 0x01, 0xB8]  // push 0; push 1; mov eax, function

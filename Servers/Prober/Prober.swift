@@ -36,7 +36,7 @@ final class Probe: ProgramImplementation {
     let secret = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
     secret.pointee = 0x5EC2_E7ED
     let secretAddress = UInt(bitPattern: secret)
-    for kind: UInt in [7, 8, 9, 10, 11, 16, 17] {
+    for kind: UInt in [7, 8, 9, 10, 11, 16, 17, 18] {
       let result = call { () throws(CallError) in try fragile.misbehave(kind: kind, address: 0) }
       let alive = call { () throws(CallError) in try fragile.compute(a: 1, b: 2, c: 3) }
       report("@@PROBE refused kind=\(kind) result=\(outcome(result)) then=\(outcome(alive))")

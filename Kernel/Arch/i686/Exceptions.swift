@@ -39,6 +39,10 @@ enum Exceptions {
         frame.pointee.eip = arch_copy_user_fixup_address()
         return
       }
+      if !fromUser, eip >= arch_call_copy_start_address(), eip < arch_call_copy_end_address() {
+        frame.pointee.eip = arch_call_copy_fixup_address()
+        return
+      }
     }
     if fromUser {
       let trap = vector == invalidOpcode && isTrapInstruction(at: frame.pointee.eip)

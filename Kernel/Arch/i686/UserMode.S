@@ -10,8 +10,8 @@
 // kernel stack below its own frame the entry stack (user_mode_state[0], and the TSS's
 // esp0), so a sysenter or an interrupt from user mode never overwrites a live frame.
 // arch_upcall_abort unwinds to the innermost upcall (a faulted or stopped server).
-// arch_copy_user is the only code that touches user memory on behalf of a caller; a page
-// fault inside it resumes at its fixup, which returns 1.
+// arch_copy_user and the call entry's argument copy are the only code that reads user
+// memory on behalf of a caller; a page fault inside either resumes at its fixup.
 
 .set RETURN_CODE, 0xFFFFFFFF
 .set NULL_CODE, 16          // UserCallCode.null: the benchmarks' null system call
@@ -20,8 +20,6 @@
 .set BAD_BLOCK, 4           // CallStubs.statusBadBlock
 .set STACKS_START, 0xB0000000  // AddressSpace.stacksStart
 .set STACK_SHIFT, 16        // AddressSpace.stackSize is 1 << 16
-.set USER_START, 0x40000000 // Paging.userStart
-.set USER_ARGUMENTS_END, 0xFFFFF000 - 40  // Paging.userEnd minus the most argument bytes
 // Byte offsets of ServerWords (KernelCore/UserThunks.swift), checked at boot.
 .set WORD_FAILED, 8
 .set WORD_GATE, 16
@@ -102,24 +100,21 @@ call_entry:
     andl $-16, %edi
     movl %edi, (%edx)
     movl %esp, %ebx                         // the frame, for the way back
+    movl WORD_GATE(%esi), %edx
     leal 8(,%eax,4), %edi                   // bytes: handle, selector, N words
     subl %edi, %esp
     andl $-16, %esp
-    movl %esp, %ebp
-    addl $8, %ecx                           // the arguments on the user stack
-    cmpl $USER_START, %ecx
-    jb call_refused
-    cmpl $USER_ARGUMENTS_END, %ecx
-    jae call_refused
+    leal 8(%ecx), %esi                      // the arguments on the user stack (in its slot)
+    movl %esp, %edi
+    leal 2(%eax), %ecx
     sti
-    pushl %edi
-    pushl %ecx
-    pushl %ebp
-    call arch_copy_user
-    addl $12, %esp
-    testl %eax, %eax
-    jnz call_refused_enabled
-    call *WORD_GATE(%esi)                   // edx:eax, as the gate returns them
+    cld
+.global arch_call_copy_start
+arch_call_copy_start:                       // a page fault here resumes at the fixup
+    rep movsl
+.global arch_call_copy_end
+arch_call_copy_end:
+    call *%edx                              // the gate: edx:eax, as it returns them
 call_done:
     cli
     movl %ebx, %esp
@@ -143,8 +138,8 @@ call_off_stack:                             // nothing recorded yet: refuse and 
     popl %ebp
     sti
     sysexit
-call_refused_enabled:
-call_refused:
+.global arch_call_copy_fixup
+arch_call_copy_fixup:
     xorl %eax, %eax
     movl $INVALID_HANDLE, %edx
     jmp call_done

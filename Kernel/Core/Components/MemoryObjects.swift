@@ -109,7 +109,8 @@ enum MemoryObjects {
     }
     // Another thread of the server may have unmapped the region while the pager ran.
     guard
-      server.mappings.contains(where: { $0.address == mapping.address && $0.pageMemory == mapping.pageMemory })
+      server.mappings.contains(where: { $0.address == mapping.address && $0.pageMemory == mapping.pageMemory }
+      )
     else {
       _ = KernelReferences.table.release(kept)
       return false

@@ -89,6 +89,11 @@ static inline uint32_t arch_sysenter_entry_address(void) { return (uint32_t)(uin
 static inline uint32_t arch_copy_user_fault_start_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fault_start; }
 static inline uint32_t arch_copy_user_fault_end_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fault_end; }
 static inline uint32_t arch_copy_user_fixup_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fixup; }
+/// The call entry's inline argument copy and its fixup (UserMode.S).
+extern char arch_call_copy_start[], arch_call_copy_end[], arch_call_copy_fixup[];
+static inline uint32_t arch_call_copy_start_address(void) { return (uint32_t)(uintptr_t)arch_call_copy_start; }
+static inline uint32_t arch_call_copy_end_address(void) { return (uint32_t)(uintptr_t)arch_call_copy_end; }
+static inline uint32_t arch_call_copy_fixup_address(void) { return (uint32_t)(uintptr_t)arch_call_copy_fixup; }
 
 /// Calls `function(context, selector, words...)` (Calls.S).
 uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);
