@@ -59,6 +59,7 @@ general_entry:              // everything but calls, and calls the fast path lea
     cli
     movl %ebp, %esp
     movl %edx, %ebx         // the status
+return_to_user:             // ESP at the saved registers, EAX result, EBX status, IF clear
     popl %ecx
     popl %edx
     popl %esi
@@ -121,23 +122,11 @@ call_done:
     popl %ecx
     popl (%ecx)                             // the slot's previous value
     movl %edx, %ebx                         // the status
-    popl %ecx
-    popl %edx
-    popl %esi
-    popl %edi
-    popl %ebp
-    sti
-    sysexit
+    jmp return_to_user
 call_off_stack:                             // nothing recorded yet: refuse and leave
     xorl %eax, %eax
     movl $BAD_BLOCK, %ebx
-    popl %ecx
-    popl %edx
-    popl %esi
-    popl %edi
-    popl %ebp
-    sti
-    sysexit
+    jmp return_to_user
 .global arch_call_copy_fixup
 arch_call_copy_fixup:
     xorl %eax, %eax
