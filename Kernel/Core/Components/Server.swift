@@ -5,9 +5,10 @@
 // table's gate and acquire/release code, binds its imports (to the kernel ABI,
 // KernelABI.swift, or to the user thunks and the file's own allocator, UserCalls.swift),
 // and fills the method vector of every exported interface (dispatch functions, lock
-// stubs or marshaling stubs in kernel mode; in user mode a stub per method that enters
-// the server through an upcall, see CallStubs). The same file loads either way. It does not run any server
-// code; the composition binds the required slots (handles 1...n) and then calls `start`.
+// stubs or marshaling stubs in kernel mode; in user mode an upcall stub per words-only
+// method and a marshaling stub for the others, see CallStubs). The same file loads
+// either way. It does not run any server code; the composition binds the required slots
+// (handles 1...n) and then calls `start`.
 // `unload` runs when no other table references the server any more: it releases the
 // server's own table (which may unload others), then frees image, code, table and heap.
 

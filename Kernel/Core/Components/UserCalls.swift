@@ -1,14 +1,15 @@
 // UserCalls: calls into and out of servers loaded in user mode, and the containment of
 // their faults.
 //
-// Contract: `upcall` is the only way a thread enters user code: it switches to the
-// server's address space, builds the call frame (return trampoline, context, selector,
-// words, and copies of memory blocks) on the thread's user stack in that space, and
-// enters the function in ring 3 (UserMode.S). `user_entry` serves every kernel call a
-// user-mode server makes through its thunks: calls through its reference table (the
-// same generated gate a kernel-mode server uses), references, heap and console; it
-// reads arguments from the user stack with arch_copy_user, so a bad stack is a refused
-// call, never a kernel fault. A fault in user mode (or a watchdog expiry) stops the
+// Contract: a thread enters user code only through arch_upcall, called by `upcall` (the
+// general path: it switches to the server's address space, builds the call frame of
+// return trampoline, context, selector, words and copies of memory blocks on the
+// thread's user stack in that space) or by a generated upcall stub doing the same for
+// words-only methods (CallStubs.writeUpcallStub). `user_entry` serves the kernel calls
+// UserMode.S's assembly call path does not (export, acquire, release, heap, console,
+// and anything from a failed server); it reads arguments from the user stack with
+// arch_copy_user and refuses calls made off the thread's own stack, so a bad stack is a
+// refused call, never a kernel fault. A fault in user mode (or a watchdog expiry) stops the
 // server: it is marked failed, the fault is logged with the server backtrace, and the
 // innermost upcall returns `statusServerUnavailable`; so does every later call into it.
 
