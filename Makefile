@@ -19,7 +19,10 @@ TARGET := i686-unknown-none-elf
 QEMU := qemu-system-i386
 QEMU_MEMORY := 128M
 
-BUILTINS := $(firstword $(wildcard /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.builtins-i386.a))
+# Looked up when a link runs, not when the Makefile is read: on a fresh machine the package
+# that holds it is installed by tools/ensure-dependencies during this very run.
+BUILTINS = $(or $(shell ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.builtins-i386.a 2>/dev/null | head -n 1),\
+  $(error the i386 compiler-rt builtins are missing: run tools/ensure-dependencies))
 SWIFTC := swiftc
 CLANG := clang
 LD := ld.lld
