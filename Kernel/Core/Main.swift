@@ -78,10 +78,14 @@ private func applyCommandLine() {
 private func initializeMemory(information: MultibootInformation, memoryMap: MemoryMap, modules: ModuleTable) {
   typealias Reservation = PhysicalMemory.Reservation
   let kernelStart = arch_kernel_image_start()
-  var reservations: InlineArray<64, Reservation> = .init(repeating: Reservation(base: 0, length: 0))
+  // Two ranges per boot module (its bytes and its command line) and four more: room for
+  // 250 modules, on the 64 KiB boot stack (8 KiB).
+  var reservations: InlineArray<512, Reservation> = .init(repeating: Reservation(base: 0, length: 0))
   var count = 0
   func reserve(_ base: UInt32, _ length: Int) {
-    guard count < 64 else { panic("boot: more than 64 boot memory ranges to reserve") }
+    guard count < reservations.count else {
+      panic("boot: more than \(reservations.count) boot memory ranges to reserve (at most 250 boot modules)")
+    }
     reservations[count] = Reservation(base: UInt64(base), length: UInt64(length))
     count += 1
   }

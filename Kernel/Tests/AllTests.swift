@@ -1,5 +1,5 @@
 // AllTests: the list of every in-kernel test; a new test file adds its list here.
 
 func allKernelTests() -> [KernelTest] {
-  memoryTests() + interruptTests() + faultTests()
+  memoryTests() + interruptTests() + faultTests() + loaderTests()
 }

@@ -132,8 +132,9 @@ public struct ELF32File {
   public let sectionCount: Int
   /// Number of program headers.
   public let programHeaderCount: Int
-  private let sectionTableOffset: Int
-  private let programTableOffset: Int
+  // Byte indices of the header tables, checked against the file in `init`.
+  private let sectionTableIndex: Int
+  private let programTableIndex: Int
   private let sectionNameTableIndex: Int
 
   /// Validates the ELF header and the bounds of both header tables.
@@ -149,30 +150,34 @@ public struct ELF32File {
     self.reader = reader
     fileType = reader.uint16(at: 16)!
     entry = reader.uint32(at: 24)!
-    programTableOffset = Int(reader.uint32(at: Header.programHeaderOffset)!)
-    sectionTableOffset = Int(reader.uint32(at: Header.sectionHeaderOffset)!)
-    programHeaderCount = Int(reader.uint16(at: Header.programHeaderCount)!)
-    sectionCount = Int(reader.uint16(at: Header.sectionHeaderCount)!)
-    sectionNameTableIndex = Int(reader.uint16(at: Header.sectionNameTableIndex)!)
-    let programEntrySize = Int(reader.uint16(at: Header.programHeaderEntrySize)!)
-    let sectionEntrySize = Int(reader.uint16(at: Header.sectionHeaderEntrySize)!)
-    if programHeaderCount > 0 {
-      guard programEntrySize == Self.programHeaderSize,
-        reader.contains(offset: programTableOffset, length: programHeaderCount * Self.programHeaderSize)
+    programHeaderCount = Int(widening: reader.uint16(at: Header.programHeaderCount)!)
+    sectionCount = Int(widening: reader.uint16(at: Header.sectionHeaderCount)!)
+    sectionNameTableIndex = Int(widening: reader.uint16(at: Header.sectionNameTableIndex)!)
+    let programEntrySize = reader.uint16(at: Header.programHeaderEntrySize)!
+    let sectionEntrySize = reader.uint16(at: Header.sectionHeaderEntrySize)!
+    // A table of up to 65,535 entries of 32 or 40 bytes: its length fits 32 bits.
+    func table(at field: Int, count: Int, entrySize: Int) throws(ELFError) -> Int {
+      guard count > 0 else { return 0 }
+      guard
+        let index = reader.index(
+          reader.uint32(at: field)!, length: UInt32(truncatingIfNeeded: count * entrySize))
       else { throw .badHeaderTable }
+      return index
     }
-    if sectionCount > 0 {
-      guard sectionEntrySize == Self.sectionHeaderSize,
-        reader.contains(offset: sectionTableOffset, length: sectionCount * Self.sectionHeaderSize),
-        sectionNameTableIndex < sectionCount
-      else { throw .badHeaderTable }
-    }
+    guard programHeaderCount == 0 || Int(widening: programEntrySize) == Self.programHeaderSize,
+      sectionCount == 0
+        || (Int(widening: sectionEntrySize) == Self.sectionHeaderSize && sectionNameTableIndex < sectionCount)
+    else { throw .badHeaderTable }
+    programTableIndex = try table(
+      at: Header.programHeaderOffset, count: programHeaderCount, entrySize: Self.programHeaderSize)
+    sectionTableIndex = try table(
+      at: Header.sectionHeaderOffset, count: sectionCount, entrySize: Self.sectionHeaderSize)
   }
 
   /// The section header at `index` (which must be below `sectionCount`).
   public func section(at index: Int) -> ELF32Section {
     precondition(index >= 0 && index < sectionCount)
-    let base = sectionTableOffset + index * Self.sectionHeaderSize
+    let base = sectionTableIndex + index * Self.sectionHeaderSize
     func field(_ number: Int) -> UInt32 { reader.uint32(at: base + 4 * number)! }
     return ELF32Section(
       nameOffset: field(0), type: field(1), flags: field(2), address: field(3), offset: field(4),
@@ -182,11 +187,16 @@ public struct ELF32File {
   /// The program header at `index` (which must be below `programHeaderCount`).
   public func programHeader(at index: Int) -> ELF32ProgramHeader {
     precondition(index >= 0 && index < programHeaderCount)
-    let base = programTableOffset + index * Self.programHeaderSize
+    let base = programTableIndex + index * Self.programHeaderSize
     func field(_ number: Int) -> UInt32 { reader.uint32(at: base + 4 * number)! }
     return ELF32ProgramHeader(
       type: field(0), offset: field(1), virtualAddress: field(2), fileSize: field(4),
       memorySize: field(5), flags: field(6), alignment: field(7))
+  }
+
+  /// The index of the section an untrusted word names, if it exists.
+  public func sectionIndex(_ word: UInt32) -> Int? {
+    word < UInt32(truncatingIfNeeded: sectionCount) ? Int(truncatingIfNeeded: word) : nil
   }
 
   /// The file bytes of the section at `index`; empty for sections without contents.
@@ -195,7 +205,7 @@ public struct ELF32File {
     if header.type == ELF32Section.typeNoBits {
       return ByteReader(UnsafeRawBufferPointer(start: nil, count: 0))
     }
-    guard let bytes = reader.slice(offset: Int(header.offset), length: Int(header.size)) else {
+    guard let bytes = reader.slice(offset: header.offset, length: header.size) else {
       throw .badSection(index: index)
     }
     return ByteReader(bytes)
@@ -205,7 +215,7 @@ public struct ELF32File {
   public func name(ofSection index: Int) throws(ELFError) -> UnsafeBufferPointer<UInt8> {
     let names = try contents(ofSection: sectionNameTableIndex)
     let offset = section(at: index).nameOffset
-    guard let name = names.cString(at: Int(offset)) else { throw .badString(offset: offset) }
+    guard let name = names.cString(at: offset) else { throw .badString(offset: offset) }
     return name
   }
 
@@ -219,8 +229,9 @@ public struct ELF32File {
   public func symbolTable() throws(ELFError) -> ELF32SymbolTable? {
     guard let index = firstSection(ofType: ELF32Section.typeSymbolTable) else { return nil }
     let symbols = try contents(ofSection: index)
-    let link = Int(section(at: index).link)
-    guard link < sectionCount, section(at: link).type == ELF32Section.typeStringTable else {
+    guard let link = sectionIndex(section(at: index).link),
+      section(at: link).type == ELF32Section.typeStringTable
+    else {
       throw .badSection(index: index)
     }
     return ELF32SymbolTable(symbols: symbols, strings: try contents(ofSection: link))
@@ -240,7 +251,7 @@ public struct ELF32SymbolTable: Sequence {
 
   /// The name of `symbol`.
   public func name(of symbol: ELF32Symbol) throws(ELFError) -> UnsafeBufferPointer<UInt8> {
-    guard let name = strings.cString(at: Int(symbol.nameOffset)) else {
+    guard let name = strings.cString(at: symbol.nameOffset) else {
       throw .badString(offset: symbol.nameOffset)
     }
     return name

@@ -111,7 +111,7 @@ public struct InterfaceDescriptor {
   public init(bytes: UnsafeRawBufferPointer) throws(DescriptorError) {
     var cursor = DescriptorCursor(ByteReader(bytes))
     name = try cursor.name()
-    methodCount = Int(try cursor.byte())
+    methodCount = Int(widening: try cursor.byte())
     for method in 0..<methodCount { _ = try cursor.method(index: method) }
     guard cursor.offset == bytes.count else { throw .trailingBytes(offset: cursor.offset) }
     self.bytes = bytes
@@ -148,6 +148,50 @@ public struct InterfaceDescriptor {
       return index
     }
     return min(methodCount, provided.methodCount)
+  }
+}
+
+/// Structural matching all the way down: an interface matches only if every interface
+/// its methods name (as parameters or results, transitively) matches too, each side's
+/// descriptor looked up in its own manifest (or the kernel's).
+public enum InterfaceMatching {
+  /// The most interfaces one comparison visits (a manifest describes at most 32).
+  public static let maximumVisited = 64
+
+  /// nil if `required` (looked up with `requiredLookup`) and `provided` (looked up with
+  /// `providedLookup`) match with everything they reference; else the name of the first
+  /// interface that differs or that the provider does not describe.
+  public static func firstMismatch(
+    required: InterfaceDescriptor, provided: InterfaceDescriptor,
+    requiredLookup: (UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor?,
+    providedLookup: (UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor?
+  ) -> UnsafeBufferPointer<UInt8>? {
+    guard required.matches(provided) else { return required.name }
+    var visited: [UnsafeBufferPointer<UInt8>] = [required.name]
+    var next = 0
+    var queue: [InterfaceDescriptor] = [required]
+    while next < queue.count {
+      let interface = queue[next]
+      next += 1
+      for index in 0..<interface.methodCount {
+        let method = interface.method(index)
+        var names: [UnsafeBufferPointer<UInt8>] = []
+        for parameter in method.parameters where parameter.kind == .reference {
+          names.append(parameter.interfaceName!)
+        }
+        if let result = method.resultInterface { names.append(result) }
+        for name in names
+        where !visited.contains(where: { equal(UnsafeRawBufferPointer($0), UnsafeRawBufferPointer(name)) }) {
+          guard visited.count < maximumVisited, let mine = requiredLookup(name),
+            let theirs = providedLookup(name),
+            mine.matches(theirs)
+          else { return name }
+          visited.append(name)
+          queue.append(mine)
+        }
+      }
+    }
+    return nil
   }
 }
 
@@ -223,7 +267,7 @@ struct DescriptorCursor {
 
   mutating func name() throws(DescriptorError) -> UnsafeBufferPointer<UInt8> {
     let start = offset
-    let length = Int(try byte())
+    let length = Int(widening: try byte())
     guard length > 0, length <= InterfaceDescriptor.maximumNameLength else { throw .badName(offset: start) }
     guard let slice = reader.slice(offset: offset, length: length) else { throw .truncated(offset: offset) }
     let text = slice.bindMemory(to: UInt8.self)
@@ -264,7 +308,7 @@ struct DescriptorCursor {
   mutating func method(index: Int) throws(DescriptorError) -> MethodDescriptor {
     let start = offset
     let methodName = try name()
-    let parameterCount = Int(try byte())
+    let parameterCount = Int(widening: try byte())
     let parametersStart = offset
     var callWords = 0
     var outputBlocks: UInt32 = 0
@@ -284,7 +328,7 @@ struct DescriptorCursor {
     switch result {
     case .reference, .optionalReference: resultInterface = try name()
     case .filled:
-      filled = Int(try byte())
+      filled = Int(widening: try byte())
       guard filled < 32, outputBlocks & (1 << UInt32(filled)) != 0 else {
         throw .badFilledResult(method: index)
       }

@@ -130,10 +130,10 @@ public struct MemoryMap: Sequence {
     reader = ByteReader(bytes)
     var offset = 0
     while offset < reader.count {
-      guard let size = reader.uint32(at: offset), Int(size) >= Self.fieldsSize,
-        reader.contains(offset: offset + 4, length: Int(size))
+      guard let size = reader.uint32(at: offset), size >= UInt32(Self.fieldsSize),
+        reader.contains(offset: UInt64(offset) + 4, length: UInt64(size))
       else { throw .malformedMemoryMapEntry(offset: offset) }
-      offset += 4 + Int(size)
+      offset += 4 + Int(truncatingIfNeeded: size)  // inside the table: checked above
     }
   }
 
@@ -148,7 +148,7 @@ public struct MemoryMap: Sequence {
         let base = reader.uint64(at: offset + 4), let length = reader.uint64(at: offset + 12),
         let type = reader.uint32(at: offset + 20)
       else { return nil }
-      offset += 4 + Int(size)
+      offset += 4 + Int(truncatingIfNeeded: size)  // checked by `init`
       return MemoryRegion(base: base, length: length, type: type)
     }
   }
@@ -188,7 +188,8 @@ public struct ModuleTable: Sequence {
     guard UInt64(count) * UInt64(Self.entrySize) <= UInt64(bytes.count) else {
       throw .malformedModuleTable
     }
-    reader = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<(Int(count) * Self.entrySize)]))
+    reader = ByteReader(
+      UnsafeRawBufferPointer(rebasing: bytes[0..<(Int(truncatingIfNeeded: count) * Self.entrySize)]))
   }
 
   /// Iterates the modules in table order.

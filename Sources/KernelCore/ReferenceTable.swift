@@ -70,7 +70,7 @@ public struct ReferenceTable<Object: ReferencedObject> {
   public var owner: Object.Owner? { ownerReference?.takeUnretainedValue() }
 
   /// The number of entries allocated.
-  public var capacity: Int { Int(header[1]) }
+  public var capacity: Int { Int(truncatingIfNeeded: header[1]) }
 
   /// Where generated code finds the table.
   public var layout: TableLayout {
@@ -86,28 +86,40 @@ public struct ReferenceTable<Object: ReferencedObject> {
     header.deallocate()
   }
 
-  /// Allocates the first entries now (so a later heap measurement does not see them).
-  public mutating func reserve() { if capacity == 0 { _ = grow() } }
+  /// Allocates entries for `entries` handles now (at least the first ones), so a later
+  /// heap measurement does not see the table grow, and it never moves after.
+  public mutating func reserve(entries: Int = 1) {
+    while capacity == 0 || capacity < min(entries, Self.maximumCapacity) {
+      guard grow() else { return }
+    }
+  }
+
+  /// The index of `handle`'s entry, if the handle (a word from a server: any value) is
+  /// inside the table.
+  private func index(_ handle: UInt32) -> Int? {
+    guard handle != 0, UInt(handle) < header[1] else { return nil }
+    return Int(truncatingIfNeeded: handle)  // below the capacity, so it fits
+  }
 
   /// The object behind `handle`, or nil if the handle is not a valid entry here.
   public func object(_ handle: UInt32) -> Object? {
-    guard handle != 0, Int(handle) < capacity, let entries else { return nil }
-    let address = entries[Int(handle) * Self.wordsPerEntry + Word.object]
+    guard let index = index(handle), let entries else { return nil }
+    let address = entries[index * Self.wordsPerEntry + Word.object]
     guard address != 0 else { return nil }
     return Unmanaged<Object>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).takeUnretainedValue()
   }
 
   /// The count of `handle` (0 if invalid).
   public func count(_ handle: UInt32) -> Int {
-    guard object(handle) != nil else { return 0 }
-    return Int(entries![Int(handle) * Self.wordsPerEntry + Word.count])
+    guard object(handle) != nil, let index = index(handle) else { return 0 }
+    return Int(truncatingIfNeeded: entries![index * Self.wordsPerEntry + Word.count])
   }
 
   /// Installs `object` with count 1; returns the handle, or 0 if the table is full.
   public mutating func install(_ object: Object) -> UInt32 {
     if firstFree == 0 && !grow() { return 0 }
     let handle = firstFree
-    let entry = entries! + Int(handle) * Self.wordsPerEntry
+    let entry = entries! + Int(truncatingIfNeeded: handle) * Self.wordsPerEntry
     firstFree = entry[Self.nextFree]
     let words = object.entryWords
     entry[Word.context] = words.context
@@ -125,16 +137,18 @@ public struct ReferenceTable<Object: ReferencedObject> {
 
   /// Adds a count to `handle`; false if the handle is not valid.
   public func acquire(_ handle: UInt32) -> Bool {
-    guard object(handle) != nil else { return false }
-    entries![Int(handle) * Self.wordsPerEntry + Word.count] += 1
+    guard object(handle) != nil, let index = index(handle) else { return false }
+    let count = entries! + index * Self.wordsPerEntry + Word.count
+    guard count.pointee < UInt(UInt32.max) else { return false }  // never wraps to 0
+    count.pointee += 1
     return true
   }
 
   /// Removes a count from `handle`; at zero the entry is freed, and the lifetime rules
   /// above may destroy the object and unload its owner. False if the handle is not valid.
   public mutating func release(_ handle: UInt32) -> Bool {
-    guard object(handle) != nil else { return false }
-    entries![Int(handle) * Self.wordsPerEntry + Word.count] -= 1
+    guard object(handle) != nil, let index = index(handle) else { return false }
+    entries![index * Self.wordsPerEntry + Word.count] -= 1
     freeIfUnheld(handle)
     return true
   }
@@ -144,8 +158,8 @@ public struct ReferenceTable<Object: ReferencedObject> {
   /// valid. An entry acquired again in the meantime stays.
   @discardableResult
   public mutating func freeIfUnheld(_ handle: UInt32) -> Bool {
-    guard let object = object(handle) else { return false }
-    let entry = entries! + Int(handle) * Self.wordsPerEntry
+    guard let object = object(handle), let index = index(handle) else { return false }
+    let entry = entries! + index * Self.wordsPerEntry
     guard entry[Word.count] == 0 else { return true }
     for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
     entry[Self.nextFree] = firstFree
@@ -164,7 +178,7 @@ public struct ReferenceTable<Object: ReferencedObject> {
   /// Releases every count of every entry (when the owner is unloaded).
   public mutating func releaseAll() {
     var handle: UInt32 = 1
-    while Int(handle) < capacity {
+    while UInt(handle) < header[1] {
       while object(handle) != nil { _ = release(handle) }
       handle += 1
     }

@@ -3,10 +3,13 @@
 //
 // Contract: `ServerFile(bytes:)` checks everything the loader will rely on before any
 // memory is touched: ELF structure, loadable segments inside the file and inside one span
-// of at most `maximumImageSize`, the dynamic symbol table, every relocation's type and
-// target, the manifest, and the presence of `tessera_start`, `tessera_destroy` and a
-// dispatch function for every method of every exported interface. A file that fails any
-// check is rejected with a `ServerFileError` naming the reason. `load(into:base:resolve:)`
+// of at most `maximumImageSize`, the dynamic symbol table (entry size, string table, every
+// defined symbol's section), the dynamic segment, every relocation's type, target and
+// symbol (a defined symbol a relocation uses must lie in the image), the manifest, and
+// `tessera_start`, `tessera_destroy` and a dispatch function for every method of every
+// exported interface, each inside a loaded executable segment. All arithmetic on the
+// file's words is 32-bit safe (no trapping conversion: the kernel runs this on i686). A
+// file that fails any check is rejected with a `ServerFileError` naming the reason. `load(into:base:resolve:)`
 // then copies the segments and applies the relocations; it fails only when an import is
 // not offered by the kernel.
 
@@ -25,6 +28,9 @@ public enum ServerFileError: Error, Equatable, Sendable {
   case noManifest
   case manifest(ManifestError)
   case missingEntry(KernelMessage)
+  case entryNotExecutable(KernelMessage)
+  case badSymbol(index: UInt32)
+  case badDynamicSegment
   case unresolvedImport(KernelMessage)
 
   /// A one-line explanation.
@@ -45,6 +51,9 @@ public enum ServerFileError: Error, Equatable, Sendable {
     case .noManifest: "has no .tessera manifest section (build servers with the Makefile)"
     case .manifest(let error): "manifest: \(error.message)"
     case .missingEntry(let name): "does not define \(name)"
+    case .entryNotExecutable(let name): "\(name) does not lie in a loaded executable segment"
+    case .badSymbol(let index): "dynamic symbol \(index) lies outside the image or names no section"
+    case .badDynamicSegment: "the dynamic segment lies outside the file or the image"
     case .unresolvedImport(let name): "imports \(name), which the kernel does not offer"
     }
   }
@@ -63,6 +72,10 @@ public struct ServerFile {
     static let relative: UInt8 = 8  // R_386_RELATIVE: B + A
   }
   private static let typeLoad: UInt32 = 1
+  private static let typeDynamic: UInt32 = 2
+  private static let flagExecute: UInt32 = 1
+  private static let absoluteSection: UInt16 = 0xFFF1  // SHN_ABS
+  private static let reservedSections: UInt16 = 0xFF00  // SHN_LORESERVE
   private static let typeDynamicSymbols: UInt32 = 11
   private static let typeRelocations: UInt32 = 9
 
@@ -89,6 +102,11 @@ public struct ServerFile {
     var high: UInt64 = 0
     for index in 0..<elf.programHeaderCount {
       let header = elf.programHeader(at: index)
+      if header.type == Self.typeDynamic {
+        guard elf.reader.contains(offset: UInt64(header.offset), length: UInt64(header.fileSize)) else {
+          throw .badDynamicSegment
+        }
+      }
       guard header.type == Self.typeLoad else { continue }
       guard header.fileSize <= header.memorySize,
         elf.reader.contains(offset: UInt64(header.offset), length: UInt64(header.fileSize)),
@@ -102,19 +120,27 @@ public struct ServerFile {
     guard low != UInt64.max else { throw .noLoadableSegments }
     let start = low & ~4095
     let size = (high - start + 4095) & ~4095
-    guard size <= UInt64(Self.maximumImageSize) else {
+    guard size <= UInt64(Self.maximumImageSize), start + size <= 0x1_0000_0000 else {
       throw .imageTooLarge(UInt32(min(size, UInt64(UInt32.max))))
     }
-    imageStart = UInt32(start)
-    imageSize = UInt32(size)
+    imageStart = UInt32(truncatingIfNeeded: start)  // below 2^32: a segment's address
+    imageSize = UInt32(truncatingIfNeeded: size)  // at most maximumImageSize
+    for index in 0..<elf.programHeaderCount where elf.programHeader(at: index).type == Self.typeDynamic {
+      let header = elf.programHeader(at: index)
+      guard UInt64(header.virtualAddress) >= start,
+        UInt64(header.virtualAddress) + UInt64(header.memorySize) <= start + size
+      else { throw .badDynamicSegment }
+    }
 
-    // Dynamic symbols.
+    // Dynamic symbols: whole 16-byte entries, names in a string table.
     guard let symbols = elf.firstSection(ofType: Self.typeDynamicSymbols),
-      Int(elf.section(at: symbols).link) < elf.sectionCount
+      let strings = elf.sectionIndex(elf.section(at: symbols).link),
+      elf.section(at: strings).type == ELF32Section.typeStringTable,
+      elf.section(at: symbols).entrySize == 16, elf.section(at: symbols).size % 16 == 0
     else { throw .noDynamicSymbols }
     do throws(ELFError) {
       dynamicSymbols = try elf.contents(ofSection: symbols)
-      dynamicStrings = try elf.contents(ofSection: Int(elf.section(at: symbols).link))
+      dynamicStrings = try elf.contents(ofSection: strings)
     } catch { throw .elf(error) }
 
     // Manifest.
@@ -131,10 +157,10 @@ public struct ServerFile {
     } catch { throw .manifest(error) }
 
     // Relocations: known types, targets inside the image, symbol indices that exist.
-    let symbolCount = UInt32(dynamicSymbols.count / 16)
+    let symbolCount = UInt32(truncatingIfNeeded: dynamicSymbols.count / 16)
     for index in 0..<elf.sectionCount where elf.section(at: index).type == Self.typeRelocations {
       let section = elf.section(at: index)
-      guard section.entrySize == 8, section.size % 8 == 0,
+      guard section.entrySize == 8, section.size % 8 == 0, elf.sectionIndex(section.link) == symbols,
         let entries = try? elf.contents(ofSection: index)
       else { throw .badRelocationSection(index: index) }
       var offset = 0
@@ -154,24 +180,57 @@ public struct ServerFile {
         }
         guard symbol < symbolCount else { throw .badSymbolIndex(symbol) }
         if symbol != 0 {
-          guard dynamicStrings.cString(at: Int(dynamicSymbols.uint32(at: Int(symbol) * 16)!)) != nil else {
+          let entry = symbol * 16  // below the table's size
+          guard dynamicStrings.cString(at: dynamicSymbols.uint32(at: entry)!) != nil else {
             throw .badSymbolIndex(symbol)
+          }
+          // A defined symbol becomes an address in the image: it must lie there (or be
+          // absolute, which only R_386_32 data may use).
+          let section = dynamicSymbols.uint16(at: entry + 14)!
+          let value = dynamicSymbols.uint32(at: entry + 4)!
+          if section != 0 && section != Self.absoluteSection {
+            guard section < Self.reservedSections, elf.sectionIndex(UInt32(section)) != nil,
+              UInt64(value) >= start, UInt64(value) < start + size
+            else { throw .badSymbol(index: symbol) }
+          } else if section == Self.absoluteSection && type != Relocation.absolute {
+            throw .badSymbol(index: symbol)
           }
         }
         offset += 8
       }
     }
 
-    // Entry points.
-    guard symbolAddress("tessera_start") != nil else { throw .missingEntry("tessera_start") }
-    guard symbolAddress("tessera_destroy") != nil else { throw .missingEntry("tessera_destroy") }
+    // Entry points: functions the kernel will call, so in loaded executable code.
+    try requireFunction("tessera_start")
+    try requireFunction("tessera_destroy")
     for export in 0..<manifest.exportCount {
       let interface = manifest.interface(manifest.export(export))
       for method in 0..<interface.methodCount {
-        let name = Self.dispatchSymbol(interface: interface.name, method: method)
-        guard symbolAddress(name) != nil else { throw .missingEntry(name) }
+        try requireFunction(Self.dispatchSymbol(interface: interface.name, method: method))
       }
     }
+  }
+
+  private func requireFunction(_ name: KernelMessage) throws(ServerFileError) {
+    guard symbolAddress(name) != nil else { throw .missingEntry(name) }
+    guard functionAddress(name) != nil else { throw .entryNotExecutable(name) }
+  }
+
+  /// The image-relative address of the defined function `name`, if it lies in a loaded
+  /// executable segment (the only addresses the kernel ever calls in a server).
+  public func functionAddress(_ name: KernelMessage) -> UInt32? {
+    guard let offset = symbolAddress(name) else { return nil }
+    let address = UInt64(imageStart) + UInt64(offset)
+    for index in 0..<elf.programHeaderCount {
+      let header = elf.programHeader(at: index)
+      if header.type == Self.typeLoad, header.flags & Self.flagExecute != 0,
+        address >= UInt64(header.virtualAddress),
+        address < UInt64(header.virtualAddress) + UInt64(header.memorySize)
+      {
+        return offset
+      }
+    }
+    return nil
   }
 
   /// The name of the dispatch function of `method` of `interface`.
@@ -184,11 +243,11 @@ public struct ServerFile {
     var offset = 16  // symbol 0 is the null symbol
     while offset + 16 <= dynamicSymbols.count {
       let section = dynamicSymbols.uint16(at: offset + 14)!
-      if section != 0, let symbolName = dynamicStrings.cString(at: Int(dynamicSymbols.uint32(at: offset)!)),
+      if section != 0, let symbolName = dynamicStrings.cString(at: dynamicSymbols.uint32(at: offset)!),
         name.withBytes({ equal(UnsafeRawBufferPointer($0), UnsafeRawBufferPointer(symbolName)) })
       {
         let value = dynamicSymbols.uint32(at: offset + 4)!
-        guard value >= imageStart, value < imageStart &+ imageSize else { return nil }
+        guard value >= imageStart, UInt64(value) < UInt64(imageStart) + UInt64(imageSize) else { return nil }
         return value - imageStart
       }
       offset += 16
@@ -201,7 +260,7 @@ public struct ServerFile {
     var offset = 16
     while offset + 16 <= dynamicSymbols.count {
       if dynamicSymbols.uint16(at: offset + 14)! == 0,
-        let name = dynamicStrings.cString(at: Int(dynamicSymbols.uint32(at: offset)!)), !name.isEmpty
+        let name = dynamicStrings.cString(at: dynamicSymbols.uint32(at: offset)!), !name.isEmpty
       {
         body(name)
       }
@@ -216,12 +275,14 @@ public struct ServerFile {
     into image: UnsafeMutableRawBufferPointer, base: UInt32,
     resolve: (UnsafeBufferPointer<UInt8>) -> UInt32?
   ) throws(ServerFileError) {
-    precondition(image.count >= Int(imageSize))
+    // Every value used below was checked by `init`: segments lie in the file and the
+    // image, relocation targets in the image, symbol indices in the table.
+    precondition(UInt64(image.count) >= UInt64(imageSize))
     for index in 0..<elf.programHeaderCount {
       let header = elf.programHeader(at: index)
       guard header.type == Self.typeLoad, header.fileSize > 0 else { continue }
-      let source = elf.reader.slice(offset: Int(header.offset), length: Int(header.fileSize))!
-      let destination = Int(header.virtualAddress - imageStart)
+      let source = elf.reader.slice(offset: header.offset, length: header.fileSize)!
+      let destination = Int(truncatingIfNeeded: header.virtualAddress - imageStart)
       UnsafeMutableRawBufferPointer(rebasing: image[destination..<(destination + source.count)]).copyMemory(
         from: source)
     }
@@ -233,13 +294,13 @@ public struct ServerFile {
         let target = entries.uint32(at: offset)!
         let info = entries.uint32(at: offset + 4)!
         let type = UInt8(truncatingIfNeeded: info)
-        let place = Int(target - imageStart)
+        let place = Int(truncatingIfNeeded: target - imageStart)
         let addend = image.loadUnaligned(fromByteOffset: place, as: UInt32.self)
         var value: UInt32
         if type == Relocation.relative {
           value = addend &+ delta
         } else {
-          let symbol = try symbolValue(Int(info >> 8), base: base, resolve: resolve)
+          let symbol = try symbolValue(info >> 8, base: base, resolve: resolve)
           switch type {
           case Relocation.absolute: value = symbol &+ addend
           case Relocation.relative32: value = symbol &+ addend &- (target &+ delta)
@@ -253,11 +314,13 @@ public struct ServerFile {
   }
 
   private func symbolValue(
-    _ index: Int, base: UInt32, resolve: (UnsafeBufferPointer<UInt8>) -> UInt32?
+    _ index: UInt32, base: UInt32, resolve: (UnsafeBufferPointer<UInt8>) -> UInt32?
   ) throws(ServerFileError) -> UInt32 {
     let entry = index * 16
-    let name = dynamicStrings.cString(at: Int(dynamicSymbols.uint32(at: entry)!))!
-    if dynamicSymbols.uint16(at: entry + 14)! != 0 {
+    let name = dynamicStrings.cString(at: dynamicSymbols.uint32(at: entry)!)!
+    let section = dynamicSymbols.uint16(at: entry + 14)!
+    if section == Self.absoluteSection { return dynamicSymbols.uint32(at: entry + 4)! }
+    if section != 0 {
       return dynamicSymbols.uint32(at: entry + 4)! &- imageStart &+ base
     }
     guard let address = resolve(name) else { throw .unresolvedImport("\(text: name)") }

@@ -86,43 +86,45 @@ public struct ServerManifest {
       name = try cursor.name()
       isThreadSafe = try cursor.byte() & 1 != 0
     } catch { throw fail(cursor.offset) }
-    guard let count = try? cursor.byte(), Int(count) <= Self.maximumInterfaces else {
+    guard let count = try? cursor.byte(), Int(widening: count) <= Self.maximumInterfaces else {
       throw fail(cursor.offset)
     }
-    interfaceCount = Int(count)
+    interfaceCount = Int(widening: count)
     interfacesOffset = cursor.offset
     for index in 0..<interfaceCount {
       guard let length = reader.uint16(at: cursor.offset),
-        let slice = reader.slice(offset: cursor.offset + 2, length: Int(length))
+        let slice = reader.slice(offset: cursor.offset + 2, length: Int(widening: length))
       else { throw fail(cursor.offset) }
       do throws(DescriptorError) {
         _ = try InterfaceDescriptor(bytes: slice)
       } catch { throw .badInterface(index: index, error) }
-      cursor.offset += 2 + Int(length)
+      cursor.offset += 2 + Int(widening: length)
     }
     let interfaceLimit = interfaceCount
     func interfaceIndex(_ cursor: inout DescriptorCursor) throws(ManifestError) -> Int {
       let offset = cursor.offset
       guard let value = try? cursor.byte() else { throw .malformed(offset: offset) }
-      guard Int(value) < interfaceLimit else { throw .badInterfaceIndex(offset: offset) }
-      return Int(value)
+      guard Int(widening: value) < interfaceLimit else { throw .badInterfaceIndex(offset: offset) }
+      return Int(widening: value)
     }
     let provided = try interfaceIndex(&cursor)
     guard let exports = try? cursor.byte() else { throw fail(cursor.offset) }
     let exportsStart = cursor.offset
     var providedIsExported = false
-    for _ in 0..<Int(exports) where try interfaceIndex(&cursor) == provided { providedIsExported = true }
+    for _ in 0..<Int(widening: exports) where try interfaceIndex(&cursor) == provided {
+      providedIsExported = true
+    }
     guard let slots = try? cursor.byte() else { throw fail(cursor.offset) }
     let slotsStart = cursor.offset
-    for _ in 0..<Int(slots) {
+    for _ in 0..<Int(widening: slots) {
       guard (try? cursor.name()) != nil else { throw fail(cursor.offset) }
       _ = try interfaceIndex(&cursor)
     }
     guard cursor.offset == bytes.count else { throw fail(cursor.offset) }
     providedInterface = provided
-    exportCount = Int(exports)
+    exportCount = Int(widening: exports)
     exportsOffset = exportsStart
-    slotCount = Int(slots)
+    slotCount = Int(widening: slots)
     slotsOffset = slotsStart
     self.reader = reader
     guard providedIsExported else { throw .providedNotExported }
@@ -150,8 +152,8 @@ public struct ServerManifest {
   /// The descriptor of interface `index`.
   public func interface(_ index: Int) -> InterfaceDescriptor {
     var offset = interfacesOffset
-    for _ in 0..<index { offset += 2 + Int(reader.uint16(at: offset)!) }
-    let length = Int(reader.uint16(at: offset)!)
+    for _ in 0..<index { offset += 2 + Int(widening: reader.uint16(at: offset)!) }
+    let length = Int(widening: reader.uint16(at: offset)!)
     return try! InterfaceDescriptor(bytes: reader.slice(offset: offset + 2, length: length)!)
   }
 
@@ -165,7 +167,7 @@ public struct ServerManifest {
   }
 
   /// The interface index of export `number`.
-  public func export(_ number: Int) -> Int { Int(reader.uint8(at: exportsOffset + number)!) }
+  public func export(_ number: Int) -> Int { Int(widening: reader.uint8(at: exportsOffset + number)!) }
 
   /// The name and interface index of required slot `number`.
   public func slot(_ number: Int) -> (name: UnsafeBufferPointer<UInt8>, interface: Int) {
@@ -176,6 +178,6 @@ public struct ServerManifest {
       _ = try! cursor.byte()
     }
     let name = try! cursor.name()
-    return (name, Int(try! cursor.byte()))
+    return (name, Int(widening: try! cursor.byte()))
   }
 }

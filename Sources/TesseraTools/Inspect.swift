@@ -165,6 +165,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           continue
         }
         var provided: [UInt8]?
+        var providerData: Data?  // the providing instance's file; nil for a kernel service
         switch source {
         case .kernel(let service):
           let serviceName = string(service)
@@ -178,12 +179,14 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           provided = interface.descriptor()
         case .instance(let other):
           provided = instances[string(other)]?.provided
+          providerData = instances[string(other)]?.data
           if provided == nil { problems.append("\(location): no loaded instance \(string(other))") }
         case .method(let other, let method):
           guard let instance = instances[string(other)] else {
             problems.append("\(location): no loaded instance \(string(other))")
             continue
           }
+          providerData = instance.data
           provided = withManifest(instance.data) { manifest -> [UInt8]? in
             let interface = manifest.interface(manifest.providedInterface)
             for index in 0..<interface.methodCount
@@ -202,12 +205,37 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           }
         }
         guard let provided else { continue }
+        // Descriptors the lookups hand out must outlive the comparison: freed after it.
+        var storages: [UnsafeMutableRawBufferPointer] = []
+        defer { for storage in storages { storage.deallocate() } }
+        func descriptor(_ bytes: [UInt8]) -> InterfaceDescriptor {
+          let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+          storages.append(storage)
+          storage.copyBytes(from: bytes)
+          return try! InterfaceDescriptor(bytes: UnsafeRawBufferPointer(storage))
+        }
+        func lookup(in data: Data?, _ name: UnsafeBufferPointer<UInt8>) -> InterfaceDescriptor? {
+          guard let data else {
+            return interfaces.interfaces[string(name)].map { descriptor($0.descriptor()) }
+          }
+          return withManifest(data) { manifest in
+            manifest.interfaceIndex(named: name).map {
+              descriptor(Array(UnsafeRawBufferPointer(manifest.interface($0).bytes)))
+            }
+          }
+        }
         let problem: String? = required.withUnsafeBytes { requiredBytes in
           provided.withUnsafeBytes { providedBytes in
             let requiredInterface = try! InterfaceDescriptor(bytes: requiredBytes)
             let providedInterface = try! InterfaceDescriptor(bytes: providedBytes)
             guard let difference = requiredInterface.firstDifference(from: providedInterface) else {
-              return nil
+              let nested = InterfaceMatching.firstMismatch(
+                required: requiredInterface, provided: providedInterface,
+                requiredLookup: { lookup(in: pending.data, $0) },
+                providedLookup: { lookup(in: providerData, $0) })
+              return nested.map {
+                "cannot bind \(pending.name).\(slotName): the interface \(string($0)) it uses differs between the two sides"
+              }
             }
             let detail =
               difference < 0

@@ -66,6 +66,35 @@ enum SampleDescriptors {
     #expect(first.firstDifference(from: other) == -1)
   }
 
+  @Test func nestedInterfacesAreComparedStructurallyAllTheWayDown() throws {
+    // interface Shelf { open() -> Store }: equal bytes on both sides, but the Store each
+    // side describes may differ (the attack: SimpleFS's Iterator block 64 -> 57).
+    let shelfBytes =
+      SampleDescriptors.name("Shelf") + [1] + SampleDescriptors.name("open") + [0, 2]
+      + SampleDescriptors.name("Store")
+    let (shelf, _) = try SampleDescriptors.parse(shelfBytes)
+    let (store, _) = try SampleDescriptors.parse(SampleDescriptors.store())
+    let (smallerStore, _) = try SampleDescriptors.parse(SampleDescriptors.store(putMaximum: 57))
+    func lookup(_ table: [String: InterfaceDescriptor]) -> (UnsafeBufferPointer<UInt8>) ->
+      InterfaceDescriptor?
+    {
+      { table[String(decoding: $0, as: UTF8.self)] }
+    }
+    let same = InterfaceMatching.firstMismatch(
+      required: shelf, provided: shelf, requiredLookup: lookup(["Shelf": shelf, "Store": store]),
+      providedLookup: lookup(["Shelf": shelf, "Store": store]))
+    #expect(same == nil)
+    let differing = InterfaceMatching.firstMismatch(
+      required: shelf, provided: shelf, requiredLookup: lookup(["Shelf": shelf, "Store": store]),
+      providedLookup: lookup(["Shelf": shelf, "Store": smallerStore]))
+    #expect(differing.map { String(decoding: $0, as: UTF8.self) } == "Store")
+    let unknown = InterfaceMatching.firstMismatch(
+      required: shelf, provided: shelf, requiredLookup: lookup(["Shelf": shelf, "Store": store]),
+      providedLookup: lookup(["Shelf": shelf]))
+    #expect(
+      unknown.map { String(decoding: $0, as: UTF8.self) } == "Store", "the provider does not know Store")
+  }
+
   @Test func rejectsEveryTruncation() {
     let bytes = SampleDescriptors.store()
     for length in 0..<bytes.count {

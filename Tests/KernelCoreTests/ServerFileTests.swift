@@ -83,6 +83,72 @@ func validateAndLoad(_ bytes: [UInt8]) -> Result<UInt32, ServerFileError> {
     }
   }
 
+  /// A copy of the built ComputeTarget.srv, and its parsed ELF structure.
+  private func computeTarget() throws -> [UInt8] {
+    try #require(try BuiltServers.files().first { $0.name == "ComputeTarget.srv" }).data
+  }
+
+  private func word(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+    bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
+  }
+
+  private func setWord(_ bytes: inout [UInt8], _ offset: Int, _ value: UInt32) {
+    bytes.withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: offset, as: UInt32.self) }
+  }
+
+  @Test func entryPointsMustLieInLoadedExecutableCode() throws {
+    // The executable segment's type changed to PT_NULL: not loaded, so nothing the kernel
+    // would call exists (before: accepted, and the kernel jumped into zeroed memory).
+    var bytes = try computeTarget()
+    let table = Int(word(bytes, 28))
+    let count = Int(bytes[44]) | Int(bytes[45]) << 8
+    let text = try #require(
+      (0..<count).first { word(bytes, table + 32 * $0) == 1 && word(bytes, table + 32 * $0 + 24) & 1 != 0 })
+    setWord(&bytes, table + 32 * text, 0)
+    guard case .failure = validateAndLoad(bytes) else {
+      Issue.record("a file without loaded code was accepted")
+      return
+    }
+    // The same segment made non-executable: its functions may not be called.
+    bytes = try computeTarget()
+    setWord(&bytes, table + 32 * text + 24, word(bytes, table + 32 * text + 24) & ~1)
+    #expect(validateAndLoad(bytes) == .failure(.entryNotExecutable("tessera_start")))
+  }
+
+  @Test func chosenBadWordsInEveryTableAreRejectedOrHarmless() throws {
+    // Every header, program-header and section-header word set to values that overflow
+    // 32-bit offsets: each file is rejected or loads within its image (the host cannot
+    // see i686's traps; the in-kernel test loader.hostile_server_files runs the same
+    // words on i686).
+    let original = try computeTarget()
+    let programs = Int(word(original, 28))
+    let sections = Int(word(original, 32))
+    let sectionCount = Int(original[48]) | Int(original[49]) << 8
+    var offsets = Array(stride(from: 16, to: 52, by: 2)) + (0..<56).map { programs + 4 * $0 }
+    offsets += (0..<(10 * sectionCount)).map { sections + 4 * $0 }
+    // Words the loader cannot do without: the table offsets, and each loadable segment's
+    // file offset and size. Those must be refused; the rest must only not crash.
+    var required: Set<Int> = [28, 32]
+    for index in 0..<(Int(original[44]) | Int(original[45]) << 8)
+    where word(original, programs + 32 * index) == 1 {
+      required.formUnion([programs + 32 * index + 4, programs + 32 * index + 16])
+    }
+    var rejected = 0
+    for offset in offsets where offset + 4 <= original.count {
+      for value: UInt32 in [0x8000_0000, 0xFFFF_FFFC, 0x7FFF_FFFF, 0xFFFF_FFFF] {
+        var bytes = original
+        setWord(&bytes, offset, value)
+        let result = validateAndLoad(bytes)
+        if case .failure = result {
+          rejected += 1
+        } else if required.contains(offset) {
+          Issue.record("word at \(offset) set to \(value) was accepted")
+        }
+      }
+    }
+    #expect(rejected >= 4 * required.count, "\(rejected) of \(4 * offsets.count) rejected")
+  }
+
   @Test func rejectsAnUnofferedImport() throws {
     let (_, data) = try BuiltServers.files()[0]
     try data.withUnsafeBytes { raw in

@@ -7,7 +7,7 @@ import Testing
 
 /// Boots the default kernel image with `composition` and every server file; returns once
 /// a line contains `until` (by default: the kernel is idle, the composition is done).
-private func bootComposition(
+func bootComposition(
   _ composition: String, test: String, input: (after: String, text: String)? = nil,
   until marker: String = "idling", countInstructions: Bool = false
 ) throws -> BootResult {
@@ -25,7 +25,7 @@ private func bootComposition(
 }
 
 /// The kernel heap is back exactly where it was before the group.
-private func expectHeapBackToBase(_ output: String, composition: String) {
+func expectHeapBackToBase(_ output: String, composition: String) {
   #expect(
     output.contains(/kernel heap back to its base: (\d+) bytes in use, \1 before; \d+ errors/),
     "\(composition): the kernel heap is not back to its base")

@@ -9,15 +9,17 @@ private let requiredKernelTests: Set<String> = [
   "paging.null_page_unmapped", "heap.stress", "heap.alignment", "heap.swift_objects",
   "heap.out_of_memory", "interrupts.timer_ticks", "interrupts.handler_registration",
   "interrupts.sse_state_preserved", "interrupts.spurious_irq7", "symbols.names_in_backtraces",
+  "loader.hostile_server_files",
 ]
 
 /// Boots `image` and records an issue naming `test` if the guest hung.
 private func bootChecked(
-  _ test: String, image: String = "kernel-test", append: String = "", countInstructions: Bool = false,
-  timeout: TimeInterval = 60, until: ((Substring) -> Bool)? = nil
+  _ test: String, image: String = "kernel-test", modules: [String] = [], append: String = "",
+  countInstructions: Bool = false, timeout: TimeInterval = 60, until: ((Substring) -> Bool)? = nil
 ) throws -> BootResult {
   let result = try QEMU.boot(
-    image: image, append: append, countInstructions: countInstructions, timeout: timeout, until: until)
+    image: image, modules: modules, append: append, countInstructions: countInstructions, timeout: timeout,
+    until: until)
   if result.timedOut {
     Issue.record(
       "\(test): the guest did not finish within \(Int(timeout)) s and was killed; last output:\n\(result.tail())"
@@ -29,7 +31,10 @@ private func bootChecked(
 @Suite struct KernelSystemTests {
   @Test func inKernelTestSuitePasses() throws {
     // The timer test checks tick counts: guest time follows instructions, not the host.
-    let result = try bootChecked("inKernelTestSuitePasses", countInstructions: true)
+    // The loader test mutates a small server file (the first `.srv` module) on i686.
+    let result = try bootChecked(
+      "inKernelTestSuitePasses", modules: ["build/servers/ComputeTarget.srv"], countInstructions: true,
+      timeout: 120)
     var begun: [String] = []
     var passed: Set<String> = []
     for line in result.lines {
@@ -48,12 +53,30 @@ private func bootChecked(
       requiredKernelTests.isSubset(of: passed), "missing: \(requiredKernelTests.subtracting(passed).sorted())"
     )
     #expect(result.output.contains("@@TEST-SUMMARY passed=\(passed.count) failed=0"))
+    let fuzz = try #require(
+      result.output.firstMatch(
+        of: /@@LOADER-FUZZ file=\S+ chosen=(\d+) random=(\d+) accepted=(\d+) rejected=(\d+)/))
+    #expect(Int(fuzz.1)! + Int(fuzz.2)! == Int(fuzz.3)! + Int(fuzz.4)!, "every case counted: \(fuzz.0)")
+    #expect(Int(fuzz.2)! >= 10_000)
   }
 
   @Test func unknownTestNameIsReportedAsFailure() throws {
     let result = try bootChecked("unknownTestNameIsReportedAsFailure", append: "test=no.such.test")
     #expect(result.status == GuestStatus.failure)
     #expect(result.output.contains("@@TEST-CHECK no.such.test: no such test"))
+  }
+
+  @Test func aHundredBootModulesBoot() throws {
+    // Every server file four times over (more than 100 modules): once, 31 modules
+    // overflowed the boot reservations and panicked, so adding servers broke `make run`.
+    let modules = ["systems/template.system"] + Array(repeating: QEMU.serverModules, count: 4).flatMap { $0 }
+    #expect(modules.count > 100)
+    let result = try bootChecked(
+      "aHundredBootModulesBoot", image: "kernel", modules: modules, append: "on-panic=exit",
+      until: { $0.contains("idling") })
+    #expect(result.output.contains("Tessera 0.1.0 (i686)"), "\(result.tail())")
+    #expect(result.output.contains("system: composition done, 0 errors"), "\(result.tail())")
+    #expect(!result.output.contains("KERNEL PANIC"))
   }
 
   @Test func pageFaultPrintsPanicReport() throws {

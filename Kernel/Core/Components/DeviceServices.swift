@@ -22,12 +22,12 @@ final class IOPortsService: IOPortsImplementation {
 
   func read8(offset: UInt) -> UInt {
     guard offset < count else { return UInt(UInt32.max) }
-    return UInt(cpu_inb(base + UInt16(offset)))
+    return UInt(cpu_inb(base + UInt16(truncatingIfNeeded: offset)))
   }
 
   func write8(offset: UInt, value: UInt) -> UInt {
     guard offset < count else { return 0 }
-    cpu_outb(base + UInt16(offset), UInt8(truncatingIfNeeded: value))
+    cpu_outb(base + UInt16(truncatingIfNeeded: offset), UInt8(truncatingIfNeeded: value))
     return 1
   }
 }
@@ -54,7 +54,7 @@ final class InterruptLineService: InterruptLineImplementation {
     InterruptController.register(
       line: line,
       handler: { line in
-        let address = InterruptLineService.lines[Int(line)]
+        let address = InterruptLineService.lines[Int(truncatingIfNeeded: line)]
         guard address != 0 else { return }
         Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
           .takeUnretainedValue().fired()
@@ -143,7 +143,7 @@ final class SystemInfoService: SystemInfoImplementation {
       }
       out.line("handle  count  interface  implemented by")
       var handle: UInt32 = 1
-      while Int(handle) < server.table.capacity {
+      while UInt(handle) < UInt(server.table.capacity) {
         if let object = server.table.object(handle) {
           let owner: KernelMessage = object.owner?.name ?? "kernel"
           out.line("\(handle)  \(server.table.count(handle))  \(text: object.interface.name)  \(owner)")

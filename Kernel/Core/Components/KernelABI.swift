@@ -88,11 +88,13 @@ enum UserABI {
   /// is loaded at `base`: a user thunk, or for posix_memalign and free the file's own
   /// user-mode allocator.
   static func address(of name: UnsafeBufferPointer<UInt8>, file: ServerFile, base: UInt32) -> UInt32? {
-    if let code = UserCallCode.code(forImport: name) { return AddressSpace.thunks.thunks[Int(code)] }
-    if equals(name, "posix_memalign") {
-      return file.symbolAddress("tessera_user_posix_memalign").map { base + $0 }
+    if let code = UserCallCode.code(forImport: name) {
+      return AddressSpace.thunks.thunks[Int(truncatingIfNeeded: code)]
     }
-    if equals(name, "free") { return file.symbolAddress("tessera_user_free").map { base + $0 } }
+    if equals(name, "posix_memalign") {
+      return file.functionAddress("tessera_user_posix_memalign").map { base + $0 }
+    }
+    if equals(name, "free") { return file.functionAddress("tessera_user_free").map { base + $0 } }
     return nil
   }
 }
@@ -112,8 +114,11 @@ private func caller() -> Server {
 @_cdecl("tessera_kernel_export")
 func tesseraKernelExport(_ interfaceIndex: UInt32, _ context: UInt32) -> UInt32 {
   let server = caller()
-  guard let object = server.makeObject(interfaceIndex: Int(interfaceIndex), context: context) else {
-    Log.error("\(server.name): tessera_export of interface \(interfaceIndex), which it does not export")
+  guard let index = Int(exactly: interfaceIndex),
+    let object = server.makeObject(interfaceIndex: index, context: context)
+  else {
+    // Debug only: the caller gets 0, and a hostile loop must not flood the console.
+    Log.debug("\(server.name): tessera_export of interface \(interfaceIndex), which it does not export")
     return 0
   }
   let handle = Machine.withInterruptsDisabled { server.table.install(object) }

@@ -45,7 +45,7 @@ final class ThreadsService: ThreadsImplementation {
     // `work` is lent to the kernel's table for this call; keep it for the thread.
     let handle = work.handle
     guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else { return 0 }
-    let level = min(max(Int(priority), 1), Scheduler.highPriority)
+    let level = Int(truncatingIfNeeded: min(max(priority, 1), UInt(Scheduler.highPriority)))
     let caller: KernelMessage = CallChain.currentServer?.name ?? "kernel"
     let thread = Scheduler.spawn(name: "\(caller) worker", priority: level) {
       _ = KernelReferences.call(handle, method: 0)
@@ -59,7 +59,8 @@ final class ThreadsService: ThreadsImplementation {
   }
 }
 
-/// A semaphore a server made through Synchronization.
+/// A semaphore a server made through Synchronization. Its count saturates at `UInt.max`
+/// (a signal beyond it is lost, not an overflow).
 final class SemaphoreObject: SemaphoreImplementation {
   private var count: UInt
   private var waiters = ThreadQueue()
@@ -82,7 +83,7 @@ final class SemaphoreObject: SemaphoreImplementation {
     Machine.withInterruptsDisabled {
       if let number = waiters.removeFirst(), let thread = Scheduler.thread(number) {
         Scheduler.wake(thread)
-      } else {
+      } else if count < UInt.max {
         count += 1
       }
     }
@@ -96,7 +97,7 @@ final class SynchronizationService: SynchronizationImplementation {
       interface: semaphoreDescriptor, dispatch: semaphoreDispatchAddresses(),
       box: SemaphoreBox(SemaphoreObject(count: count)))
     // The result moves from the kernel's table to the caller's (see Marshal).
-    let handle = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    let handle = KernelServices.installResult(object)
     return Semaphore(handle: handle)
   }
 }
@@ -104,7 +105,9 @@ final class SynchronizationService: SynchronizationImplementation {
 /// The kernel's Supervision: new references to restarted instances (SystemLoader).
 final class SupervisionService: SupervisionImplementation {
   func rebind(reference: UInt) -> UInt {
-    guard let caller = CallChain.currentServer, let object = caller.table.object(UInt32(reference)) else {
+    guard let caller = CallChain.currentServer,
+      let object = caller.table.object(UInt32(truncatingIfNeeded: reference))
+    else {
       return 0
     }
     return UInt(SystemLoader.rebind(object))
@@ -203,6 +206,20 @@ enum KernelServices {
       else {
         panic("kernel service \(name) is in the catalog but not implemented")
       }
+    }
+  }
+
+  /// Installs `object`, just made for a result, in the kernel's table (the result moves
+  /// from there to the caller's, see Marshal); 0, with the object destroyed, when the
+  /// table is full.
+  static func installResult(_ object: KernelObject) -> UInt32 {
+    Machine.withInterruptsDisabled {
+      let handle = KernelReferences.table.install(object)
+      if handle == 0 {
+        Log.warning("kernel table full: a \(text: object.interface.name) made for a server is dropped")
+        object.destroy()
+      }
+      return handle
     }
   }
 

@@ -23,6 +23,8 @@ struct MarshalInformation {
   /// For each reference parameter (by position), the callee's descriptor of the interface
   /// it must implement; looked up at load time (nil: the callee does not know it).
   var parameterInterfaces: InlineArray<8, InterfaceDescriptor?>
+  /// For a reference result, the callee's descriptor of the interface it must return.
+  var resultInterface: InterfaceDescriptor?
   var dispatch: UInt32
 
   static func make(server: Server?, interface: InterfaceDescriptor, method: Int, dispatch: UInt32)
@@ -33,11 +35,12 @@ struct MarshalInformation {
     for (position, parameter) in descriptor.parameters.enumerated() where parameter.kind == .reference {
       parameterInterfaces[position] = calleeInterface(named: parameter.interfaceName!, callee: server)
     }
+    let resultInterface = descriptor.resultInterface.flatMap { calleeInterface(named: $0, callee: server) }
     let information = UnsafeMutablePointer<MarshalInformation>.allocate(capacity: 1)
     information.initialize(
       to: MarshalInformation(
         server: server.map { Unmanaged.passUnretained($0) }, interface: interface, method: descriptor,
-        parameterInterfaces: parameterInterfaces, dispatch: dispatch))
+        parameterInterfaces: parameterInterfaces, resultInterface: resultInterface, dispatch: dispatch))
     return information
   }
 }
@@ -72,11 +75,15 @@ enum KernelReferences {
 @inline(__always)
 private func failure(_ status: UInt32) -> UInt64 { UInt64(status) << 32 }
 
+/// Runs `body` on the table of `server` (the kernel's for nil) with interrupts disabled:
+/// another thread of the same server may change the table too.
 private func withTable<Result>(of server: Server?, _ body: (inout ReferenceTable<KernelObject>) -> Result)
   -> Result
 {
-  if let server { return body(&server.table) }
-  return body(&KernelReferences.table)
+  Machine.withInterruptsDisabled {
+    if let server { return body(&server.table) }
+    return body(&KernelReferences.table)
+  }
 }
 
 /// Whether the caller may pass `address..<address+count` as a block: for a user-mode
@@ -93,7 +100,7 @@ private func copyBlock(
   _ caller: Server?, to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, _ count: UInt32
 ) -> Bool {
   if caller?.space != nil { return arch_copy_user(destination, source, count) == 0 }
-  destination.copyMemory(from: source, byteCount: Int(count))
+  destination.copyMemory(from: source, byteCount: Int(truncatingIfNeeded: count))  // a checked block size
   return true
 }
 
@@ -169,7 +176,8 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         status = CallStubs.statusBadBlock
         break
       }
-      guard let buffer = KernelHeap.allocate(byteCount: max(Int(size), 1), alignment: 16) else {
+      guard let buffer = KernelHeap.allocate(byteCount: max(Int(truncatingIfNeeded: size), 1), alignment: 16)
+      else {
         status = CallStubs.statusOutOfResources
         break
       }
@@ -183,7 +191,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
           break
         }
       } else {
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Int(truncatingIfNeeded: size))
       }
       words[word] = UInt32(UInt(bitPattern: buffer))
       words[word + 1] = size
@@ -257,10 +265,17 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     if value == 0 {
       if method.result == .reference { status = CallStubs.statusNullReference }
     } else if let object = withTable(of: callee, { $0.object(value) }) {
-      let moved = withTable(of: caller) { $0.install(object) }
-      _ = withTable(of: callee) { $0.release(value) }
-      if moved == 0 { status = CallStubs.statusOutOfResources }
-      value = moved
+      // The callee's word names a reference of the declared interface, or the call fails:
+      // a caller's table never holds a reference of a type it did not ask for.
+      let returned = value
+      value = 0
+      if let expected = information.resultInterface, object.interface.matches(expected) {
+        value = withTable(of: caller) { $0.install(object) }
+        if value == 0 { status = CallStubs.statusOutOfResources }
+      } else {
+        status = CallStubs.statusWrongInterface
+      }
+      _ = withTable(of: callee) { $0.release(returned) }
     } else {
       status = CallStubs.statusInvalidHandle
     }

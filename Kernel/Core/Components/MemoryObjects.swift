@@ -37,7 +37,7 @@ final class MemoryObject: MemoryImplementation {
       return nil
     }
     UnsafeMutableRawPointer(bitPattern: UInt(base))!.initializeMemory(
-      as: UInt8.self, repeating: 0, count: pages * Int(Paging.pageSize))
+      as: UInt8.self, repeating: 0, count: pages * Int(truncatingIfNeeded: Paging.pageSize))
     return MemoryObject(base: base, pages: pages)
   }
 
@@ -62,6 +62,14 @@ struct Mapping {
 }
 
 enum MemoryObjects {
+  /// The pages `bytes` (a word from a server) needs: nil for 0 and beyond the largest
+  /// object, so nothing below overflows.
+  static func pages(_ bytes: UInt) -> Int? {
+    let limit = UInt(MemoryObject.maximumPages) * UInt(Paging.pageSize)
+    guard bytes > 0, bytes <= limit else { return nil }
+    return Int(truncatingIfNeeded: (bytes + UInt(Paging.pageSize) - 1) / UInt(Paging.pageSize))
+  }
+
   /// `(base, pages)` of `object` if it is one of the kernel's Memory objects (a server's
   /// object implementing Memory could claim any address, so it is refused).
   static func frames(of object: KernelObject) -> (base: UInt32, pages: Int)? {
@@ -72,7 +80,7 @@ enum MemoryObjects {
     let box = Unmanaged<MemoryBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(object.context))!)
       .takeUnretainedValue()
     let memory = box.object
-    return (UInt32(memory.physicalAddress()), Int(memory.size() / UInt(Paging.pageSize)))
+    return (UInt32(memory.physicalAddress()), Int(truncatingIfNeeded: memory.size() / UInt(Paging.pageSize)))
   }
 
   /// Serves a user-mode page fault at `address` in a pager region of the running server;
@@ -124,8 +132,9 @@ enum MemoryObjects {
       _ = KernelReferences.table.release(kept)
       return false
     }
-    let previous = mapping.pageMemory![Int(page)]
-    mapping.pageMemory![Int(page)] = kept
+    let slot = Int(truncatingIfNeeded: page)  // below the region's pages
+    let previous = mapping.pageMemory![slot]
+    mapping.pageMemory![slot] = kept
     if previous != 0 { _ = KernelReferences.table.release(previous) }
     return true
   }
@@ -151,12 +160,12 @@ enum MemoryObjects {
 /// The kernel's MemoryService (`kernel.memory`); it acts for the server that calls it.
 final class KernelMemoryService: MemoryServiceImplementation {
   func allocate(bytes: UInt) -> Memory? {
-    let pages = (Int(bytes) + Int(Paging.pageSize) - 1) / Int(Paging.pageSize)
-    guard let memory = MemoryObject.make(pages: pages) else { return nil }
+    guard let pages = MemoryObjects.pages(bytes), let memory = MemoryObject.make(pages: pages) else {
+      return nil
+    }
     let object = KernelServices.makeObject(
       interface: memoryDescriptor, dispatch: memoryDispatchAddresses(), box: MemoryBox(memory))
-    // The result moves from the kernel's table to the caller's (see Marshal).
-    let handle = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    let handle = KernelServices.installResult(object)
     return handle == 0 ? nil : Memory(handle: handle)
   }
 
@@ -165,9 +174,18 @@ final class KernelMemoryService: MemoryServiceImplementation {
     guard let object = KernelReferences.table.object(memory.handle),
       let frames = MemoryObjects.frames(of: object), let server = CallChain.currentServer
     else { return 0 }
+    // The mapping's own reference first: without it the frames could be freed while mapped.
+    let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    guard kept != 0 else {
+      Log.error("\(server.name): cannot map memory: the kernel's reference table is full")
+      return 0
+    }
     let address: UInt32
     if let space = server.space {
-      guard let start = space.reserve(bytes: UInt32(frames.pages) * Paging.pageSize) else { return 0 }
+      guard let start = space.reserve(bytes: UInt32(frames.pages) * Paging.pageSize) else {
+        Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) }
+        return 0
+      }
       let flags = Paging.user | (writable == 1 ? Paging.writable : 0)
       for page in 0..<UInt32(frames.pages) {
         guard
@@ -176,6 +194,7 @@ final class KernelMemoryService: MemoryServiceImplementation {
             physical: frames.base + page * Paging.pageSize, flags: flags)
         else {
           space.unback(start: start, end: start + page * Paging.pageSize)
+          Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) }
           return 0
         }
       }
@@ -183,21 +202,22 @@ final class KernelMemoryService: MemoryServiceImplementation {
     } else {
       address = frames.base  // the direct map: kernel-mode servers reach it there
     }
-    let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
     server.mappings.append(
       Mapping(address: address, pages: frames.pages, memory: kept, pager: 0, pageMemory: nil))
     return UInt(address)
   }
 
   func mapPager(pager: Pager, bytes: UInt) -> UInt {
-    let pages = (Int(bytes) + Int(Paging.pageSize) - 1) / Int(Paging.pageSize)
-    guard let object = KernelReferences.table.object(pager.handle), let server = CallChain.currentServer,
-      let space = server.space, pages > 0, pages <= MemoryObject.maximumPages,
-      let start = space.reserve(bytes: UInt32(pages) * Paging.pageSize)
+    guard let pages = MemoryObjects.pages(bytes), let object = KernelReferences.table.object(pager.handle),
+      let server = CallChain.currentServer, let space = server.space
     else { return 0 }
+    let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
+    guard kept != 0, let start = space.reserve(bytes: UInt32(pages) * Paging.pageSize) else {
+      if kept != 0 { Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) } }
+      return 0
+    }
     let pageMemory = UnsafeMutablePointer<UInt32>.allocate(capacity: pages)
     pageMemory.initialize(repeating: 0, count: pages)
-    let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
     server.mappings.append(
       Mapping(address: start, pages: pages, memory: 0, pager: kept, pageMemory: pageMemory))
     return UInt(start)
@@ -205,9 +225,10 @@ final class KernelMemoryService: MemoryServiceImplementation {
 
   func unmap(address: UInt) -> UInt {
     guard let server = CallChain.currentServer,
-      let index = server.mappings.firstIndex(where: { $0.address == UInt32(address) })
+      let index = server.mappings.firstIndex(where: { UInt($0.address) == address })
     else { return 0 }
     let mapping = server.mappings.remove(at: index)
+    if server.mappings.isEmpty { server.mappings = [] }  // give the array's storage back
     MemoryObjects.remove(mapping, of: server)
     return 1
   }

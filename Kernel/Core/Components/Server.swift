@@ -75,6 +75,7 @@ final class Server: ReferenceOwner {
   let destroyFunction: UInt32
   /// Objects of this server alive.
   var objectCount = 0
+  /// False once unloaded: the words, table and image are gone.
   private(set) var isLoaded = true
 
   /// Why loading failed.
@@ -104,8 +105,8 @@ final class Server: ReferenceOwner {
     words.initialize(repeating: 0, count: ServerWords.count)
     methodVectors = []
     let base = UInt32(UInt(bitPattern: image))
-    startFunction = base + file.symbolAddress("tessera_start")!
-    destroyFunction = base + file.symbolAddress("tessera_destroy")!
+    startFunction = base + file.functionAddress("tessera_start")!
+    destroyFunction = base + file.functionAddress("tessera_destroy")!
     table = ReferenceTable<KernelObject>(owner: nil)
     table.attach(owner: self)
     words[ServerWords.server] = UInt32(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
@@ -212,7 +213,7 @@ final class Server: ReferenceOwner {
       methodVectors[index] = UInt32(UInt(bitPattern: vector))
       for method in 0..<interface.methodCount {
         let dispatch =
-          imageBase + file.symbolAddress(
+          imageBase + file.functionAddress(
             ServerFile.dispatchSymbol(interface: interface.name, method: method))!
         let wordsOnly = interface.method(method).isWordsOnly
         if wordsOnly && space != nil {
@@ -326,6 +327,8 @@ final class Server: ReferenceOwner {
       return
     }
     isLoaded = false
+    // Nothing is left for the supervisor to release once the server is unloaded.
+    failureHandled = true
     inboundReferences += 1  // keep self-releases below from re-entering unload
     table.releaseAll()
     for mapping in mappings { MemoryObjects.remove(mapping, of: self) }

@@ -32,13 +32,18 @@ enum Supervisor {
         while !pending { Scheduler.block() }
         pending = false
       }
-      for server in Server.loaded where server.failed && server.threadsInside == 0 {
+      // One server at a time, looked up afresh in the live list: dealing with one (a
+      // release, a restart) may unload others, and an unloaded server's words are gone.
+      while let server = Machine.withInterruptsDisabled({
+        Server.loaded.first { $0.failed && $0.threadsInside == 0 && (!$0.failureHandled || $0.unloadPending) }
+      }) {
         if !server.failureHandled {
           server.failureHandled = true
           Machine.withInterruptsDisabled { server.table.releaseAll() }
           SystemLoader.serverFailed(server)
         }
-        if server.unloadPending { server.unload() }
+        if server.unloadPending && server.isLoaded { server.unload() }
+        server.unloadPending = false
       }
     }
   }

@@ -41,7 +41,12 @@ enum SystemLoader {
     var restarts = 0
   }
 
+  // Read and written only with interrupts disabled: the supervisor thread restarts
+  // instances while the composition's thread and servers' threads (rebind) read it.
   nonisolated(unsafe) private static var supervised: [Supervised] = []
+  /// Set while the supervisor restarts an instance; the group's end waits for it, since
+  /// the restart uses the kernel handles the end releases.
+  nonisolated(unsafe) private static var restarting = false
 
   nonisolated(unsafe) private static var instances: [Instance] = []
   nonisolated(unsafe) private static var pending: Pending?
@@ -57,7 +62,10 @@ enum SystemLoader {
       return 1
     }
     // Create what lives for good first, so the heap can be compared before and after.
-    KernelReferences.table.reserve()
+    // The kernel's table at its largest from the start: servers fill it (mappings,
+    // timers, lent references), and an array that moved under a running gate, or heap
+    // kept by its growth, would be their doing.
+    KernelReferences.table.reserve(entries: ReferenceTable<KernelObject>.maximumCapacity)
     _ = CallChain.layout
     _ = KernelReferences.gate
     KernelServices.createAll()
@@ -122,14 +130,15 @@ enum SystemLoader {
   /// own, so no temporary of it is alive when the heap is measured.
   @inline(never)
   private static func releaseGroupReferences() {
+    while Machine.withInterruptsDisabled({ restarting }) { Scheduler.sleep(ticks: 1) }
     Machine.withInterruptsDisabled {
       for instance in instances { _ = KernelReferences.table.release(instance.handle) }
       for entry in supervised {
         for handle in entry.bindings + [entry.mainHandle] { _ = KernelReferences.table.release(handle) }
       }
+      supervised = []
     }
     instances = []
-    supervised = []
   }
 
   private static func report(_ line: Int, _ message: KernelMessage) {
@@ -237,6 +246,21 @@ enum SystemLoader {
         "cannot bind \(text: current.name).\(text: slot): it requires \(text: required.name), the source provides \(text: provider.interface.name): \(detail)"
       )
     }
+    // The interfaces the slot's methods pass and return, all the way down: a caller and a
+    // callee that agree on a name but not on its methods would misread each other's blocks.
+    if let nested = InterfaceMatching.firstMismatch(
+      required: required, provided: provider.interface,
+      requiredLookup: { name in manifest.interfaceIndex(named: name).map { manifest.interface($0) } },
+      providedLookup: { name in
+        guard let owner = provider.owner else { return KernelServices.descriptor(named: name) }
+        return owner.file.manifest.interfaceIndex(named: name).map { owner.file.manifest.interface($0) }
+      })
+    {
+      return report(
+        line,
+        "cannot bind \(text: current.name).\(text: slot): the interface \(text: nested) it uses differs between the two sides"
+      )
+    }
     current.bindings[index] = provider
     pending = current
   }
@@ -298,11 +322,11 @@ enum SystemLoader {
     _ = current.server.table.release(handle)
     instances.append(Instance(name: current.name, server: current.server, handle: kernelHandle))
     if current.restart {
-      supervised.append(
-        Supervised(
-          name: current.name, file: current.file, placement: current.placement,
-          bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
-          mainHandle: KernelReferences.table.install(main)))
+      let entry = Supervised(
+        name: current.name, file: current.file, placement: current.placement,
+        bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
+        mainHandle: KernelReferences.table.install(main))
+      Machine.withInterruptsDisabled { supervised.append(entry) }
     }
   }
 
@@ -314,12 +338,16 @@ enum SystemLoader {
   /// supervisor has restarted it (waiting up to 100 ms); nil if it is not restarted.
   private static func restartedMainHandle(named name: UnsafeBufferPointer<UInt8>) -> UInt32? {
     for _ in 0..<100 {
-      guard
-        let entry = supervised.first(where: {
-          equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name))
-        }), entry.restarts < maximumRestarts
-      else { return nil }
-      if !entry.server.failed { return entry.mainHandle }
+      let state: (handle: UInt32, ready: Bool)? = Machine.withInterruptsDisabled {
+        guard
+          let entry = supervised.first(where: {
+            equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name))
+          }), entry.restarts < maximumRestarts
+        else { return nil }
+        return (entry.mainHandle, entry.server.isLoaded && !entry.server.failed)
+      }
+      guard let state else { return nil }
+      if state.ready { return state.handle }
       Scheduler.sleep(ticks: 1)
     }
     return nil
@@ -327,16 +355,21 @@ enum SystemLoader {
 
   /// Told by the supervisor that `server` failed: restarts it if its instance says so.
   static func serverFailed(_ server: Server) {
-    guard let index = supervised.firstIndex(where: { $0.server === server }) else {
-      Log.warning("system: \(server.name) failed; its composition line does not restart it")
+    // Taken with interrupts disabled, and written back below by identity: the list may
+    // change while the instance is loaded and started (the supervisor sleeps meanwhile).
+    let found: Supervised? = Machine.withInterruptsDisabled {
+      guard let index = supervised.firstIndex(where: { $0.server === server }),
+        supervised[index].restarts < maximumRestarts
+      else { return nil }
+      supervised[index].restarts += 1
+      restarting = true
+      return supervised[index]
+    }
+    guard var entry = found else {
+      Log.warning("system: \(server.name) failed; its composition line does not restart it (any more)")
       return
     }
-    var entry = supervised[index]
-    guard entry.restarts < maximumRestarts else {
-      Log.error("system: \(text: entry.name) failed after \(entry.restarts) restarts; it stays failed")
-      return
-    }
-    entry.restarts += 1
+    defer { Machine.withInterruptsDisabled { restarting = false } }
     Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
     let (space, noSpace) = addressSpace(for: entry.placement)
     guard !noSpace, let bytes = BootModules.bytes(named: entry.file),
@@ -355,24 +388,40 @@ enum SystemLoader {
     }
     fresh.instanceName = entry.name
     let old = entry.mainHandle
-    entry.mainHandle = KernelReferences.table.install(main)
-    _ = fresh.table.release(handle)
-    entry.server = fresh
-    supervised[index] = entry
-    _ = Machine.withInterruptsDisabled { KernelReferences.table.release(old) }
+    let installed = Machine.withInterruptsDisabled {
+      entry.mainHandle = KernelReferences.table.install(main)
+      _ = fresh.table.release(handle)
+      guard entry.mainHandle != 0, let index = supervised.firstIndex(where: { $0.server === server }) else {
+        return false
+      }
+      entry.server = fresh
+      supervised[index] = entry
+      _ = KernelReferences.table.release(old)
+      return true
+    }
+    guard installed else {
+      Log.error("system: \(text: entry.name) could not be kept (kernel table full); it stays failed")
+      Machine.withInterruptsDisabled {
+        if entry.mainHandle != 0 { _ = KernelReferences.table.release(entry.mainHandle) }
+      }
+      return
+    }
     Log.info("system: \(text: entry.name) restarted")
   }
 
   /// A new handle, in the running server's table, to the current main object of the
   /// supervised instance whose failed main object `object` is; 0 if there is none.
   static func rebind(_ object: KernelObject) -> UInt32 {
-    guard let owner = object.owner, owner.failed,
-      let entry = supervised.first(where: { entry in
-        equal(UnsafeRawBufferPointer(entry.name), UnsafeRawBufferPointer(owner.instanceName))
-      }), !entry.server.failed, let main = KernelReferences.table.object(entry.mainHandle),
-      let caller = CallChain.currentServer
-    else { return 0 }
-    return Machine.withInterruptsDisabled { caller.table.install(main) }
+    guard let owner = object.owner, owner.failed, let caller = CallChain.currentServer else { return 0 }
+    return Machine.withInterruptsDisabled {
+      guard
+        let entry = supervised.first(where: { entry in
+          equal(UnsafeRawBufferPointer(entry.name), UnsafeRawBufferPointer(owner.instanceName))
+        }), entry.server.isLoaded, !entry.server.failed,
+        let main = KernelReferences.table.object(entry.mainHandle)
+      else { return 0 }
+      return caller.table.install(main)
+    }
   }
 
   private static func runProgram(_ name: UnsafeBufferPointer<UInt8>, line: Int) {

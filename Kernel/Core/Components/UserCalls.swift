@@ -168,7 +168,7 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
 /// Words of arguments each kernel call code reads from the user stack.
 private func argumentCountFor(_ code: UInt32) -> Int {
   switch code {
-  case 0...UserCallCode.maximumCall: Int(code) + 2
+  case 0...UserCallCode.maximumCall: Int(truncatingIfNeeded: code) + 2
   case UserCallCode.export, UserCallCode.heapGrow, UserCallCode.heapShrink: 2
   case UserCallCode.acquire, UserCallCode.release, UserCallCode.putchar: 1
   default: 0

@@ -1,0 +1,225 @@
+// Hostile: a user-mode server that attacks the kernel through every call it can make,
+// with the words most likely to break it (0, 2^31 - 1, 2^31, 2^32 - 1, lengths past any
+// end), then fuzzes raw kernel calls.
+//
+// Contract: `run()` prints one `@@ATTACK name=... result=... ok=true|false` line per
+// attack (ok: refused or harmless as the kernel's contract says), then `@@FUZZ seed=...
+// calls=... refused=... accepted=...` for the fuzzer, and returns the number of attacks
+// that were not ok. A kernel panic, or this server being stopped, fails the test
+// (Tests/SystemTests/HostileSystemTests.swift). The fuzzer's seed comes from the
+// time-stamp counter and is printed; set `replaySeed` to run one seed again, and
+// `fuzzCalls` for a longer run.
+
+import KernelCore
+import ServerRuntime
+import TesseraABI
+
+/// A seed to replay (0: take a new one from the time-stamp counter).
+let replaySeed: UInt64 = 0
+/// Raw kernel calls the fuzzer makes per run.
+let fuzzCalls = 100_000
+
+func report(_ message: KernelMessage) {
+  message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
+}
+
+/// xorshift64*: small, seedable, good enough to pick words.
+struct Random {
+  var state: UInt64
+  mutating func next() -> UInt32 {
+    state ^= state >> 12
+    state ^= state << 25
+    state ^= state >> 27
+    return UInt32(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 32)
+  }
+  mutating func below(_ bound: UInt32) -> UInt32 { next() % bound }
+}
+
+/// The work of a thread the attacks spawn: nothing.
+final class Idle: RunnableImplementation {
+  func run() {}
+}
+
+/// A kernel call with an arbitrary call code: the user thunks' sequence (KernelCore's
+/// UserThunks) with the code patched in, run from the heap. Arguments are read by the
+/// kernel from the user stack like a thunk's.
+final class RawCall {
+  private let code: UnsafeMutableRawPointer
+  private let codeOffset: Int
+  typealias Function =
+    @convention(c) (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) -> UInt64
+
+  init() {
+    var bytes: [UInt8] = [0x53, 0x89, 0xE1, 0xBA]  // push ebx; mov ecx, esp; mov edx, back
+    code = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+    let back = UInt32(UInt(bitPattern: code)) + 15
+    bytes += (0..<4).map { UInt8(truncatingIfNeeded: back >> (8 * $0)) }
+    codeOffset = bytes.count + 1
+    bytes += [0xB8, 0, 0, 0, 0, 0x0F, 0x34]  // mov eax, code; sysenter
+    bytes += [0x89, 0xDA, 0x5B, 0xC3]  // back: mov edx, ebx; pop ebx; ret
+    code.copyMemory(from: bytes, byteCount: bytes.count)
+  }
+
+  /// Calls the kernel with `number` and ten argument words; (result, status).
+  func call(_ number: UInt32, _ words: [UInt32]) -> (UInt32, UInt32) {
+    code.storeBytes(of: number, toByteOffset: codeOffset, as: UInt32.self)
+    let function = unsafeBitCast(code, to: Function.self)
+    let result = function(
+      words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7], words[8], words[9])
+    return (UInt32(truncatingIfNeeded: result), UInt32(truncatingIfNeeded: result >> 32))
+  }
+}
+
+final class Attacker: ProgramImplementation {
+  var failures = 0
+
+  func attack(_ name: StaticString, _ result: UInt, ok: Bool) {
+    if !ok { failures += 1 }
+    report("@@ATTACK name=\(name) result=\(result) ok=\(ok)")
+  }
+
+  func status(_ body: () throws(CallError) -> UInt) -> UInt {
+    do throws(CallError) { return try body() } catch { return 0xE000_0000 | UInt(error.status) }
+  }
+
+  func run() -> UInt {
+    let extremes: [UInt] = [0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0xFFFF_F000]
+    // The export call's interface index comes straight from the server.
+    for index in extremes + [200] {
+      let handle = tessera_export(UInt32(truncatingIfNeeded: index), UnsafeMutableRawPointer(bitPattern: 16))
+      attack("export-index", UInt(handle), ok: handle == 0)
+    }
+    // Memory requests too large to be pages of one object.
+    for bytes in extremes + [0, 4 << 20 + 1] {
+      let memory = status { () throws(CallError) in
+        UInt(try Required.memory.allocate(bytes: bytes)?.handle ?? 0)
+      }
+      attack("allocate-bytes", memory, ok: memory == 0)
+    }
+    let mapped = status { () throws(CallError) in
+      try Required.memory.mapPager(pager: Pager(handle: 0x8000_0000), bytes: 0xFFFF_FFFF)
+    }
+    attack("map-pager-bytes", mapped, ok: mapped == 0xE000_0000 | UInt(CallError.invalidHandle.status))
+    // A priority far above the highest: clamped, the thread runs and ends.
+    let work = Runnable.export(Idle())!
+    for priority in extremes {
+      let thread = status { () throws(CallError) in try Required.threads.spawn(work: work, priority: priority)
+      }
+      attack("spawn-priority", thread, ok: thread != 0 && thread < 0xE000_0000)
+    }
+    work.release()
+    // A semaphore's count at its maximum, signalled again, then taken.
+    let semaphore = status { () throws(CallError) in
+      UInt(try Required.sync.makeSemaphore(count: UInt.max).handle)
+    }
+    let signalled = status { () throws(CallError) in
+      let made = Semaphore(handle: UInt32(truncatingIfNeeded: semaphore))
+      try made.signal()
+      try made.signal()
+      try made.wait()
+      _ = made.release()
+      return 1
+    }
+    attack("semaphore-overflow", signalled, ok: semaphore != 0 && signalled == 1)
+    // Handles nobody gave it, in Swift paths of the kernel.
+    for reference in extremes {
+      let rebound = status { () throws(CallError) in try Required.supervision.rebind(reference: reference) }
+      attack("rebind-handle", rebound, ok: rebound == 0)
+    }
+    mapUntilTheTableIsFull()
+    fuzz()
+    report("@@ATTACK done failures=\(failures)")
+    return UInt(failures)
+  }
+
+  /// Maps one page until a map is refused (the kernel's table of mapping references, or
+  /// this space, is full): the refused map must give no address, since a mapping the
+  /// kernel does not hold a reference for would outlive the frames it shows.
+  func mapUntilTheTableIsFull() {
+    guard let memory = try? Required.memory.allocate(bytes: 4096) else {
+      return attack("map-table-full", 0, ok: false)
+    }
+    var addresses: [UInt] = []
+    var refused: UInt = 1
+    while addresses.count < 10_000 {
+      let address = (try? Required.memory.map(memory: memory, writable: 1)) ?? 0
+      if address == 0 {
+        refused = 0
+        break
+      }
+      addresses.append(address)
+    }
+    for address in addresses { _ = try? Required.memory.unmap(address: address) }
+    _ = memory.release()
+    report("@@ATTACK mapped \(addresses.count) times before a map was refused")
+    attack("map-table-full", refused, ok: refused == 0 && addresses.count > 100)
+  }
+
+  /// Raw kernel calls with random codes, handles, selectors, pointers and lengths. Only
+  /// calls that would hurt this server itself are left out: releasing its own slots,
+  /// exporting objects with garbage contexts (their destroy would run on them), the
+  /// upcall-return code (it ends the current upcall), sleeping and printing.
+  func fuzz() {
+    let seed = replaySeed != 0 ? replaySeed : tessera_timestamp() | 1
+    var random = Random(state: seed)
+    let raw = RawCall()
+    let digests: [UInt32] = [MemoryService.digest, Synchronization.digest, Supervision.digest]
+    let pointers: [UInt32] = [
+      0, 0x0010_0000, 0x3000_0000, 0x4000_0000, 0x4000_0FF0, 0x7000_0000, 0xB000_0000, 0xFFFF_F000,
+    ]
+    var refused = 0
+    var accepted = 0
+    var words = [UInt32](repeating: 0, count: 10)
+    for _ in 0..<fuzzCalls {
+      var code: UInt32
+      switch random.below(8) {
+      case 0: code = random.next()
+      case 1: code = 9  // export
+      case 2: code = 10 + random.below(2)  // acquire, release
+      case 3: code = 13 + random.below(4)  // heap start, grow, shrink, null
+      default: code = random.below(9)  // tessera_call0 ... tessera_call8
+      }
+      if code == UserCallCode.pause || code == UserCallCode.putchar || code == UserCallCode.return {
+        code = UserCallCode.null
+      }
+      for index in 0..<10 {
+        switch random.below(4) {
+        case 0: words[index] = random.next()
+        case 1: words[index] = pointers[Int(random.below(UInt32(pointers.count)))] &+ random.below(64)
+        case 2: words[index] = random.below(0x2000)
+        default: words[index] = [0, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF][Int(random.below(4))]
+        }
+      }
+      switch code {
+      case 0...8:
+        if random.below(2) == 0 {
+          // A slot it holds (memory, sync or supervision) with one of its real methods.
+          let slot = random.below(3)
+          words[0] = 2 + slot + (slot == 2 ? 1 : 0)
+          words[1] = digests[Int(slot)] &+ random.below(6)
+        } else if words[0] < 64 {
+          words[0] = 64 + words[0]
+        }
+      case 9:
+        if words[0] < 2 { words[0] = 2 }  // its own exports' indices make real objects
+      case 11:
+        if words[0] < 64 { words[0] = 64 + words[0] }
+      default: break
+      }
+      let (result, status) = raw.call(code, words)
+      if status == 0 { accepted += 1 } else { refused += 1 }
+      // References made for it (allocate's memory, makeSemaphore's semaphore) go back.
+      let madeReference =
+        (words[0] == 2 && words[1] == MemoryService.digest)
+        || (words[0] == 3 && words[1] == Synchronization.digest)
+      if code <= 8, status == 0, result != 0, madeReference { _ = tessera_release(result) }
+    }
+    report(
+      "@@FUZZ seed=\(hex: UInt32(truncatingIfNeeded: seed)) calls=\(fuzzCalls) refused=\(refused) accepted=\(accepted)"
+    )
+  }
+}
+
+func start() -> Program {
+  Program.export(Attacker())!
+}

@@ -1,0 +1,50 @@
+// HostileSystemTests: a user-mode server attacks the kernel (Servers/Hostile), servers
+// fault inside their start functions, and a program faults on every run until its
+// restart limit; the kernel must refuse or contain each, keep running, and give every
+// byte of heap and every frame back (systems/tests/hostile.system).
+
+import Foundation
+import Testing
+
+@Suite struct HostileSystemTests {
+  @Test func attacksFromUserModeAreRefusedOrContained() throws {
+    let result = try bootComposition(
+      "systems/tests/hostile.system", test: "attacksFromUserModeAreRefusedOrContained",
+      until: "composition done")
+    let output = result.output
+    let counts: [(String, Int)] = [
+      ("export-index", 5), ("allocate-bytes", 6), ("map-pager-bytes", 1), ("spawn-priority", 4),
+      ("semaphore-overflow", 1), ("rebind-handle", 4), ("map-table-full", 1),
+    ]
+    for (name, expected) in counts {
+      let lines = result.lines.filter { $0.contains("@@ATTACK name=\(name) ") }
+      #expect(lines.count == expected, "\(name): \(lines.count) attacks reported, \(expected) expected")
+      for line in lines { #expect(line.hasSuffix("ok=true"), "\(line)") }
+    }
+    #expect(output.contains("@@ATTACK done failures=0"), "\(result.tail(30))")
+    let fuzz = try #require(
+      output.firstMatch(of: /@@FUZZ seed=0x[0-9a-f]+ calls=(\d+) refused=(\d+) accepted=(\d+)/),
+      "\(result.tail(30))")
+    #expect(Int(fuzz.1)! == 100_000 && Int(fuzz.2)! + Int(fuzz.3)! == 100_000, "\(fuzz.0)")
+    #expect(Int(fuzz.2)! > 10_000 && Int(fuzz.3)! > 10_000, "both refused and accepted calls: \(fuzz.0)")
+    #expect(output.contains("system: hostile finished with 0 (status 0)"))
+    #expect(!output.contains("server Hostile stopped"), "the attacker itself must not fault")
+    // Five instances fault in start: each refused, none left behind.
+    #expect(output.components(separatedBy: "FaultsAtStart: start returned no object").count == 6)
+    // The crash loop runs until the restart limit, then the composition goes on.
+    #expect(output.contains("system: loop failed; restarting it (restart 100)"), "\(result.tail(30))")
+    #expect(output.contains("system: loop finished with 0 (status 7)"))
+    #expect(output.contains("system: composition done, 5 errors"))
+    // Both groups give back every byte of kernel heap and every frame.
+    let heaps = output.matches(of: /kernel heap back to its base: (\d+) bytes in use, \1 before/)
+    #expect(heaps.count == 2, "\(result.tail(30))")
+    // (The first group may keep a few frames of kernel-heap slack and page tables made on
+    // first use, as in every composition; the second must give back exactly what it took.)
+    let frames = output.matches(of: /system: (\d+) frames free, (\d+) before/)
+    #expect(frames.count == 2)
+    if frames.count == 2 {
+      #expect(Int(frames[0].2)! - Int(frames[0].1)! < 8, "frames: \(frames[0].0)")
+      #expect(frames[1].1 == frames[1].2, "frames: \(frames[1].0)")
+    }
+  }
+}
