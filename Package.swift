@@ -22,6 +22,6 @@ let package = Package(
     .testTarget(
       name: "TesseraToolsTests", dependencies: ["TesseraTools", "KernelCore"], path: "Tests/TesseraToolsTests"
     ),
-    .testTarget(name: "SystemTests", path: "Tests/SystemTests"),
+    .testTarget(name: "SystemTests", dependencies: ["TesseraTools"], path: "Tests/SystemTests"),
   ]
 )

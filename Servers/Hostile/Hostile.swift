@@ -107,6 +107,19 @@ final class Attacker: ProgramImplementation {
       }
       attack("spawn-priority", thread, ok: thread != 0 && thread < 0xE000_0000)
     }
+    // 250 threads at once (at a priority below this one, so none ends before the last is
+    // asked for): the kernel's thread table fills and further spawns are refused with 0;
+    // once they have ended, threads can be had again, and their kernel stacks, records
+    // and user stack pages all come back (the group's heap and frame report shows it).
+    var started = 0
+    for _ in 0..<250 {
+      if let thread = try? Required.threads.spawn(work: work, priority: 1), thread != 0 { started += 1 }
+    }
+    try? Required.clock.sleep(milliseconds: 100)
+    let again = (try? Required.threads.spawn(work: work, priority: 2)) ?? 0
+    try? Required.clock.sleep(milliseconds: 10)
+    report("@@ATTACK spawned \(started) threads at once before the thread table was full")
+    attack("spawn-many", UInt(started), ok: started > 200 && started < 250 && again != 0)
     work.release()
     // A semaphore's count at its maximum, signalled again, then taken.
     let semaphore = status { () throws(CallError) in

@@ -25,3 +25,10 @@ public enum KernelServiceCatalog {
     KernelService(name: "memory", interface: "MemoryService"),
   ]
 }
+
+/// Limits of the kernel that `tessera check` applies too, so the two agree.
+public enum KernelLimits {
+  /// Kernel-mode servers loaded at once: each has a 4 MiB heap slot of the kernel's
+  /// server heap range (user-mode servers run their heaps in their own spaces).
+  public static let kernelModeServers = 32
+}

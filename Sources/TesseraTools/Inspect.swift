@@ -88,19 +88,32 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
     var provided: [UInt8]
     var data: Data
   }
+  // As in the kernel (SystemLoader): an instance can be bound to once its own lines are
+  // done and all its slots bound, and only until the `run` line that ends its group.
   var instances: [String: Instance] = [:]
-  var current: (name: String, data: Data, bound: Set<Int>, line: Int)?
+  var current: (name: String, data: Data, bound: Set<Int>, line: Int, kernelMode: Bool)?
+  var kernelModeServers = 0
 
   func withManifest<T>(_ data: Data, _ body: (ServerManifest) -> T) -> T {
     data.withUnsafeBytes { body(try! ServerFile(bytes: $0).manifest) }
   }
   func finish() {
     guard let pending = current else { return }
-    withManifest(pending.data) { manifest in
+    let complete = withManifest(pending.data) { manifest in
       for slot in 0..<manifest.slotCount where !pending.bound.contains(slot) {
         problems.append(
-          "\(path):\(pending.line): \(pending.name): slot \(string(manifest.slot(slot).name)) is not bound")
+          "\(path):\(pending.line): \(pending.name): slot \(string(manifest.slot(slot).name)) is not bound; not started"
+        )
       }
+      return pending.bound.count == manifest.slotCount
+    }
+    if complete {
+      instances[pending.name] = Instance(
+        provided: withManifest(pending.data) {
+          Array(UnsafeRawBufferPointer($0.interface($0.providedInterface).bytes))
+        }, data: pending.data)
+    } else if pending.kernelMode {
+      kernelModeServers -= 1  // the kernel unloads it, giving its heap slot back
     }
     current = nil
   }
@@ -121,7 +134,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
       switch statement {
       case .failure(let error):
         problems.append("\(location): \(error.reason.string)")
-      case .success(.server(let instanceBytes, let fileBytes, _, _)):
+      case .success(.server(let instanceBytes, let fileBytes, let placement, _)):
         finish()
         let name = string(instanceBytes)
         let file = string(fileBytes)
@@ -144,11 +157,18 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           problems.append("\(location): \(name): server file \(file) rejected: \(reason)")
           continue
         }
-        current = (name, data, [], line)
-        instances[name] = Instance(
-          provided: withManifest(data) {
-            Array(UnsafeRawBufferPointer($0.interface($0.providedInterface).bytes))
-          }, data: data)
+        var kernelMode = false
+        if case .kernel = placement {
+          guard kernelModeServers < KernelLimits.kernelModeServers else {
+            problems.append(
+              "\(location): \(name): no heap slot left (at most \(KernelLimits.kernelModeServers) kernel-mode servers)"
+            )
+            continue
+          }
+          kernelModeServers += 1
+          kernelMode = true
+        }
+        current = (name, data, [], line, kernelMode)
       case .success(.bind(let slotBytes, let source)):
         guard var pending = current else { continue }  // the server line failed; already reported
         let slotName = string(slotBytes)
@@ -162,6 +182,10 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         }
         guard let (index, required) = found else {
           problems.append("\(location): \(pending.name) has no slot \(slotName)")
+          continue
+        }
+        guard !pending.bound.contains(index) else {
+          problems.append("\(location): slot \(slotName) is bound twice")
           continue
         }
         var provided: [UInt8]?
@@ -252,6 +276,11 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         current = pending
       case .success(.run(let instanceBytes)):
         finish()
+        // The group ends: the kernel drops its references, and its instances unload.
+        defer {
+          instances = [:]
+          kernelModeServers = 0
+        }
         let name = string(instanceBytes)
         guard let instance = instances[name] else {
           problems.append("\(location): no loaded instance \(name) to run")

@@ -3,6 +3,7 @@
 // object destruction and memory returned.
 
 import Foundation
+import TesseraTools
 import Testing
 
 /// Boots the default kernel image with `composition` and every server file; returns once
@@ -72,6 +73,27 @@ func expectHeapBackToBase(_ output: String, composition: String) {
         "\(result.tail(30))")
       #expect(output.contains(/loaded FileClient .* in user mode: image \d+ KiB at 0x40100000/))
     }
+  }
+
+  @Test func theKernelAndCheckAgree() throws {
+    // A slot bound twice, a server bound to itself, a binding to an ended group, one
+    // kernel-mode server too many: the kernel and `tessera check` report each on the same
+    // line with the same words (they once disagreed on all four).
+    let composition = "systems/tests/disagreements.system"
+    let result = try bootComposition(composition, test: "theKernelAndCheckAgree", until: "composition done")
+    let kernel = result.lines.compactMap { line -> String? in
+      guard let match = line.firstMatch(of: /error: system line (\d+): (.*)$/) else { return nil }
+      return "\(match.1): \(match.2)"
+    }
+    let checked = try checkComposition(
+      path: QEMU.root.appendingPathComponent(composition).path,
+      serverDirectories: [QEMU.root.appendingPathComponent("build/servers").path],
+      interfaces: try loadInterfaces(directory: QEMU.root.appendingPathComponent("Interfaces").path)
+    ).map { $0.replacingOccurrences(of: QEMU.root.appendingPathComponent(composition).path + ":", with: "") }
+    #expect(kernel.count == 8, "\(kernel)")
+    #expect(
+      kernel.sorted() == checked.sorted(),
+      "kernel:\n\(kernel.joined(separator: "\n"))\ncheck:\n\(checked.joined(separator: "\n"))")
   }
 
   @Test func mismatchedBindingIsRefusedAndTheRestLoads() throws {

@@ -14,6 +14,7 @@ import Testing
     let output = result.output
     let counts: [(String, Int)] = [
       ("export-index", 5), ("allocate-bytes", 6), ("map-pager-bytes", 1), ("spawn-priority", 4),
+      ("spawn-many", 1),
       ("semaphore-overflow", 1), ("rebind-handle", 4), ("map-table-full", 1),
     ]
     for (name, expected) in counts {

@@ -22,7 +22,9 @@ final class Server: ReferenceOwner {
   nonisolated(unsafe) private static var heapSlots: UInt32 = 0
   /// Each server's heap has its own 4 MiB of address space in the server heap range.
   static let heapSlotSize: UInt32 = 4 << 20
-  static let heapSlotCount = Int((Paging.serverHeapEnd - Paging.serverHeapStart) / heapSlotSize)
+  /// The server heap range holds exactly this many slots (checked when the first server
+  /// loads; `tessera check` applies the same limit).
+  static let heapSlotCount = KernelLimits.kernelModeServers
 
   let name: KernelMessage
   let file: ServerFile
@@ -126,6 +128,9 @@ final class Server: ReferenceOwner {
     } catch { return .failure(.file(error)) }
     var slot: Int? = nil
     if space == nil {
+      guard
+        UInt64(heapSlotCount) * UInt64(heapSlotSize) <= UInt64(Paging.serverHeapEnd - Paging.serverHeapStart)
+      else { panic("the server heap range is smaller than \(heapSlotCount) slots") }
       var free = 0
       while free < heapSlotCount && heapSlots & (1 << UInt32(free)) != 0 { free += 1 }
       guard free < heapSlotCount else { return .failure(.noHeapSlot) }
