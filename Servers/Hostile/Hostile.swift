@@ -40,6 +40,40 @@ final class Idle: RunnableImplementation {
   func run() {}
 }
 
+/// The work of the threads that fill the thread table: alive for 50 ms.
+final class Sleeper: RunnableImplementation {
+  func run() { try? Required.clock.sleep(milliseconds: 50) }
+}
+
+/// The gate race's second thread (of a higher priority than the calling one): for
+/// `milliseconds`, releases the shared handle, sleeps a tick, exports a new object (which
+/// gets the same handle back) and sleeps a tick. Each wake-up preempts the calling thread
+/// wherever it is, often inside a gate, and half the time the entry it was reading is
+/// then free.
+final class Releaser: RunnableImplementation {
+  var handle: UInt32
+  let milliseconds: UInt
+  var rounds = 0
+  var done = false
+
+  init(handle: UInt32, milliseconds: UInt) {
+    self.handle = handle
+    self.milliseconds = milliseconds
+  }
+
+  func run() {
+    let end = ((try? Required.clock.uptimeMilliseconds()) ?? 0) + milliseconds
+    while ((try? Required.clock.uptimeMilliseconds()) ?? end) < end {
+      _ = tessera_release(handle)
+      try? Required.clock.sleep(milliseconds: 1)
+      handle = Runnable.export(Idle())?.handle ?? 0
+      try? Required.clock.sleep(milliseconds: 1)
+      rounds += 1
+    }
+    done = true
+  }
+}
+
 /// A kernel call with an arbitrary call code: the user thunks' sequence (KernelCore's
 /// UserThunks) with the code patched in, run from the heap. Arguments are read by the
 /// kernel from the user stack like a thunk's.
@@ -107,19 +141,21 @@ final class Attacker: ProgramImplementation {
       }
       attack("spawn-priority", thread, ok: thread != 0 && thread < 0xE000_0000)
     }
-    // 250 threads at once (at a priority below this one, so none ends before the last is
-    // asked for): the kernel's thread table fills and further spawns are refused with 0;
-    // once they have ended, threads can be had again, and their kernel stacks, records
-    // and user stack pages all come back (the group's heap and frame report shows it).
+    // 300 threads at once (each alive for 50 ms): the kernel's thread table fills and
+    // further spawns are refused with 0; once they have ended, threads can be had again,
+    // and their kernel stacks, records and user stack pages all come back (the group's
+    // heap and frame report shows it).
     var started = 0
-    for _ in 0..<250 {
-      if let thread = try? Required.threads.spawn(work: work, priority: 1), thread != 0 { started += 1 }
+    let sleeper = Runnable.export(Sleeper())!
+    for _ in 0..<300 {
+      if let thread = try? Required.threads.spawn(work: sleeper, priority: 1), thread != 0 { started += 1 }
     }
-    try? Required.clock.sleep(milliseconds: 100)
+    sleeper.release()
+    try? Required.clock.sleep(milliseconds: 200)
     let again = (try? Required.threads.spawn(work: work, priority: 2)) ?? 0
     try? Required.clock.sleep(milliseconds: 10)
     report("@@ATTACK spawned \(started) threads at once before the thread table was full")
-    attack("spawn-many", UInt(started), ok: started > 200 && started < 250 && again != 0)
+    attack("spawn-many", UInt(started), ok: started > 200 && started < 300 && again != 0)
     work.release()
     // A semaphore's count at its maximum, signalled again, then taken.
     let semaphore = status { () throws(CallError) in
@@ -140,9 +176,39 @@ final class Attacker: ProgramImplementation {
       attack("rebind-handle", rebound, ok: rebound == 0)
     }
     mapUntilTheTableIsFull()
+    gateRace()
     fuzz()
     report("@@ATTACK done failures=\(failures)")
     return UInt(failures)
+  }
+
+  /// One thread calls a handle in a loop while another releases it and exports a new
+  /// object into the same handle: a gate that read the entry over several instructions
+  /// with interrupts on could be switched out in between and read a freed entry (a method
+  /// table at address 0, in ring 0). Calls must succeed or be refused, nothing else.
+  func gateRace() {
+    guard let first = Runnable.export(Idle()) else { return attack("gate-race", 0, ok: false) }
+    let releaser = Releaser(handle: first.handle, milliseconds: 2000)
+    guard let work = Runnable.export(releaser),
+      (try? Required.threads.spawn(work: work, priority: 3)) ?? 0 != 0
+    else { return attack("gate-race", 0, ok: false) }
+    var succeeded = 0
+    var refused = 0
+    var other = 0
+    while !releaser.done {
+      let result = tessera_call0(releaser.handle, Runnable.digest)
+      switch UInt32(truncatingIfNeeded: result >> 32) {
+      case 0: succeeded += 1
+      case CallError.invalidHandle.status: refused += 1
+      default: other += 1
+      }
+    }
+    _ = tessera_release(releaser.handle)
+    work.release()
+    report(
+      "@@ATTACK gate race: \(releaser.rounds) releases, \(succeeded) calls made, \(refused) refused, \(other) other"
+    )
+    attack("gate-race", UInt(succeeded + refused), ok: other == 0 && succeeded > 0 && releaser.rounds > 0)
   }
 
   /// Maps one page until a map is refused (the kernel's table of mapping references, or

@@ -186,10 +186,11 @@ public enum CallStubs {
     code.emit(0xC3)  // ret
   }
 
-  /// Writes `eax = &entries[handle]` for the handle at [esp+4], jumping to the returned
-  /// fixup position when the handle is past the table.
-  private static func loadEntry(_ code: inout CodeBuffer, table: TableLayout) -> Int {
-    code.emit(0x8B, 0x44, 0x24, 0x04)  // mov eax, [esp+4]         handle
+  /// Writes `eax = &entries[handle]` for the handle at [esp+handleOffset], jumping to the
+  /// returned fixup position when the handle is past the table.
+  private static func loadEntry(_ code: inout CodeBuffer, table: TableLayout, handleOffset: UInt8 = 4) -> Int
+  {
+    code.emit(0x8B, 0x44, 0x24, handleOffset)  // mov eax, [esp+4]         handle
     code.emit(0x3B, 0x05)
     code.emit32(table.capacity)  // cmp eax, [capacity]
     code.emit(0x0F, 0x83)
@@ -206,16 +207,24 @@ public enum CallStubs {
   /// pushes a call-chain record (moving the caller's return address into it, so the
   /// arguments stay where the caller pushed them), calls the method's entry, pops the
   /// record and returns to the caller. Errors return 0 with a status in EDX.
+  ///
+  /// From reading the entry to counting the record, interrupts are off (the caller's
+  /// flags are saved and restored): another thread of the same server releasing or
+  /// re-using the entry cannot be switched in between, so the gate never mixes fields of
+  /// two objects or reads a freed entry, and once interrupts are back on the callee is
+  /// in this thread's call chain, which keeps it loaded (Server.unload waits).
   public static func writeGate(into code: inout CodeBuffer, table: TableLayout, chain: CallChainLayout) {
-    let toInvalid = loadEntry(&code, table: table)
-    code.emit(0x8B, 0x4C, 0x24, 0x08)  // mov ecx, [esp+8]        selector
+    code.emit(0x9C)  // pushfd
+    code.emit(0xFA)  // cli
+    let toInvalid = loadEntry(&code, table: table, handleOffset: 8)
+    code.emit(0x8B, 0x4C, 0x24, 0x0C)  // mov ecx, [esp+12]       selector
     code.emit(0x2B, 0x48, displacement(Entry.digest))  // sub ecx, [eax+digest]    method index
     code.emit(0x3B, 0x48, displacement(Entry.methodCount))  // cmp ecx, [eax+count]
     code.emit(0x0F, 0x83)
     let toWrong = code.count
     code.emit32(0)  // jae wrong
     code.emit(0x8B, 0x50, displacement(Entry.context))  // mov edx, [eax+context]
-    code.emit(0x89, 0x54, 0x24, 0x04)  // mov [esp+4], edx         handle -> context
+    code.emit(0x89, 0x54, 0x24, 0x08)  // mov [esp+8], edx         handle -> context
     code.emit(0x8B, 0x50, displacement(Entry.methods))  // mov edx, [eax+methods]
     code.emit(0x8B, 0x0C, 0x8A)  // mov ecx, [edx+ecx*4]     the method's entry
     code.emit(0x8B, 0x15)
@@ -224,25 +233,29 @@ public enum CallStubs {
     code.emit(0x0F, 0x83)
     let toOverflow = code.count
     code.emit32(0)  // jae overflow
-    code.emit(0x8F, 0x04, 0xD5)
-    code.emit32(chain.records)  // pop [records+edx*8]      caller's return address
     code.emit(0x8B, 0x40, displacement(Entry.server))  // mov eax, [eax+server]
     code.emit(0x89, 0x04, 0xD5)
     code.emit32(chain.records + 4)  // mov [records+edx*8+4], eax
     code.emit(0x42)  // inc edx
     code.emit(0x89, 0x15)
-    code.emit32(chain.depth)  // mov [depth], edx
+    code.emit32(chain.depth)  // mov [depth], edx         the record counts
+    code.emit(0x9D)  // popfd                    interrupts as the caller had them
+    code.emit(0x8F, 0x04, 0xD5)
+    code.emit32(chain.records &- 8)  // pop [records+edx*8-8]    caller's return address
     code.emit(0xFF, 0xD1)  // call ecx                 (returns the result word)
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     popRecordAndReturn(&code, chain: chain)
     code.patchRelative(at: toOverflow, to: code.address)
+    code.emit(0x9D)  // popfd
     returnFailure(&code, status: statusOutOfResources)
     // wrong: a free entry has no methods, so it is an invalid handle, not a wrong interface.
     code.patchRelative(at: toWrong, to: code.address)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x08)  // je invalid (+8, past the next return)
+    code.emit(0x74, 0x09)  // je invalid (+9, past the next return)
+    code.emit(0x9D)  // popfd
     returnFailure(&code, status: statusWrongInterface)
     code.patchRelative(at: toInvalid, to: code.address)
+    code.emit(0x9D)  // popfd
     returnFailure(&code, status: statusInvalidHandle)
   }
 

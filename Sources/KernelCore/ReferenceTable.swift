@@ -14,7 +14,9 @@
 //     loaded. A cycle of owners referencing each other keeps all of them loaded until one
 //     releases its reference (the kernel does not collect cycles).
 // The table grows by doubling up to `maximumCapacity`; generated code reads its base and
-// capacity through a two-word header whose address never changes.
+// capacity through a two-word header whose address never changes. An array the table
+// grew out of is kept until the table is deallocated (linked from the unused entry of
+// handle 0): generated acquire and release code of another thread may still be reading it.
 
 /// Something that owns a reference table and whose objects others may reference (a server).
 public protocol ReferenceOwner: AnyObject {
@@ -80,18 +82,25 @@ public struct ReferenceTable<Object: ReferencedObject> {
 
   private var entries: UnsafeMutablePointer<UInt>? { UnsafeMutablePointer(bitPattern: header[0]) }
 
-  /// Frees the table's memory; every entry must have been released.
+  // In the entry of handle 0 (never used): the array this one replaced.
+  private static var retiredLink: Int { CallStubs.entryWords - 1 }
+
+  /// Frees the table's memory, the arrays it grew out of too; every entry must have been
+  /// released.
   public func deallocate() {
-    entries?.deallocate()
+    var array = entries
+    while let current = array {
+      array = UnsafeMutablePointer(bitPattern: current[Self.retiredLink])
+      current.deallocate()
+    }
     header.deallocate()
   }
 
   /// Allocates entries for `entries` handles now (at least the first ones), so a later
   /// heap measurement does not see the table grow, and it never moves after.
   public mutating func reserve(entries: Int = 1) {
-    while capacity == 0 || capacity < min(entries, Self.maximumCapacity) {
-      guard grow() else { return }
-    }
+    let target = min(max(entries, Self.initialCapacity), Self.maximumCapacity)
+    if capacity < target { _ = grow(to: target) }
   }
 
   /// The index of `handle`'s entry, if the handle (a word from a server: any value) is
@@ -184,15 +193,16 @@ public struct ReferenceTable<Object: ReferencedObject> {
     }
   }
 
-  private mutating func grow() -> Bool {
+  /// Grows to `target` entries (by default: doubles); false at the maximum.
+  private mutating func grow(to target: Int? = nil) -> Bool {
     let oldCapacity = capacity
-    let newCapacity = oldCapacity == 0 ? Self.initialCapacity : oldCapacity * 2
-    guard newCapacity <= Self.maximumCapacity else { return false }
+    let newCapacity = target ?? (oldCapacity == 0 ? Self.initialCapacity : oldCapacity * 2)
+    guard newCapacity > oldCapacity, newCapacity <= Self.maximumCapacity else { return false }
     let newEntries = UnsafeMutablePointer<UInt>.allocate(capacity: newCapacity * Self.wordsPerEntry)
     newEntries.initialize(repeating: 0, count: newCapacity * Self.wordsPerEntry)
     if let entries {
       newEntries.update(from: entries, count: oldCapacity * Self.wordsPerEntry)
-      entries.deallocate()
+      newEntries[Self.retiredLink] = UInt(bitPattern: entries)  // freed with the table
     }
     // Chain the new entries (handle 0 stays reserved as null).
     let first = max(oldCapacity, 1)

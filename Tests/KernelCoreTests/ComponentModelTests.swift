@@ -307,20 +307,22 @@ enum SampleManifest {
     #expect(bytes.count <= CallStubs.gateSize)
     let listing = try disassemble(bytes, base: 0x1000)
     #expect(
-      Array(listing.prefix(30)) == [
-        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x108b", "shl eax,0x6",
-        "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0x8]", "sub ecx,DWORD PTR [eax+0x8]",
-        "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x107d", "mov edx,DWORD PTR [eax+0x0]",
-        "mov DWORD PTR [esp+0x4],edx",
-        "mov edx,DWORD PTR [eax+0x4]", "mov ecx,DWORD PTR [edx+ecx*4]", "mov edx,DWORD PTR ds:0x3000",
-        "cmp edx,0x40",
-        "jae 0x1075", "pop DWORD PTR [edx*8+0x3004]", "mov eax,DWORD PTR [eax+0x10]",
-        "mov DWORD PTR [edx*8+0x3008],eax",
-        "inc edx", "mov DWORD PTR ds:0x3000,edx", "call ecx", "xor edx,edx", "mov ecx,DWORD PTR ds:0x3000",
-        "dec ecx", "mov DWORD PTR ds:0x3000,ecx", "jmp DWORD PTR [ecx*8+0x3004]", "xor eax,eax",
-        "mov edx,0x6", "ret",
+      Array(listing.prefix(34)) == [
+        "pushf", "cli", "mov eax,DWORD PTR [esp+0x8]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1090",
+        "shl eax,0x6", "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0xc]",
+        "sub ecx,DWORD PTR [eax+0x8]", "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x1081",
+        "mov edx,DWORD PTR [eax+0x0]",
+        "mov DWORD PTR [esp+0x8],edx", "mov edx,DWORD PTR [eax+0x4]", "mov ecx,DWORD PTR [edx+ecx*4]",
+        "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x1078", "mov eax,DWORD PTR [eax+0x10]",
+        "mov DWORD PTR [edx*8+0x3008],eax", "inc edx", "mov DWORD PTR ds:0x3000,edx", "popf",
+        "pop DWORD PTR [edx*8+0x2ffc]", "call ecx", "xor edx,edx", "mov ecx,DWORD PTR ds:0x3000", "dec ecx",
+        "mov DWORD PTR ds:0x3000,ecx", "jmp DWORD PTR [ecx*8+0x3004]", "popf", "xor eax,eax", "mov edx,0x6",
+        "ret",
       ])
-    #expect(Array(listing.suffix(3)) == ["xor eax,eax", "mov edx,0x1", "ret"])
+    // Every way out restores the caller's flags; a free entry (count 0) is an invalid handle.
+    #expect(listing.filter { $0 == "popf" }.count == 4)
+    #expect(listing.contains("je 0x1090"), "the free-entry check jumps to the invalid-handle return")
+    #expect(Array(listing.suffix(4)) == ["popf", "xor eax,eax", "mov edx,0x1", "ret"])
   }
 
   @Test func lockStubTakesTheLockUnlessThisThreadHoldsIt() throws {

@@ -128,6 +128,23 @@ enum CallChain {
     return text
   }
 
+  /// Whether any thread, running or not, has a call into `server` in its chain: then the
+  /// server's code, words and image must stay (Server.unload waits). Interrupts must be
+  /// disabled, so no chain changes during the scan.
+  static func anyThreadInside(_ server: Server) -> Bool {
+    let value = UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque()))
+    func contains(_ buffer: UnsafeMutablePointer<UInt32>) -> Bool {
+      let depth = min(Int(truncatingIfNeeded: buffer[0]), capacity)
+      for level in 0..<depth where buffer[1 + 2 * level + 1] == value { return true }
+      return false
+    }
+    if contains(storage) { return true }
+    for thread in Scheduler.all where thread !== Scheduler.current && thread.state != .finished {
+      if contains(thread.chain) { return true }
+    }
+    return false
+  }
+
   /// The running thread's chain, as `describe(saved:)` gives it.
   static func describeRunning() -> KernelMessage { describe(saved: storage) }
 

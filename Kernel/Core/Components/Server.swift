@@ -331,6 +331,14 @@ final class Server: ReferenceOwner {
       unloadPending = true
       return
     }
+    // Any thread with a call into it in its chain (running it, blocked in it, or calling
+    // out of it) returns into its code: the supervisor unloads it once none has.
+    if Machine.withInterruptsDisabled({ CallChain.anyThreadInside(self) }) {
+      if !unloadPending { Log.info("\(name) has threads inside; unloading it when they have left") }
+      unloadPending = true
+      Supervisor.wake()
+      return
+    }
     isLoaded = false
     // Nothing is left for the supervisor to release once the server is unloaded.
     failureHandled = true

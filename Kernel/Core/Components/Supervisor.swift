@@ -4,7 +4,8 @@
 // every failed server no thread is inside any more, releases the references that server
 // held (so it stops keeping others alive; its own objects stay dead until their holders
 // let go), and tells the composition (SystemLoader.serverFailed), which restarts the
-// instance if its line says `restart`.
+// instance if its line says `restart`. It also unloads servers whose unload waited for
+// threads to leave them, looking again every 10 ticks while one is waiting.
 
 import CPU
 import KernelCore
@@ -26,25 +27,49 @@ enum Supervisor {
     }
   }
 
+  /// Unloads the servers that wait for threads to leave them and now have none; whether
+  /// any still waits.
+  private static func unloadWaiting() -> Bool {
+    var waiting = false
+    for server in Machine.withInterruptsDisabled({ Server.loaded.filter { $0.unloadPending } }) {
+      guard server.isLoaded else { continue }
+      let inside = Machine.withInterruptsDisabled {
+        server.threadsInside > 0 || CallChain.anyThreadInside(server)
+      }
+      if inside {
+        waiting = true
+      } else if !server.failed || server.failureHandled {
+        server.unloadPending = false
+        server.unload()
+      }
+    }
+    return waiting
+  }
+
   private static func run() {
     while true {
       Machine.withInterruptsDisabled {
         while !pending { Scheduler.block() }
         pending = false
       }
-      // One server at a time, looked up afresh in the live list: dealing with one (a
-      // release, a restart) may unload others, and an unloaded server's words are gone.
-      while let server = Machine.withInterruptsDisabled({
-        Server.loaded.first { $0.failed && $0.threadsInside == 0 && (!$0.failureHandled || $0.unloadPending) }
-      }) {
-        if !server.failureHandled {
-          server.failureHandled = true
-          Machine.withInterruptsDisabled { server.table.releaseAll() }
-          SystemLoader.serverFailed(server)
-        }
-        if server.unloadPending && server.isLoaded { server.unload() }
-        server.unloadPending = false
-      }
+      repeat {
+        handleFailures()
+        guard unloadWaiting() else { break }
+        Scheduler.sleep(ticks: 10)
+      } while true
+    }
+  }
+
+  /// Releases what failed servers held and restarts them. One server at a time, looked up
+  /// afresh in the live list: dealing with one (a release, a restart) may unload others,
+  /// and an unloaded server's words are gone.
+  private static func handleFailures() {
+    while let server = Machine.withInterruptsDisabled({
+      Server.loaded.first { $0.failed && $0.threadsInside == 0 && !$0.failureHandled }
+    }) {
+      server.failureHandled = true
+      Machine.withInterruptsDisabled { server.table.releaseAll() }
+      SystemLoader.serverFailed(server)
     }
   }
 }

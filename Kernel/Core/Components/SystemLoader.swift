@@ -97,12 +97,14 @@ enum SystemLoader {
 
   nonisolated(unsafe) private static var groupHeapBase = 0
   nonisolated(unsafe) private static var groupFreeFrames = 0
+  nonisolated(unsafe) private static var groupHeapPages = 0
   nonisolated(unsafe) private static var groupCreated = 0
   nonisolated(unsafe) private static var groupDestroyed = 0
 
   private static func startGroup() {
     groupHeapBase = KernelHeap.statistics.bytesInUse
     groupFreeFrames = PhysicalMemory.statistics.freeFrames
+    groupHeapPages = KernelHeap.statistics.regionBytes / 4096
     groupCreated = KernelObject.created
     groupDestroyed = KernelObject.destroyed
   }
@@ -119,9 +121,13 @@ enum SystemLoader {
     let verdict: StaticString = heap == groupHeapBase ? "back to its base" : "NOT back to its base"
     Log.info(
       "system: kernel heap \(verdict): \(heap) bytes in use, \(groupHeapBase) before; \(errors) errors")
-    // Frames: the kernel heap's own pages come and go with its slack, so this is a report,
-    // not a verdict; server images, heaps, stacks, page tables and memory objects are in it.
-    Log.info("system: \(PhysicalMemory.statistics.freeFrames) frames free, \(groupFreeFrames) before")
+    // Frames: server images, heaps, stacks, page tables and memory objects are in them, and
+    // so are the kernel heap's pages, which come and go with its slack (up to 16 KiB kept
+    // past the top block), so the heap's mapped pages are given too: a frame missing from
+    // both is lost.
+    Log.info(
+      "system: \(PhysicalMemory.statistics.freeFrames) frames free, \(groupFreeFrames) before; kernel heap maps \(KernelHeap.statistics.regionBytes / 4096) pages, \(groupHeapPages) before"
+    )
     startGroup()
   }
 
