@@ -41,16 +41,25 @@ final class InterruptLineService: InterruptLineImplementation {
   private var pending = 0
   private var deliverer: Thread?
 
-  init(line: Int) { self.line = line }
+  /// The line's delivering thread starts with the service (at boot, with every kernel
+  /// service) and blocks until an interrupt comes: it lives for good, like the service.
+  init(line: Int) {
+    self.line = line
+    deliverer = Scheduler.spawn(name: "irq", priority: Scheduler.highPriority) { [self] in self.deliver() }
+  }
 
   func attach(handler reference: InterruptHandler) -> UInt {
     let handle = reference.handle  // lent to the kernel's table for this call: keep it
+    // A handler whose server failed will never answer: drop it for the new one.
+    if handler != 0, KernelReferences.table.object(handler)?.owner?.failed ?? false {
+      Log.info("irq \(line): dropping the handler of a failed server")
+      drop()
+    }
     guard handler == 0, Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else {
       return 0
     }
     handler = handle
     Self.lines[line] = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
-    deliverer = Scheduler.spawn(name: "irq", priority: Scheduler.highPriority) { [self] in self.deliver() }
     InterruptController.register(
       line: line,
       handler: { line in
@@ -62,10 +71,40 @@ final class InterruptLineService: InterruptLineImplementation {
     return 1
   }
 
-  func detach() {
-    InterruptController.unregister(line: line)
+  func detach() -> UInt {
+    // Only the server whose handler it is may take it off (another holder of the line
+    // must not silence a driver).
+    guard handler != 0, let object = KernelReferences.table.object(handler),
+      object.owner === CallChain.currentServer
+    else { return 0 }
+    drop()
+    return 1
+  }
+
+  /// Unregisters the line, masks it and releases the handler. The delivering thread stays
+  /// (blocked) for the next attach.
+  private func drop() {
+    InterruptController.unregister(line: line)  // masks it
     Self.lines[line] = 0
-    // The delivering thread keeps its loop; it sees no more interrupts.
+    let old = handler
+    handler = 0
+    Machine.withInterruptsDisabled {
+      pending = 0
+      _ = KernelReferences.table.release(old)
+    }
+  }
+
+  /// Drops the handlers of `server`, which failed (the supervisor calls this), so its
+  /// lines are free for the restarted instance and the failed server is not kept loaded.
+  static func serverFailed(_ server: Server) {
+    for index in 0..<lines.count where lines[index] != 0 {
+      let service = Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: lines[index])!)
+        .takeUnretainedValue()
+      if service.handler != 0, KernelReferences.table.object(service.handler)?.owner === server {
+        Log.info("irq \(service.line): \(server.name) failed; its handler is detached")
+        service.drop()
+      }
+    }
   }
 
   /// In the interrupt: mask the line and wake the delivering thread.
@@ -82,8 +121,10 @@ final class InterruptLineService: InterruptLineImplementation {
         while pending == 0 { Scheduler.block() }
         pending = 0
       }
-      _ = KernelReferences.call(handler, method: 0)
-      InterruptController.unmask(line: line)
+      let current = handler  // 0 once detached
+      guard current != 0 else { continue }
+      _ = KernelReferences.call(current, method: 0)
+      if handler == current { InterruptController.unmask(line: line) }
     }
   }
 }

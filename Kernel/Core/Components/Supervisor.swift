@@ -68,6 +68,7 @@ enum Supervisor {
       Server.loaded.first { $0.failed && $0.threadsInside == 0 && !$0.failureHandled }
     }) {
       server.failureHandled = true
+      InterruptLineService.serverFailed(server)
       Machine.withInterruptsDisabled { server.table.releaseAll() }
       SystemLoader.serverFailed(server)
     }
