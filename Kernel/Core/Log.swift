@@ -4,6 +4,7 @@
 // interrupts disabled so lines never interleave. Lines below `Log.threshold` (set by
 // `loglevel=` on the command line) are dropped. Nothing here allocates.
 
+import CPU
 import KernelCore
 
 enum LogLevel: Int {
@@ -47,11 +48,37 @@ enum Log {
     prefix.append("] ")
     prefix.append(level.label)
     prefix.append(": ")
-    Machine.withInterruptsDisabled {
-      KernelConsole.write(prefix)
-      KernelConsole.write(message)
-      KernelConsole.write("\n")
+    // A line is written by one thread at a time, with interrupts on (a server's 1 KiB
+    // console write must not hold them off for the time the UART takes). Lines written
+    // with interrupts off (interrupt and fault handlers, boot) or by the idle thread go
+    // out at once, under interrupts off.
+    let thread = Scheduler.current
+    guard cpu_flags() & 0x200 != 0, let thread, thread.priority > 0 else {
+      Machine.withInterruptsDisabled { writeLine(prefix, message) }
+      return
     }
+    let me = thread.number + 1
+    var nested = false
+    while true {
+      let taken = Machine.withInterruptsDisabled {
+        if consoleHolder == me { nested = true }
+        if consoleHolder == 0 { consoleHolder = me }
+        return consoleHolder == me
+      }
+      if taken { break }
+      Scheduler.sleep(ticks: 1)  // the holder was switched out mid-line
+    }
+    writeLine(prefix, message)
+    if !nested { Machine.withInterruptsDisabled { consoleHolder = 0 } }
+  }
+
+  /// The thread writing a line (its number + 1), 0 when none is.
+  nonisolated(unsafe) private static var consoleHolder: UInt32 = 0
+
+  private static func writeLine(_ prefix: KernelMessage, _ message: KernelMessage) {
+    KernelConsole.write(prefix)
+    KernelConsole.write(message)
+    KernelConsole.write("\n")
   }
 
   /// Sets the threshold from a `loglevel=` value; returns false if the name is unknown.

@@ -56,6 +56,7 @@ func kernelMain(magic: UInt32, informationAddress: UInt32) -> Never {
 
   InterruptController.initialize()
   Timer.start()
+  arch_chain_depth_address = CallChain.layout.depth  // before any call into a server
   Scheduler.initialize()
   Supervisor.start()
   cpu_enable_interrupts()

@@ -359,6 +359,20 @@ public enum CallStubs {
     popRecordAndReturn(&code, chain: chain)
   }
 
+  /// Bytes at most: the method entry of a failed kernel-mode server.
+  public static let unavailableEntrySize = 32
+
+  /// Writes the method entry every method of a failed kernel-mode server is switched to:
+  /// called by a gate like any entry, it returns 0 with `statusServerUnavailable` straight
+  /// to the gate's caller, popping the call-chain record itself (as a marshaling stub does).
+  public static func writeUnavailableEntry(into code: inout CodeBuffer, chain: CallChainLayout) {
+    code.emit(0x83, 0xC4, 0x04)  // add esp, 4               drop the gate's return address
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xBA)
+    code.emit32(statusServerUnavailable)  // mov edx, 7
+    popRecordAndReturn(&code, chain: chain)
+  }
+
   /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
   /// or 1 for an invalid handle.
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {

@@ -63,4 +63,36 @@ import Testing
       #expect(lost(1) == 0 && lost(2) == 0, "frames: \(frames[1].0), \(frames[2].0)")
     }
   }
+
+  @Test func swiftTrapsInKernelModeServersAreContained() throws {
+    let result = try bootComposition(
+      "systems/tests/kernel-trap.system", test: "swiftTrapsInKernelModeServersAreContained",
+      until: "composition done")
+    let output = result.output
+    // Called from user mode: the caller gets serverUnavailable, the server is restarted.
+    for kind in [3, 2, 3] {
+      #expect(
+        output.contains(
+          "@@KTRAP direct kind=\(kind) result=serverUnavailable dead=serverUnavailable rebound=true after=value 6"
+        ),
+        "kind \(kind):\n\(result.tail(30))")
+    }
+    #expect(
+      output.contains(
+        /server Fragile stopped: Swift runtime trap \(ud2\) in kernel mode at eip 0x[0-9a-f]+ \(image offset 0x[0-9a-f]+\)/
+      ))
+    #expect(output.contains("server backtrace: Fragile <- TrapProbe <- kernel"))
+    // A kernel-mode server whose user-mode server below it fails traps on its `try!`.
+    #expect(output.contains("server backtrace: Fragile <- Relay <- TrapProbe <- kernel"))
+    #expect(output.contains("server Relay stopped: Swift runtime trap (ud2) in kernel mode"))
+    #expect(output.contains("@@KTRAP relay result=serverUnavailable rebound=true after=serverUnavailable"))
+    #expect(output.contains("@@KTRAP done failures=0"))
+    #expect(output.contains("system: probe finished with 0 (status 0)"))
+    // A kernel-mode caller has no resume point of its own: its call is abandoned too.
+    #expect(output.contains("server TrapProbe stopped: its call into Fragile was abandoned"))
+    #expect(output.contains("system: kprobe finished with 0 (status 7)"))
+    #expect(output.contains("system: composition done, 0 errors"))
+    let heaps = output.matches(of: /kernel heap back to its base: (\d+) bytes in use, \1 before/)
+    #expect(heaps.count == 2, "\(result.tail(30))")
+  }
 }

@@ -48,6 +48,9 @@ enum Exceptions {
       let trap = vector == invalidOpcode && isTrapInstruction(at: frame.pointee.eip)
       UserFaults.contain(frame, reason: trap ? "Swift runtime trap (ud2)" : names[Int(vector)])
     }
+    if vector == invalidOpcode, isTrapInstruction(at: frame.pointee.eip) {
+      KernelFaults.contain(frame)  // returns only when the trap is not a kernel-mode server's
+    }
     report(frame, reason: names[Int(vector)])
   }
 
@@ -104,9 +107,10 @@ enum Exceptions {
           of: &bytes, { arch_copy_user($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), 2) }) == 0
       else { return false }
     } else {
-      guard address >= Paging.pageSize, UInt64(address) + 2 <= UInt64(Paging.directMapEnd) else {
-        return false
-      }
+      // Kernel code, or a kernel-mode server's image in the kernel heap: mapped pages only.
+      guard address >= Paging.pageSize, Paging.translate(address & ~(Paging.pageSize - 1)) != nil,
+        Paging.translate((address &+ 1) & ~(Paging.pageSize - 1)) != nil
+      else { return false }
       let memory = UnsafePointer<UInt8>(bitPattern: UInt(address))!
       bytes = (memory[0], memory[1])
     }

@@ -101,6 +101,12 @@ call_entry:
     andl $-16, %edi
     movl %edi, (%edx)
     movl %esp, %ebx                         // the frame, for the way back
+    pushl %ebx                              // a resume frame (Calls.S): way back,
+    pushl $call_done                        // resume at call_done,
+    movl arch_chain_depth_address, %edi
+    pushl (%edi)                            // the chain's depth,
+    pushl arch_resume_point                 // the enclosing frame
+    movl %esp, arch_resume_point
     movl WORD_GATE(%esi), %edx
     leal 8(,%eax,4), %edi                   // bytes: handle, selector, N words
     subl %edi, %esp
@@ -116,8 +122,10 @@ arch_call_copy_start:                       // a page fault here resumes at the 
 .global arch_call_copy_end
 arch_call_copy_end:
     call *%edx                              // the gate: edx:eax, as it returns them
-call_done:
+call_done:                                  // also where a contained trap resumes
     cli
+    movl -16(%ebx), %ecx                    // the enclosing resume frame again
+    movl %ecx, arch_resume_point
     movl %ebx, %esp
     popl %ecx
     popl (%ecx)                             // the slot's previous value
@@ -144,8 +152,9 @@ arch_upcall:                // uint64_t arch_upcall(uint32_t entry, uint32_t use
     pushl %edi
     pushl user_mode_state   // the enclosing upcall's entry stack
     pushl user_mode_state+4 // and its user ticks
-    movl 32(%esp), %edx     // entry
-    movl 36(%esp), %ecx     // user stack
+    pushl arch_resume_point // and its resume frame (an abort drops any made since)
+    movl 36(%esp), %edx     // entry
+    movl 40(%esp), %ecx     // user stack
     cli
     movl %esp, user_mode_state
     movl user_mode_state+8, %eax
@@ -162,6 +171,7 @@ upcall_returned:            // ESP = the upcall's frame, EDX = the result word
     movl %edx, %eax
     xorl %edx, %edx
 upcall_resume:
+    popl arch_resume_point
     popl user_mode_state+4
     popl user_mode_state
     movl user_mode_state+8, %ecx

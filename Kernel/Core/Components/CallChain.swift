@@ -107,6 +107,9 @@ enum CallChain {
   /// Leaves the innermost server entered with `push`.
   static func pop() { storage[0] -= 1 }
 
+  /// Drops the records from `level` up (a contained trap abandoned those calls).
+  static func unwind(to level: Int) { storage[0] = UInt32(truncatingIfNeeded: level) }
+
   /// The servers in a saved chain (a thread that is not running), innermost first, as
   /// "A <- B <- kernel".
   static func describe(saved buffer: UnsafeMutablePointer<UInt32>) -> KernelMessage {

@@ -197,6 +197,7 @@ enum KernelServices {
   /// Creates every service, and the method vectors of the objects they make, now (they
   /// live for good, so a heap measurement after this sees only what a system uses).
   static func createAll() {
+    _ = Server.unavailableEntry
     _ = kernelInterface(semaphoreDescriptor, dispatch: semaphoreDispatchAddresses())
     _ = kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses())
     for service in KernelServiceCatalog.services {

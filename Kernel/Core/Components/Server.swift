@@ -283,6 +283,7 @@ final class Server: ReferenceOwner {
   /// Calls server function `function(context, 0)` from the kernel, with the server's
   /// call-chain record; a status in the high word if it failed.
   func enter(_ function: UInt32, context: UInt32) -> UInt64 {
+    guard !failed else { return UInt64(CallStubs.statusServerUnavailable) << 32 }
     guard CallChain.push(self) else { return UInt64(CallStubs.statusOutOfResources) << 32 }
     defer { CallChain.pop() }
     guard space != nil else { return arch_call_words(function, context, 0, nil, 0) }
@@ -293,11 +294,31 @@ final class Server: ReferenceOwner {
   }
 
   /// Stops the server after a fault: every call into it fails from now on, and the
-  /// supervisor releases what it holds and restarts it if the composition says so.
+  /// supervisor releases what it holds and restarts it if the composition says so. A
+  /// user-mode server's generated entries check the failed word; a kernel-mode server's
+  /// method vectors, which the gate calls directly, are switched to an entry that
+  /// returns `serverUnavailable`.
   func fail() {
     words[ServerWords.failed] = 1
+    if space == nil {
+      let unavailable = Self.unavailableEntry
+      for index in methodVectors.indices where methodVectors[index] != 0 {
+        let vector = UnsafeMutablePointer<UInt32>(bitPattern: UInt(methodVectors[index]))!
+        for method in 0..<file.manifest.interface(index).methodCount { vector[method] = unavailable }
+      }
+    }
     Supervisor.wake()
   }
+
+  /// The method entry of every method of a failed kernel-mode server (made once, at boot).
+  static let unavailableEntry: UInt32 = {
+    let size = CallStubs.unavailableEntrySize
+    let code = KernelHeap.allocate(byteCount: size, alignment: 16)!
+    var writer = CodeBuffer(
+      memory: UnsafeMutableRawBufferPointer(start: code, count: size), base: UInt32(UInt(bitPattern: code)))
+    CallStubs.writeUnavailableEntry(into: &writer, chain: CallChain.layout)
+    return UInt32(UInt(bitPattern: code))
+  }()
 
   /// Backs `[end, end+bytes)` of a user-mode server's heap; false if that is not the
   /// heap's end, leaves its range, or memory is short.

@@ -236,3 +236,56 @@ extension InlineArray {
     return span.withUnsafeMutableBufferPointer { body($0) }
   }
 }
+
+/// Containment of Swift traps in kernel-mode servers (called by Exceptions for an
+/// invalid-opcode fault at a `ud2` in ring 0). Swift turns most bugs (overflow, bounds,
+/// nil unwraps, preconditions, `try!`) into such a trap, which cannot have corrupted
+/// anything yet: the trapping server is failed, and so is every kernel-mode server whose
+/// call is abandoned with it, back to the innermost resume frame (Calls.S: each
+/// arch_call_words of the kernel, each call a user-mode server makes), which returns
+/// `serverUnavailable` as if the call had. Locks those calls took are freed. A wild write
+/// in kernel mode is not contained: it is the price of kernel placement.
+enum KernelFaults {
+  /// Resumes the innermost resume frame if the trap at `frame` is a kernel-mode server's;
+  /// returns otherwise (the caller panics).
+  static func contain(_ frame: UnsafeMutablePointer<InterruptFrame>) {
+    let resume = arch_resume_point
+    guard stopServers(frame, resume: resume) else { return }
+    arch_resume(resume, CallStubs.statusServerUnavailable)
+  }
+
+  // Everything that holds references happens here, so nothing on the abandoned frames
+  // keeps an object alive.
+  @inline(never)
+  private static func stopServers(_ frame: UnsafeMutablePointer<InterruptFrame>, resume: UInt32) -> Bool {
+    let eip = frame.pointee.eip
+    guard resume != 0, let server = CallChain.currentServer, server.space == nil,
+      let (offset, generated) = server.locate(eip), !generated
+    else { return false }
+    // The records made since the frame are abandoned (none when the frame's own call is
+    // the trapping server's: marshal_call and Server.enter push the record first).
+    let resumeFrame = UnsafePointer<UInt32>(bitPattern: UInt(resume))!
+    let depth = CallChain.depth
+    let level = min(Int(truncatingIfNeeded: resumeFrame[1]), depth)
+    // Only kernel-mode calls may lie between the frame and the trap (a user-mode server's
+    // call would have made a frame of its own).
+    for record in level..<depth {
+      if let abandoned = CallChain.server(at: record), abandoned.space != nil { return false }
+    }
+    Log.error(
+      "server \(server.name) stopped: Swift runtime trap (ud2) in kernel mode at eip \(hex: eip, width: 8) (image offset \(hex: offset))"
+    )
+    Log.error("server backtrace: \(CallChain.describeRunning())")
+    for record in (level..<depth).reversed() {
+      guard let abandoned = CallChain.server(at: record) else { continue }
+      if CallChain.tookLock(at: record) { ServerLock.release(abandoned.lock) }
+      if !abandoned.failed && abandoned !== server {
+        Log.error("server \(abandoned.name) stopped: its call into \(server.name) was abandoned")
+        abandoned.fail()
+      }
+    }
+    if !server.failed { server.fail() }
+    CallChain.unwind(to: level)
+    return true
+  }
+}

@@ -197,6 +197,7 @@ enum Scheduler {
     previous.entryStack = user_mode_state.0
     previous.userTicks = user_mode_state.1
     previous.userServer = user_mode_state.4
+    previous.resumePoint = arch_resume_point
     if previous.state == .finished { finished = previous }
     next.state = .running
     current = next
@@ -207,6 +208,7 @@ enum Scheduler {
     user_mode_state.0 = next.entryStack
     user_mode_state.1 = next.userTicks
     user_mode_state.4 = next.userServer
+    arch_resume_point = next.resumePoint
     UnsafeMutablePointer<UInt32>(bitPattern: UInt(user_mode_state.2))!.pointee = next.entryStack
     return (previous.savedStack, next.savedStack.pointee)
   }

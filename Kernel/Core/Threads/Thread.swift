@@ -47,6 +47,8 @@ final class Thread {
   var userTicks: UInt32 = 0
   /// The server words of the user-mode server it runs in (user_mode_state[4]).
   var userServer: UInt32 = 0
+  /// Its innermost resume frame while it is not running (Calls.S).
+  var resumePoint: UInt32 = 0
 
   init(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
     self.number = number

@@ -97,6 +97,12 @@ static inline uint32_t arch_call_copy_fixup_address(void) { return (uint32_t)(ui
 
 /// Calls `function(context, selector, words...)` (Calls.S).
 uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);
+/// The running thread's innermost resume frame (Calls.S; 0: none), per thread, and the
+/// address of the call chain's depth word, which resume frames record.
+extern uint32_t arch_resume_point;
+extern uint32_t arch_chain_depth_address;
+/// Continues at resume frame `frame` as if its call had returned status `status`.
+__attribute__((noreturn)) void arch_resume(uint32_t frame, uint32_t status);
 
 /// The address of memcpy, memmove, memset or memcmp by name (String.S), or 0.
 void *memcpy(void *, const void *, unsigned int);
