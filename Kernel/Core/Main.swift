@@ -108,6 +108,7 @@ private func initializeMemory(information: MultibootInformation, memoryMap: Memo
   // Reservations below 1 MiB (the information structure itself) need no entry: the
   // first MiB is never handed out.
   Paging.enable(directMapEnd: max(PhysicalMemory.usableEnd, arch_kernel_image_end()))
+  DescriptorTables.setDoubleFaultDirectory(Paging.directory)
   KernelHeap.initialize()
 }
 

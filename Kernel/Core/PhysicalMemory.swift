@@ -46,7 +46,9 @@ enum PhysicalMemory {
     }
     allocator = frames
     if ignoredBytes > 0 {
-      Log.warning("\(ignoredBytes / 1_048_576) MiB of RAM lies above the 768 MiB direct map and is not used")
+      Log.warning(
+        "\(ignoredBytes / 1_048_576) MiB of RAM lies above the \(Paging.directMapLimit / 1_048_576) MiB direct map and is not used"
+      )
     }
   }
 

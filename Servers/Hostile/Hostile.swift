@@ -40,6 +40,23 @@ final class Idle: RunnableImplementation {
   func run() {}
 }
 
+/// Nests marshaled calls into itself (each copies a 1 KiB block): 63 levels would take
+/// more kernel stack than a thread has, so the kernel must refuse a level first.
+final class Nesting: NesterImplementation {
+  var myself = Nester(handle: 0)
+  var refusal: UInt32 = 0
+
+  func nest(depth: UInt, data: UnsafeRawBufferPointer) -> UInt {
+    guard depth > 0 else { return 0 }
+    do throws(CallError) {
+      return 1 + (try myself.nest(depth: depth - 1, data: data))
+    } catch {
+      if refusal == 0 { refusal = error.status }
+      return 0
+    }
+  }
+}
+
 /// The work of the threads that fill the thread table: alive for 50 ms.
 final class Sleeper: RunnableImplementation {
   func run() { try? Required.clock.sleep(milliseconds: 50) }
@@ -176,10 +193,32 @@ final class Attacker: ProgramImplementation {
       attack("rebind-handle", rebound, ok: rebound == 0)
     }
     mapUntilTheTableIsFull()
+    nestDeeply()
     gateRace()
     fuzz()
     report("@@ATTACK done failures=\(failures)")
+    // Last, since it stops this server: an object around a garbage context, released, so
+    // its destroy (a call the kernel makes into this server) faults; the next kernel call
+    // from this thread is then aborted, which ends this run with serverUnavailable.
+    let garbage = tessera_export(1, UnsafeMutableRawPointer(bitPattern: UInt(0xB563_88D3)))
+    _ = tessera_release(garbage)
+    report("@@ATTACK not reached: the server failed in its destroy")
     return UInt(failures)
+  }
+
+  /// 63 nested marshaled calls: refused (outOfResources) where the kernel stack would run
+  /// out, instead of overflowing it.
+  func nestDeeply() {
+    let nesting = Nesting()
+    guard let object = Nester.export(nesting) else { return attack("nest-deep", 0, ok: false) }
+    nesting.myself = object
+    let block = [UInt8](repeating: 7, count: 1024)
+    let levels = block.withUnsafeBytes { bytes in (try? object.nest(depth: 63, data: bytes)) ?? 0 }
+    _ = object.release()
+    report("@@ATTACK nested \(levels) marshaled calls before one was refused with status \(nesting.refusal)")
+    attack(
+      "nest-deep", levels, ok: nesting.refusal == CallError.outOfResources.status && levels > 8 && levels < 63
+    )
   }
 
   /// One thread calls a handle in a loop while another releases it and exports a new
@@ -280,7 +319,9 @@ final class Attacker: ProgramImplementation {
           words[0] = 64 + words[0]
         }
       case 9:
-        if words[0] < 2 { words[0] = 2 }  // its own exports' indices make real objects
+        // Not an index of its manifest (at most 32 interfaces): its own exports' indices
+        // would make real objects around a garbage context, and their destroy would fault.
+        if words[0] < 64 { words[0] = 64 + words[0] }
       case 11:
         if words[0] < 64 { words[0] = 64 + words[0] }
       default: break

@@ -79,6 +79,20 @@ private func bootChecked(
     #expect(!result.output.contains("KERNEL PANIC"))
   }
 
+  @Test func kernelStackOverflowIsReportedNamingTheThread() throws {
+    // The guard page below each kernel stack turns an overflow into a double fault,
+    // which runs on a stack of its own and names the thread (once, the overflow wrote
+    // the kernel heap silently).
+    let result = try bootChecked(
+      "kernelStackOverflowIsReportedNamingTheThread", append: "test=fault.kernel_stack_overflow on-panic=exit"
+    )
+    #expect(result.status == GuestStatus.panic, "\(result.tail())")
+    #expect(
+      result.output.contains(/Double fault: kernel stack overflow of thread \d+ \(deep recursion\)/),
+      "\(result.tail())")
+    #expect(result.output.contains("recurse"), "the backtrace names the recursing function")
+  }
+
   @Test func pageFaultPrintsPanicReport() throws {
     let result = try bootChecked("pageFaultPrintsPanicReport", append: "test=fault.page_fault on-panic=exit")
     #expect(result.status == GuestStatus.panic, "exit status \(result.status)")

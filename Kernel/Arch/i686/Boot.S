@@ -21,6 +21,9 @@
 
 .section .bss
 .align 4096
+.global boot_stack_guard
+boot_stack_guard:                   // one page left unmapped once paging is on (Paging)
+.skip 4096
 .global boot_stack_bottom
 boot_stack_bottom:
 .skip BOOT_STACK_SIZE

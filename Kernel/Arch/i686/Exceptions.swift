@@ -117,3 +117,23 @@ enum Exceptions {
     return bytes.0 == 0x0F && bytes.1 == 0x0B
   }
 }
+
+/// The double fault's task (DescriptorTables): reports the fault naming the thread, whose
+/// kernel stack overflowed if the fault address lies in its guard (KernelStacks).
+@_cdecl("double_fault_handler")
+func doubleFaultHandler() {
+  let (eip, esp, ebp) = DescriptorTables.interruptedRegisters
+  Panic.begin()
+  if let number = KernelStacks.guardOwner(of: cpu_cr2()) ?? KernelStacks.guardOwner(of: esp &- 4) {
+    let name: KernelMessage = Scheduler.thread(number)?.name ?? "?"
+    Panic.line(
+      "Double fault: kernel stack overflow of thread \(number) (\(name)), cr2 \(hex: cpu_cr2(), width: 8)")
+  } else {
+    Panic.line("Double fault (vector 8), cr2 \(hex: cpu_cr2(), width: 8)")
+  }
+  Panic.line(
+    "eip \(hex: eip, width: 8)  \(Panic.symbol(eip))  esp \(hex: esp, width: 8)  ebp \(hex: ebp, width: 8)")
+  Panic.backtrace(instruction: eip, framePointer: ebp)
+  Panic.threadAndServers()
+  Panic.end()
+}

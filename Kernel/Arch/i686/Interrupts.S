@@ -74,3 +74,23 @@ interrupt_stub_table:
     STUB_ADDRESS %vector
     .set vector, vector + 1
 .endr
+
+// The double fault runs as a task of its own (a task gate in the IDT, DescriptorTables):
+// a kernel stack overflow faults on the guard below it, and the CPU, unable to push the
+// page fault's frame there, raises a double fault, which needs a stack that works.
+.section .bss
+.align 16
+.global double_fault_stack_top
+double_fault_stack_bottom:
+.skip 8192
+double_fault_stack_top:
+
+.section .text
+.global arch_double_fault_entry
+.type arch_double_fault_entry, @function
+arch_double_fault_entry:
+    clts                        // the task switch set CR0.TS: Swift uses SSE at once
+    call double_fault_handler   // a panic report; never returns
+1:  hlt
+    jmp 1b
+.size arch_double_fault_entry, . - arch_double_fault_entry

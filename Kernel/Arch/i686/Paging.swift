@@ -7,7 +7,9 @@
 // `map` and `unmap` change single 4 KiB pages and flush the TLB entry.
 //
 // Layout of the 4 GiB virtual space (see docs/ARCHITECTURE.md):
-//   0x0000_0000 - 0x2FFF_FFFF  direct map of physical memory (at most 768 MiB)
+//   0x0000_0000 - 0x2F7F_FFFF  direct map of physical memory (at most 760 MiB)
+//   0x2F80_0000 - 0x2FFF_FFFF  kernel thread stacks, each under an unmapped guard
+//                              (KernelStacks; its 2 page tables made at boot too)
 //   0x3000_0000 - 0x37FF_FFFF  kernel heap (128 MiB, backed on demand)
 //   0x3800_0000 - 0x3FFF_FFFF  server heaps (32 slots of 4 MiB, backed on demand)
 //                              (the 64 page tables of 0x3000_0000-0x3FFF_FFFF are
@@ -21,7 +23,10 @@ import KernelCore
 enum Paging {
   static let pageSize: UInt32 = 4096
   /// The highest end the direct map can have.
-  static let directMapLimit: UInt32 = 0x3000_0000
+  static let directMapLimit: UInt32 = 0x2F80_0000
+  /// Kernel thread stacks, each under a guard (KernelStacks): 256 slots of 32 KiB.
+  static let kernelStacksStart: UInt32 = 0x2F80_0000
+  static let kernelStacksEnd: UInt32 = 0x3000_0000
   static let heapStart: UInt32 = 0x3000_0000
   static let heapEnd: UInt32 = 0x3800_0000
   /// Server heaps: a 4 MiB slot per loaded server.
@@ -59,14 +64,16 @@ enum Paging {
     directMapEnd = end
     var page = pageSize
     while page < end {
-      guard map(virtual: page, physical: page, flags: writable) else {
+      // The page below the boot stack stays unmapped: the boot thread's guard.
+      guard page == arch_boot_stack_guard() || map(virtual: page, physical: page, flags: writable) else {
         panic("no memory for page tables of the direct map")
       }
       page += pageSize
     }
-    // Page tables for the whole heap range exist from the start: heap growth then never
-    // needs a frame for a table, and every later address space can share these entries.
-    var table = heapStart
+    // Page tables for the kernel stacks and the whole heap range exist from the start:
+    // heap growth then never needs a frame for a table, and every later address space
+    // can share these entries.
+    var table = kernelStacksStart
     while table < serverHeapEnd {
       guard let frame = PhysicalMemory.allocateZeroedFrame() else {
         panic("no memory for the kernel heap's page tables")

@@ -121,6 +121,9 @@ private func isMapped(_ address: UInt32, _ count: UInt32) -> Bool {
 func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: UnsafeMutablePointer<UInt32>)
   -> UInt64
 {
+  // Nested calls use kernel stack: refuse one that would leave too little (the guard
+  // below the stack would stop the kernel, not the server that nests them).
+  guard KernelStacks.roomForCall else { return failure(CallStubs.statusOutOfResources) }
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
   let callee = information.server?.takeUnretainedValue()
   // The caller: the innermost server below the callee's record (which the gate pushed),

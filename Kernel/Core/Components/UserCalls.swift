@@ -39,6 +39,7 @@ enum UserCalls {
     guard !server.failed, let space = server.space else {
       return UInt64(CallStubs.statusServerUnavailable) << 32
     }
+    guard KernelStacks.roomForCall else { return UInt64(CallStubs.statusOutOfResources) << 32 }
     let thread = CallChain.threadNumber
     let frameBytes = UInt32(4 + 4 * arguments.count + 15) & ~15
     var blockBytes: UInt32 = 0
@@ -95,6 +96,10 @@ enum UserCalls {
       lockRelease: locked ? ServerLock.releaseAddress : nil)
   }
 
+  /// Whether the server whose user code made the running kernel call has failed.
+  @inline(never)
+  fileprivate static func callingServerFailed() -> Bool { callingServer().failed }
+
   /// The server whose user code made the kernel call running now.
   fileprivate static func callingServer() -> Server {
     guard let server = CallChain.currentServer, server.space != nil else {
@@ -115,8 +120,10 @@ func userUpcallFailed() { Supervisor.wake() }
 /// Every kernel call of a user-mode server (UserMode.S, interrupts enabled).
 @_cdecl("user_entry")
 func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
+  // Checked before any reference is taken: the abort abandons this frame, and a
+  // reference held in it would keep the server's object alive for ever.
+  if UserCalls.callingServerFailed() { arch_upcall_abort(CallStubs.statusServerUnavailable) }
   let server = UserCalls.callingServer()
-  if server.failed { arch_upcall_abort(CallStubs.statusServerUnavailable) }
   var arguments: InlineArray<10, UInt32> = .init(repeating: 0)
   let count = argumentCountFor(code)
   let source = UInt64(userStack) + 8

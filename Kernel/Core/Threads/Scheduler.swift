@@ -166,6 +166,7 @@ enum Scheduler {
     guard let thread = finished else { return }
     finished = nil
     threads[Int(thread.number)] = nil
+    KernelStacks.free(number: thread.number)  // before the number can be handed out again
   }
 
   /// Switches to the next ready thread (interrupts disabled).

@@ -18,8 +18,8 @@ final class Thread {
     case finished
   }
 
-  /// Bytes of each thread's kernel stack.
-  static let stackSize = 16 * 1024
+  /// Bytes of each thread's kernel stack (KernelStacks: under an unmapped guard).
+  static let stackSize = Int(truncatingIfNeeded: KernelStacks.stackSize)
 
   /// The thread's number (1 ... maximumThreads-1); what locks record as their owner.
   let number: UInt32
@@ -62,7 +62,9 @@ final class Thread {
     savedStack = .allocate(capacity: 1)
     savedStack.initialize(to: 0)
     if hasStack {
-      let stack = KernelHeap.allocate(byteCount: Self.stackSize, alignment: 16)!
+      guard let stack = KernelStacks.make(number: number) else {
+        panic("out of memory for the kernel stack of thread \(number)")
+      }
       self.stack = stack
       // The first switch to this thread "returns" into arch_thread_start with zeroed
       // callee-saved registers: edi, esi, ebx, ebp, then the return address.
@@ -79,7 +81,6 @@ final class Thread {
   }
 
   deinit {
-    if let stack { KernelHeap.free(stack) }
     KernelHeap.free(fpuState)
     chain.deallocate()
     savedStack.deallocate()

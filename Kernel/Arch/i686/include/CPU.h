@@ -127,7 +127,7 @@ static inline void cpu_restore_fpu(const void *area) { __asm__ volatile("fxrstor
 extern uint32_t interrupt_stub_table[256];  ///< entry address of each vector's stub
 extern uint64_t boot_timestamp;             ///< TSC value at kernel entry
 extern char kernel_image_start[], kernel_image_end[];
-extern char boot_stack_bottom[], boot_stack_top[];
+extern char boot_stack_guard[], boot_stack_bottom[], boot_stack_top[];
 extern uint32_t frame_bitmap_storage[];     ///< 2 x FRAME_BITMAP_WORDS words (Boot.S)
 #define FRAME_BITMAP_WORDS 6144
 
@@ -136,6 +136,11 @@ static inline uint64_t arch_boot_timestamp(void) { return boot_timestamp; }
 static inline uint32_t arch_kernel_image_start(void) { return (uint32_t)(uintptr_t)kernel_image_start; }
 static inline uint32_t arch_kernel_image_end(void) { return (uint32_t)(uintptr_t)kernel_image_end; }
 static inline uint32_t arch_boot_stack_bottom(void) { return (uint32_t)(uintptr_t)boot_stack_bottom; }
+static inline uint32_t arch_boot_stack_guard(void) { return (uint32_t)(uintptr_t)boot_stack_guard; }
 static inline uint32_t *arch_frame_bitmap_storage(void) { return frame_bitmap_storage; }
 static inline uint32_t arch_frame_bitmap_words(void) { return FRAME_BITMAP_WORDS; }
 static inline uint32_t arch_boot_stack_top(void) { return (uint32_t)(uintptr_t)boot_stack_top; }
+extern char double_fault_stack_top[];
+void arch_double_fault_entry(void);
+static inline uint32_t arch_double_fault_stack_top(void) { return (uint32_t)(uintptr_t)double_fault_stack_top; }
+static inline uint32_t arch_double_fault_entry_address(void) { return (uint32_t)(uintptr_t)arch_double_fault_entry; }
