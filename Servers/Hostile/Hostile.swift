@@ -151,13 +151,14 @@ final class Attacker: ProgramImplementation {
       try Required.memory.mapPager(pager: Pager(handle: 0x8000_0000), bytes: 0xFFFF_FFFF)
     }
     attack("map-pager-bytes", mapped, ok: mapped == 0xE000_0000 | UInt(CallError.invalidHandle.status))
-    // A priority far above the highest: clamped, the thread runs and ends.
+    // Priorities above its quota's highest (3 here; 2 by default): refused.
     let work = Runnable.export(Idle())!
     for priority in extremes {
       let thread = status { () throws(CallError) in try Required.threads.spawn(work: work, priority: priority)
       }
-      attack("spawn-priority", thread, ok: thread != 0 && thread < 0xE000_0000)
+      attack("spawn-priority", thread, ok: thread == 0)
     }
+    quotas(work)
     // 300 threads at once (each alive for 50 ms): the kernel's thread table fills and
     // further spawns are refused with 0; once they have ended, threads can be had again,
     // and their kernel stacks, records and user stack pages all come back (the group's
@@ -204,6 +205,28 @@ final class Attacker: ProgramImplementation {
     _ = tessera_release(garbage)
     report("@@ATTACK not reached: the server failed in its destroy")
     return UInt(failures)
+  }
+
+  /// Its composition line limits its memory to 1 MiB and its timers to 4: the 257th page
+  /// and the 5th timer are refused, and once given back can be had again.
+  func quotas(_ work: Runnable) {
+    var pages: [Memory] = []
+    while pages.count < 1000, let page = try? Required.memory.allocate(bytes: 4096) { pages.append(page) }
+    let held = pages.count
+    for page in pages { _ = page.release() }
+    let again = try? Required.memory.allocate(bytes: 4096)
+    attack("memory-quota", UInt(held), ok: held == 256 && again != nil)
+    _ = again?.release()
+    var timers: [UInt] = []
+    for _ in 0..<6 {
+      let timer = (try? Required.timers.after(milliseconds: 60_000, callback: work)) ?? 0
+      if timer != 0 { timers.append(timer) }
+    }
+    let set = timers.count
+    for timer in timers { _ = try? Required.timers.cancel(timer: timer) }
+    let oneMore = (try? Required.timers.after(milliseconds: 60_000, callback: work)) ?? 0
+    if oneMore != 0 { _ = try? Required.timers.cancel(timer: oneMore) }
+    attack("timer-quota", UInt(set), ok: set == 4 && oneMore != 0)
   }
 
   /// 63 nested marshaled calls: refused (outOfResources) where the kernel stack would run

@@ -15,6 +15,9 @@
 //     bind SLOT SOURCE          bind a required slot of the last server; SOURCE is
 //                               kernel.SERVICE | INSTANCE | INSTANCE.METHOD
 //                               (the reference a no-argument method of INSTANCE returns)
+//     limit RESOURCE VALUE      a quota of the last server (Quotas.swift): memory
+//                               (bytes, or with K or M), threads, priority, timers,
+//                               mappings
 //   run INSTANCE                call run() of INSTANCE's Program object once all is loaded
 //
 // A server's slots must all be bound before the next `server` or `run` line.
@@ -62,6 +65,7 @@ public enum CompositionStatement {
     instance: UnsafeBufferPointer<UInt8>, file: UnsafeBufferPointer<UInt8>, placement: ServerPlacement,
     restart: Bool)
   case bind(slot: UnsafeBufferPointer<UInt8>, source: BindingSource)
+  case limit(resource: QuotaResource, value: UInt32)
   case run(instance: UnsafeBufferPointer<UInt8>)
 }
 
@@ -153,11 +157,23 @@ public struct Composition: Sequence {
           }
           return (line, .success(.bind(slot: word(1), source: .method(instance: left, method: right))))
         }
+        if equals(keyword, "limit") {
+          guard count == 3 else { return fail("expected: limit RESOURCE VALUE") }
+          guard let resource = QuotaResource.named(word(1)) else {
+            return fail("limit: the resources are memory, threads, priority, timers and mappings")
+          }
+          guard let value = Quotas.value(word(2), for: resource) else {
+            let minimum = resource == .priority ? 0 : 1
+            return fail(
+              "limit \(resource.name): the value must be a number from \(minimum) to \(resource.maximum)")
+          }
+          return (line, .success(.limit(resource: resource, value: value)))
+        }
         if equals(keyword, "run") {
           guard count == 2, isName(word(1)) else { return fail("expected: run INSTANCE") }
           return (line, .success(.run(instance: word(1))))
         }
-        return fail("unknown statement (expected server, bind or run)")
+        return fail("unknown statement (expected server, bind, limit or run)")
       }
       return nil
     }

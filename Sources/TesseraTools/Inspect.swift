@@ -274,6 +274,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         if let problem { problems.append("\(location): \(problem)") }
         pending.bound.insert(index)
         current = pending
+      case .success(.limit):
+        continue  // the reader checked the resource and the value; the kernel applies it
       case .success(.run(let instanceBytes)):
         finish()
         // The group ends: the kernel drops its references, and its instances unload.

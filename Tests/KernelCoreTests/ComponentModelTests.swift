@@ -205,6 +205,7 @@ enum SampleManifest {
           }
           return text + (restart ? " restart" : "")
         case .success(.run(let instance)): return "\(line): run \(string(instance))"
+        case .success(.limit(let resource, let value)): return "\(line): limit \(resource.name) \(value)"
         case .success(.bind(let slot, .kernel(let service))):
           return "\(line): bind \(string(slot)) kernel \(string(service))"
         case .success(.bind(let slot, .instance(let instance))):
@@ -250,6 +251,27 @@ enum SampleManifest {
       ])
   }
 
+  @Test func readsLimits() {
+    #expect(
+      statements(
+        "server a A.srv\n  limit memory 4M\n  limit threads 8\n  limit priority 0\n  limit timers 2\n")
+        == [
+          "1: server a A.srv", "2: limit memory 4194304", "3: limit threads 8", "4: limit priority 0",
+          "5: limit timers 2",
+        ])
+    for (line, reason) in [
+      ("limit disk 4", "limit: the resources are memory, threads, priority, timers and mappings"),
+      ("limit threads 0", "limit threads: the value must be a number from 1 to 256"),
+      ("limit threads 257", "limit threads: the value must be a number from 1 to 256"),
+      ("limit memory 4G", "limit memory: the value must be a number from 1 to 1073741824"),
+      ("limit priority 4", "limit priority: the value must be a number from 0 to 3"),
+      ("limit timers 99999999999", "limit timers: the value must be a number from 1 to 4096"),
+      ("limit timers", "expected: limit RESOURCE VALUE"),
+    ] {
+      #expect(statements(line) == ["1: error \(reason)"], "\(line)")
+    }
+  }
+
   @Test func reportsTheFirstBadLineAndStops() {
     #expect(
       statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE [PLACEMENT] [restart]"])
@@ -258,7 +280,7 @@ enum SampleManifest {
     #expect(statements("server a A.srv user: ") == ["1: error placement must be kernel, user or user:SPACE"])
     #expect(
       statements("run a\nlaunch b\nrun c") == [
-        "1: run a", "2: error unknown statement (expected server, bind or run)",
+        "1: run a", "2: error unknown statement (expected server, bind, limit or run)",
       ])
     #expect(statements("bind x 9lives") == ["1: error binding source must start with an identifier"])
     #expect(statements("server 1a F.srv") == ["1: error instance name must be an identifier"])

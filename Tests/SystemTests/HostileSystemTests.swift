@@ -14,7 +14,7 @@ import Testing
     let output = result.output
     let counts: [(String, Int)] = [
       ("export-index", 5), ("allocate-bytes", 6), ("map-pager-bytes", 1), ("spawn-priority", 4),
-      ("spawn-many", 1),
+      ("spawn-many", 1), ("memory-quota", 1), ("timer-quota", 1),
       ("semaphore-overflow", 1), ("rebind-handle", 4), ("map-table-full", 1), ("gate-race", 1),
       ("nest-deep", 1),
     ]
@@ -24,6 +24,13 @@ import Testing
       for line in lines { #expect(line.hasSuffix("ok=true"), "\(line)") }
     }
     #expect(output.contains("@@ATTACK done failures=0"), "\(result.tail(30))")
+    // Quotas from its composition lines: refused with a log line each, not a panic.
+    #expect(
+      output.contains("quota: Hostile may start threads of priority 3 at most, not 2147483647; refused"))
+    #expect(
+      output.contains(
+        "quota: Hostile reached its memory limit (1048576 of 1048576 held, 4096 more asked); refused"))
+    #expect(output.contains("quota: Hostile reached its timers limit (4 of 4 held, 1 more asked); refused"))
     let fuzz = try #require(
       output.firstMatch(of: /@@FUZZ seed=0x[0-9a-f]+ calls=(\d+) refused=(\d+) accepted=(\d+)/),
       "\(result.tail(30))")

@@ -207,6 +207,8 @@ final class SystemInfoService: SystemInfoImplementation {
       var serverBytes = 0
       for server in Server.loaded { serverBytes += server.heapBytes }
       out.line("server heaps: \(serverBytes / 1024) KiB mapped in \(Server.loaded.count) servers")
+      out.line("quotas (held/limit):")
+      for server in Server.loaded { out.line("  \(server.account.summary)") }
     }
   }
 }

@@ -42,17 +42,26 @@ final class ClockService: ClockImplementation {
 /// The kernel's Threads: starts a thread that calls a Runnable of the calling server.
 final class ThreadsService: ThreadsImplementation {
   func spawn(work: Runnable, priority: UInt) -> UInt {
+    // Priorities above the caller's quota (by default, the kernel's own 3) are refused.
+    let account = CallChain.currentServer?.account
+    if let account, !account.allows(priority: priority) { return 0 }
+    if let account, !account.charge(.threads) { return 0 }
     // `work` is lent to the kernel's table for this call; keep it for the thread.
     let handle = work.handle
-    guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else { return 0 }
+    guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else {
+      account?.uncharge(.threads)
+      return 0
+    }
     let level = Int(truncatingIfNeeded: min(max(priority, 1), UInt(Scheduler.highPriority)))
     let caller: KernelMessage = CallChain.currentServer?.name ?? "kernel"
     let thread = Scheduler.spawn(name: "\(caller) worker", priority: level) {
       _ = KernelReferences.call(handle, method: 0)
       Machine.withInterruptsDisabled { _ = KernelReferences.table.release(handle) }
+      account?.uncharge(.threads)
     }
     guard let thread else {
       Machine.withInterruptsDisabled { _ = KernelReferences.table.release(handle) }
+      account?.uncharge(.threads)
       return 0
     }
     return UInt(thread.number)

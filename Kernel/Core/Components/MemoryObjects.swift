@@ -23,26 +23,43 @@ final class MemoryObject: MemoryImplementation {
   let base: UInt32
   let pages: Int
 
+  /// The server it is charged to (nil: the kernel's own).
+  private let account: ResourceAccount?
+
   /// Largest object: 4 MiB.
   static let maximumPages = 1024
+  /// Frames servers' Memory objects may never take: the kernel's own allocations (heap,
+  /// page tables, stacks) keep working whatever servers ask for.
+  static let reservedFrames = 1024
 
-  private init(base: UInt32, pages: Int) {
+  private init(base: UInt32, pages: Int, account: ResourceAccount?) {
     self.base = base
     self.pages = pages
+    self.account = account
   }
 
-  /// New zeroed memory of `pages` frames, or nil.
-  static func make(pages: Int) -> MemoryObject? {
-    guard pages > 0, pages <= maximumPages, let base = PhysicalMemory.allocateContiguous(count: pages) else {
+  /// New zeroed memory of `pages` frames charged to `account`, or nil (its memory quota,
+  /// or the kernel's reserve, would be exceeded; or no run of frames is free).
+  static func make(pages: Int, account: ResourceAccount?) -> MemoryObject? {
+    guard pages > 0, pages <= maximumPages else { return nil }
+    let bytes = UInt32(pages) * Paging.pageSize
+    if let account, !account.charge(.memory, bytes) { return nil }
+    guard PhysicalMemory.statistics.freeFrames - pages >= reservedFrames,
+      let base = PhysicalMemory.allocateContiguous(count: pages)
+    else {
+      account?.uncharge(.memory, bytes)
+      Log.warning(
+        "kernel.memory: \(pages) pages refused (\(PhysicalMemory.statistics.freeFrames) frames free)")
       return nil
     }
     UnsafeMutableRawPointer(bitPattern: UInt(base))!.initializeMemory(
       as: UInt8.self, repeating: 0, count: pages * Int(truncatingIfNeeded: Paging.pageSize))
-    return MemoryObject(base: base, pages: pages)
+    return MemoryObject(base: base, pages: pages, account: account)
   }
 
   deinit {
     for page in 0..<pages { PhysicalMemory.freeFrame(base + UInt32(page) * Paging.pageSize) }
+    account?.uncharge(.memory, UInt32(pages) * Paging.pageSize)
   }
 
   func size() -> UInt { UInt(pages) * UInt(Paging.pageSize) }
@@ -141,6 +158,7 @@ enum MemoryObjects {
 
   /// Removes `mapping` of `server`: unmaps it and drops the references it held.
   static func remove(_ mapping: Mapping, of server: Server) {
+    server.account.uncharge(.mappings)
     Machine.withInterruptsDisabled {
       if let space = server.space {
         space.unback(start: mapping.address, end: mapping.address + UInt32(mapping.pages) * Paging.pageSize)
@@ -160,9 +178,9 @@ enum MemoryObjects {
 /// The kernel's MemoryService (`kernel.memory`); it acts for the server that calls it.
 final class KernelMemoryService: MemoryServiceImplementation {
   func allocate(bytes: UInt) -> Memory? {
-    guard let pages = MemoryObjects.pages(bytes), let memory = MemoryObject.make(pages: pages) else {
-      return nil
-    }
+    guard let pages = MemoryObjects.pages(bytes),
+      let memory = MemoryObject.make(pages: pages, account: CallChain.currentServer?.account)
+    else { return nil }
     let object = KernelServices.makeObject(
       interface: memoryDescriptor, dispatch: memoryDispatchAddresses(), box: MemoryBox(memory))
     let handle = KernelServices.installResult(object)
@@ -175,8 +193,10 @@ final class KernelMemoryService: MemoryServiceImplementation {
       let frames = MemoryObjects.frames(of: object), let server = CallChain.currentServer
     else { return 0 }
     // The mapping's own reference first: without it the frames could be freed while mapped.
+    guard server.account.charge(.mappings) else { return 0 }
     let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
     guard kept != 0 else {
+      server.account.uncharge(.mappings)
       Log.error("\(server.name): cannot map memory: the kernel's reference table is full")
       return 0
     }
@@ -184,6 +204,7 @@ final class KernelMemoryService: MemoryServiceImplementation {
     if let space = server.space {
       guard let start = space.reserve(bytes: UInt32(frames.pages) * Paging.pageSize) else {
         Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) }
+        server.account.uncharge(.mappings)
         return 0
       }
       let flags = Paging.user | (writable == 1 ? Paging.writable : 0)
@@ -195,6 +216,7 @@ final class KernelMemoryService: MemoryServiceImplementation {
         else {
           space.unback(start: start, end: start + page * Paging.pageSize)
           Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) }
+          server.account.uncharge(.mappings)
           return 0
         }
       }
@@ -211,9 +233,11 @@ final class KernelMemoryService: MemoryServiceImplementation {
     guard let pages = MemoryObjects.pages(bytes), let object = KernelReferences.table.object(pager.handle),
       let server = CallChain.currentServer, let space = server.space
     else { return 0 }
+    guard server.account.charge(.mappings) else { return 0 }
     let kept = Machine.withInterruptsDisabled { KernelReferences.table.install(object) }
     guard kept != 0, let start = space.reserve(bytes: UInt32(pages) * Paging.pageSize) else {
       if kept != 0 { Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) } }
+      server.account.uncharge(.mappings)
       return 0
     }
     let pageMemory = UnsafeMutablePointer<UInt32>.allocate(capacity: pages)

@@ -77,6 +77,8 @@ final class Server: ReferenceOwner {
   let destroyFunction: UInt32
   /// Objects of this server alive.
   var objectCount = 0
+  /// What the kernel holds for the server, against its quotas (ResourceAccount).
+  let account: ResourceAccount
   /// False once unloaded: the words, table and image are gone.
   private(set) var isLoaded = true
 
@@ -103,6 +105,7 @@ final class Server: ReferenceOwner {
     }
     self.image = image
     self.code = code
+    account = ResourceAccount(name: name)
     words = .allocate(capacity: ServerWords.count)
     words.initialize(repeating: 0, count: ServerWords.count)
     methodVectors = []

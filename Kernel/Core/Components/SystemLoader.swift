@@ -27,6 +27,7 @@ enum SystemLoader {
     var server: Server
     var line: Int
     var bindings: [KernelObject?]
+    var quotas = Quotas()
   }
 
   /// An instance whose line says `restart`: what it takes to load it again. The kernel
@@ -38,6 +39,7 @@ enum SystemLoader {
     var bindings: [UInt32]
     var server: Server
     var mainHandle: UInt32
+    var quotas: Quotas
     var restarts = 0
   }
 
@@ -82,6 +84,13 @@ enum SystemLoader {
         skippingBindings = pending == nil
       case .success(.bind(let slot, let source)):
         if !skippingBindings { bind(slot: slot, source: source, line: line) }
+      case .success(.limit(let resource, let value)):
+        if skippingBindings {
+        } else if pending == nil {
+          report(line, "limit without a loaded server before it")
+        } else {
+          pending!.quotas[resource] = value
+        }
       case .success(.run(let instance)):
         finishPending()
         skippingBindings = false
@@ -318,6 +327,7 @@ enum SystemLoader {
       return
     }
     for binding in current.bindings { _ = current.server.table.install(binding!) }
+    current.server.account.limits = current.quotas
     let handle = current.server.start()
     guard let main = current.server.table.object(handle) else {
       report(current.line, "\(current.server.name): start returned no object")
@@ -331,7 +341,7 @@ enum SystemLoader {
       let entry = Supervised(
         name: current.name, file: current.file, placement: current.placement,
         bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
-        mainHandle: KernelReferences.table.install(main))
+        mainHandle: KernelReferences.table.install(main), quotas: current.quotas)
       Machine.withInterruptsDisabled { supervised.append(entry) }
     }
   }
@@ -386,6 +396,7 @@ enum SystemLoader {
       return
     }
     for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
+    fresh.account.limits = entry.quotas
     let handle = fresh.start()
     guard let main = fresh.table.object(handle) else {
       Log.error("system: \(text: entry.name) returned no object when restarted; it stays failed")

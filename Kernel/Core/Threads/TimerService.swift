@@ -15,6 +15,8 @@ final class TimerService: TimersImplementation {
     var deadline: UInt64
     var period: UInt64
     var callback: UInt32
+    /// The server charged for it (nil: the kernel's own).
+    var account: ResourceAccount?
   }
 
   private var entries: [Entry] = []
@@ -38,14 +40,15 @@ final class TimerService: TimersImplementation {
   }
 
   func cancel(timer: UInt) -> UInt {
-    let callback: UInt32? = Machine.withInterruptsDisabled {
+    let callback: Entry? = Machine.withInterruptsDisabled {
       guard let index = entries.firstIndex(where: { $0.number == timer }) else { return nil }
-      let callback = entries.remove(at: index).callback
+      let entry = entries.remove(at: index)
       compact()
-      return callback
+      return entry
     }
     guard let callback else { return 0 }
-    Machine.withInterruptsDisabled { _ = KernelReferences.table.release(callback) }
+    Machine.withInterruptsDisabled { _ = KernelReferences.table.release(callback.callback) }
+    callback.account?.uncharge(.timers)
     return 1
   }
 
@@ -54,15 +57,20 @@ final class TimerService: TimersImplementation {
   }
 
   private func add(milliseconds: UInt, period: Bool, callback: Runnable) -> UInt {
+    let account = CallChain.currentServer?.account
+    if let account, !account.charge(.timers) { return 0 }
     let handle = callback.handle  // lent for this call: keep it while the timer lives
-    guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else { return 0 }
+    guard Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else {
+      account?.uncharge(.timers)
+      return 0
+    }
     let interval = Self.ticks(milliseconds)
     return Machine.withInterruptsDisabled {
       let number = nextNumber
       nextNumber += 1
       let entry = Entry(
         number: number, deadline: Timer.ticks + max(interval, 1), period: period ? max(interval, 1) : 0,
-        callback: handle)
+        callback: handle, account: account)
       let position = entries.firstIndex { $0.deadline > entry.deadline } ?? entries.count
       entries.insert(entry, at: position)
       if position == 0, let thread {
@@ -98,6 +106,7 @@ final class TimerService: TimersImplementation {
       _ = KernelReferences.call(due.callback, method: 0)
       if due.period == 0 {
         Machine.withInterruptsDisabled { _ = KernelReferences.table.release(due.callback) }
+        due.account?.uncharge(.timers)
       }
     }
   }
