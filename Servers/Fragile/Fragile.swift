@@ -13,6 +13,7 @@
 //  17 tessera_acquire made on a stack of its own instead of the thread's
 //  18 tessera_call8 with two arguments pushed at the very top of the thread's stack, so
 //     the eight words it reads lie past the stack's end (on the next slot's guard page)
+//  19 loop forever making null kernel calls (the watchdog's case too)
 // Kinds 6-11 and 16-18 return what happened (the word read, or the refused call's status: 1
 // invalid handle, 3 block too large, 4 bad block); the others fault.
 
@@ -48,6 +49,8 @@ final class Misbehaving: FragileImplementation {
       return opaque(UInt.max) + opaque(1)
     case 4:
       while tessera_timestamp() != 0 {}  // rdtsc: an instruction the optimizer must keep
+    case 19:
+      while tessera_null_call() == 0 {}
     case 5, 6:
       return UnsafePointer<UInt>(bitPattern: opaque(address))!.pointee
     case 7:

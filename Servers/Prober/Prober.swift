@@ -49,7 +49,7 @@ final class Probe: ProgramImplementation {
     if peek.isFailure { rebind() }
     var failures = 0
     for round in 1...rounds {
-      for kind: UInt in [1, 2, 3, 4, 5, 12, 13, 14, 15] {
+      for kind: UInt in [1, 2, 3, 4, 5, 12, 13, 14, 15, 19] {
         let result = call { () throws(CallError) in try fragile.misbehave(kind: kind, address: 0x0010_0000) }
         let dead = call { () throws(CallError) in try fragile.compute(a: 1, b: 2, c: 3) }
         let rebound = rebind()

@@ -121,7 +121,7 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
       // without entering the kernel (an endless loop stops the server).
       user_mode_state.1 &+= 1
       if user_mode_state.1 >= UserCalls.watchdogTicks {
-        UserFaults.contain(frame, reason: "watchdog: running without a kernel call for 2 seconds")
+        UserFaults.contain(frame, reason: "watchdog: running for 2 seconds without calling out of its server")
       }
     }
     Scheduler.preemptIfNeeded()  // after the EOI, so the timer keeps ticking meanwhile

@@ -36,7 +36,6 @@ user_mode_state:            // see CPU.h
 .type arch_sysenter_entry, @function
 arch_sysenter_entry:
     movl user_mode_state, %esp
-    movl $0, user_mode_state+4
     cmpl $RETURN_CODE, %eax
     je upcall_returned
     cmpl $NULL_CODE, %eax
@@ -83,6 +82,7 @@ call_entry:
     movl user_mode_state+16, %esi           // the calling server's words
     cmpl $0, WORD_FAILED(%esi)
     jne general_entry
+    movl $0, user_mode_state+4              // a call out of the server: the watchdog restarts
     movl user_mode_state+20, %edi
     movl (%edi), %edi                       // the thread number
     movl %edi, %edx                         // the caller must be on this thread's stack

@@ -26,8 +26,10 @@ struct UserBlock {
 }
 
 enum UserCalls {
-  /// Timer ticks a thread may run in user mode without entering the kernel before the
-  /// watchdog stops the server (an endless loop).
+  /// Timer ticks a thread may run in user mode without calling out of its server (calls
+  /// 0...8) or pausing before the watchdog stops the server (an endless loop). Other
+  /// kernel calls (the null call, acquire, release, heap, console) do not restart it, so
+  /// a loop of them is stopped too.
   static let watchdogTicks: UInt32 = 2000
 
   /// Calls `entry(arguments...)` in user-mode `server` (the caller has pushed the
@@ -165,6 +167,7 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   case UserCallCode.null:
     return 0
   case UserCallCode.pause:
+    user_mode_state.1 = 0  // it waits: the watchdog restarts
     Scheduler.sleep(ticks: 1)
     return 0
   default:
