@@ -108,4 +108,22 @@ import Testing
     let heaps = output.matches(of: /kernel heap back to its base: (\d+) bytes in use, \1 before/)
     #expect(heaps.count == 2, "\(result.tail(30))")
   }
+
+  @Test func aSleepingTimerCallbackHoldsOnlyItsOwnServer() throws {
+    // Guest time follows instructions (-icount): the order below does not depend on the host.
+    let result = try bootComposition(
+      "systems/tests/timers.system", test: "aSleepingTimerCallbackHoldsOnlyItsOwnServer",
+      until: "composition done", countInstructions: true)
+    let steps = [
+      "@@TIMER sleepy callback starts sleeping", "@@TIMER quick callback fired",
+      "@@TIMER the witness's timer fired while the sleepy callback slept: true",
+      "@@TIMER sleepy callback woke",
+    ]
+    let positions = steps.map { result.output.range(of: $0)?.lowerBound }
+    #expect(positions.allSatisfy { $0 != nil }, "\(result.tail(20))")
+    let found = positions.compactMap { $0 }
+    #expect(found == found.sorted(), "in this order: \(steps)")
+    #expect(result.output.contains("system: sleeper finished with 0 (status 0)"))
+    #expect(result.output.contains(/kernel heap back to its base: (\d+) bytes in use, \1 before/))
+  }
 }
