@@ -316,8 +316,11 @@ public struct ServerFile {
   private func symbolValue(
     _ index: UInt32, base: UInt32, resolve: (UnsafeBufferPointer<UInt8>) -> UInt32?
   ) throws(ServerFileError) -> UInt32 {
+    if index == 0 { return 0 }  // no symbol: S is 0
     let entry = index * 16
-    let name = dynamicStrings.cString(at: dynamicSymbols.uint32(at: entry)!)!
+    guard let name = dynamicStrings.cString(at: dynamicSymbols.uint32(at: entry)!) else {
+      throw .badSymbolIndex(index)
+    }
     let section = dynamicSymbols.uint16(at: entry + 14)!
     if section == Self.absoluteSection { return dynamicSymbols.uint32(at: entry + 4)! }
     if section != 0 {

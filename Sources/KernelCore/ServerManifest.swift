@@ -111,8 +111,14 @@ public struct ServerManifest {
     guard let exports = try? cursor.byte() else { throw fail(cursor.offset) }
     let exportsStart = cursor.offset
     var providedIsExported = false
-    for _ in 0..<Int(widening: exports) where try interfaceIndex(&cursor) == provided {
-      providedIsExported = true
+    var exported: UInt64 = 0  // each interface once: the kernel generates code per exported method
+    for _ in 0..<Int(widening: exports) {
+      let offset = cursor.offset
+      let index = try interfaceIndex(&cursor)
+      let bit: UInt64 = 1 << UInt64(truncatingIfNeeded: index)  // index < 32 interfaces
+      guard exported & bit == 0 else { throw .malformed(offset: offset) }
+      exported |= bit
+      if index == provided { providedIsExported = true }
     }
     guard let slots = try? cursor.byte() else { throw fail(cursor.offset) }
     let slotsStart = cursor.offset

@@ -90,6 +90,7 @@ double_fault_stack_top:
 .type arch_double_fault_entry, @function
 arch_double_fault_entry:
     clts                        // the task switch set CR0.TS: Swift uses SSE at once
+    andl $-16, %esp             // the error code left it off the ABI's alignment
     call double_fault_handler   // a panic report; never returns
 1:  hlt
     jmp 1b

@@ -209,7 +209,10 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     var tookLock = false
     if let callee, !callee.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(callee.lock) }
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
-    if let callee, callee.space != nil {
+    if let callee, callee.failed {
+      // It failed while this call waited for its lock: nothing of it may run any more.
+      status = CallStubs.statusServerUnavailable
+    } else if let callee, callee.space != nil {
       // User mode: the words after the context and selector, blocks copied to its stack.
       var frame: InlineArray<10, UInt32> = .init(repeating: 0)
       frame[0] = arguments[0]

@@ -346,34 +346,55 @@ final class Server: ReferenceOwner {
 
   /// Unloads the server: releases its references, destroys its objects, frees its memory.
   func unload() {
-    guard isLoaded else { return }
+    // Claimed with interrupts disabled: the composition's thread and the supervisor may
+    // both try (a server failing in its start), and only one may free it.
+    guard Machine.withInterruptsDisabled({ claimUnload() }) else { return }
+    // Pinned so releases below cannot re-enter unload (changed with interrupts disabled,
+    // as every other change of the count is).
+    Machine.withInterruptsDisabled {
+      inboundReferences += 1
+      table.releaseAll()
+    }
+    for mapping in mappings { MemoryObjects.remove(mapping, of: self) }
+    mappings = []
+    Machine.withInterruptsDisabled { inboundReferences -= 1 }
+    if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
+    Log.info("unloaded \(name): heap of \(heapBytes / 1024) KiB returned")
+    release()
+  }
+
+  /// Whether this caller may unload the server now (then it is marked unloaded); else why
+  /// not is recorded (interrupts disabled).
+  private func claimUnload() -> Bool {
+    // Only when nothing outside holds its objects: a server whose start failed may have
+    // handed one out already (a thread's work, a timer's callback), and the lifetime rules
+    // unload it when the last such reference goes.
+    guard isLoaded, inboundReferences == 0 else {
+      unloadPending = false
+      return false
+    }
     // A failed server may still have a thread inside (looping until the watchdog stops
     // it); its memory and code must outlive that thread. The supervisor, woken when the
     // last thread leaves, unloads it then.
     if failed && threadsInside > 0 {
-      Log.info("\(name) failed with \(threadsInside) threads inside; unloading it when they have left")
+      if !unloadPending {
+        Log.info("\(name) failed with \(threadsInside) threads inside; unloading it when they have left")
+      }
       unloadPending = true
-      return
+      return false
     }
     // Any thread with a call into it in its chain (running it, blocked in it, or calling
     // out of it) returns into its code: the supervisor unloads it once none has.
-    if Machine.withInterruptsDisabled({ CallChain.anyThreadInside(self) }) {
+    if CallChain.anyThreadInside(self) {
       if !unloadPending { Log.info("\(name) has threads inside; unloading it when they have left") }
       unloadPending = true
       Supervisor.wake()
-      return
+      return false
     }
     isLoaded = false
     // Nothing is left for the supervisor to release once the server is unloaded.
     failureHandled = true
-    inboundReferences += 1  // keep self-releases below from re-entering unload
-    table.releaseAll()
-    for mapping in mappings { MemoryObjects.remove(mapping, of: self) }
-    mappings = []
-    inboundReferences -= 1
-    if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
-    Log.info("unloaded \(name): heap of \(heapBytes / 1024) KiB returned")
-    release()
+    return true
   }
 
   private func release() {

@@ -68,8 +68,16 @@ enum Supervisor {
       Server.loaded.first { $0.failed && $0.threadsInside == 0 && !$0.failureHandled }
     }) {
       server.failureHandled = true
+      // Pinned while its references go: dropping its interrupt handler, or releasing a
+      // server that holds its last object, would otherwise unload it half-way.
+      Machine.withInterruptsDisabled { server.inboundReferences += 1 }
       InterruptLineService.serverFailed(server)
       Machine.withInterruptsDisabled { server.table.releaseAll() }
+      let unused = Machine.withInterruptsDisabled {
+        server.inboundReferences -= 1
+        return server.inboundReferences == 0
+      }
+      if unused { server.unload() }
       SystemLoader.serverFailed(server)
     }
   }

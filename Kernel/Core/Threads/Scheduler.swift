@@ -32,7 +32,7 @@ enum Scheduler {
   /// Makes the running boot code thread 1 and starts the idle thread.
   static func initialize() {
     threads = [Thread?](repeating: nil, count: maximumThreads)
-    let boot = Thread(number: 1, name: "boot", priority: normalPriority, entry: nil, hasStack: false)
+    let boot = Thread(number: 1, name: "boot", priority: normalPriority, entry: nil, hasStack: false)!
     boot.state = .running
     threads[1] = boot
     current = boot
@@ -50,8 +50,10 @@ enum Scheduler {
   static func spawn(name: KernelMessage, priority: Int, entry: @escaping () -> Void) -> Thread? {
     Machine.withInterruptsDisabled {
       guard let number = (1..<maximumThreads).first(where: { threads[$0] == nil }) else { return nil }
-      let thread = Thread(
-        number: UInt32(number), name: name, priority: priority, entry: entry, hasStack: true)
+      guard
+        let thread = Thread(
+          number: UInt32(number), name: name, priority: priority, entry: entry, hasStack: true)
+      else { return nil }
       threads[number] = thread
       ready.append(thread.number, priority: priority)
       if priority > current!.priority { needsReschedule = true }

@@ -50,22 +50,29 @@ final class Thread {
   /// Its innermost resume frame while it is not running (Calls.S).
   var resumePoint: UInt32 = 0
 
-  init(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
+  /// nil when memory for its stack or state is short.
+  init?(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
+    var stack: UnsafeMutableRawPointer?
+    if hasStack {
+      stack = KernelStacks.make(number: number)
+      if stack == nil { return nil }
+    }
+    guard let fpuState = KernelHeap.allocate(byteCount: 512, alignment: 16) else {
+      if stack != nil { KernelStacks.free(number: number) }
+      return nil
+    }
+    self.stack = stack
+    self.fpuState = fpuState
     self.number = number
     self.name = name
     self.priority = priority
     self.entry = entry
-    fpuState = KernelHeap.allocate(byteCount: 512, alignment: 16)!
     fpuState.initializeMemory(as: UInt8.self, repeating: 0, count: 512)
     chain = .allocate(capacity: CallChain.words)
     chain.initialize(repeating: 0, count: CallChain.words)
     savedStack = .allocate(capacity: 1)
     savedStack.initialize(to: 0)
-    if hasStack {
-      guard let stack = KernelStacks.make(number: number) else {
-        panic("out of memory for the kernel stack of thread \(number)")
-      }
-      self.stack = stack
+    if let stack {
       // The first switch to this thread "returns" into arch_thread_start with zeroed
       // callee-saved registers: edi, esi, ebx, ebp, then the return address.
       let top = UnsafeMutablePointer<UInt32>(bitPattern: UInt(bitPattern: stack) + UInt(Self.stackSize))! - 8
@@ -75,8 +82,6 @@ final class Thread {
       // A fresh FPU state: the one fninit gives (control word 0x37F, MXCSR 0x1F80).
       fpuState.storeBytes(of: 0x037F, toByteOffset: 0, as: UInt16.self)
       fpuState.storeBytes(of: 0x1F80, toByteOffset: 24, as: UInt32.self)
-    } else {
-      stack = nil
     }
   }
 
