@@ -59,7 +59,7 @@ enum Log {
     }
     let me = thread.number + 1
     var nested = false
-    while true {
+    for _ in 0..<5 {
       let taken = Machine.withInterruptsDisabled {
         if consoleHolder == me { nested = true }
         if consoleHolder == 0 { consoleHolder = me }
@@ -67,6 +67,12 @@ enum Log {
       }
       if taken { break }
       Scheduler.sleep(ticks: 1)  // the holder was switched out mid-line
+    }
+    guard consoleHolder == me else {
+      // A holder of lower priority that others keep from running: write anyway, at once
+      // (the line may cut into its own), rather than wait behind it.
+      Machine.withInterruptsDisabled { writeLine(prefix, message) }
+      return
     }
     writeLine(prefix, message)
     if !nested { Machine.withInterruptsDisabled { consoleHolder = 0 } }

@@ -36,7 +36,27 @@ arch_call_words:            // uint64_t (uint32_t function, uint32_t context, ui
     pushl %edi
     pushl %esi
     pushl %ebx
-    pushl $0
+    pushl $0                // (resume ESP unused: 0, or 1 from arch_call_words_callee)
+    jmp call_words_frame
+.size arch_call_words, . - arch_call_words
+
+// The same, for a call whose callee's record the caller has pushed already (marshal_call,
+// Server.enter): a trap further in abandons the callee's own frames too, so the callee is
+// failed with the trapping server.
+.global arch_call_words_callee
+.type arch_call_words_callee, @function
+arch_call_words_callee:
+    pushl %ebp
+    movl %esp, %ebp
+    pushl %esi
+    pushl %edi
+    pushfl
+    pushl %ebp
+    pushl %edi
+    pushl %esi
+    pushl %ebx
+    pushl $1
+call_words_frame:
     pushl $call_words_return
     movl arch_chain_depth_address, %eax
     pushl (%eax)
@@ -67,7 +87,7 @@ call_words_return:          // also where a contained trap resumes (EBP restored
     popl %esi
     popl %ebp
     ret
-.size arch_call_words, . - arch_call_words
+.size arch_call_words_callee, . - arch_call_words_callee
 
 .global arch_resume
 .type arch_resume, @function

@@ -40,6 +40,9 @@ final class InterruptLineService: InterruptLineImplementation {
   private var handler: UInt32 = 0
   private var pending = 0
   private var deliverer: Thread?
+  /// Set while the delivering thread waits for an interrupt (not while it is blocked
+  /// inside a handler, where a wake-up would be a spurious one).
+  private var waiting = false
 
   /// The line's delivering thread starts with the service (at boot, with every kernel
   /// service) and blocks until an interrupt comes: it lives for good, like the service.
@@ -55,10 +58,13 @@ final class InterruptLineService: InterruptLineImplementation {
       Log.info("irq \(line): dropping the handler of a failed server")
       drop()
     }
-    guard handler == 0, Machine.withInterruptsDisabled({ KernelReferences.table.acquire(handle) }) else {
-      return 0
+    // Checked and taken at once: two servers attaching together must not both succeed.
+    let taken = Machine.withInterruptsDisabled {
+      guard handler == 0, KernelReferences.table.acquire(handle) else { return false }
+      handler = handle
+      return true
     }
-    handler = handle
+    guard taken else { return 0 }
     Self.lines[line] = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
     InterruptController.register(
       line: line,
@@ -111,19 +117,24 @@ final class InterruptLineService: InterruptLineImplementation {
   private func fired() {
     InterruptController.mask(line: line)
     pending += 1
-    if let deliverer, deliverer.state == .blocked { Scheduler.wake(deliverer) }
+    if waiting, let deliverer, deliverer.state == .blocked { Scheduler.wake(deliverer) }
   }
 
   /// The delivering thread: one call per burst, then unmask.
   private func deliver() {
     while true {
-      Machine.withInterruptsDisabled {
+      // The handler's handle with a count of its own for the call: a detach meanwhile
+      // cannot free (and a new attach re-use) the entry being called.
+      let current: UInt32 = Machine.withInterruptsDisabled {
+        waiting = true
         while pending == 0 { Scheduler.block() }
+        waiting = false
         pending = 0
+        return handler != 0 && KernelReferences.table.acquire(handler) ? handler : 0
       }
-      let current = handler  // 0 once detached
-      guard current != 0 else { continue }
+      guard current != 0 else { continue }  // detached
       _ = KernelReferences.call(current, method: 0)
+      Machine.withInterruptsDisabled { _ = KernelReferences.table.release(current) }
       if handler == current { InterruptController.unmask(line: line) }
     }
   }

@@ -229,7 +229,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       if result >> 32 != 0 { status = UInt32(truncatingIfNeeded: result >> 32) }
     } else {
       result = words.span.withUnsafeBufferPointer { buffer in
-        arch_call_words(
+        arch_call_words_callee(
           information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
       }
     }

@@ -289,7 +289,7 @@ final class Server: ReferenceOwner {
     guard !failed else { return UInt64(CallStubs.statusServerUnavailable) << 32 }
     guard CallChain.push(self) else { return UInt64(CallStubs.statusOutOfResources) << 32 }
     defer { CallChain.pop() }
-    guard space != nil else { return arch_call_words(function, context, 0, nil, 0) }
+    guard space != nil else { return arch_call_words_callee(function, context, 0, nil, 0) }
     var arguments: InlineArray<2, UInt32> = [context, 0]
     return arguments.withMutableBuffer { buffer in
       UserCalls.upcall(self, entry: function, arguments: buffer)

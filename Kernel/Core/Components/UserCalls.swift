@@ -294,6 +294,14 @@ enum KernelFaults {
         abandoned.fail()
       }
     }
+    // A frame made by arch_call_words_callee sits above its callee's record, whose own
+    // frames (between the frame and the trap) are abandoned too.
+    if resumeFrame[3] == 1, level > 0, let callee = CallChain.server(at: level - 1), callee !== server,
+      !callee.failed
+    {
+      Log.error("server \(callee.name) stopped: its call into \(server.name) was abandoned")
+      callee.fail()
+    }
     if !server.failed { server.fail() }
     CallChain.unwind(to: level)
     return true

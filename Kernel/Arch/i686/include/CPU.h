@@ -97,6 +97,9 @@ static inline uint32_t arch_call_copy_fixup_address(void) { return (uint32_t)(ui
 
 /// Calls `function(context, selector, words...)` (Calls.S).
 uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);
+/// arch_call_words for a callee whose call-chain record the caller pushed (see Calls.S).
+uint64_t arch_call_words_callee(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words,
+                                uint32_t count);
 /// The running thread's innermost resume frame (Calls.S; 0: none), per thread, and the
 /// address of the call chain's depth word, which resume frames record.
 extern uint32_t arch_resume_point;
