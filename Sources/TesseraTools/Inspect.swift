@@ -93,6 +93,9 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
   var instances: [String: Instance] = [:]
   var current: (name: String, data: Data, bound: Set<Int>, line: Int, kernelMode: Bool)?
   var kernelModeServers = 0
+  // After a `server` line that failed, its bind and limit lines are skipped silently (as
+  // the kernel does); with no server line before them at all, they are an error.
+  var afterServerLine = false
 
   func withManifest<T>(_ data: Data, _ body: (ServerManifest) -> T) -> T {
     data.withUnsafeBytes { body(try! ServerFile(bytes: $0).manifest) }
@@ -136,6 +139,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         problems.append("\(location): \(error.reason.string)")
       case .success(.server(let instanceBytes, let fileBytes, let placement, _)):
         finish()
+        afterServerLine = true
         let name = string(instanceBytes)
         let file = string(fileBytes)
         guard instances[name] == nil else {
@@ -170,7 +174,10 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         }
         current = (name, data, [], line, kernelMode)
       case .success(.bind(let slotBytes, let source)):
-        guard var pending = current else { continue }  // the server line failed; already reported
+        guard var pending = current else {
+          if !afterServerLine { problems.append("\(location): bind without a loaded server before it") }
+          continue  // else the server line failed; already reported
+        }
         let slotName = string(slotBytes)
         let found: (index: Int, required: [UInt8])? = withManifest(pending.data) { manifest in
           for slot in 0..<manifest.slotCount where string(manifest.slot(slot).name) == slotName {
@@ -275,9 +282,13 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         pending.bound.insert(index)
         current = pending
       case .success(.limit):
-        continue  // the reader checked the resource and the value; the kernel applies it
+        // The reader checked the resource and the value; the kernel applies it.
+        if current == nil && !afterServerLine {
+          problems.append("\(location): limit without a loaded server before it")
+        }
       case .success(.run(let instanceBytes)):
         finish()
+        afterServerLine = false
         // The group ends: the kernel drops its references, and its instances unload.
         defer {
           instances = [:]
