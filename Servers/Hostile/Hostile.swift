@@ -164,6 +164,7 @@ final class Attacker: ProgramImplementation {
     // and their kernel stacks, records and user stack pages all come back (the group's
     // heap and frame report shows it).
     var started = 0
+    let framesBefore = (try? Required.memory.freePages()) ?? 0
     let sleeper = Runnable.export(Sleeper())!
     for _ in 0..<300 {
       if let thread = try? Required.threads.spawn(work: sleeper, priority: 1), thread != 0 { started += 1 }
@@ -172,8 +173,14 @@ final class Attacker: ProgramImplementation {
     try? Required.clock.sleep(milliseconds: 200)
     let again = (try? Required.threads.spawn(work: work, priority: 2)) ?? 0
     try? Required.clock.sleep(milliseconds: 10)
-    report("@@ATTACK spawned \(started) threads at once before the thread table was full")
-    attack("spawn-many", UInt(started), ok: started > 200 && started < 300 && again != 0)
+    // Their user stack pages in this space went back when they ended.
+    let framesAfter = (try? Required.memory.freePages()) ?? 0
+    report(
+      "@@ATTACK spawned \(started) threads at once before the thread table was full; free frames \(framesBefore) before, \(framesAfter) after they ended"
+    )
+    attack(
+      "spawn-many", UInt(started),
+      ok: started > 200 && started < 300 && again != 0 && framesAfter + 16 >= framesBefore)
     work.release()
     // A semaphore's count at its maximum, signalled again, then taken.
     let semaphore = status { () throws(CallError) in

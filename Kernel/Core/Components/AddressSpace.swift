@@ -214,6 +214,18 @@ final class AddressSpace {
     return back(start: address & ~(Paging.pageSize - 1), bytes: Paging.pageSize)
   }
 
+  /// Gives back, in every space, the user stack pages thread `number` used there: they
+  /// are backed on touch and would otherwise stay while the space lives, up to 64 KiB per
+  /// thread number that ever ran in it (the scheduler calls this when the thread ended,
+  /// interrupts disabled).
+  static func threadEnded(_ number: UInt32) {
+    let slot = stackSlot(number)
+    for space in all {
+      space.unback(start: slot.bottom, end: slot.top)
+      space.stackPointers[Int(truncatingIfNeeded: number)] = 0
+    }
+  }
+
   /// Frees the space once nothing uses it (no servers, no thread inside).
   func destroyIfUnused() {
     Machine.withInterruptsDisabled {

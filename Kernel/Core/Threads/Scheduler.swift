@@ -169,6 +169,7 @@ enum Scheduler {
     finished = nil
     threads[Int(thread.number)] = nil
     KernelStacks.free(number: thread.number)  // before the number can be handed out again
+    AddressSpace.threadEnded(thread.number)
   }
 
   /// Switches to the next ready thread (interrupts disabled).
