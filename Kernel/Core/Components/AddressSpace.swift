@@ -233,7 +233,7 @@ final class AddressSpace {
         return
       }
       Self.all.remove(at: index)
-      if Self.all.isEmpty { Self.all = [] }
+      // (The list keeps the room reserved at boot, see Server.loaded.)
       if Paging.activeDirectory == directory { Paging.activate(Paging.directory) }
       Paging.freeDirectory(directory)
     }

@@ -207,6 +207,10 @@ enum KernelServices {
   /// live for good, so a heap measurement after this sees only what a system uses).
   static func createAll() {
     _ = Server.unavailableEntry
+    // Room the lists of servers and spaces keep for good, so a group's heap measurement
+    // does not see them grow (past this many, they grow as needed).
+    Server.loaded.reserveCapacity(128)
+    AddressSpace.all.reserveCapacity(128)
     _ = kernelInterface(semaphoreDescriptor, dispatch: semaphoreDispatchAddresses())
     _ = kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses())
     for service in KernelServiceCatalog.services {

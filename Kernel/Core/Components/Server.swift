@@ -414,6 +414,7 @@ final class Server: ReferenceOwner {
     }
     KernelHeap.free(code)
     if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }
-    if Self.loaded.isEmpty { Self.loaded = [] }  // give the array's storage back too
+    // The list keeps the room KernelServices.createAll reserved: reallocated while some
+    // servers stay loaded, its storage would make a group's heap measurement inexact.
   }
 }

@@ -145,13 +145,19 @@ enum SystemLoader {
   /// own, so no temporary of it is alive when the heap is measured.
   @inline(never)
   private static func releaseGroupReferences() {
-    while Machine.withInterruptsDisabled({ restarting }) { Scheduler.sleep(ticks: 1) }
-    Machine.withInterruptsDisabled {
-      for instance in instances { _ = KernelReferences.table.release(instance.handle) }
-      for entry in supervised {
-        for handle in entry.bindings + [entry.mainHandle] { _ = KernelReferences.table.release(handle) }
+    // Checked and done at once: a restart must not begin loading between the two.
+    while true {
+      let done = Machine.withInterruptsDisabled {
+        guard !restarting else { return false }
+        for instance in instances { _ = KernelReferences.table.release(instance.handle) }
+        for entry in supervised {
+          for handle in entry.bindings + [entry.mainHandle] { _ = KernelReferences.table.release(handle) }
+        }
+        supervised = []
+        return true
       }
-      supervised = []
+      if done { break }
+      Scheduler.sleep(ticks: 1)
     }
     instances = []
   }
@@ -372,7 +378,7 @@ enum SystemLoader {
   /// Told by the supervisor that `server` failed: restarts it if its instance says so.
   static func serverFailed(_ server: Server) {
     // Taken with interrupts disabled, and written back below by identity: the list may
-    // change while the instance is loaded and started (the supervisor sleeps meanwhile).
+    // change while the instance is loaded and started.
     let found: Supervised? = Machine.withInterruptsDisabled {
       guard let index = supervised.firstIndex(where: { $0.server === server }),
         supervised[index].restarts < maximumRestarts
@@ -381,46 +387,62 @@ enum SystemLoader {
       restarting = true
       return supervised[index]
     }
-    guard var entry = found else {
+    guard let entry = found else {
       Log.warning("system: \(server.name) failed; its composition line does not restart it (any more)")
       return
     }
-    defer { Machine.withInterruptsDisabled { restarting = false } }
+    // Loading and binding use the kernel handles the group's end releases: it waits for
+    // `restarting`. Starting runs server code, which may block for ever: it runs on a
+    // thread of its own, so the supervisor stays free for other failures.
     Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
     let (space, noSpace) = addressSpace(for: entry.placement)
     guard !noSpace, let bytes = BootModules.bytes(named: entry.file),
       case .success(let fresh) = Server.load(bytes: bytes, space: space)
     else {
+      Machine.withInterruptsDisabled { restarting = false }
       space?.destroyIfUnused()
       Log.error("system: \(text: entry.name) could not be loaded again; it stays failed")
       return
     }
     for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
     fresh.account.limits = entry.quotas
+    fresh.instanceName = entry.name
+    Machine.withInterruptsDisabled { restarting = false }
+    let thread = Scheduler.spawn(name: "restart", priority: Scheduler.highPriority) {
+      startRestarted(fresh, replacing: server, entry: entry)
+    }
+    if thread == nil { startRestarted(fresh, replacing: server, entry: entry) }
+  }
+
+  /// Starts `fresh`, the new instance of supervised `entry`, and makes it the one its
+  /// instance name stands for (unless the group ended meanwhile: then it is let go).
+  private static func startRestarted(_ fresh: Server, replacing server: Server, entry: Supervised) {
+    var entry = entry
     let handle = fresh.start()
     guard let main = fresh.table.object(handle) else {
       Log.error("system: \(text: entry.name) returned no object when restarted; it stays failed")
       fresh.unload()
       return
     }
-    fresh.instanceName = entry.name
     let old = entry.mainHandle
     let installed = Machine.withInterruptsDisabled {
-      entry.mainHandle = KernelReferences.table.install(main)
-      _ = fresh.table.release(handle)
-      guard entry.mainHandle != 0, let index = supervised.firstIndex(where: { $0.server === server }) else {
+      guard let index = supervised.firstIndex(where: { $0.server === server }) else {
+        _ = fresh.table.release(handle)  // its group has ended: nobody wants it now
         return false
       }
+      entry.mainHandle = KernelReferences.table.install(main)
+      _ = fresh.table.release(handle)
+      guard entry.mainHandle != 0 else { return false }
       entry.server = fresh
       supervised[index] = entry
       _ = KernelReferences.table.release(old)
       return true
     }
     guard installed else {
-      Log.error("system: \(text: entry.name) could not be kept (kernel table full); it stays failed")
-      Machine.withInterruptsDisabled {
-        if entry.mainHandle != 0 { _ = KernelReferences.table.release(entry.mainHandle) }
-      }
+      Log.info(
+        "system: \(text: entry.name) was restarted after its group ended (or the kernel table was full); let go"
+      )
+      fresh.unload()
       return
     }
     Log.info("system: \(text: entry.name) restarted")
