@@ -57,6 +57,30 @@ final class Nesting: NesterImplementation {
   }
 }
 
+/// The semaphore race's second thread (higher priority than the signalling one): swaps
+/// the shared semaphore for a new one and releases the old one's last reference, often
+/// while the other thread is inside its `signal`.
+final class SemaphoreSwapper: RunnableImplementation {
+  var handle: UInt32
+  var swaps = 0
+  var done = false
+
+  init(handle: UInt32) { self.handle = handle }
+
+  func run() {
+    let end = ((try? Required.clock.uptimeMilliseconds()) ?? 0) + 300
+    while ((try? Required.clock.uptimeMilliseconds()) ?? end) < end {
+      guard let fresh = try? Required.sync.makeSemaphore(count: 0) else { break }
+      let old = handle
+      handle = fresh.handle
+      _ = tessera_release(old)
+      swaps += 1
+      try? Required.clock.sleep(milliseconds: 1)
+    }
+    done = true
+  }
+}
+
 /// The work of the threads that fill the thread table: alive for 50 ms.
 final class Sleeper: RunnableImplementation {
   func run() { try? Required.clock.sleep(milliseconds: 50) }
@@ -203,6 +227,7 @@ final class Attacker: ProgramImplementation {
     mapUntilTheTableIsFull()
     nestDeeply()
     gateRace()
+    semaphoreRace()
     fuzz()
     report("@@ATTACK done failures=\(failures)")
     // Last, since it stops this server: an object around a garbage context, released, so
@@ -234,6 +259,37 @@ final class Attacker: ProgramImplementation {
     let oneMore = (try? Required.timers.after(milliseconds: 60_000, callback: work)) ?? 0
     if oneMore != 0 { _ = try? Required.timers.cancel(timer: oneMore) }
     attack("timer-quota", UInt(set), ok: set == 4 && oneMore != 0)
+  }
+
+  /// One thread signals a semaphore in a loop while another releases its last reference
+  /// and makes a new one: the kernel object must outlive every call inside it (before, a
+  /// freed semaphore's memory could be written by a signal in flight).
+  func semaphoreRace() {
+    guard let first = try? Required.sync.makeSemaphore(count: 0) else {
+      return attack("semaphore-race", 0, ok: false)
+    }
+    let swapper = SemaphoreSwapper(handle: first.handle)
+    guard let work = Runnable.export(swapper),
+      (try? Required.threads.spawn(work: work, priority: 3)) ?? 0 != 0
+    else {
+      return attack("semaphore-race", 0, ok: false)
+    }
+    var signalled = 0
+    var refused = 0
+    var other = 0
+    while !swapper.done {
+      switch UInt32(truncatingIfNeeded: tessera_call0(swapper.handle, Semaphore.digest &+ 1) >> 32) {
+      case 0: signalled += 1
+      case CallError.invalidHandle.status: refused += 1
+      default: other += 1
+      }
+    }
+    _ = tessera_release(swapper.handle)
+    work.release()
+    report(
+      "@@ATTACK semaphore race: \(swapper.swaps) swaps, \(signalled) signals, \(refused) refused, \(other) other"
+    )
+    attack("semaphore-race", UInt(signalled), ok: other == 0 && signalled > 0 && swapper.swaps > 10)
   }
 
   /// 63 nested marshaled calls: refused (outOfResources) where the kernel stack would run

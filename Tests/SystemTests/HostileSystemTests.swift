@@ -16,6 +16,7 @@ import Testing
       ("export-index", 5), ("allocate-bytes", 6), ("map-pager-bytes", 1), ("spawn-priority", 4),
       ("spawn-many", 1), ("memory-quota", 1), ("timer-quota", 1),
       ("semaphore-overflow", 1), ("rebind-handle", 4), ("map-table-full", 1), ("gate-race", 1),
+      ("semaphore-race", 1),
       ("nest-deep", 1),
     ]
     for (name, expected) in counts {
@@ -24,6 +25,11 @@ import Testing
       for line in lines { #expect(line.hasSuffix("ok=true"), "\(line)") }
     }
     #expect(output.contains("@@ATTACK done failures=0"), "\(result.tail(30))")
+    // The semaphore race freed semaphores only after the signals inside them returned.
+    let deferred = try #require(
+      output.firstMatch(of: /system: (\d+) kernel objects were freed only after the threads inside them left/)
+    )
+    #expect(Int(deferred.1)! > 0)
     // Quotas from its composition lines: refused with a log line each, not a panic.
     #expect(
       output.contains("quota: Hostile may start threads of priority 3 at most, not 2147483647; refused"))

@@ -71,10 +71,11 @@ enum CallChain {
   /// Calls currently recorded.
   static var depth: Int { Int(storage[0]) }
 
-  /// The server of record `level` (0 = outermost), nil for the kernel's own objects.
+  /// The server of record `level` (0 = outermost), nil for the kernel's own objects (a
+  /// record's callee word is 0, or a kernel object's context with bit 0 set).
   static func server(at level: Int) -> Server? {
     let address = storage[1 + 2 * level + 1]
-    return address == 0
+    return address == 0 || address & 1 != 0
       ? nil : Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue()
   }
 
@@ -117,7 +118,7 @@ enum CallChain {
     var level = Int(buffer[0]) - 1
     while level >= 0 {
       let address = buffer[1 + 2 * level + 1]
-      if address == 0 {
+      if address == 0 || address & 1 != 0 {
         text.append("kernel service")
       } else {
         text.append(
@@ -135,7 +136,12 @@ enum CallChain {
   /// server's code, words and image must stay (Server.unload waits). Interrupts must be
   /// disabled, so no chain changes during the scan.
   static func anyThreadInside(_ server: Server) -> Bool {
-    let value = UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque()))
+    anyThreadInside(chainValue: UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque())))
+  }
+
+  /// Whether any thread has a record whose callee word is `value` (a Server, or a kernel
+  /// object's tagged context, see KernelObject.entryWords).
+  static func anyThreadInside(chainValue value: UInt32) -> Bool {
     func contains(_ buffer: UnsafeMutablePointer<UInt32>) -> Bool {
       let depth = min(Int(truncatingIfNeeded: buffer[0]), capacity)
       for level in 0..<depth where buffer[1 + 2 * level + 1] == value { return true }

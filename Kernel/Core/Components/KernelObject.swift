@@ -40,19 +40,39 @@ final class KernelObject: ReferencedObject {
     }
   }
 
-  /// What a table entry holding the object says to generated code.
+  /// What a table entry holding the object says to generated code. The call-chain value
+  /// of a kernel object is its context with bit 0 set (a kernel service record, not a
+  /// server; see CallChain): a thread inside one of its methods names it, which keeps it.
   var entryWords: (context: UInt, methods: UInt, digest: UInt, methodCount: UInt, chainValue: UInt) {
     (
       UInt(context), UInt(methods), UInt(digest), UInt(interface.methodCount),
-      owner.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? 0
+      owner.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? UInt(context | 1)
     )
   }
+
+  /// Kernel objects whose last reference went while a thread was inside one of their
+  /// methods; freed once no call chain names them (the supervisor looks).
+  nonisolated(unsafe) static var waiting: [KernelObject] = []
+  /// How often a kernel object's freeing waited for a thread inside it, since boot.
+  nonisolated(unsafe) static var deferredFrees = 0
 
   /// Called when the last count is gone.
   func destroy() {
     guard let owner else {
-      // An object a kernel service made (services themselves are never destroyed).
-      Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(context))!).release()
+      // An object a kernel service made (services themselves are never destroyed). A
+      // thread inside one of its methods (another thread of the same server calling it,
+      // or blocked in a semaphore's wait) still uses its memory: freed when it has left.
+      let inUse = Machine.withInterruptsDisabled {
+        guard CallChain.anyThreadInside(chainValue: context | 1) else { return false }
+        Self.waiting.append(self)
+        Self.deferredFrees += 1
+        return true
+      }
+      if inUse {
+        Supervisor.wake()
+      } else {
+        freeKernelObject()
+      }
       return
     }
     do {
@@ -63,5 +83,23 @@ final class KernelObject: ReferencedObject {
         _ = owner.enter(owner.destroyFunction, context: context)
       }
     }
+  }
+
+  /// Releases what a kernel service made for this object.
+  private func freeKernelObject() {
+    Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(context))!).release()
+  }
+
+  /// Frees the waiting kernel objects no call chain names any more; whether any still
+  /// wait (Supervisor).
+  static func freeUnused() -> Bool {
+    let ready: [KernelObject] = Machine.withInterruptsDisabled {
+      let free = waiting.filter { !CallChain.anyThreadInside(chainValue: $0.context | 1) }
+      waiting.removeAll { object in free.contains { $0 === object } }
+      if waiting.isEmpty { waiting = [] }
+      return free
+    }
+    for object in ready { object.freeKernelObject() }
+    return Machine.withInterruptsDisabled { !waiting.isEmpty }
   }
 }

@@ -54,7 +54,9 @@ enum Supervisor {
       }
       repeat {
         handleFailures()
-        guard unloadWaiting() else { break }
+        let serversWait = unloadWaiting()
+        let objectsWait = KernelObject.freeUnused()
+        guard serversWait || objectsWait else { break }
         Scheduler.sleep(ticks: 10)
       } while true
     }

@@ -107,6 +107,7 @@ enum SystemLoader {
   nonisolated(unsafe) private static var groupHeapBase = 0
   nonisolated(unsafe) private static var groupFreeFrames = 0
   nonisolated(unsafe) private static var groupHeapPages = 0
+  nonisolated(unsafe) private static var groupDeferredFrees = 0
   nonisolated(unsafe) private static var groupCreated = 0
   nonisolated(unsafe) private static var groupDestroyed = 0
 
@@ -114,6 +115,7 @@ enum SystemLoader {
     groupHeapBase = KernelHeap.statistics.bytesInUse
     groupFreeFrames = PhysicalMemory.statistics.freeFrames
     groupHeapPages = KernelHeap.statistics.regionBytes / 4096
+    groupDeferredFrees = KernelObject.deferredFrees
     groupCreated = KernelObject.created
     groupDestroyed = KernelObject.destroyed
   }
@@ -121,6 +123,15 @@ enum SystemLoader {
   /// Drops the kernel's references to the instances loaded so far and reports.
   private static func finishGroup() {
     releaseGroupReferences()
+    // Kernel objects freed later because a thread was inside them must be gone first.
+    for _ in 0..<100 where Machine.withInterruptsDisabled({ !KernelObject.waiting.isEmpty }) {
+      Scheduler.sleep(ticks: 1)
+    }
+    if KernelObject.deferredFrees != groupDeferredFrees {
+      Log.info(
+        "system: \(KernelObject.deferredFrees - groupDeferredFrees) kernel objects were freed only after the threads inside them left"
+      )
+    }
     let created = KernelObject.created - groupCreated
     let destroyed = KernelObject.destroyed - groupDestroyed
     let heap = KernelHeap.statistics.bytesInUse
