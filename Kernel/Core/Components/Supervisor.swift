@@ -19,6 +19,15 @@ enum Supervisor {
     thread = Scheduler.spawn(name: "supervisor", priority: Scheduler.highPriority) { run() }
   }
 
+  /// Whether the supervisor has nothing to do: no wake-up pending, no failed server
+  /// unhandled, no unload or kernel object waiting for threads to leave.
+  static var isIdle: Bool {
+    Machine.withInterruptsDisabled {
+      !pending && thread?.state == .blocked && KernelObject.waiting.isEmpty
+        && !Server.loaded.contains { ($0.failed && !$0.failureHandled) || $0.unloadPending }
+    }
+  }
+
   /// Asks the supervisor to look for failed servers.
   static func wake() {
     Machine.withInterruptsDisabled {
