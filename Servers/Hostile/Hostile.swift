@@ -274,16 +274,8 @@ final class Attacker: ProgramImplementation {
     else {
       return attack("semaphore-race", 0, ok: false)
     }
-    var signalled = 0
-    var refused = 0
-    var other = 0
-    while !swapper.done {
-      switch UInt32(truncatingIfNeeded: tessera_call0(swapper.handle, Semaphore.digest &+ 1) >> 32) {
-      case 0: signalled += 1
-      case CallError.invalidHandle.status: refused += 1
-      default: other += 1
-      }
-    }
+    let (signalled, refused, other) = callRepeatedly(
+      { swapper.handle }, selector: Semaphore.digest &+ 1, until: { swapper.done })
     _ = tessera_release(swapper.handle)
     work.release()
     report(
@@ -307,6 +299,20 @@ final class Attacker: ProgramImplementation {
     )
   }
 
+  /// Calls method `selector` (no words) of the handle `target` gives until `done`, and
+  /// counts how the calls ended: succeeded, refused as invalid handles, anything else.
+  func callRepeatedly(_ target: () -> UInt32, selector: UInt32, until done: () -> Bool) -> (Int, Int, Int) {
+    var counts = (0, 0, 0)
+    while !done() {
+      switch UInt32(truncatingIfNeeded: tessera_call0(target(), selector) >> 32) {
+      case 0: counts.0 += 1
+      case CallError.invalidHandle.status: counts.1 += 1
+      default: counts.2 += 1
+      }
+    }
+    return counts
+  }
+
   /// One thread calls a handle in a loop while another releases it and exports a new
   /// object into the same handle: a gate that read the entry over several instructions
   /// with interrupts on could be switched out in between and read a freed entry (a method
@@ -317,17 +323,8 @@ final class Attacker: ProgramImplementation {
     guard let work = Runnable.export(releaser),
       (try? Required.threads.spawn(work: work, priority: 3)) ?? 0 != 0
     else { return attack("gate-race", 0, ok: false) }
-    var succeeded = 0
-    var refused = 0
-    var other = 0
-    while !releaser.done {
-      let result = tessera_call0(releaser.handle, Runnable.digest)
-      switch UInt32(truncatingIfNeeded: result >> 32) {
-      case 0: succeeded += 1
-      case CallError.invalidHandle.status: refused += 1
-      default: other += 1
-      }
-    }
+    let (succeeded, refused, other) = callRepeatedly(
+      { releaser.handle }, selector: Runnable.digest, until: { releaser.done })
     _ = tessera_release(releaser.handle)
     work.release()
     report(
