@@ -46,6 +46,16 @@ final class Nesting: NesterImplementation {
   var myself = Nester(handle: 0)
   var refusal: UInt32 = 0
 
+  func nestWords(depth: UInt) -> UInt {
+    guard depth > 0 else { return 0 }
+    do throws(CallError) {
+      return 1 + (try myself.nestWords(depth: depth - 1))
+    } catch {
+      if refusal == 0 { refusal = error.status }
+      return 0
+    }
+  }
+
   func nest(depth: UInt, data: UnsafeRawBufferPointer) -> UInt {
     guard depth > 0 else { return 0 }
     do throws(CallError) {
@@ -77,6 +87,20 @@ final class SemaphoreSwapper: RunnableImplementation {
       swaps += 1
       try? Required.clock.sleep(milliseconds: 1)
     }
+    done = true
+  }
+}
+
+/// Nests words-only calls on the thread that runs it.
+final class WordNester: RunnableImplementation {
+  let nester: Nester
+  var levels: UInt = 0
+  var done = false
+
+  init(_ nester: Nester) { self.nester = nester }
+
+  func run() {
+    levels = (try? nester.nestWords(depth: 70)) ?? 0
     done = true
   }
 }
@@ -292,11 +316,25 @@ final class Attacker: ProgramImplementation {
     nesting.myself = object
     let block = [UInt8](repeating: 7, count: 1024)
     let levels = block.withUnsafeBytes { bytes in (try? object.nest(depth: 63, data: bytes)) ?? 0 }
+    // Words only, through the generated upcall stubs (bounded by the call chain's 64
+    // records), on a spawned thread's 16 KiB kernel stack.
+    let refusal = nesting.refusal
+    nesting.refusal = 0
+    let runner = WordNester(object)
+    if let work = Runnable.export(runner), (try? Required.threads.spawn(work: work, priority: 2)) ?? 0 != 0 {
+      for _ in 0..<100 where !runner.done { try? Required.clock.sleep(milliseconds: 10) }
+      work.release()
+    }
+    report(
+      "@@ATTACK nested \(runner.levels) words-only calls on a spawned thread before one was refused with status \(nesting.refusal)"
+    )
+    let wordsOK = runner.done && nesting.refusal == CallError.outOfResources.status
+    nesting.refusal = refusal
     _ = object.release()
     report("@@ATTACK nested \(levels) marshaled calls before one was refused with status \(nesting.refusal)")
     attack(
-      "nest-deep", levels, ok: nesting.refusal == CallError.outOfResources.status && levels > 8 && levels < 63
-    )
+      "nest-deep", levels,
+      ok: nesting.refusal == CallError.outOfResources.status && levels > 8 && levels < 63 && wordsOK)
   }
 
   /// Calls method `selector` (no words) of the handle `target` gives until `done`, and
