@@ -26,6 +26,8 @@ final class MemoryObject: MemoryImplementation {
   /// The server it is charged to (nil: the kernel's own).
   private let account: ResourceAccount?
 
+  nonisolated(unsafe) private static var lastRefusalLogged: UInt64 = 0
+
   /// Largest object: 4 MiB.
   static let maximumPages = 1024
   /// Frames servers' Memory objects may never take: the kernel's own allocations (heap,
@@ -48,8 +50,12 @@ final class MemoryObject: MemoryImplementation {
       let base = PhysicalMemory.allocateContiguous(count: pages)
     else {
       account?.uncharge(.memory, bytes)
-      Log.warning(
-        "kernel.memory: \(pages) pages refused (\(PhysicalMemory.statistics.freeFrames) frames free)")
+      // At most once a second: a server looping on refused requests must not flood the log.
+      if Timer.ticks &- lastRefusalLogged >= 1000 {
+        lastRefusalLogged = Timer.ticks
+        Log.warning(
+          "kernel.memory: \(pages) pages refused (\(PhysicalMemory.statistics.freeFrames) frames free)")
+      }
       return nil
     }
     UnsafeMutableRawPointer(bitPattern: UInt(base))!.initializeMemory(

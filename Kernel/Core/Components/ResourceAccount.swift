@@ -4,8 +4,8 @@
 // Contract: kernel services charge the account of the server that called them (the call
 // chain's innermost server) before they make something, and what they made uncharges it
 // when it goes; those things hold the account, so it outlives whichever of them and the
-// server ends last. A charge beyond a limit is refused and logged once (until the use
-// drops again), so a server looping on refused requests cannot flood the console.
+// server ends last. A charge beyond a limit is refused and logged, at most once a second
+// per resource, so a server looping on refused requests cannot flood the console.
 // Interrupts are disabled around each change (several threads of a server charge it).
 
 import KernelCore
@@ -14,7 +14,9 @@ final class ResourceAccount {
   let name: KernelMessage
   var limits = Quotas()
   private var used: InlineArray<5, UInt32> = .init(repeating: 0)
-  private var warned: InlineArray<5, Bool> = .init(repeating: false)
+  /// Per resource, the tick of the last refusal logged (refusals are logged at most once
+  /// a second each, so a server looping on refused requests cannot flood the console).
+  private var lastWarning: InlineArray<5, UInt64> = .init(repeating: UInt64.max)
 
   init(name: KernelMessage) { self.name = name }
 
@@ -26,8 +28,7 @@ final class ResourceAccount {
     Machine.withInterruptsDisabled {
       let index = resource.rawValue
       guard amount <= limits[resource], used[index] <= limits[resource] - amount else {
-        if !warned[index] {
-          warned[index] = true
+        if shouldWarn(index) {
           Log.warning(
             "quota: \(name) reached its \(resource.name) limit (\(used[index]) of \(limits[resource]) held, \(amount) more asked); refused"
           )
@@ -44,15 +45,24 @@ final class ResourceAccount {
     Machine.withInterruptsDisabled {
       let index = resource.rawValue
       used[index] = used[index] >= amount ? used[index] - amount : 0
-      warned[index] = false
     }
+  }
+
+  /// Whether a refusal of resource `index` is logged now (interrupts disabled).
+  private func shouldWarn(_ index: Int) -> Bool {
+    let now = Timer.ticks
+    guard lastWarning[index] == UInt64.max || now &- lastWarning[index] >= 1000 else { return false }
+    lastWarning[index] = now
+    return true
   }
 
   /// Whether threads may run at `priority` (a word from the server); logs a refusal.
   func allows(priority: UInt) -> Bool {
     guard priority > UInt(limits[.priority]) else { return true }
-    Log.warning(
-      "quota: \(name) may start threads of priority \(limits[.priority]) at most, not \(priority); refused")
+    if Machine.withInterruptsDisabled({ shouldWarn(QuotaResource.priority.rawValue) }) {
+      Log.warning(
+        "quota: \(name) may start threads of priority \(limits[.priority]) at most, not \(priority); refused")
+    }
     return false
   }
 
