@@ -148,10 +148,9 @@ enum CallChain {
       return false
     }
     if contains(storage) { return true }
-    for thread in Scheduler.all where thread !== Scheduler.current && thread.state != .finished {
-      if contains(thread.chain) { return true }
+    return Scheduler.anyThread { thread in
+      thread !== Scheduler.current && thread.state != .finished && contains(thread.chain)
     }
-    return false
   }
 
   /// The running thread's chain, as `describe(saved:)` gives it.

@@ -64,6 +64,13 @@ enum Scheduler {
   /// The threads alive, for reports.
   static var all: [Thread] { Machine.withInterruptsDisabled { threads.compactMap { $0 } } }
 
+  /// Whether `test` holds for any living thread; allocates nothing (interrupts must be
+  /// disabled: it runs on every unload and every kernel object freed).
+  static func anyThread(_ test: (Thread) -> Bool) -> Bool {
+    for slot in threads.indices { if let thread = threads[slot], test(thread) { return true } }
+    return false
+  }
+
   /// The thread with `number`, if alive.
   static func thread(_ number: UInt32) -> Thread? {
     Int(number) < threads.count ? threads[Int(number)] : nil
