@@ -204,7 +204,9 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
             let entry = KernelServiceCatalog.services.first(where: { $0.name.description == serviceName }),
             let interface = interfaces.interfaces[entry.interface.description]
           else {
-            problems.append("\(location): the kernel offers no service \(serviceName)")
+            let offered = KernelServiceCatalog.services.map { $0.name.description }.joined(separator: ", ")
+            problems.append(
+              "\(location): the kernel offers no service \(serviceName) (it offers: \(offered))")
             continue
           }
           provided = interface.descriptor()
@@ -278,9 +280,14 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
               "cannot bind \(pending.name).\(slotName): it requires \(string(requiredInterface.name)), the source provides \(string(providedInterface.name)): \(detail)"
           }
         }
-        if let problem { problems.append("\(location): \(problem)") }
-        pending.bound.insert(index)
-        current = pending
+        // A refused binding leaves the slot unbound, as in the kernel (which then does not
+        // start the server).
+        if let problem {
+          problems.append("\(location): \(problem)")
+        } else {
+          pending.bound.insert(index)
+          current = pending
+        }
       case .success(.limit):
         // The reader checked the resource and the value; the kernel applies it.
         if current == nil && !afterServerLine {
