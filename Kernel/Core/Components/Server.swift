@@ -175,7 +175,7 @@ final class Server: ReferenceOwner {
       name: "\(text: file.manifest.name)", file: file, heapSlot: slot, image: image, code: code,
       codeSize: codeSize, space: space)
     if let space {
-      space.servers += 1
+      Machine.withInterruptsDisabled { space.servers += 1 }
       server.userHeapStart = imageAddress + file.imageSize + Paging.pageSize
       server.userHeapEnd = server.userHeapStart
       server.userHeapLimit = server.userHeapStart + userHeapSize
@@ -398,6 +398,10 @@ final class Server: ReferenceOwner {
   }
 
   private func release() {
+    // Out of the list first: other threads look servers up there and read their words.
+    Machine.withInterruptsDisabled {
+      if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }
+    }
     heap?.releaseAll()
     if let heapSlot { Self.heapSlots &= ~(1 << UInt32(heapSlot)) }
     for information in marshalInformation { information.deallocate() }
@@ -407,13 +411,12 @@ final class Server: ReferenceOwner {
     if let space {
       let start = UInt32(UInt(bitPattern: image))
       space.unback(start: start, end: userHeapLimit)
-      space.servers -= 1
+      Machine.withInterruptsDisabled { space.servers -= 1 }
       space.destroyIfUnused()
     } else {
       KernelHeap.free(image)
     }
     KernelHeap.free(code)
-    if let index = Self.loaded.firstIndex(where: { $0 === self }) { Self.loaded.remove(at: index) }
     // The list keeps the room KernelServices.createAll reserved: reallocated while some
     // servers stay loaded, its storage would make a group's heap measurement inexact.
   }

@@ -24,7 +24,7 @@ enum Supervisor {
   static var isIdle: Bool {
     Machine.withInterruptsDisabled {
       !pending && thread?.state == .blocked && KernelObject.waiting.isEmpty
-        && !Server.loaded.contains { ($0.failed && !$0.failureHandled) || $0.unloadPending }
+        && !Server.loaded.contains { (!$0.failureHandled && $0.isLoaded && $0.failed) || $0.unloadPending }
     }
   }
 
@@ -75,13 +75,20 @@ enum Supervisor {
   /// afresh in the live list: dealing with one (a release, a restart) may unload others,
   /// and an unloaded server's words are gone.
   private static func handleFailures() {
-    while let server = Machine.withInterruptsDisabled({
-      Server.loaded.first { $0.failed && $0.threadsInside == 0 && !$0.failureHandled }
+    // Picked, marked and pinned in one step: pinned, it cannot be unloaded half-way by
+    // dropping its interrupt handler, by releasing a server that holds its last object,
+    // or by the composition's thread unloading it at the same time (a server that failed
+    // in its start: its table was once freed under this loop, and frames freed twice).
+    while let server = Machine.withInterruptsDisabled({ () -> Server? in
+      guard
+        let found = Server.loaded.first(where: {
+          !$0.failureHandled && $0.isLoaded && $0.failed && $0.threadsInside == 0
+        })
+      else { return nil }
+      found.failureHandled = true
+      found.inboundReferences += 1
+      return found
     }) {
-      server.failureHandled = true
-      // Pinned while its references go: dropping its interrupt handler, or releasing a
-      // server that holds its last object, would otherwise unload it half-way.
-      Machine.withInterruptsDisabled { server.inboundReferences += 1 }
       InterruptLineService.serverFailed(server)
       Machine.withInterruptsDisabled { server.table.releaseAll() }
       let unused = Machine.withInterruptsDisabled {

@@ -183,17 +183,33 @@ enum SystemLoader {
 
   /// The address space for `placement`: nil for kernel mode; a new one for `user`; the
   /// named one (made on first use) for `user:SPACE`. nil with `failed` set when out of memory.
+  /// The space comes pinned (counted as one more server), so the supervisor unloading the
+  /// last server of a shared space meanwhile cannot free it under the load; `unpin` it
+  /// once the load is done (a loaded server counts itself).
   private static func addressSpace(for placement: ServerPlacement) -> (space: AddressSpace?, failed: Bool) {
+    var space: AddressSpace?
     switch placement {
     case .kernel: return (nil, false)
     case .user:
-      let space = AddressSpace.make(name: "")
-      return (space, space == nil)
+      space = AddressSpace.make(name: "")
     case .sharedUser(let name):
-      if let space = AddressSpace.named(name) { return (space, false) }
-      let space = AddressSpace.make(name: "\(text: name)")
-      return (space, space == nil)
+      space = Machine.withInterruptsDisabled {
+        let found = AddressSpace.named(name)
+        found?.servers += 1
+        return found
+      }
+      if space != nil { return (space, false) }
+      space = AddressSpace.make(name: "\(text: name)")
     }
+    if let space { Machine.withInterruptsDisabled { space.servers += 1 } }
+    return (space, space == nil)
+  }
+
+  /// Drops the pin `addressSpace(for:)` took, freeing the space if no server is in it.
+  private static func unpin(_ space: AddressSpace?) {
+    guard let space else { return }
+    Machine.withInterruptsDisabled { space.servers -= 1 }
+    space.destroyIfUnused()
   }
 
   private static func load(
@@ -223,7 +239,7 @@ enum SystemLoader {
         name: name, file: file, placement: placement, restart: restart, server: server, line: line,
         bindings: [KernelObject?](repeating: nil, count: server.file.manifest.slotCount))
     }
-    space?.destroyIfUnused()  // a space made for a server that did not load
+    unpin(space)  // freed here if no server is in it (this one did not load)
   }
 
   private static func bind(slot: UnsafeBufferPointer<UInt8>, source: BindingSource, line: Int) {
@@ -408,11 +424,11 @@ enum SystemLoader {
     // kernel-trap test's heap check fail one run in six, not yet understood.)
     Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
     let (space, noSpace) = addressSpace(for: entry.placement)
+    defer { unpin(space) }
     guard !noSpace, let bytes = BootModules.bytes(named: entry.file),
       case .success(let fresh) = Server.load(bytes: bytes, space: space)
     else {
       Machine.withInterruptsDisabled { restarting = false }
-      space?.destroyIfUnused()
       Log.error("system: \(text: entry.name) could not be loaded again; it stays failed")
       return
     }
