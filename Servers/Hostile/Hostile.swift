@@ -255,10 +255,12 @@ final class Attacker: ProgramImplementation {
     fuzz()
     report("@@ATTACK done failures=\(failures)")
     // Last, since it stops this server: an object around a garbage context, released, so
-    // its destroy (a call the kernel makes into this server) faults; the next kernel call
-    // from this thread is then aborted, which ends this run with serverUnavailable.
+    // its destroy (a call the kernel makes into this server, on the server's worker
+    // thread) faults while this thread sleeps; its next kernel call is then aborted, which
+    // ends this run with serverUnavailable.
     let garbage = tessera_export(1, UnsafeMutableRawPointer(bitPattern: UInt(0xB563_88D3)))
     _ = tessera_release(garbage)
+    try? Required.clock.sleep(milliseconds: 20)
     report("@@ATTACK not reached: the server failed in its destroy")
     return UInt(failures)
   }

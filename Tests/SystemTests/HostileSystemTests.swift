@@ -42,8 +42,9 @@ import Testing
       "\(result.tail(30))")
     #expect(Int(fuzz.1)! == 100_000 && Int(fuzz.2)! + Int(fuzz.3)! == 100_000, "\(fuzz.0)")
     #expect(Int(fuzz.2)! > 10_000 && Int(fuzz.3)! > 10_000, "both refused and accepted calls: \(fuzz.0)")
-    // Last, the attacker's own destroy faults: it is stopped, and its run, aborted at its
-    // next kernel call, ends with serverUnavailable (the aborted frames held no reference:
+    // Last, the attacker's own destroy faults (on its worker thread, while its run
+    // sleeps): it is stopped, and its run, aborted at its next kernel call, ends with
+    // serverUnavailable (the aborted frames held no reference:
     // the heap check below once found the server's object leaked here).
     let stops = result.lines.filter { $0.contains("server Hostile stopped") }
     #expect(stops.count == 1 && stops[0].contains("Page fault"), "\(stops)")

@@ -2,9 +2,10 @@
 //
 // Contract: generated method stubs push a record (the caller's return address and the
 // callee) on entry and pop it on return; the kernel pushes records itself when it enters
-// a server directly (start, destroy, marshaled calls). The top record names the server
-// whose code is running, which is how allocation and exports are charged to the right
-// server. The storage has a fixed address because stubs have it baked in; each thread
+// a server directly (start, destroy, marshaled calls). A gate's record names the object
+// called, which pins it (`value(of:)`); the kernel's own name a server. The top record
+// names the server whose code is running, which is how allocation and exports are
+// charged to the right server. The storage has a fixed address because stubs have it baked in; each thread
 // has its own chain, which the scheduler copies out of and into this storage when it
 // switches threads (`save`, `restore`). The storage also holds the running thread's
 // number, which lock stubs write into the locks they take.
@@ -71,12 +72,30 @@ enum CallChain {
   /// Calls currently recorded.
   static var depth: Int { Int(storage[0]) }
 
-  /// The server of record `level` (0 = outermost), nil for the kernel's own objects (a
-  /// record's callee word is 0, or a kernel object's context with bit 0 set).
-  static func server(at level: Int) -> Server? {
-    let address = storage[1 + 2 * level + 1]
-    return address == 0 || address & 1 != 0
-      ? nil : Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!).takeUnretainedValue()
+  /// The server of record `level` (0 = outermost), nil for the kernel's own objects.
+  static func server(at level: Int) -> Server? { decode(storage[1 + 2 * level + 1]).server }
+
+  /// What a record's callee word names (see `value(of:)`): the callee server, and the
+  /// object called if the record was made by a gate. A word of 0 is a kernel service
+  /// entered by the kernel; a kernel service's object has no server.
+  static func decode(_ word: UInt32) -> (server: Server?, object: KernelObject?) {
+    guard word != 0 else { return (nil, nil) }
+    guard word & 1 != 0 else {
+      return (
+        Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(word))!).takeUnretainedValue(), nil
+      )
+    }
+    let object = Unmanaged<KernelObject>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(word & ~1))!)
+      .takeUnretainedValue()
+    return (object.owner, object)
+  }
+
+  /// The callee word a gate writes for a call into `object`: its address with bit 0 set
+  /// (a Server, which the kernel's own records name, has bit 0 clear). Naming the object,
+  /// not only its server, is what pins it: an object whose last reference goes while a
+  /// chain names it is destroyed or freed only once none does.
+  static func value(of object: KernelObject) -> UInt32 {
+    UInt32(UInt(bitPattern: Unmanaged.passUnretained(object).toOpaque())) | 1
   }
 
   /// The server whose code is running, or nil when the kernel itself is. Records of
@@ -117,13 +136,10 @@ enum CallChain {
     var text = KernelMessage()
     var level = Int(buffer[0]) - 1
     while level >= 0 {
-      let address = buffer[1 + 2 * level + 1]
-      if address == 0 || address & 1 != 0 {
-        text.append("kernel service")
+      if let server = decode(buffer[1 + 2 * level + 1]).server {
+        text.append(message: server.name)
       } else {
-        text.append(
-          message: Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(address))!)
-            .takeUnretainedValue().name)
+        text.append("kernel service")
       }
       text.append(" <- ")
       level -= 1
@@ -132,19 +148,26 @@ enum CallChain {
     return text
   }
 
-  /// Whether any thread, running or not, has a call into `server` in its chain: then the
-  /// server's code, words and image must stay (Server.unload waits). Interrupts must be
-  /// disabled, so no chain changes during the scan.
+  /// Whether any thread, running or not, has a call into `server` (or into one of its
+  /// objects) in its chain: then the server's code, words and image must stay
+  /// (Server.unload waits). Interrupts must be disabled, so no chain changes during the
+  /// scan.
   static func anyThreadInside(_ server: Server) -> Bool {
-    anyThreadInside(chainValue: UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque())))
+    let value = UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque()))
+    return anyRecord { word in word == value || (word & 1 != 0 && decode(word).server === server) }
   }
 
-  /// Whether any thread has a record whose callee word is `value` (a Server, or a kernel
-  /// object's tagged context, see KernelObject.entryWords).
-  static func anyThreadInside(chainValue value: UInt32) -> Bool {
+  /// Whether any thread has a call into `object` in its chain (interrupts disabled).
+  static func anyThreadInside(_ object: KernelObject) -> Bool {
+    let value = value(of: object)
+    return anyRecord { $0 == value }
+  }
+
+  /// Whether `test` holds for the callee word of any record of any thread's chain.
+  private static func anyRecord(_ test: (UInt32) -> Bool) -> Bool {
     func contains(_ buffer: UnsafeMutablePointer<UInt32>) -> Bool {
       let depth = min(Int(truncatingIfNeeded: buffer[0]), capacity)
-      for level in 0..<depth where buffer[1 + 2 * level + 1] == value { return true }
+      for level in 0..<depth where test(buffer[1 + 2 * level + 1]) { return true }
       return false
     }
     if contains(storage) { return true }

@@ -2,9 +2,11 @@
 // and per kernel-provided service.
 //
 // Contract: `references` counts the table entries that hold it (an entry's own count,
-// changed by acquire/release, is the entry's business). When no entry holds it the
-// object is destroyed: its server is told through `tessera_destroy(context)` (inside the
-// server, so any memory it frees is charged to it) and the kernel forgets it.
+// changed by acquire/release, is the entry's business). When no entry holds it and no
+// thread is inside one of its methods, the object is destroyed: its server is told
+// through `tessera_destroy(context)` on the server's own worker thread (inside the
+// server, with its lock if it is not thread-safe, so any memory it frees is charged to
+// it) and the kernel forgets it.
 
 import CPU
 import KernelCore
@@ -41,48 +43,79 @@ final class KernelObject: ReferencedObject {
   }
 
   /// What a table entry holding the object says to generated code. The call-chain value
-  /// of a kernel object is its context with bit 0 set (a kernel service record, not a
-  /// server; see CallChain): a thread inside one of its methods names it, which keeps it.
+  /// names the object itself (CallChain.value(of:)): a thread inside one of its methods
+  /// pins it.
   var entryWords: (context: UInt, methods: UInt, digest: UInt, methodCount: UInt, chainValue: UInt) {
     (
       UInt(context), UInt(methods), UInt(digest), UInt(interface.methodCount),
-      owner.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? UInt(context | 1)
+      UInt(CallChain.value(of: self))
     )
   }
 
-  /// Kernel objects whose last reference went while a thread was inside one of their
-  /// methods; freed once no call chain names them (the supervisor looks).
+  /// Objects whose last reference went while a thread was inside one of their methods
+  /// (or whose server's worker could not be started); the supervisor hands them on once
+  /// no call chain names them (`handOnUnused`).
   nonisolated(unsafe) static var waiting: [KernelObject] = []
-  /// How often a kernel object's freeing waited for a thread inside it, since boot.
+  /// How often an object's end waited for a thread inside it, since boot.
   nonisolated(unsafe) static var deferredFrees = 0
 
-  /// Called when the last count is gone.
+  /// Called when the last count is gone (with interrupts disabled or not). Nothing of the
+  /// object's server runs here: this may be any thread, the supervisor's or the timer
+  /// thread's included, with interrupts disabled and in the middle of a table change. A
+  /// server's object goes to its server's worker (ServerWorker), which runs the server's
+  /// destroy; an object a kernel service made is freed. Either waits while a thread is
+  /// inside one of the object's methods (another thread of the caller's server, or one
+  /// blocked in a semaphore's wait): its memory, and for a server's object the server's
+  /// own state of it, are still in use.
   func destroy() {
+    let waits = Machine.withInterruptsDisabled {
+      if let owner {
+        // Counted as gone now; its server stays loaded while its destroy is pending: the
+        // server's code and words must outlive the call.
+        Self.destroyed += 1
+        owner.objectCount -= 1
+        owner.pendingDestroys += 1
+      }
+      guard CallChain.anyThreadInside(self) else { return false }
+      Self.waiting.append(self)
+      Self.deferredFrees += 1
+      return true
+    }
+    if waits {
+      Supervisor.wake()
+    } else {
+      handOn()
+    }
+  }
+
+  /// Frees the object (a kernel service's) or posts its destroy to its server's worker;
+  /// if no worker can be started it waits with the others.
+  private func handOn() {
     guard let owner else {
-      // An object a kernel service made (services themselves are never destroyed). A
-      // thread inside one of its methods (another thread of the same server calling it,
-      // or blocked in a semaphore's wait) still uses its memory: freed when it has left.
-      let inUse = Machine.withInterruptsDisabled {
-        guard CallChain.anyThreadInside(chainValue: context | 1) else { return false }
-        Self.waiting.append(self)
-        Self.deferredFrees += 1
-        return true
-      }
-      if inUse {
-        Supervisor.wake()
-      } else {
-        freeKernelObject()
-      }
+      freeKernelObject()
       return
     }
-    do {
-      Self.destroyed += 1
-      owner.objectCount -= 1
-      // A failed server's objects die with it: its code is not run again.
-      if owner.destroyFunction != 0, !owner.failed {
-        _ = owner.enter(owner.destroyFunction, context: context)
-      }
+    guard ServerWorker.post(.destroy(self), for: owner.account) else {
+      Machine.withInterruptsDisabled { Self.waiting.append(self) }
+      Supervisor.wake()
+      return
     }
+  }
+
+  /// Runs the server's destroy of the object (on its server's worker): the objects of a
+  /// failed server, or of one unloaded meanwhile (its own table held them), die with it;
+  /// its code is not run again. An unload that waited for the destroy goes on (the
+  /// supervisor does it).
+  func runDestroy() {
+    guard let owner else { return }
+    if owner.isLoaded, owner.destroyFunction != 0, !owner.failed {
+      _ = owner.enter(owner.destroyFunction, context: context, locked: !owner.file.manifest.isThreadSafe)
+    }
+    let unloadWaits = Machine.withInterruptsDisabled {
+      owner.pendingDestroys -= 1
+      return owner.pendingDestroys == 0 && owner.unloadPending
+    }
+    if unloadWaits { Supervisor.wake() }
   }
 
   /// Releases what a kernel service made for this object.
@@ -90,16 +123,16 @@ final class KernelObject: ReferencedObject {
     Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(context))!).release()
   }
 
-  /// Frees the waiting kernel objects no call chain names any more; whether any still
-  /// wait (Supervisor).
-  static func freeUnused() -> Bool {
+  /// Hands on the waiting objects no call chain names any more; whether any still wait
+  /// (Supervisor).
+  static func handOnUnused() -> Bool {
     let ready: [KernelObject] = Machine.withInterruptsDisabled {
-      let free = waiting.filter { !CallChain.anyThreadInside(chainValue: $0.context | 1) }
+      let free = waiting.filter { !CallChain.anyThreadInside($0) }
       waiting.removeAll { object in free.contains { $0 === object } }
       if waiting.isEmpty { waiting = [] }
       return free
     }
-    for object in ready { object.freeKernelObject() }
+    for object in ready { object.handOn() }
     return Machine.withInterruptsDisabled { !waiting.isEmpty }
   }
 }

@@ -77,6 +77,9 @@ final class Server: ReferenceOwner {
   let destroyFunction: UInt32
   /// Objects of this server alive.
   var objectCount = 0
+  /// Objects of this server whose destroy is queued or running on its worker: the server
+  /// is not unloaded until they are done (interrupts disabled to change).
+  var pendingDestroys = 0
   /// What the kernel holds for the server, against its quotas (ResourceAccount).
   let account: ResourceAccount
   /// False once unloaded: the words, table and image are gone.
@@ -284,11 +287,20 @@ final class Server: ReferenceOwner {
   }
 
   /// Calls server function `function(context, 0)` from the kernel, with the server's
-  /// call-chain record; a status in the high word if it failed.
-  func enter(_ function: UInt32, context: UInt32) -> UInt64 {
+  /// call-chain record (and its lock, when `locked`, as a call through a gate would take
+  /// it); a status in the high word if it failed.
+  func enter(_ function: UInt32, context: UInt32, locked: Bool = false) -> UInt64 {
     guard !failed else { return UInt64(CallStubs.statusServerUnavailable) << 32 }
     guard CallChain.push(self) else { return UInt64(CallStubs.statusOutOfResources) << 32 }
     defer { CallChain.pop() }
+    let tookLock = locked && ServerLock.acquire(lock)
+    CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
+    defer {
+      if tookLock {
+        CallChain.setTookLock(false, at: CallChain.depth - 1)
+        ServerLock.release(lock)
+      }
+    }
     guard space != nil else { return arch_call_words_callee(function, context, 0, nil, 0) }
     var arguments: InlineArray<2, UInt32> = [context, 0]
     return arguments.withMutableBuffer { buffer in
@@ -384,9 +396,13 @@ final class Server: ReferenceOwner {
       return false
     }
     // Any thread with a call into it in its chain (running it, blocked in it, or calling
-    // out of it) returns into its code: the supervisor unloads it once none has.
-    if CallChain.anyThreadInside(self) {
-      if !unloadPending { Log.info("\(name) has threads inside; unloading it when they have left") }
+    // out of it) returns into its code, and so does a destroy its worker has yet to run:
+    // the supervisor unloads it once none has.
+    let threadInside = CallChain.anyThreadInside(self)
+    if threadInside || pendingDestroys > 0 {
+      if !unloadPending && threadInside {
+        Log.info("\(name) has threads inside; unloading it when they have left")
+      }
       unloadPending = true
       Supervisor.wake()
       return false

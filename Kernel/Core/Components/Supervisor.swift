@@ -5,7 +5,10 @@
 // held (so it stops keeping others alive; its own objects stay dead until their holders
 // let go), and tells the composition (SystemLoader.serverFailed), which restarts the
 // instance if its line says `restart`. It also unloads servers whose unload waited for
-// threads to leave them, looking again every 10 ticks while one is waiting.
+// threads to leave them, and hands on objects whose end waited for threads to leave
+// them (KernelObject.handOnUnused), looking again every 10 ticks while one is waiting.
+// It never runs server code: destroys and restarted starts go to the server's worker
+// (ServerWorker), so a server that sleeps there cannot hold up other restarts.
 
 import CPU
 import KernelCore
@@ -20,10 +23,11 @@ enum Supervisor {
   }
 
   /// Whether the supervisor has nothing to do: no wake-up pending, no failed server
-  /// unhandled, no unload or kernel object waiting for threads to leave.
+  /// unhandled, no unload or object waiting for threads to leave, and no server worker
+  /// alive (they end when idle).
   static var isIdle: Bool {
     Machine.withInterruptsDisabled {
-      !pending && thread?.state == .blocked && KernelObject.waiting.isEmpty
+      !pending && thread?.state == .blocked && KernelObject.waiting.isEmpty && ServerWorker.all.isEmpty
         && !Server.loaded.contains { (!$0.failureHandled && $0.isLoaded && $0.failed) || $0.unloadPending }
     }
   }
@@ -43,7 +47,7 @@ enum Supervisor {
     for server in Machine.withInterruptsDisabled({ Server.loaded.filter { $0.unloadPending } }) {
       guard server.isLoaded else { continue }
       let inside = Machine.withInterruptsDisabled {
-        server.threadsInside > 0 || CallChain.anyThreadInside(server)
+        server.threadsInside > 0 || CallChain.anyThreadInside(server) || server.pendingDestroys > 0
       }
       if inside {
         waiting = true
@@ -64,7 +68,7 @@ enum Supervisor {
       repeat {
         handleFailures()
         let serversWait = unloadWaiting()
-        let objectsWait = KernelObject.freeUnused()
+        let objectsWait = KernelObject.handOnUnused()
         guard serversWait || objectsWait else { break }
         Scheduler.sleep(ticks: 10)
       } while true

@@ -48,7 +48,7 @@ enum SystemLoader {
   nonisolated(unsafe) private static var supervised: [Supervised] = []
   /// Set while the supervisor restarts an instance; the group's end waits for it, since
   /// the restart uses the kernel handles the end releases.
-  nonisolated(unsafe) private static var restarting = false
+  nonisolated(unsafe) private static var restarting = 0
 
   nonisolated(unsafe) private static var instances: [Instance] = []
   nonisolated(unsafe) private static var pending: Pending?
@@ -158,7 +158,7 @@ enum SystemLoader {
     // Checked and done at once: a restart must not begin loading between the two.
     while true {
       let done = Machine.withInterruptsDisabled {
-        guard !restarting else { return false }
+        guard restarting == 0 else { return false }
         for instance in instances { _ = KernelReferences.table.release(instance.handle) }
         for entry in supervised {
           for handle in entry.bindings + [entry.mainHandle] { _ = KernelReferences.table.release(handle) }
@@ -410,7 +410,7 @@ enum SystemLoader {
         supervised[index].restarts < maximumRestarts
       else { return nil }
       supervised[index].restarts += 1
-      restarting = true
+      restarting += 1
       return supervised[index]
     }
     guard let entry = found else {
@@ -418,25 +418,32 @@ enum SystemLoader {
       return
     }
     // Loading, binding and starting use the kernel handles the group's end releases and
-    // the entry it empties: it waits for `restarting`. (Starting runs server code on the
-    // supervisor's thread: a start that never returns holds up later restarts and the
-    // group's end; starting on a thread of its own, outside `restarting`, made the
-    // kernel-trap test's heap check fail one run in six, not yet understood.)
+    // the entry it empties: it waits while `restarting` counts restarts in progress. The
+    // start runs on the new instance's worker, not on the supervisor's thread, so a start
+    // that sleeps or never returns holds up its own instance only.
     Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
     let (space, noSpace) = addressSpace(for: entry.placement)
     defer { unpin(space) }
     guard !noSpace, let bytes = BootModules.bytes(named: entry.file),
       case .success(let fresh) = Server.load(bytes: bytes, space: space)
     else {
-      Machine.withInterruptsDisabled { restarting = false }
+      Machine.withInterruptsDisabled { restarting -= 1 }
       Log.error("system: \(text: entry.name) could not be loaded again; it stays failed")
       return
     }
     for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
     fresh.account.limits = entry.quotas
     fresh.instanceName = entry.name
-    startRestarted(fresh, replacing: server, entry: entry)
-    Machine.withInterruptsDisabled { restarting = false }
+    let posted = ServerWorker.post(
+      .run {
+        startRestarted(fresh, replacing: server, entry: entry)
+        Machine.withInterruptsDisabled { restarting -= 1 }
+      }, for: fresh.account)
+    if !posted {
+      Log.error("system: \(text: entry.name) has no thread to start on; it stays failed")
+      fresh.unload()
+      Machine.withInterruptsDisabled { restarting -= 1 }
+    }
   }
 
   /// Starts `fresh`, the new instance of supervised `entry`, and makes it the one its

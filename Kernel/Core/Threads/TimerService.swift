@@ -2,12 +2,12 @@
 // Runnable object.
 //
 // Contract: timers are kept in deadline order; the timer thread (high priority) sleeps
-// until the earliest one and hands each callback that is due to the runner of the server
-// that set it (TimerRunner: a high-priority thread of that server's own, made when it has
-// callbacks to run and ended when it has no timers left), so a callback that sleeps or
-// blocks delays that server's timers only, never the kernel's timer thread or other
+// until the earliest one and hands each callback that is due to the worker of the server
+// that set it (ServerWorker: a high-priority thread of that server's own, made when it
+// has work and ended when it has none and no timers left), so a callback that sleeps or
+// blocks delays that server's own work only, never the kernel's timer thread or other
 // servers' timers. A periodic timer is re-armed from its previous deadline, so it does not
-// drift; a periodic callback still waiting in its runner is not queued twice. `cancel`
+// drift; a periodic callback still waiting in its worker is not queued twice. `cancel`
 // stops future calls; the kernel's reference to the callback object is released when its
 // timer ends (a queued call holds a count of its own).
 
@@ -26,8 +26,6 @@ final class TimerService: TimersImplementation {
   private var entries: [Entry] = []
   private var nextNumber: UInt = 1
   private var thread: Thread?
-  /// The servers' runners (interrupts disabled to change).
-  private var runners: [TimerRunner] = []
 
   /// Starts the timer thread (the service lives for good, and so does the thread).
   init() {
@@ -112,7 +110,7 @@ final class TimerService: TimersImplementation {
       }
       guard let due else { continue }
       if let account = due.account {
-        runner(for: account).post(due.callback)
+        post(due.callback, for: account)
       } else {
         _ = KernelReferences.call(due.callback, method: 0)  // the kernel's own
       }
@@ -123,86 +121,22 @@ final class TimerService: TimersImplementation {
     }
   }
 
-  /// A timer of `entry` has ended: uncharged, and its runner told (it may end too).
+  /// A timer of `entry` has ended: uncharged, and its server's worker told (it may end).
   private func ended(_ entry: Entry) {
     guard let account = entry.account else { return }
     account.uncharge(.timers)
-    Machine.withInterruptsDisabled { runners.first { $0.account === account } }?.wake()
+    ServerWorker.wake(for: account)
   }
 
-  /// The runner of `account`, made if it has none.
-  private func runner(for account: ResourceAccount) -> TimerRunner {
+  /// Queues a call of `callback` on the worker of `account`, with a count of its own,
+  /// unless one is queued already (a periodic callback still waiting).
+  private func post(_ callback: UInt32, for account: ResourceAccount) {
     Machine.withInterruptsDisabled {
-      if let found = runners.first(where: { $0.account === account }) { return found }
-      let made = TimerRunner(account: account) { [self] runner in
-        // The runner ends: forget it (interrupts are disabled).
-        runners.removeAll { $0 === runner }
-        if runners.isEmpty { runners = [] }
-      }
-      runners.append(made)
-      return made
-    }
-  }
-}
-
-/// Runs one server's timer callbacks on a kernel thread of its own (see TimerService).
-final class TimerRunner {
-  let account: ResourceAccount
-  private var queue: [UInt32] = []
-  private var thread: Thread?
-  private let finished: (TimerRunner) -> Void
-
-  init(account: ResourceAccount, finished: @escaping (TimerRunner) -> Void) {
-    self.account = account
-    self.finished = finished
-  }
-
-  /// Queues a call of the kernel handle `callback` (unless it is queued already), with a
-  /// count of its own on it; starts the thread if it is not running.
-  func post(_ callback: UInt32) {
-    Machine.withInterruptsDisabled {
-      guard !queue.contains(callback), KernelReferences.table.acquire(callback) else { return }
-      queue.append(callback)
-      if thread == nil {
-        thread = Scheduler.spawn(name: "\(account.name) timers", priority: Scheduler.highPriority) { [self] in
-          run()
-        }
-        if thread == nil {
-          queue.removeLast()
-          _ = KernelReferences.table.release(callback)
-          Log.warning("timers: no thread for \(account.name)'s callbacks; a call is dropped")
-        }
-      } else {
-        wake()
-      }
-    }
-  }
-
-  /// Wakes the thread if it waits (interrupts disabled or not).
-  func wake() {
-    Machine.withInterruptsDisabled {
-      if let thread, thread.state == .blocked { Scheduler.wake(thread) }
-    }
-  }
-
-  private func run() {
-    while true {
-      let next: UInt32? = Machine.withInterruptsDisabled {
-        while queue.isEmpty {
-          if account.use(of: .timers) == 0 {
-            thread = nil
-            finished(self)
-            return nil
-          }
-          Scheduler.block()
-        }
-        return queue.removeFirst()
-      }
-      guard let next else { return }
-      _ = KernelReferences.call(next, method: 0)
-      Machine.withInterruptsDisabled {
-        _ = KernelReferences.table.release(next)
-        if queue.isEmpty { queue = [] }
+      guard !ServerWorker.hasQueuedCall(callback, for: account), KernelReferences.table.acquire(callback)
+      else { return }
+      if !ServerWorker.post(.call(callback), for: account) {
+        _ = KernelReferences.table.release(callback)
+        Log.warning("timers: no thread for \(account.name)'s callbacks; a call is dropped")
       }
     }
   }
