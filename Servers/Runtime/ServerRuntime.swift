@@ -25,6 +25,9 @@ public enum CallError: Error, Equatable {
   case outOfResources
   /// The server behind the reference is gone (unloaded or failed).
   case serverUnavailable
+  /// The callee is not thread-safe and waiting for its lock would close a cycle of
+  /// threads each waiting for a lock another holds (the call was not made).
+  case wouldDeadlock
   /// A status this runtime does not know.
   case unknown(UInt32)
 
@@ -38,6 +41,7 @@ public enum CallError: Error, Equatable {
     case 5: self = .nullReference
     case 6: self = .outOfResources
     case 7: self = .serverUnavailable
+    case 8: self = .wouldDeadlock
     default: self = .unknown(status)
     }
   }
@@ -52,6 +56,7 @@ public enum CallError: Error, Equatable {
     case .nullReference: 5
     case .outOfResources: 6
     case .serverUnavailable: 7
+    case .wouldDeadlock: 8
     case .unknown(let value): value
     }
   }

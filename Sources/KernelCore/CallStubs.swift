@@ -132,6 +132,9 @@ public enum CallStubs {
   public static let statusOutOfResources: UInt32 = 6
   /// The callee's server has failed (it faulted and was stopped).
   public static let statusServerUnavailable: UInt32 = 7
+  /// The callee's server is not thread-safe and its lock is held by a thread that waits,
+  /// directly or through others, for a lock this thread holds: waiting would deadlock.
+  public static let statusWouldDeadlock: UInt32 = 8
   /// Upper bounds of the sizes, for allocating code memory (host tests check them).
   /// Bytes at most: A table's gate.
   public static let gateSize = 160
@@ -139,7 +142,7 @@ public enum CallStubs {
   /// marshaling stub).
   public static let methodEntrySize = 512
   /// Bytes at most: A table's acquire code.
-  public static let acquireSize = 48
+  public static let acquireSize = 64
   /// Bytes at most: A table's release code.
   public static let releaseSize = 64
 
@@ -269,7 +272,9 @@ public enum CallStubs {
   /// `xchg`. A thread whose call chain already holds the lock goes straight in (re-entry);
   /// when another thread holds it, `wait(lock)` (the kernel) blocks until the lock is
   /// handed over. A lock found contended when freed goes to `release(lock)`, which hands
-  /// it to a waiter. Entered from a gate, with the call-chain record already pushed.
+  /// it to a waiter. When waiting would close a cycle of threads waiting for each other's
+  /// locks, `wait` returns a status instead, which goes back to the gate's caller.
+  /// Entered from a gate, with the call-chain record already pushed.
   public static func writeLockStub(
     into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32,
     wait: UInt32, release: UInt32
@@ -319,13 +324,20 @@ public enum CallStubs {
     code.emit32(0)  // mov dword [flags+ecx*4], 0   re-entry: not ours to free
     code.emit(0xE9)
     code.emitRelative(to: callDispatch)  // jmp enter
-    callKernel(&code, wait, with: lock)  // other: blocks until handed the lock
+    callKernel(&code, wait, with: lock)  // other: blocks until handed the lock (EAX 0)
+    code.emit(0x85, 0xC0)  // test eax, eax
+    code.emit(0x75, 0x17)  // jnz refused (+23)
     recordIndexInECX(&code, chain: chain)
     code.emit(0xC7, 0x04, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit32(1)  // mov dword [flags+ecx*4], 1
     code.emit(0xE9)
     code.emitRelative(to: callDispatch)  // jmp enter
+    // refused: waiting would deadlock; EAX holds the status for the gate's caller (the
+    // gate's return address is already off the stack).
+    code.emit(0x89, 0xC2)  // mov edx, eax
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    popRecordAndReturn(&code, chain: chain)
   }
 
   /// Writes the entry of a method that needs marshaling (references or blocks). Called by
@@ -374,13 +386,19 @@ public enum CallStubs {
   }
 
   /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
-  /// or 1 for an invalid handle.
+  /// 1 for an invalid handle, or `statusOutOfResources` when the count is at its largest
+  /// (it never wraps to 0, which would free the entry under its holders).
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
     let toInvalid = loadEntry(&code, table: table)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x06)  // je invalid (+6)
-    code.emit(0xFF, 0x40, displacement(Entry.count))  // inc dword [eax+entry count]
+    code.emit(0x74, 0x12)  // je invalid (+18)
+    code.emit(0x83, 0x40, displacement(Entry.count), 0x01)  // add dword [eax+entry count], 1
+    code.emit(0x72, 0x03)  // jc full (+3)
     code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xC3)  // ret
+    code.emit(0xFF, 0x48, displacement(Entry.count))  // full: dec dword [eax+entry count]
+    code.emit(0xB8)
+    code.emit32(statusOutOfResources)  // mov eax, 6
     code.emit(0xC3)  // ret
     code.patchRelative(at: toInvalid, to: code.address)
     returnInvalidHandle(&code)

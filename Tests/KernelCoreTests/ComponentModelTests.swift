@@ -370,7 +370,18 @@ enum SampleManifest {
     #expect(listing.contains("call 0x6000"), "a held lock makes the caller wait in the kernel")
     #expect(listing.contains("call 0x5000"))
     #expect(listing.contains("call 0x7000"), "waiters get the lock handed over")
-    #expect(listing.last == "jmp 0x102f", "after waiting, the thread enters like the fast path")
+    // After waiting, the thread enters like the fast path; a wait refused because it would
+    // deadlock returns its status (EAX) to the gate's caller, popping the record.
+    let wait = try #require(listing.firstIndex(of: "call 0x6000"))
+    // The refusal's target: `mov edx,eax`, 24 bytes before the end (2+2+6+1+6+7).
+    let refused = String(0x1000 + bytes.count - 24, radix: 16)
+    #expect(Array(listing[(wait + 2)..<(wait + 4)]) == ["test eax,eax", "jne 0x\(refused)"], "\(listing)")
+    #expect(listing[wait + 7] == "jmp 0x102f")
+    #expect(
+      Array(listing.suffix(6)) == [
+        "mov edx,eax", "xor eax,eax", "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "mov DWORD PTR ds:0x3000,ecx",
+        "jmp DWORD PTR [ecx*8+0x3004]",
+      ])
   }
 
   @Test func marshalingStubFitsAMethodEntry() {
@@ -417,8 +428,15 @@ enum SampleManifest {
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {
     let acquire = try disassemble(write { CallStubs.writeAcquire(into: &$0, table: table) }, base: 0x1000)
-    #expect(acquire.contains("inc DWORD PTR [eax+0x18]"))
-    #expect(acquire.count == 12, "\(acquire)")
+    // A count at its largest is not wrapped to 0 (that would free the entry under its
+    // holders): the add is undone and outOfResources (6) returned.
+    #expect(
+      acquire == [
+        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1031", "shl eax,0x6",
+        "add eax,DWORD PTR ds:0x2000", "cmp DWORD PTR [eax+0xc],0x0", "je 0x1031",
+        "add DWORD PTR [eax+0x18],0x1", "jb 0x1028", "xor eax,eax", "ret", "dec DWORD PTR [eax+0x18]",
+        "mov eax,0x6", "ret", "mov eax,0x1", "ret",
+      ], "\(acquire)")
     let releaseBytes = write { CallStubs.writeRelease(into: &$0, table: table, lastCount: 0x9000) }
     #expect(releaseBytes.count <= CallStubs.releaseSize)
     let release = try disassemble(releaseBytes, base: 0x1000)

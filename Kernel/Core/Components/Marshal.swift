@@ -206,10 +206,13 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   var result: UInt64 = 0
   if status == 0 {
     // The call itself (the gate has pushed the callee's record); the lock as in a lock stub.
-    var tookLock = false
-    if let callee, !callee.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(callee.lock) }
+    var acquisition = ServerLock.Acquisition.reentered
+    if let callee, !callee.file.manifest.isThreadSafe { acquisition = ServerLock.acquire(callee.lock) }
+    let tookLock = acquisition.took
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
-    if let callee, callee.failed {
+    if acquisition == .wouldDeadlock {
+      status = CallStubs.statusWouldDeadlock
+    } else if let callee, callee.failed {
       // It failed while this call waited for its lock: nothing of it may run any more.
       status = CallStubs.statusServerUnavailable
     } else if let callee, callee.space != nil {

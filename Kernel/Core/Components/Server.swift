@@ -293,7 +293,9 @@ final class Server: ReferenceOwner {
     guard !failed else { return UInt64(CallStubs.statusServerUnavailable) << 32 }
     guard CallChain.push(self) else { return UInt64(CallStubs.statusOutOfResources) << 32 }
     defer { CallChain.pop() }
-    let tookLock = locked && ServerLock.acquire(lock)
+    let acquisition = locked ? ServerLock.acquire(lock) : .reentered
+    guard acquisition != .wouldDeadlock else { return UInt64(CallStubs.statusWouldDeadlock) << 32 }
+    let tookLock = acquisition.took
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
     defer {
       if tookLock {

@@ -194,8 +194,10 @@ func userCallWords(_ informationAddress: UnsafeMutableRawPointer, _ arguments: U
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self)
   let server = information.pointee.server!.takeUnretainedValue()
   let count = 2 + information.pointee.method.callWords
-  var tookLock = false
-  if !server.file.manifest.isThreadSafe { tookLock = ServerLock.acquire(server.lock) }
+  var acquisition = ServerLock.Acquisition.reentered
+  if !server.file.manifest.isThreadSafe { acquisition = ServerLock.acquire(server.lock) }
+  guard acquisition != .wouldDeadlock else { return UInt64(CallStubs.statusWouldDeadlock) << 32 }
+  let tookLock = acquisition.took
   CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
   let result = UserCalls.upcall(
     server, entry: information.pointee.dispatch,

@@ -6,8 +6,10 @@
 // stubs take and free uncontended locks themselves; they call `server_lock_wait` when
 // another thread holds the lock (the caller sleeps, it does not spin) and
 // `server_lock_release` after freeing a lock that threads wait for (the lock goes to the
-// first waiter, in arrival order, unless another thread took it in between). A thread whose call chain comes back into a server it already holds
-// enters without waiting (re-entry is allowed).
+// first waiter, in arrival order, unless another thread took it in between). A thread
+// whose call chain comes back into a server it already holds enters without waiting
+// (re-entry is allowed); one whose wait would close a cycle of waiting threads is refused
+// (`wouldDeadlock`, see `closesCycle`).
 
 import KernelCore
 
@@ -16,29 +18,69 @@ enum ServerLock {
     Unmanaged<Server>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(lock[1]))!).takeUnretainedValue()
   }
 
-  /// Takes the lock for the running thread unless it holds it already; returns whether
-  /// this call took it (and so must release it).
-  static func acquire(_ lock: UnsafeMutablePointer<UInt32>) -> Bool {
+  /// What `acquire` did.
+  enum Acquisition {
+    /// The lock is the running thread's now; the caller must release it.
+    case took
+    /// The running thread's chain holds it already (re-entry): nothing to release.
+    case reentered
+    /// Waiting would deadlock (see `closesCycle`): the call must not be made.
+    case wouldDeadlock
+
+    /// Whether the caller must release the lock.
+    var took: Bool { self == .took }
+  }
+
+  /// Takes the lock for the running thread unless it holds it already, or refuses if
+  /// waiting for it would deadlock.
+  static func acquire(_ lock: UnsafeMutablePointer<UInt32>) -> Acquisition {
     let me = CallChain.threadNumber
     return Machine.withInterruptsDisabled {
-      if lock[0] & ~CallStubs.lockContended == me { return false }
-      wait(lock)
-      return true
+      if lock[0] & ~CallStubs.lockContended == me { return .reentered }
+      return wait(lock) ? .took : .wouldDeadlock
     }
   }
 
-  /// Blocks until the running thread owns the lock (interrupts disabled by the caller).
-  fileprivate static func wait(_ lock: UnsafeMutablePointer<UInt32>) {
+  /// Blocks until the running thread owns the lock (interrupts disabled by the caller);
+  /// false, without waiting, if waiting would close a cycle and `detectCycles` is set.
+  @discardableResult
+  fileprivate static func wait(_ lock: UnsafeMutablePointer<UInt32>, detectCycles: Bool = true) -> Bool {
     let me = CallChain.threadNumber
     while lock[0] & ~CallStubs.lockContended != me {
       if lock[0] == 0 {
         lock[0] = me
-        return
+        return true
       }
+      if detectCycles && closesCycle(lock) { return false }
       lock[0] |= CallStubs.lockContended
       server(of: lock).lockWaiters.append(me)
+      Scheduler.current?.waitingForLock = lock
       Scheduler.block()
+      Scheduler.current?.waitingForLock = nil
     }
+    return true
+  }
+
+  /// Whether the running thread waiting for `lock` would close a cycle: its owner waits
+  /// for a lock whose owner waits ... for a lock the running thread holds. Two servers
+  /// that are not thread-safe calling each other from two threads make one. Detected
+  /// here, the call that would close it is refused with `wouldDeadlock` and logged; the
+  /// other threads go on once the refused call's thread returns and frees its locks.
+  /// (Interrupts disabled: no owner or waiting changes during the walk.)
+  private static func closesCycle(_ lock: UnsafeMutablePointer<UInt32>) -> Bool {
+    let me = CallChain.threadNumber
+    var owner = lock[0] & ~CallStubs.lockContended
+    for _ in 0..<maximumThreads {
+      if owner == me {
+        Log.warning(
+          "lock cycle: thread \(me) calling \(server(of: lock).name) would wait for a lock it holds itself, through other threads; refused (wouldDeadlock)"
+        )
+        return true
+      }
+      guard let thread = Scheduler.thread(owner), let next = thread.waitingForLock else { return false }
+      owner = next[0] & ~CallStubs.lockContended
+    }
+    return false
   }
 
   /// Gives up the lock (owned by the running thread, or just freed by a lock stub),
@@ -51,7 +93,10 @@ enum ServerLock {
         return
       }
       lock[0] = next | (server.lockWaiters.count > 0 ? CallStubs.lockContended : 0)
-      if let thread = Scheduler.thread(next) { Scheduler.wake(thread) }
+      if let thread = Scheduler.thread(next) {
+        thread.waitingForLock = nil  // it owns it now
+        Scheduler.wake(thread)
+      }
     }
   }
 
@@ -63,7 +108,9 @@ enum ServerLock {
     // with the thread's chain) while it sleeps, so nothing else needs remembering.
     forEachHeldLock { release($0) }
     body()
-    forEachHeldLock { lock in Machine.withInterruptsDisabled { wait(lock) } }
+    // Taken again whatever: refusing here would run the server without its lock. A cycle
+    // closed while re-taking them is not detected (a documented limit).
+    forEachHeldLock { lock in Machine.withInterruptsDisabled { _ = wait(lock, detectCycles: false) } }
   }
 
   /// Calls `body` with the lock of every server whose lock the running chain took,
@@ -76,7 +123,7 @@ enum ServerLock {
 
   /// The address of `server_lock_wait`, for lock stubs.
   static var waitAddress: UInt32 {
-    KernelABI.address(serverLockWait as @convention(c) (UnsafeMutablePointer<UInt32>) -> Void)
+    KernelABI.address(serverLockWait as @convention(c) (UnsafeMutablePointer<UInt32>) -> UInt32)
   }
 
   /// The address of `server_lock_release`, for lock stubs.
@@ -85,9 +132,11 @@ enum ServerLock {
   }
 }
 
+/// Called by lock stubs when another thread holds the lock: 0 once the running thread
+/// owns it, or `statusWouldDeadlock` (the stub then returns that to its caller).
 @_cdecl("server_lock_wait")
-func serverLockWait(_ lock: UnsafeMutablePointer<UInt32>) {
-  Machine.withInterruptsDisabled { ServerLock.wait(lock) }
+func serverLockWait(_ lock: UnsafeMutablePointer<UInt32>) -> UInt32 {
+  Machine.withInterruptsDisabled { ServerLock.wait(lock) } ? 0 : CallStubs.statusWouldDeadlock
 }
 
 /// Called by lock stubs after they freed (set to 0) a lock that had waiters.

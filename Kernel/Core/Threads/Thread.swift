@@ -49,6 +49,8 @@ final class Thread {
   var userServer: UInt32 = 0
   /// Its innermost resume frame while it is not running (Calls.S).
   var resumePoint: UInt32 = 0
+  /// The server lock the thread is blocked waiting for (ServerLock's cycle detection).
+  var waitingForLock: UnsafeMutablePointer<UInt32>?
 
   /// nil when memory for its stack or state is short.
   init?(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
