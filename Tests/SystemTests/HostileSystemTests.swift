@@ -14,7 +14,7 @@ import Testing
     let output = result.output
     let counts: [(String, Int)] = [
       ("export-index", 5), ("allocate-bytes", 6), ("map-pager-bytes", 1), ("spawn-priority", 4),
-      ("spawn-many", 1), ("memory-quota", 1), ("timer-quota", 1),
+      ("spawn-many", 1), ("memory-quota", 1), ("heap-quota", 1), ("timer-quota", 1),
       ("semaphore-overflow", 1), ("rebind-handle", 4), ("map-table-full", 1), ("gate-race", 1),
       ("semaphore-race", 1),
       ("nest-deep", 1),
@@ -27,7 +27,7 @@ import Testing
     #expect(output.contains("@@ATTACK done failures=0"), "\(result.tail(30))")
     // The semaphore race freed semaphores only after the signals inside them returned.
     let deferred = try #require(
-      output.firstMatch(of: /system: (\d+) kernel objects were freed only after the threads inside them left/)
+      output.firstMatch(of: /system: (\d+) objects ended only after the threads inside them left/)
     )
     #expect(Int(deferred.1)! > 0)
     // Quotas from its composition lines: refused with a log line each, not a panic.
@@ -129,4 +129,33 @@ import Testing
     #expect(result.output.contains("system: sleeper finished with 0 (status 0)"))
     #expect(result.output.contains(/kernel heap back to its base: (\d+) bytes in use, \1 before/))
   }
+
+  /// Object lifetimes and server locks (systems/tests/lifetimes.system, Servers/LifetimeProbe):
+  /// each failed on the kernel before these rules (destroyed under a thread inside it, the
+  /// supervisor held up by a sleeping destroy, a silent deadlock).
+  @Test func objectLifetimesAndLockCyclesHold() throws {
+    let result = try bootComposition(
+      "systems/tests/lifetimes.system", test: "objectLifetimesAndLockCyclesHold", until: "composition done")
+    let output = result.output
+    for name in ["inside", "sleepy", "cycle"] {
+      let lines = result.lines.filter { $0.contains("@@LIFE \(name) ") }
+      #expect(lines.count == 2, "\(name): \(lines)")  // victims in user mode, then in kernel mode
+      for line in lines { #expect(line.hasSuffix("ok=true"), "\(line)") }
+    }
+    #expect(result.lines.filter { $0.contains("@@LIFE done failures=0") }.count == 2, "\(result.tail(30))")
+    #expect(output.components(separatedBy: "refused (wouldDeadlock)").count == 3)
+    #expect(output.contains("system: composition done, 0 errors"))
+    let reports = output.matches(
+      of:
+        /kernel heap (NOT )?back to its base: (\d+) bytes in use, (\d+) before[^\n]*\n[^\n]*system: (\d+) frames free, (\d+) before; kernel heap maps (\d+) pages, (\d+) before/
+    )
+    #expect(reports.count == 2, "\(result.tail(30))")
+    for (index, report) in reports.enumerated() {
+      let lost = (Int(report.5)! + Int(report.7)!) - (Int(report.4)! + Int(report.6)!)
+      #expect(report.1 == nil && report.2 == report.3, "group \(index): \(report.0)")
+      // (The first group may keep a few page tables made on first use.)
+      #expect(lost < (index == 0 ? 8 : 1), "group \(index): \(report.0)")
+    }
+  }
+
 }

@@ -337,11 +337,16 @@ final class Server: ReferenceOwner {
     return UInt32(UInt(bitPattern: code))
   }()
 
-  /// Backs `[end, end+bytes)` of a user-mode server's heap; false if that is not the
-  /// heap's end, leaves its range, or memory is short.
+  /// Backs `[end, end+bytes)` of a user-mode server's heap, charged to its memory quota;
+  /// false if that is not the heap's end, leaves its range, exceeds the quota, or memory
+  /// is short.
   func growUserHeap(at end: UInt32, by bytes: UInt32) -> Bool {
     guard let space, end == userHeapEnd, bytes <= userHeapLimit - end else { return false }
-    guard space.back(start: end, bytes: bytes) else { return false }
+    guard account.charge(.memory, bytes) else { return false }
+    guard space.back(start: end, bytes: bytes) else {
+      account.uncharge(.memory, bytes)
+      return false
+    }
     userHeapEnd = end + bytes
     return true
   }
@@ -350,6 +355,7 @@ final class Server: ReferenceOwner {
   func shrinkUserHeap(from oldEnd: UInt32, to newEnd: UInt32) {
     guard let space, oldEnd == userHeapEnd, newEnd >= userHeapStart, newEnd <= oldEnd else { return }
     space.unback(start: (newEnd + Paging.pageSize - 1) & ~(Paging.pageSize - 1), end: oldEnd)
+    account.uncharge(.memory, oldEnd - newEnd)
     userHeapEnd = newEnd
   }
 
@@ -429,6 +435,7 @@ final class Server: ReferenceOwner {
     if let space {
       let start = UInt32(UInt(bitPattern: image))
       space.unback(start: start, end: userHeapLimit)
+      account.uncharge(.memory, userHeapEnd - userHeapStart)
       Machine.withInterruptsDisabled { space.servers -= 1 }
       space.destroyIfUnused()
     } else {

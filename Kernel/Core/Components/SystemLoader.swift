@@ -128,7 +128,7 @@ enum SystemLoader {
     for _ in 0..<100 where !Supervisor.isIdle { Scheduler.sleep(ticks: 1) }
     if KernelObject.deferredFrees != groupDeferredFrees {
       Log.info(
-        "system: \(KernelObject.deferredFrees - groupDeferredFrees) kernel objects were freed only after the threads inside them left"
+        "system: \(KernelObject.deferredFrees - groupDeferredFrees) objects ended only after the threads inside them left"
       )
     }
     let created = KernelObject.created - groupCreated
