@@ -1,5 +1,6 @@
 # Tessera's single build entry point.
 #
+#   make help    list the targets and variables below
 #   make run     build everything and boot the default system in QEMU (Ctrl-A X quits);
 #                SYSTEM=systems/NAME.system boots another composition, APPEND="..." adds
 #                kernel command-line options
@@ -11,8 +12,21 @@
 #   make lint    check the formatting without changing anything
 #
 # The kernel is cross-built with Embedded Swift for i686 and linked with ld.lld; host
-# tools and tests are built by SwiftPM (Package.swift).
+# tools and tests are built by SwiftPM (Package.swift). Output is one progress line per
+# step; V=1 shows the full command lines.
 
+# Quiet by default: `$(call step,WHAT,TARGET)` prints a progress line, $(Q) hides the
+# command; with V=1 the commands are shown and the progress lines are not.
+V ?= 0
+ifeq ($(V),1)
+  Q :=
+  step = :
+else
+  Q := @
+  step = printf '  %-9s %s\n' '$(1)' '$(2)'
+endif
+
+SHELL := /bin/bash
 SYSTEM ?= systems/default.system
 BUILD := build
 TARGET := i686-unknown-none-elf
@@ -55,11 +69,27 @@ SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
 SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
 
-.PHONY: all kernel servers bench run lint debug test unit-test system-test format dependencies clean
+.PHONY: all help kernel servers bench run lint debug test unit-test system-test format dependencies clean
 .DELETE_ON_ERROR:
 .SECONDARY:
 
 all: kernel
+
+help:
+	@echo "Targets:"
+	@echo "  make run      build everything and boot SYSTEM in QEMU (Ctrl-A X quits)"
+	@echo "  make test     formatting check, host unit tests and QEMU system tests"
+	@echo "  make bench    instruction counts of calls and references (docs/BENCHMARKS.md)"
+	@echo "  make debug    boot SYSTEM halted, with QEMU's gdb stub on localhost:1234"
+	@echo "  make kernel   build the kernel images and every server file"
+	@echo "  make servers  build the server files only (build/servers/NAME.srv)"
+	@echo "  make build/servers/NAME.srv   build one server"
+	@echo "  make format   format the Swift sources; make lint checks without changing"
+	@echo "  make clean    remove build/"
+	@echo "Variables:"
+	@echo "  SYSTEM=systems/NAME.system   the composition to boot (default $(SYSTEM))"
+	@echo "  APPEND=\"...\"                 kernel options, e.g. loglevel=debug"
+	@echo "  V=1                          show full command lines"
 
 # Deliberately broken server files for the system tests.
 TEST_MODULES := $(BUILD)/test-modules/Truncated.srv $(BUILD)/test-modules/Lying.srv \
@@ -75,35 +105,41 @@ dependencies:
 
 $(BUILD)/arch/%.o: $(ARCH)/%.S | dependencies
 	@mkdir -p $(dir $@)
-	$(CLANG) $(ASM_FLAGS) $< -o $@
+	@$(call step,AS,$@)
+	$(Q)$(CLANG) $(ASM_FLAGS) $< -o $@
 
 $(BUILD)/tests/%.o: Kernel/Tests/%.S | dependencies
 	@mkdir -p $(dir $@)
-	$(CLANG) $(ASM_FLAGS) $< -o $@
+	@$(call step,AS,$@)
+	$(Q)$(CLANG) $(ASM_FLAGS) $< -o $@
 
 $(BUILD)/runtime/%.o: Kernel/Runtime/%.c | dependencies
 	@mkdir -p $(dir $@)
-	$(CLANG) $(ASM_FLAGS) -O2 -ffreestanding -Wall $< -o $@
+	@$(call step,CC,$@)
+	$(Q)$(CLANG) $(ASM_FLAGS) -O2 -ffreestanding -Wall $< -o $@
 
 $(BUILD)/embedded/KernelCore.o: $(CORE_SOURCES)
 	@mkdir -p $(dir $@)
-	$(SWIFTC) $(SWIFT_FLAGS) -module-name KernelCore -emit-module \
+	@$(call step,SWIFT,$@)
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name KernelCore -emit-module \
 	  -emit-module-path $(BUILD)/embedded/KernelCore.swiftmodule -c $(CORE_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 $(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
-	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
+	@$(call step,SWIFT,$@)
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
 	  -c $(KERNEL_SOURCES) $(SYSTEM_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 $(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
-	$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
+	@$(call step,SWIFT,$@)
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
 	  -I Kernel/Tests/include -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-LINK = $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
+LINK = @$(call step,LD,$@); $(Q)$(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
 
 $(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
@@ -112,12 +148,14 @@ $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/Kern
 	$(LINK)
 
 $(BUILD)/generated/KernelInterfaces.swift: $(INTERFACE_FILES) $(HOST_TOOL)
-	$(HOST_TOOL) generate-kernel Interfaces $@ $(KERNEL_INTERFACES)
+	@$(call step,GENERATE,$@)
+	$(Q)$(HOST_TOOL) generate-kernel Interfaces $@ $(KERNEL_INTERFACES)
 
 $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcard Servers/Runtime/include/*) \
   $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
-	$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name ServerRuntime -I Servers/Runtime/include \
+	@$(call step,SWIFT,$@)
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name ServerRuntime -I Servers/Runtime/include \
 	  -I $(BUILD)/embedded \
 	  -emit-module -emit-module-path $(BUILD)/embedded/ServerRuntime.swiftmodule -c $< -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
@@ -127,43 +165,51 @@ $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcar
 # object, with the binary manifest added as the .tessera section.
 .SECONDEXPANSION:
 $(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$$*.server $(INTERFACE_FILES) $(HOST_TOOL)
-	$(HOST_TOOL) generate $< Interfaces $(BUILD)/servers/$*/Interfaces.swift $(BUILD)/servers/$*/manifest.bin
+	@$(call step,GENERATE,$(BUILD)/servers/$*/Interfaces.swift)
+	$(Q)$(HOST_TOOL) generate $< Interfaces $(BUILD)/servers/$*/Interfaces.swift $(BUILD)/servers/$*/manifest.bin
 
 $(BUILD)/servers/%/server.o: $$(wildcard Servers/$$*/*.swift) $(BUILD)/servers/%/Interfaces.swift \
   $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o
-	$(SWIFTC) $(SERVER_SWIFT_FLAGS) -module-name $* -c $(filter %.swift,$^) -o $@
+	@$(call step,SWIFT,$@)
+	$(Q)$(SWIFTC) $(SERVER_SWIFT_FLAGS) -module-name $* -c $(filter %.swift,$^) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
 $(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.bin $(BUILD)/embedded/ServerRuntime.o \
   $(BUILD)/arch/String.o
-	$(LD) -m elf_i386 -shared --gc-sections --strip-debug --version-script Servers/Runtime/exports.map \
+	@$(call step,SERVER,$@)
+	$(Q)$(LD) -m elf_i386 -shared --gc-sections --strip-debug --version-script Servers/Runtime/exports.map \
 	  -o $(BUILD)/servers/$*/server.so $(BUILD)/servers/$*/server.o \
 	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILD)/arch/String.o $(BUILTINS)
-	$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
+	$(Q)$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
 
 $(BUILD)/test-modules/Truncated.srv: $(BUILD)/servers/SimpleFS.srv
 	@mkdir -p $(dir $@)
-	head -c 3000 $< > $@
+	@$(call step,CORRUPT,$@)
+	$(Q)head -c 3000 $< > $@
 
 # e_phnum (offset 44) set to 0xFFFF: the program header table runs past the file.
 $(BUILD)/test-modules/Lying.srv: $(BUILD)/servers/RamDisk.srv
 	@mkdir -p $(dir $@)
-	cp $< $@
-	printf '\377\377' | dd of=$@ bs=1 seek=44 conv=notrunc status=none
+	@$(call step,CORRUPT,$@)
+	$(Q)cp $< $@
+	$(Q)printf '\377\377' | dd of=$@ bs=1 seek=44 conv=notrunc status=none
 
 # The manifest's "TSRV" magic overwritten.
 $(BUILD)/test-modules/BadManifest.srv: $(BUILD)/servers/RamDisk.srv
 	@mkdir -p $(dir $@)
-	cp $< $@
-	printf 'X' | dd of=$@ bs=1 seek=$$(grep -obUa TSRV $< | head -1 | cut -d: -f1) conv=notrunc status=none
+	@$(call step,CORRUPT,$@)
+	$(Q)cp $< $@
+	$(Q)printf 'X' | dd of=$@ bs=1 seek=$$(grep -obUa TSRV $< | head -1 | cut -d: -f1) conv=notrunc status=none
 
 # The symbol map the kernel reads (as a boot module) to name addresses in backtraces.
 $(BUILD)/%.map: $(BUILD)/%.elf $(HOST_TOOL)
-	$(HOST_TOOL) symbols $< | swift demangle --simplified > $@
+	@$(call step,SYMBOLS,$@)
+	$(Q)$(HOST_TOOL) symbols $< | swift demangle --simplified > $@
 
 $(HOST_TOOL): | dependencies
 $(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift) $(wildcard Sources/TesseraTools/*.swift)
-	swift build --product tessera
+	@$(call step,SWIFTPM,$@)
+	$(Q)swift build --product tessera $(if $(filter 1,$(V)),,--quiet)
 	@touch $@
 
 # Kernel command line for `make run` and `make debug`, e.g. APPEND="loglevel=debug".
@@ -178,14 +224,15 @@ MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map $(SYSTEM) $(SERV
 
 run: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 	@$(HOST_TOOL) check $(SYSTEM) || echo "(booting anyway: the kernel reports the same problems)"
-	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
+	@$(call step,QEMU,$(SYSTEM))
+	$(Q)$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
 
 debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 	@echo "QEMU is halted at the first instruction, waiting for gdb on localhost:1234."
 	@echo "Attach from another terminal with:"
 	@echo "  gdb $(BUILD)/kernel.elf -ex 'target remote localhost:1234'"
 	@echo "then 'break kernel_main' and 'continue'. Ctrl-A X quits QEMU."
-	$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
+	$(Q)$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
 
 # Benchmarks: the bench composition under -icount shift=0, where TSC deltas count guest
 # instructions; the report goes to the terminal and build/bench/results.json.
@@ -195,22 +242,30 @@ BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/be
 
 bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | dependencies
 	@mkdir -p $(BUILD)/bench
-	timeout 300 $(QEMU) -m $(QEMU_MEMORY) -display none -no-reboot -icount shift=0 -serial file:$(BUILD)/bench/console.log \
+	@$(call step,BENCH,systems/bench.system)
+	$(Q)timeout 300 $(QEMU) -m $(QEMU_MEMORY) -display none -no-reboot -icount shift=0 -serial file:$(BUILD)/bench/console.log \
 	  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -append "on-panic=exit exit-when-idle" \
 	  -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
-	$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
+	$(Q)$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
 
+# The whole output stays in build/test-logs/swift-test.log (the guests' serial logs are
+# there too); the last line counts passed and failed tests and names the failures' logs.
 test: kernel lint | dependencies
-	swift test
+	@$(call step,TEST,swift test)
+	@mkdir -p $(BUILD)/test-logs
+	$(Q)swift test --disable-xctest 2>&1 | tee $(BUILD)/test-logs/swift-test.log; status=$${PIPESTATUS[0]}; \
+	  tools/test-summary $(BUILD)/test-logs/swift-test.log; exit $$status
 
 # Regular files only: some server folders share a source through a symbolic link.
 SWIFT_FILES = find Package.swift Sources Tests Kernel Servers -name '*.swift' -type f -print0
 
 lint:
-	$(SWIFT_FILES) | xargs -0 swift format lint --strict --configuration .swift-format
+	@$(call step,LINT,swift format lint)
+	$(Q)$(SWIFT_FILES) | xargs -0 swift format lint --strict --configuration .swift-format
 
 format:
-	$(SWIFT_FILES) | xargs -0 swift format --in-place --configuration .swift-format
+	@$(call step,FORMAT,swift format)
+	$(Q)$(SWIFT_FILES) | xargs -0 swift format --in-place --configuration .swift-format
 
 clean:
 	rm -rf $(BUILD)

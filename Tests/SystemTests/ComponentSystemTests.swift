@@ -12,16 +12,19 @@ func bootComposition(
   _ composition: String, test: String, input: (after: String, text: String)? = nil,
   until marker: String = "idling", countInstructions: Bool = false
 ) throws -> BootResult {
+  let name = URL(fileURLWithPath: composition).deletingPathExtension().lastPathComponent
   let result = try QEMU.boot(
     image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input,
-    countInstructions: countInstructions, timeout: 60
+    countInstructions: countInstructions, timeout: 60, log: "\(test)-\(name)"
   ) { $0.contains(marker) }
   if result.timedOut {
     Issue.record(
-      "\(test): the guest did not finish within 120 s and was killed; last output:\n\(result.tail())")
+      "\(test) (\(composition)): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())"
+    )
   }
-  #expect(result.stoppedByMatch, "\(test): the kernel never went idle:\n\(result.tail(30))")
-  #expect(!result.output.contains("KERNEL PANIC"), "\(test): panic:\n\(result.tail(30))")
+  #expect(
+    result.stoppedByMatch, "\(test) (\(composition)): never printed \"\(marker)\":\n\(result.tail(30))")
+  #expect(!result.output.contains("KERNEL PANIC"), "\(test) (\(composition)): panic:\n\(result.tail(30))")
   return result
 }
 

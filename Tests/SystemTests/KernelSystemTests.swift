@@ -19,7 +19,7 @@ private func bootChecked(
 ) throws -> BootResult {
   let result = try QEMU.boot(
     image: image, modules: modules, append: append, countInstructions: countInstructions, timeout: timeout,
-    until: until)
+    log: test, until: until)
   if result.timedOut {
     Issue.record(
       "\(test): the guest did not finish within \(Int(timeout)) s and was killed; last output:\n\(result.tail())"

@@ -5,7 +5,8 @@
 // `until` matches a console line (then the guest is killed: that is expected), or when
 // `timeout` passes (the guest is killed and `timedOut` is set; the caller reports the
 // test's name and the last output). Images come from build/, which `make test` fills
-// before it runs `swift test`.
+// before it runs `swift test`. Every boot's console is kept in build/test-logs/NAME.log,
+// and failure messages built with `tail` name that file.
 
 import Foundation
 
@@ -19,11 +20,15 @@ struct BootResult {
   var timedOut: Bool
   /// Whether the guest was killed because `until` matched.
   var stoppedByMatch: Bool
+  /// Where the whole console output was kept (relative to the repository).
+  var logPath = ""
 
   var lines: [Substring] { output.split(separator: "\n") }
 
-  /// The last `count` lines, for failure messages.
-  func tail(_ count: Int = 15) -> String { lines.suffix(count).joined(separator: "\n") }
+  /// The last `count` lines and the kept log's path, for failure messages.
+  func tail(_ count: Int = 15) -> String {
+    lines.suffix(count).joined(separator: "\n") + "\n(whole serial log: \(logPath))"
+  }
 }
 
 /// Exit statuses of the kernel's `ExitCode` as QEMU reports them.
@@ -60,10 +65,12 @@ enum QEMU {
   /// (typing earlier would race with the kernel resetting the UART).
   /// `countInstructions` runs the guest under `-icount shift=0,sleep=off`: its clock then
   /// follows executed instructions, not the host, so timing inside the guest does not
-  /// depend on how loaded the host is.
+  /// depend on how loaded the host is. The console is kept in `build/test-logs/LOG.log`
+  /// (by default named after the image, the first module and the command line).
   static func boot(
     image: String, modules: [String] = [], append: String = "", input: (after: String, text: String)? = nil,
-    countInstructions: Bool = false, timeout: TimeInterval = 60, until: ((Substring) -> Bool)? = nil
+    countInstructions: Bool = false, timeout: TimeInterval = 60, log: String? = nil,
+    until: ((Substring) -> Bool)? = nil
   ) throws -> BootResult {
     let kernel = root.appendingPathComponent("build/\(image).elf").path
     let moduleArgument = (["build/\(image).map"] + modules).map { root.appendingPathComponent($0).path }
@@ -114,9 +121,30 @@ enum QEMU {
     }
     process.waitUntilExit()
     collector.waitForEnd()
-    return BootResult(
+    var result = BootResult(
       status: process.terminationStatus, output: collector.text, timedOut: timedOut,
       stoppedByMatch: collector.matched)
+    result.logPath = keep(
+      result.output, name: log ?? defaultLogName(image: image, modules: modules, append: append))
+    return result
+  }
+
+  /// A log name from what was booted: "kernel-test-test=frames", "kernel-hostile".
+  private static func defaultLogName(image: String, modules: [String], append: String) -> String {
+    let first = modules.first.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent }
+    let options = append.split(separator: " ").filter { !$0.hasPrefix("on-panic") && $0 != "exit-when-idle" }
+    return ([image] + (first.map { [$0] } ?? []) + options.map(String.init)).joined(separator: "-")
+  }
+
+  /// Writes `output` to build/test-logs/NAME.log; returns that path.
+  private static func keep(_ output: String, name: String) -> String {
+    let safe = String(
+      name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "=" || $0 == "." ? $0 : "_" })
+    let path = "build/test-logs/\(safe).log"
+    let folder = root.appendingPathComponent("build/test-logs")
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try? output.write(to: root.appendingPathComponent(path), atomically: true, encoding: .utf8)
+    return path
   }
 }
 
