@@ -139,7 +139,7 @@ $(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(
 	  -I Kernel/Tests/include -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-LINK = @$(call step,LD,$@); $(Q)$(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
+LINK = $(Q)$(call step,LD,$@); $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
 
 $(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
@@ -162,7 +162,9 @@ $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcar
 
 # A server: generated proxies and dispatch, its own sources, the runtime (with the
 # kernel's string functions, so memcpy & co. work in user mode too), linked as a shared
-# object, with the binary manifest added as the .tessera section.
+# object, with the binary manifest added as the .tessera section. server.debug.so keeps
+# the debug information the .srv leaves out (same addresses: `tessera symbolize` and gdb
+# read it).
 .SECONDEXPANSION:
 $(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$$*.server $(INTERFACE_FILES) $(HOST_TOOL)
 	@$(call step,GENERATE,$(BUILD)/servers/$*/Interfaces.swift)
@@ -177,9 +179,10 @@ $(BUILD)/servers/%/server.o: $$(wildcard Servers/$$*/*.swift) $(BUILD)/servers/%
 $(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.bin $(BUILD)/embedded/ServerRuntime.o \
   $(BUILD)/arch/String.o
 	@$(call step,SERVER,$@)
-	$(Q)$(LD) -m elf_i386 -shared --gc-sections --strip-debug --version-script Servers/Runtime/exports.map \
-	  -o $(BUILD)/servers/$*/server.so $(BUILD)/servers/$*/server.o \
+	$(Q)$(LD) -m elf_i386 -shared --gc-sections --version-script Servers/Runtime/exports.map \
+	  -o $(BUILD)/servers/$*/server.debug.so $(BUILD)/servers/$*/server.o \
 	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILD)/arch/String.o $(BUILTINS)
+	$(Q)$(OBJCOPY) --strip-debug $(BUILD)/servers/$*/server.debug.so $(BUILD)/servers/$*/server.so
 	$(Q)$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
 
 $(BUILD)/test-modules/Truncated.srv: $(BUILD)/servers/SimpleFS.srv

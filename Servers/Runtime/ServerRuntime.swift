@@ -61,6 +61,40 @@ public enum CallError: Error, Equatable {
     }
   }
 
+  /// The case's name, as the tutorial and the kernel's messages spell it.
+  public var name: StaticString {
+    switch self {
+    case .invalidHandle: "invalidHandle"
+    case .wrongInterface: "wrongInterface"
+    case .blockTooLarge: "blockTooLarge"
+    case .badBlock: "badBlock"
+    case .nullReference: "nullReference"
+    case .outOfResources: "outOfResources"
+    case .serverUnavailable: "serverUnavailable"
+    case .wouldDeadlock: "wouldDeadlock"
+    case .unknown: "unknown"
+    }
+  }
+
+  /// What went wrong, in words: "serverUnavailable (status 7): the server behind the
+  /// reference is gone (unloaded or failed)". Print it with `\(error.description)` in a
+  /// KernelMessage (or `\(error)`, which does the same).
+  public var description: KernelMessage {
+    let meaning: StaticString =
+      switch self {
+      case .invalidHandle: "the handle is not a reference of this server"
+      case .wrongInterface: "the object does not implement the interface the call expects"
+      case .blockTooLarge: "a block exceeds its declared maximum"
+      case .badBlock: "a block's memory is not this server's to pass"
+      case .nullReference: "a method declared to return a reference returned none"
+      case .outOfResources: "the kernel ran out of memory or table space for the call"
+      case .serverUnavailable: "the server behind the reference is gone (unloaded or failed)"
+      case .wouldDeadlock: "waiting for the callee's lock would deadlock"
+      case .unknown: "a status this runtime does not know"
+      }
+    return "\(name) (status \(status)): \(meaning)"
+  }
+
   /// The result word of a call, or the call's error.
   @inline(__always)
   public static func check(_ result: UInt64) throws(CallError) -> UInt32 {
@@ -172,4 +206,9 @@ public func tesseraUserFree(_ pointer: UnsafeMutableRawPointer?) {
     }
   }
   if failed { fatalError("free of a pointer this heap did not hand out") }
+}
+
+extension KernelMessage.StringInterpolation {
+  /// `"\(error)"` in a KernelMessage: the error's description.
+  public mutating func appendInterpolation(_ error: CallError) { appendInterpolation(error.description) }
 }

@@ -31,6 +31,10 @@ let usage = """
         (server files are looked up in build/servers and build/test-modules by default)
     tessera bench-report CONSOLE.log RESULTS.json
         turn the @@BENCH lines of a benchmark run into a table and a JSON file
+    tessera symbolize LOG [SERVER-DIR]
+        print a serial log with the function, file and line behind every server fault's
+        image offset (from SERVER-DIR/NAME/server.debug.so, build/servers by default;
+        needs llvm-symbolizer)
   """
 
 /// Prints the symbol map of the ELF file at `path`.
@@ -106,6 +110,11 @@ case "bench-report" where arguments.count == 3:
     print(benchmarkTable(results))
     try writeFile(arguments[2], Data(benchmarkJSON(results).utf8))
     print("wrote \(arguments[2])")
+  }
+case "symbolize" where arguments.count == 2 || arguments.count == 3:
+  reportingErrors {
+    let log = try readText(arguments[1])
+    print(symbolize(log: log, serverDirectory: arguments.count == 3 ? arguments[2] : "build/servers"))
   }
 case "help", "--help", "-h":
   print(usage)
