@@ -41,8 +41,10 @@ SWIFTC := swiftc
 CLANG := clang
 LD := ld.lld
 
+# No Clang-module breadcrumbs in the debug information: gdb would warn about each missing
+# module-cache file it names.
 SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
-  -O -g -Xfrontend -disable-stack-protector -Xcc -ffreestanding
+  -O -g -Xfrontend -disable-stack-protector -Xfrontend -no-clang-module-breadcrumbs -Xcc -ffreestanding
 ASM_FLAGS := -target $(TARGET) -c -g
 
 ARCH := Kernel/Arch/i686

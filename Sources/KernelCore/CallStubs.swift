@@ -300,7 +300,13 @@ public enum CallStubs {
     code.emit(0x83, 0x3C, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit(0x00)  // cmp dword [flags+ecx*4], 0
-    code.emit(0x74, 0x0C)  // je done (+12)
+    code.emit(0x74, 0x17)  // je done (+23)
+    // The flag is cleared on the way out: a later call at this depth that takes no lock
+    // (a thread-safe callee) must not find it set, or a sleep there would release and
+    // take again a lock it does not hold.
+    code.emit(0xC7, 0x04, 0x8D)
+    code.emit32(chain.lockFlags)
+    code.emit32(0)  // mov dword [flags+ecx*4], 0
     code.emit(0x31, 0xD2)  // xor edx, edx
     code.emit(0x87, 0x15)
     code.emit32(lock)  // xchg [lock], edx          free it

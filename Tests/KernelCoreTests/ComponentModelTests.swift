@@ -358,15 +358,18 @@ enum SampleManifest {
       Array(listing.prefix(10)) == [
         "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "pop DWORD PTR [ecx*4+0x3304]",
         "mov edx,DWORD PTR ds:0x3404",
-        "xor eax,eax", "lock cmpxchg DWORD PTR ds:0x4000,edx", "jne 0x1075",
+        "xor eax,eax", "lock cmpxchg DWORD PTR ds:0x4000,edx", "jne 0x1080",
         "mov DWORD PTR [ecx*4+0x3204],0x1",
         "call 0x5000", "mov ecx,DWORD PTR ds:0x3000",
       ])
     // Freeing: a lock without waiters is freed by one xchg and the stub returns.
     let free = try #require(listing.firstIndex(of: "xchg DWORD PTR ds:0x4000,edx"))
     #expect(listing[free + 1] == "test edx,edx" && listing[free + 3] == "jmp DWORD PTR [ecx*4+0x3304]")
+    // The call's lock flag is cleared before the lock is freed (a stale flag once made a
+    // later thread-safe call at the same depth free a lock it did not hold).
+    #expect(listing[free - 2] == "mov DWORD PTR [ecx*4+0x3204],0x0")
     let skip = try #require(listing.firstIndex { $0.hasPrefix("je 0x") })
-    #expect(listing[skip] == "je 0x1051", "a call that did not take the lock skips to the return at 0x1051")
+    #expect(listing[skip] == "je 0x105c", "a call that did not take the lock skips to the return at 0x105c")
     #expect(listing.contains("call 0x6000"), "a held lock makes the caller wait in the kernel")
     #expect(listing.contains("call 0x5000"))
     #expect(listing.contains("call 0x7000"), "waiters get the lock handed over")

@@ -56,7 +56,8 @@ final class KernelObject: ReferencedObject {
   /// (or whose server's worker could not be started); the supervisor hands them on once
   /// no call chain names them (`handOnUnused`).
   nonisolated(unsafe) static var waiting: [KernelObject] = []
-  /// How often an object's end waited for a thread inside it, since boot.
+  /// Objects handed on after waiting (for the threads inside them, or for a worker), since
+  /// boot.
   nonisolated(unsafe) static var deferredFrees = 0
 
   /// Called when the last count is gone (with interrupts disabled or not). Nothing of the
@@ -68,7 +69,9 @@ final class KernelObject: ReferencedObject {
   /// blocked in a semaphore's wait): its memory, and for a server's object the server's
   /// own state of it, are still in use.
   func destroy() {
-    let waits = Machine.withInterruptsDisabled {
+    // One interrupts-disabled region from the last reference to the hand-on, so the
+    // supervisor never sees the system idle in between (the group's end measures then).
+    Machine.withInterruptsDisabled {
       if let owner {
         // Counted as gone now; its server stays loaded while its destroy is pending: the
         // server's code and words must outlive the call.
@@ -76,15 +79,12 @@ final class KernelObject: ReferencedObject {
         owner.objectCount -= 1
         owner.pendingDestroys += 1
       }
-      guard CallChain.anyThreadInside(self) else { return false }
-      Self.waiting.append(self)
-      Self.deferredFrees += 1
-      return true
-    }
-    if waits {
-      Supervisor.wake()
-    } else {
-      handOn()
+      if CallChain.anyThreadInside(self) {
+        Self.waiting.append(self)
+        Supervisor.wake()
+      } else {
+        handOn()
+      }
     }
   }
 
@@ -126,13 +126,15 @@ final class KernelObject: ReferencedObject {
   /// Hands on the waiting objects no call chain names any more; whether any still wait
   /// (Supervisor).
   static func handOnUnused() -> Bool {
-    let ready: [KernelObject] = Machine.withInterruptsDisabled {
-      let free = waiting.filter { !CallChain.anyThreadInside($0) }
-      waiting.removeAll { object in free.contains { $0 === object } }
+    Machine.withInterruptsDisabled {
+      let ready = waiting.filter { !CallChain.anyThreadInside($0) }
+      waiting.removeAll { object in ready.contains { $0 === object } }
       if waiting.isEmpty { waiting = [] }
-      return free
+      for object in ready {
+        deferredFrees += 1
+        object.handOn()  // back on the list if its worker cannot be made yet
+      }
+      return !waiting.isEmpty
     }
-    for object in ready { object.handOn() }
-    return Machine.withInterruptsDisabled { !waiting.isEmpty }
   }
 }

@@ -51,6 +51,8 @@ final class Server: ReferenceOwner {
   private(set) var userHeapStart: UInt32 = 0
   private var userHeapEnd: UInt32 = 0
   private var userHeapLimit: UInt32 = 0
+  /// Whether a heap growth refused for the kernel's reserve was logged.
+  private var heapRefusalLogged = false
   /// Bytes of address range a user-mode server's heap may grow to.
   static let userHeapSize: UInt32 = 8 << 20
   var table: ReferenceTable<KernelObject>
@@ -209,6 +211,9 @@ final class Server: ReferenceOwner {
     Paging.activate(previous)
     server.generateMethodEntries(&writer)
     loaded.append(server)
+    if let name = file.manifest.name.baseAddress {
+      tesseraDebuggerServerLoaded(imageAddress, name, UInt32(truncatingIfNeeded: file.manifest.name.count))
+    }
     return .success(server)
   }
 
@@ -340,23 +345,39 @@ final class Server: ReferenceOwner {
   /// Backs `[end, end+bytes)` of a user-mode server's heap, charged to its memory quota;
   /// false if that is not the heap's end, leaves its range, exceeds the quota, or memory
   /// is short.
+  /// Like Memory objects, a heap never takes the kernel's last `MemoryObject.reservedFrames`
+  /// frames. With interrupts disabled: two threads of a server growing and shrinking at
+  /// once must not interleave the check, the charge and the update.
   func growUserHeap(at end: UInt32, by bytes: UInt32) -> Bool {
-    guard let space, end == userHeapEnd, bytes <= userHeapLimit - end else { return false }
-    guard account.charge(.memory, bytes) else { return false }
-    guard space.back(start: end, bytes: bytes) else {
-      account.uncharge(.memory, bytes)
-      return false
+    Machine.withInterruptsDisabled {
+      guard let space, end == userHeapEnd, bytes <= userHeapLimit - end else { return false }
+      let pages = Int(truncatingIfNeeded: (bytes + Paging.pageSize - 1) / Paging.pageSize)
+      guard PhysicalMemory.statistics.freeFrames >= MemoryObject.reservedFrames + pages else {
+        if !heapRefusalLogged {  // once: a server looping on refusals must not flood the log
+          heapRefusalLogged = true
+          Log.warning(
+            "\(name): heap growth refused: the kernel keeps its last \(MemoryObject.reservedFrames) frames")
+        }
+        return false
+      }
+      guard account.charge(.memory, bytes) else { return false }
+      guard space.back(start: end, bytes: bytes) else {
+        account.uncharge(.memory, bytes)
+        return false
+      }
+      userHeapEnd = end + bytes
+      return true
     }
-    userHeapEnd = end + bytes
-    return true
   }
 
   /// Gives back the pages of `[newEnd, oldEnd)` at the top of a user-mode server's heap.
   func shrinkUserHeap(from oldEnd: UInt32, to newEnd: UInt32) {
-    guard let space, oldEnd == userHeapEnd, newEnd >= userHeapStart, newEnd <= oldEnd else { return }
-    space.unback(start: (newEnd + Paging.pageSize - 1) & ~(Paging.pageSize - 1), end: oldEnd)
-    account.uncharge(.memory, oldEnd - newEnd)
-    userHeapEnd = newEnd
+    Machine.withInterruptsDisabled {
+      guard let space, oldEnd == userHeapEnd, newEnd >= userHeapStart, newEnd <= oldEnd else { return }
+      space.unback(start: (newEnd + Paging.pageSize - 1) & ~(Paging.pageSize - 1), end: oldEnd)
+      account.uncharge(.memory, oldEnd - newEnd)
+      userHeapEnd = newEnd
+    }
   }
 
   /// Bytes of heap the server has (mapped pages).
@@ -377,6 +398,8 @@ final class Server: ReferenceOwner {
     }
     for mapping in mappings { MemoryObjects.remove(mapping, of: self) }
     mappings = []
+    let timers = TimerService.cancelAll(for: account)
+    if timers > 0 { Log.info("\(name): \(timers) timers it set end with it") }
     Machine.withInterruptsDisabled { inboundReferences -= 1 }
     if objectCount != 0 { Log.warning("server \(name) unloaded with \(objectCount) objects alive") }
     Log.info("unloaded \(name): heap of \(heapBytes / 1024) KiB returned")
@@ -446,3 +469,15 @@ final class Server: ReferenceOwner {
     // servers stay loaded, its storage would make a group's heap measurement inexact.
   }
 }
+
+/// Called after every server's image is loaded and relocated, before any of its code
+/// runs: a debugger's breakpoint here (tools/gdb/tessera.py) adds the server's symbols
+/// (build/servers/NAME/server.debug.so) at `image`. It does nothing itself.
+@_cdecl("tessera_debugger_server_loaded")
+@inline(never)
+func tesseraDebuggerServerLoaded(_ image: UInt32, _ name: UnsafePointer<UInt8>, _ length: UInt32) {
+  debuggerHook &+= 1  // a side effect, so the call is not optimized away
+}
+
+/// Counts `tesseraDebuggerServerLoaded` calls (its side effect).
+nonisolated(unsafe) private var debuggerHook: UInt32 = 0

@@ -28,6 +28,7 @@ enum Supervisor {
   static var isIdle: Bool {
     Machine.withInterruptsDisabled {
       !pending && thread?.state == .blocked && KernelObject.waiting.isEmpty && ServerWorker.all.isEmpty
+        && !SystemLoader.hasPendingStarts
         && !Server.loaded.contains { (!$0.failureHandled && $0.isLoaded && $0.failed) || $0.unloadPending }
     }
   }
@@ -69,7 +70,8 @@ enum Supervisor {
         handleFailures()
         let serversWait = unloadWaiting()
         let objectsWait = KernelObject.handOnUnused()
-        guard serversWait || objectsWait else { break }
+        let startsWait = SystemLoader.postPendingStarts()
+        guard serversWait || objectsWait || startsWait else { break }
         Scheduler.sleep(ticks: 10)
       } while true
     }
@@ -94,6 +96,7 @@ enum Supervisor {
       return found
     }) {
       InterruptLineService.serverFailed(server)
+      TimerService.cancelAll(for: server.account)
       Machine.withInterruptsDisabled { server.table.releaseAll() }
       let unused = Machine.withInterruptsDisabled {
         server.inboundReferences -= 1

@@ -128,7 +128,7 @@ enum SystemLoader {
     for _ in 0..<100 where !Supervisor.isIdle { Scheduler.sleep(ticks: 1) }
     if KernelObject.deferredFrees != groupDeferredFrees {
       Log.info(
-        "system: \(KernelObject.deferredFrees - groupDeferredFrees) objects ended only after the threads inside them left"
+        "system: \(KernelObject.deferredFrees - groupDeferredFrees) objects ended only after waiting for the threads inside them (or for a worker thread)"
       )
     }
     let created = KernelObject.created - groupCreated
@@ -417,10 +417,11 @@ enum SystemLoader {
       Log.warning("system: \(server.name) failed; its composition line does not restart it (any more)")
       return
     }
-    // Loading, binding and starting use the kernel handles the group's end releases and
-    // the entry it empties: it waits while `restarting` counts restarts in progress. The
-    // start runs on the new instance's worker, not on the supervisor's thread, so a start
-    // that sleeps or never returns holds up its own instance only.
+    // Loading and binding use the kernel handles the group's end releases and the entry it
+    // empties: it waits while `restarting` counts loads in progress. The start runs later,
+    // on the new instance's worker, not on the supervisor's thread, and nothing waits for
+    // it: a start that sleeps or never returns holds up its own instance only (the group's
+    // end reports what it left behind, and an instance started after it is let go).
     Log.info("system: \(text: entry.name) failed; restarting it (restart \(entry.restarts))")
     let (space, noSpace) = addressSpace(for: entry.placement)
     defer { unpin(space) }
@@ -434,16 +435,47 @@ enum SystemLoader {
     for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
     fresh.account.limits = entry.quotas
     fresh.instanceName = entry.name
+    start(PendingStart(fresh: fresh, replacing: server, entry: entry), first: true)
+    Machine.withInterruptsDisabled { restarting -= 1 }
+  }
+
+  /// A restarted instance loaded and bound, to be started on its worker.
+  private struct PendingStart {
+    var fresh: Server
+    var replacing: Server
+    var entry: Supervised
+  }
+
+  /// Restarted instances whose worker could not be made yet (the thread table was full);
+  /// the supervisor posts them again (`postPendingStarts`). Interrupts disabled to change.
+  nonisolated(unsafe) private static var pendingStarts: [PendingStart] = []
+
+  /// Whether a restarted instance waits for a thread to start on (Supervisor.isIdle).
+  static var hasPendingStarts: Bool { Machine.withInterruptsDisabled { !pendingStarts.isEmpty } }
+
+  /// Posts `pending`'s start to its worker, or keeps it for later when no thread is free.
+  private static func start(_ pending: PendingStart, first: Bool) {
     let posted = ServerWorker.post(
-      .run {
-        startRestarted(fresh, replacing: server, entry: entry)
-        Machine.withInterruptsDisabled { restarting -= 1 }
-      }, for: fresh.account)
-    if !posted {
-      Log.error("system: \(text: entry.name) has no thread to start on; it stays failed")
-      fresh.unload()
-      Machine.withInterruptsDisabled { restarting -= 1 }
+      .run { startRestarted(pending.fresh, replacing: pending.replacing, entry: pending.entry) },
+      for: pending.fresh.account)
+    guard !posted else { return }
+    if first {
+      Log.warning(
+        "system: \(text: pending.entry.name) has no thread to start on yet; its start waits for one")
     }
+    Machine.withInterruptsDisabled { pendingStarts.append(pending) }
+    Supervisor.wake()
+  }
+
+  /// Posts the starts that waited for a thread; whether any still waits (Supervisor).
+  static func postPendingStarts() -> Bool {
+    let pending: [PendingStart] = Machine.withInterruptsDisabled {
+      let taken = pendingStarts
+      pendingStarts = []
+      return taken
+    }
+    for start in pending { Self.start(start, first: false) }
+    return hasPendingStarts
   }
 
   /// Starts `fresh`, the new instance of supervised `entry`, and makes it the one its

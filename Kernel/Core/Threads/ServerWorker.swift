@@ -6,10 +6,13 @@
 // worker if it has none; work runs in arrival order, on the worker only, with interrupts
 // enabled. So a server that sleeps, blocks or loops in a callback, a destroy or its start
 // delays its own worker, never the kernel's threads (timer, supervisor, the
-// composition's) nor a thread that only released a reference. A worker ends once it has
-// had nothing to do for `idleTicks` and its server has no timers left (a timer's end
-// wakes it); the group's end waits for every worker to end (Supervisor.isIdle). One
-// worker per server instance, not charged to its thread quota.
+// composition's) nor a thread that only released a reference. A worker runs at the
+// highest priority its server's threads may have (`limit priority`, normal by default),
+// so one that spins shares the processor with its peers. It is woken only while it waits
+// for work, never inside a call. A worker ends once it has had nothing to do for
+// `idleTicks` and its server has no timers left (a timer's end wakes it); the group's end
+// waits for every worker to end (Supervisor.isIdle). One worker per server instance, not
+// charged to its thread quota.
 
 import KernelCore
 
@@ -33,6 +36,11 @@ final class ServerWorker {
   let account: ResourceAccount
   private var queue: [Work] = []
   private var thread: Thread?
+  /// Whether the thread waits in `next` for work. Only then may it be woken: inside a
+  /// callback or destroy it may wait for a lock, a semaphore or a sleep's end, and waking
+  /// it there would end that wait early (a lock handed to a thread not waiting for it, a
+  /// semaphore wait returning without a unit).
+  private var waitingForWork = false
 
   private init(account: ResourceAccount) { self.account = account }
 
@@ -45,7 +53,10 @@ final class ServerWorker {
         worker = found
       } else {
         worker = ServerWorker(account: account)
-        worker.thread = Scheduler.spawn(name: "\(account.name) worker", priority: Scheduler.highPriority) {
+        // At the highest priority the server's threads may have (normal by default), so a
+        // callback or destroy that spins competes with the server's peers, not above them.
+        let priority = min(Int(truncatingIfNeeded: account.limits[.priority]), Scheduler.highPriority)
+        worker.thread = Scheduler.spawn(name: "\(account.name) worker", priority: priority) {
           [worker] in worker.run()
         }
         guard worker.thread != nil else { return false }
@@ -74,10 +85,10 @@ final class ServerWorker {
     }
   }
 
-  /// Wakes the thread if it waits or sleeps (interrupts disabled or not).
+  /// Wakes the thread if it waits for work (interrupts disabled or not).
   private func wake() {
     Machine.withInterruptsDisabled {
-      if let thread, thread.state == .blocked || thread.state == .sleeping { Scheduler.wake(thread) }
+      if let thread, waitingForWork { Scheduler.wake(thread) }
     }
   }
 
@@ -91,7 +102,9 @@ final class ServerWorker {
       var idleSince = Timer.ticks
       while queue.isEmpty {
         if account.use(of: .timers) > 0 {
+          waitingForWork = true
           Scheduler.block()  // woken by a post or by a timer's end
+          waitingForWork = false
           idleSince = Timer.ticks
         } else if Timer.ticks &- idleSince >= Self.idleTicks {
           thread = nil
@@ -99,7 +112,9 @@ final class ServerWorker {
           if Self.all.isEmpty { Self.all = [] }
           return nil
         } else {
+          waitingForWork = true
           Scheduler.sleep(until: idleSince + Self.idleTicks)
+          waitingForWork = false
         }
       }
       let work = queue.removeFirst()

@@ -27,9 +27,33 @@ final class TimerService: TimersImplementation {
   private var nextNumber: UInt = 1
   private var thread: Thread?
 
+  /// The service (made once, with the kernel's services; it lives for good).
+  nonisolated(unsafe) private static var instance: TimerService?
+
   /// Starts the timer thread (the service lives for good, and so does the thread).
   init() {
     thread = Scheduler.spawn(name: "timers", priority: Scheduler.highPriority) { [self] in self.run() }
+    Self.instance = self
+  }
+
+  /// Ends every timer `account`'s server set (it is being unloaded): a timer must not
+  /// outlive the server that set it, calling another server's object for ever on a worker
+  /// nobody pays for. Returns how many ended.
+  @discardableResult
+  static func cancelAll(for account: ResourceAccount) -> Int {
+    guard let service = instance else { return 0 }
+    let ended: [Entry] = Machine.withInterruptsDisabled {
+      let mine = service.entries.filter { $0.account === account }
+      guard !mine.isEmpty else { return [] }
+      service.entries.removeAll { $0.account === account }
+      service.compact()
+      return mine
+    }
+    for entry in ended {
+      Machine.withInterruptsDisabled { _ = KernelReferences.table.release(entry.callback) }
+      service.ended(entry)
+    }
+    return ended.count
   }
 
   /// Drops the list's storage when it empties, so idle timers hold no heap.
