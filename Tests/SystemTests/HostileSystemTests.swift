@@ -179,7 +179,11 @@ import Testing
     #expect(output.contains("system: keeper has no thread to start on yet; its start waits for one"))
     let fill = try #require(output.firstMatch(of: /destroyedAfter=(\d+) keeperCrashed=true rebound=(\d+)/))
     #expect(fill.1 == "1" && Int(fill.2)! > 0, "\(fill.0)")
-    #expect(output.contains("heap growth refused: the kernel keeps its last 1024 frames"))
+    // The hogs meet the kernel's frame reserve: a heap growth, a stack page or a whole
+    // load is refused (which one first depends on where the last frames go).
+    #expect(
+      output.contains("heap growth refused: the kernel keeps its last 1024 frames")
+        || output.contains("out of memory loading HeapHog.srv"), "\(result.tail(30))")
     #expect(count("@@ATK restarted start sleeps for ever") == 1)
     #expect(count("@@ATK released the object a thread sleeps inside for ever") == 2)
     #expect(output.contains("system: composition done, 5 errors"))

@@ -117,13 +117,18 @@ final class AddressSpace {
   }
 
   /// Backs `[start, start+bytes)` with zeroed frames the space owns; false without memory
-  /// (what was mapped stays, and goes with the space).
+  /// (what was mapped stays, and goes with the space). Like Memory objects, user spaces
+  /// never take the kernel's last `MemoryObject.reservedFrames` frames (images, heaps and
+  /// stacks alike: threads touching deep stacks in many spaces could otherwise take them
+  /// all); a stack fault refused so is the faulting server's fault.
   func back(start: UInt32, bytes: UInt32, writable: Bool = true) -> Bool {
     Machine.withInterruptsDisabled {
       var page = start & ~(Paging.pageSize - 1)
       while page < start + bytes {
         if Paging.entryValue(page, in: directory) & Paging.present == 0 {
-          guard let frame = PhysicalMemory.allocateZeroedFrame() else { return false }
+          guard PhysicalMemory.statistics.freeFrames > MemoryObject.reservedFrames,
+            let frame = PhysicalMemory.allocateZeroedFrame()
+          else { return false }
           let flags = Paging.user | Paging.owned | (writable ? Paging.writable : 0)
           guard Paging.map(in: directory, virtual: page, physical: frame, flags: flags) else {
             PhysicalMemory.freeFrame(frame)
