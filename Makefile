@@ -5,6 +5,7 @@
 #                SYSTEM=systems/NAME.system boots another composition, APPEND="..." adds
 #                kernel command-line options
 #   make debug   boot halted with QEMU's gdb stub on :1234
+#   make gdb     in another terminal: gdb attached to it, with every server's symbols
 #   make test    formatting check, host unit tests and QEMU system tests
 #   make bench   instruction counts of calls and references (build/bench/results.json)
 #   make kernel  only build the kernel images and the server files
@@ -71,7 +72,7 @@ SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
 SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
 
-.PHONY: all help kernel servers bench run lint debug test unit-test system-test format dependencies clean
+.PHONY: all help gdb kernel servers bench run lint debug test unit-test system-test format dependencies clean
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -83,6 +84,7 @@ help:
 	@echo "  make test     formatting check, host unit tests and QEMU system tests"
 	@echo "  make bench    instruction counts of calls and references (docs/BENCHMARKS.md)"
 	@echo "  make debug    boot SYSTEM halted, with QEMU's gdb stub on localhost:1234"
+	@echo "  make gdb      (in another terminal) gdb attached to it, with the servers' symbols"
 	@echo "  make kernel   build the kernel images and every server file"
 	@echo "  make servers  build the server files only (build/servers/NAME.srv)"
 	@echo "  make build/servers/NAME.srv   build one server"
@@ -141,7 +143,10 @@ $(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(
 	  -I Kernel/Tests/include -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-LINK = $(Q)$(call step,LD,$@); $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS)
+# .debug_names is dropped: ld.lld merges the objects' indexes into one gdb rejects (with a
+# warning at every start); gdb indexes the rest itself.
+LINK = $(Q)$(call step,LD,$@); $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS) \
+  && $(OBJCOPY) --remove-section=.debug_names $@
 
 $(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
@@ -184,6 +189,7 @@ $(BUILD)/servers/%.srv: $(BUILD)/servers/%/server.o $(BUILD)/servers/%/manifest.
 	$(Q)$(LD) -m elf_i386 -shared --gc-sections --version-script Servers/Runtime/exports.map \
 	  -o $(BUILD)/servers/$*/server.debug.so $(BUILD)/servers/$*/server.o \
 	  $(BUILD)/embedded/ServerRuntime.o $(BUILD)/embedded/KernelCore.o $(BUILD)/arch/String.o $(BUILTINS)
+	$(Q)$(OBJCOPY) --remove-section=.debug_names $(BUILD)/servers/$*/server.debug.so
 	$(Q)$(OBJCOPY) --strip-debug $(BUILD)/servers/$*/server.debug.so $(BUILD)/servers/$*/server.so
 	$(Q)$(OBJCOPY) --add-section .tessera=$(BUILD)/servers/$*/manifest.bin $(BUILD)/servers/$*/server.so $@
 
@@ -234,10 +240,16 @@ run: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 
 debug: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) | dependencies
 	@echo "QEMU is halted at the first instruction, waiting for gdb on localhost:1234."
-	@echo "Attach from another terminal with:"
-	@echo "  gdb $(BUILD)/kernel.elf -ex 'target remote localhost:1234'"
-	@echo "then 'break kernel_main' and 'continue'. Ctrl-A X quits QEMU."
+	@echo "Attach from another terminal with 'make gdb', which runs:"
+	@echo "  gdb -q $(BUILD)/kernel.elf -x tools/gdb/tessera.py -ex 'tessera-connect localhost:1234'"
+	@echo "then, e.g., 'break Greeter.swift:30' (servers' symbols are added as they load) and"
+	@echo "'continue'. Ctrl-A X quits QEMU."
 	$(Q)$(QEMU) $(QEMU_FLAGS) -serial mon:stdio -s -S -kernel $(BUILD)/kernel.elf -initrd "$(MODULES)"
+
+# gdb on the kernel, attached to `make debug`'s QEMU, with every server's symbols added at
+# its load address as it loads (tools/gdb/tessera.py; docs/TUTORIAL.md, "Debug it").
+gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
+	gdb -q $(BUILD)/kernel.elf -x tools/gdb/tessera.py -ex "tessera-connect localhost:1234"
 
 # Benchmarks: the bench composition under -icount shift=0, where TSC deltas count guest
 # instructions; the report goes to the terminal and build/bench/results.json.

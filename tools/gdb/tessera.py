@@ -28,17 +28,18 @@ class ServerLoaded(gdb.Breakpoint):
         self.silent = True
 
     def stop(self):
-        # cdecl: [esp] return address, then image, name pointer, name length.
-        esp = int(gdb.parse_and_eval("$esp"))
-        inferior = gdb.selected_inferior()
-        words = inferior.read_memory(esp + 4, 12).tobytes()
-        image = int.from_bytes(words[0:4], "little")
-        pointer = int.from_bytes(words[4:8], "little")
-        length = int.from_bytes(words[8:12], "little")
-        name = inferior.read_memory(pointer, length).tobytes().decode("ascii", "replace")
+        # The hook's arguments, by name (Kernel/Runtime/Debugger.c has debug information).
+        frame = gdb.selected_frame()
+        image = int(frame.read_var("image"))
+        length = int(frame.read_var("length"))
+        pointer = int(frame.read_var("name"))
+        name = gdb.selected_inferior().read_memory(pointer, length).tobytes().decode("ascii", "replace")
         path = os.path.join(SERVERS, name, "server.debug.so")
         if os.path.exists(path):
-            gdb.execute("add-symbol-file %s -o 0x%x" % (path, image), to_string=True)
+            try:
+                gdb.execute("add-symbol-file %s -o 0x%x" % (path, image), to_string=True)
+            except gdb.error as error:
+                print("tessera: add-symbol-file %s: %s" % (path, error))
             print("tessera: %s loaded at 0x%x, symbols from %s" % (name, image, path))
         else:
             print("tessera: %s loaded at 0x%x (no %s)" % (name, image, path))

@@ -212,7 +212,7 @@ final class Server: ReferenceOwner {
     server.generateMethodEntries(&writer)
     loaded.append(server)
     if let name = file.manifest.name.baseAddress {
-      tesseraDebuggerServerLoaded(imageAddress, name, UInt32(truncatingIfNeeded: file.manifest.name.count))
+      tessera_debugger_server_loaded(imageAddress, name, UInt32(truncatingIfNeeded: file.manifest.name.count))
     }
     return .success(server)
   }
@@ -469,15 +469,3 @@ final class Server: ReferenceOwner {
     // servers stay loaded, its storage would make a group's heap measurement inexact.
   }
 }
-
-/// Called after every server's image is loaded and relocated, before any of its code
-/// runs: a debugger's breakpoint here (tools/gdb/tessera.py) adds the server's symbols
-/// (build/servers/NAME/server.debug.so) at `image`. It does nothing itself.
-@_cdecl("tessera_debugger_server_loaded")
-@inline(never)
-func tesseraDebuggerServerLoaded(_ image: UInt32, _ name: UnsafePointer<UInt8>, _ length: UInt32) {
-  debuggerHook &+= 1  // a side effect, so the call is not optimized away
-}
-
-/// Counts `tesseraDebuggerServerLoaded` calls (its side effect).
-nonisolated(unsafe) private var debuggerHook: UInt32 = 0

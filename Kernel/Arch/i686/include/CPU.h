@@ -147,3 +147,7 @@ extern char double_fault_stack_top[];
 void arch_double_fault_entry(void);
 static inline uint32_t arch_double_fault_stack_top(void) { return (uint32_t)(uintptr_t)double_fault_stack_top; }
 static inline uint32_t arch_double_fault_entry_address(void) { return (uint32_t)(uintptr_t)arch_double_fault_entry; }
+
+/// Called after every server's image is loaded and relocated (Kernel/Runtime/Debugger.c):
+/// the breakpoint tools/gdb/tessera.py uses to add the server's symbols.
+void tessera_debugger_server_loaded(uint32_t image, const uint8_t *name, uint32_t length);
