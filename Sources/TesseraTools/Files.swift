@@ -30,12 +30,25 @@ public func loadInterfaces(directory: String, server serverFile: String) throws 
   return declarations.isEmpty ? catalog : try catalog.overriding(with: declarations)
 }
 
-/// The contents of a text file, or a `LanguageError` saying it cannot be read.
+/// The contents of a text file, or a `LanguageError` saying why it cannot be read.
 public func readText(_ path: String) throws -> String {
-  guard let data = FileManager.default.contents(atPath: path) else {
-    throw LanguageError(file: path, line: 0, reason: "cannot read the file")
+  String(decoding: try readData(path), as: UTF8.self)
+}
+
+/// The contents of a file, or a `LanguageError` saying why it cannot be read: no such
+/// file, a directory, or not readable.
+public func readData(_ path: String) throws -> Data {
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+    throw LanguageError(file: path, line: 0, reason: "cannot read the file: there is no such file")
   }
-  return String(decoding: data, as: UTF8.self)
+  if isDirectory.boolValue {
+    throw LanguageError(file: path, line: 0, reason: "cannot read the file: it is a directory")
+  }
+  guard let data = FileManager.default.contents(atPath: path) else {
+    throw LanguageError(file: path, line: 0, reason: "cannot read the file: permission denied")
+  }
+  return data
 }
 
 /// Writes `contents` to `path`, creating its folder.

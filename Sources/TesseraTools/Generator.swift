@@ -20,16 +20,18 @@ public struct InterfaceCatalog {
     for declaration in declarations {
       if let earlier = interfaces[declaration.name] {
         throw LanguageError(
-          file: declaration.file, line: 0,
-          reason: "interface '\(declaration.name)' is also declared in \(earlier.file)")
+          file: declaration.file, line: declaration.line,
+          reason: "interface '\(declaration.name)' is also declared in \(earlier.file):\(earlier.line)")
       }
       interfaces[declaration.name] = declaration
     }
     for declaration in declarations {
       for name in declaration.referencedInterfaces where interfaces[name] == nil {
         throw LanguageError(
-          file: declaration.file, line: 0,
-          reason: "interface '\(declaration.name)' uses unknown interface '\(name)'")
+          file: declaration.file, line: declaration.line,
+          reason:
+            "interface '\(declaration.name)' uses unknown interface '\(name)' (a parameter is word, in/out/inout bytes[N] or an interface; the interfaces: \(interfaces.keys.sorted().joined(separator: ", ")))"
+        )
       }
     }
   }

@@ -83,6 +83,8 @@ public struct InterfaceDeclaration: Equatable {
   public var methods: [MethodDeclaration]
   /// Where it was declared, for messages.
   public var file: String
+  /// The line of its `interface` keyword (0 if not from a file).
+  public var line: Int = 0
 
   /// The canonical descriptor bytes (see KernelCore's InterfaceDescriptor).
   public func descriptor() -> [UInt8] {
@@ -151,6 +153,8 @@ public struct ServerDeclaration: Equatable {
   public var isThreadSafe: Bool
   /// Where it was declared, for messages.
   public var file: String
+  /// The line of its `interface` keyword (0 if not from a file).
+  public var line: Int = 0
   /// Interfaces whose objects are all instances of one named class.
   public var implementations: [String: String] = [:]
 
@@ -286,6 +290,7 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
     let documentation = parser.documentation()
     if parser.atEnd { break }
     try parser.keyword("interface")
+    let interfaceLine = parser.line
     let name = try parser.identifier("an interface name")
     try checkName(name, parser)
     try parser.symbol("{")
@@ -305,6 +310,10 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
       if !parser.takeSymbol(")") {
         repeat {
           let parameterName = try parser.identifier("a parameter name")
+          try checkName(parameterName, parser, parameter: true)
+          guard !parameters.contains(where: { $0.name == parameterName }) else {
+            throw parser.error("parameter '\(parameterName)' of '\(methodName)' is declared twice")
+          }
           try parser.symbol(":")
           let word = try parser.identifier("a parameter type")
           switch word {
@@ -362,7 +371,8 @@ public func parseInterfaces(_ text: String, file: String) throws -> [InterfaceDe
     }
     guard methods.count < 256 else { throw parser.error("interface '\(name)' has more than 255 methods") }
     interfaces.append(
-      InterfaceDeclaration(name: name, documentation: documentation, methods: methods, file: file))
+      InterfaceDeclaration(
+        name: name, documentation: documentation, methods: methods, file: file, line: interfaceLine))
   }
   return interfaces
 }
@@ -410,10 +420,23 @@ public func parseServer(_ text: String, file: String) throws -> ServerDeclaratio
   return server
 }
 
-private func checkName(_ name: String, _ parser: Parser) throws {
+/// Refuses a name that is too long or reserved: the language's own words (not for
+/// parameters, where the position tells them apart), Swift's keywords (the generated code
+/// must compile), and `handle`, the generated reference types' own property.
+private func checkName(_ name: String, _ parser: Parser, parameter: Bool = false) throws {
   guard name.utf8.count <= InterfaceDescriptor.maximumNameLength else {
     throw parser.error("name '\(name)' is longer than \(InterfaceDescriptor.maximumNameLength) characters")
   }
-  let reserved: Set = ["word", "bytes", "in", "out", "inout", "filled", "func", "interface", "server"]
-  guard !reserved.contains(name) else { throw parser.error("'\(name)' is a reserved word") }
+  let language: Set = ["word", "bytes", "in", "out", "inout", "filled", "func", "interface", "server"]
+  let swift: Set = [
+    "handle", "self", "Self", "class", "struct", "enum", "protocol", "extension", "let", "var", "return",
+    "if",
+    "else", "for", "while", "repeat", "switch", "case", "default", "break", "continue", "import", "init",
+    "deinit", "subscript", "throws", "throw", "try", "catch", "do", "is", "as", "nil", "true", "false",
+    "static", "public", "private", "internal", "fileprivate", "open", "where", "guard", "defer", "operator",
+    "associatedtype", "typealias", "some", "any", "Type", "super", "rethrows", "func", "inout",
+  ]
+  guard !swift.contains(name), parameter || !language.contains(name) else {
+    throw parser.error("'\(name)' is a reserved word")
+  }
 }

@@ -14,32 +14,87 @@ func fail(_ message: String, status: Int32 = 1) -> Never {
   exit(status)
 }
 
-let usage = """
-  usage:
-    tessera symbols KERNEL.elf
-        print the function symbols of KERNEL.elf as a symbol map, sorted by address
-        (pipe through `swift demangle --simplified` for readable names)
-    tessera generate SERVER.server INTERFACES-DIR OUTPUT.swift MANIFEST.bin
-        generate a server's proxies, dispatch functions and binary manifest
-    tessera generate-kernel INTERFACES-DIR OUTPUT.swift INTERFACE...
-        generate dispatch functions for interfaces the kernel implements
-    tessera inspect SERVER.srv...
-        print a server file's manifest, interfaces with signatures, sizes and imports
-    tessera check SYSTEM.system [SERVER-DIR...]
-        check a composition without booting: server files valid, every slot bound to a
-        structurally matching interface, run targets provide Program
-        (server files are looked up in build/servers and build/test-modules by default)
-    tessera bench-report CONSOLE.log RESULTS.json
-        turn the @@BENCH lines of a benchmark run into a table and a JSON file
-    tessera symbolize LOG [SERVER-DIR]
-        print a serial log with the function, file and line behind every server fault's
-        image offset (from SERVER-DIR/NAME/server.debug.so, build/servers by default;
-        needs llvm-symbolizer)
-  """
+/// The tool's version (the kernel's, see Kernel/Core/Version).
+let version = "tessera 0.1.0"
+
+/// A subcommand: its arguments, what it does, and how many arguments it takes.
+struct Command {
+  var name: String
+  var arguments: String
+  var summary: String
+  var minimum: Int
+  var maximum: Int
+  /// The argument names, for "missing ..." messages.
+  var names: [String]
+
+  var usageLine: String { "tessera \(name) \(arguments)" }
+}
+
+let commands: [Command] = [
+  Command(
+    name: "check", arguments: "SYSTEM.system [SERVER-DIR...]",
+    summary: """
+      check a composition without booting: server files valid, every slot bound to a
+      structurally matching interface, run targets provide Program (server files are
+      looked up in build/servers and build/test-modules by default)
+      """, minimum: 1, maximum: Int.max, names: ["SYSTEM.system"]),
+  Command(
+    name: "graph", arguments: "SYSTEM.system [OUTPUT.dot]",
+    summary: """
+      write the composition as a Graphviz graph: instances (kernel mode, user mode, shared
+      spaces), bindings between them and the kernel services they use; with OUTPUT.dot,
+      also OUTPUT.svg when Graphviz's `dot` is installed
+      """, minimum: 1, maximum: 2, names: ["SYSTEM.system"]),
+  Command(
+    name: "inspect", arguments: "SERVER.srv...",
+    summary: "print a server file's manifest, interfaces with signatures, sizes and imports",
+    minimum: 1, maximum: Int.max, names: ["SERVER.srv"]),
+  Command(
+    name: "symbolize", arguments: "LOG [SERVER-DIR]",
+    summary: """
+      print a serial log with the function, file and line behind every server fault's
+      image offset (from SERVER-DIR/NAME/server.debug.so, build/servers by default; needs
+      llvm-symbolizer)
+      """, minimum: 1, maximum: 2, names: ["LOG"]),
+  Command(
+    name: "symbols", arguments: "KERNEL.elf",
+    summary: """
+      print the function symbols of KERNEL.elf as a symbol map, sorted by address (pipe
+      through `swift demangle --simplified` for readable names)
+      """, minimum: 1, maximum: 1, names: ["KERNEL.elf"]),
+  Command(
+    name: "generate", arguments: "SERVER.server INTERFACES-DIR OUTPUT.swift MANIFEST.bin",
+    summary: "generate a server's proxies, dispatch functions and binary manifest (the build runs it)",
+    minimum: 4, maximum: 4, names: ["SERVER.server", "INTERFACES-DIR", "OUTPUT.swift", "MANIFEST.bin"]),
+  Command(
+    name: "generate-kernel", arguments: "INTERFACES-DIR OUTPUT.swift INTERFACE...",
+    summary: "generate dispatch functions for interfaces the kernel implements (the build runs it)",
+    minimum: 3, maximum: Int.max, names: ["INTERFACES-DIR", "OUTPUT.swift", "INTERFACE"]),
+  Command(
+    name: "bench-report", arguments: "CONSOLE.log RESULTS.json",
+    summary: "turn the @@BENCH lines of a benchmark run into a table and a JSON file (make bench runs it)",
+    minimum: 2, maximum: 2, names: ["CONSOLE.log", "RESULTS.json"]),
+]
+
+/// Every subcommand's usage, for `tessera help`.
+let usage =
+  "usage:\n"
+  + commands.map { command in
+    "  \(command.usageLine)\n"
+      + command.summary.split(separator: "\n").map { "      \($0)" }.joined(separator: "\n")
+  }.joined(separator: "\n")
+  + "\n  tessera help | --help, tessera COMMAND --help, tessera --version"
+
+/// One subcommand's usage, for `tessera COMMAND --help`.
+func usage(of command: Command) -> String {
+  "usage: \(command.usageLine)\n"
+    + command.summary.split(separator: "\n").map { "  \($0)" }.joined(separator: "\n")
+}
 
 /// Prints the symbol map of the ELF file at `path`.
 func printSymbols(path: String) {
-  guard let data = FileManager.default.contents(atPath: path) else { fail("\(path): cannot read") }
+  let data: Data
+  do { data = try readData(path) } catch { fail("\(error)") }
   data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
     do throws(ELFError) {
       let file = try ELF32File(bytes: bytes)
@@ -68,32 +123,64 @@ func reportingErrors(_ body: () throws -> Void) {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
-case "symbols" where arguments.count == 2:
-  printSymbols(path: arguments.last!)
-case "generate" where arguments.count == 5:
+case nil, "help", "--help", "-h":
+  print(usage)
+  exit(arguments.isEmpty ? 2 : 0)
+case "--version", "version":
+  print(version)
+  exit(0)
+default:
+  break
+}
+guard let command = commands.first(where: { $0.name == arguments[0] }) else {
+  fail(
+    "unknown command \(arguments[0]) (the commands: \(commands.map(\.name).joined(separator: ", ")))",
+    status: 2)
+}
+if arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+  print(usage(of: command))
+  exit(0)
+}
+let given = arguments.count - 1
+if given < command.minimum {
+  let missing = command.names[min(given, command.names.count - 1)]
+  fail("\(command.name): missing \(missing)\n\(usage(of: command))", status: 2)
+}
+if given > command.maximum {
+  fail(
+    "\(command.name): too many arguments (\(given); at most \(command.maximum))\n\(usage(of: command))",
+    status: 2)
+}
+
+switch command.name {
+case "symbols":
+  printSymbols(path: arguments[1])
+case "generate":
   reportingErrors {
     let server = try parseServer(try readText(arguments[1]), file: arguments[1])
     let catalog = try loadInterfaces(directory: arguments[2], server: arguments[1])
     try writeFile(arguments[3], Data(try serverSource(server, catalog: catalog).utf8))
     try writeFile(arguments[4], Data(try manifestBytes(server, catalog: catalog)))
   }
-case "generate-kernel" where arguments.count >= 4:
+case "generate-kernel":
   reportingErrors {
     let catalog = try loadInterfaces(directory: arguments[1])
     try writeFile(arguments[2], Data(try kernelSource(Array(arguments[3...]), catalog: catalog).utf8))
   }
-case "inspect" where arguments.count >= 2:
+case "inspect":
   reportingErrors {
     for path in arguments.dropFirst() {
-      guard let data = FileManager.default.contents(atPath: path) else {
-        throw LanguageError(file: path, line: 0, reason: "cannot read the file")
-      }
+      let data = try readData(path)
       print(try data.withUnsafeBytes { try inspectServerFile($0, path: path) })
     }
   }
-case "check" where arguments.count >= 2:
+case "check":
   reportingErrors {
     let directories = arguments.count > 2 ? Array(arguments[2...]) : ["build/servers", "build/test-modules"]
+    for directory in directories where !FileManager.default.fileExists(atPath: directory) {
+      let hint = directory.hasPrefix("build/") ? " (build the server files first: make servers)" : ""
+      fail("check: the server directory \(directory) does not exist\(hint)")
+    }
     let problems = try checkComposition(
       path: arguments[1], serverDirectories: directories,
       interfaces: try loadInterfaces(directory: "Interfaces"))
@@ -104,20 +191,41 @@ case "check" where arguments.count >= 2:
       exit(1)
     }
   }
-case "bench-report" where arguments.count == 3:
+case "graph":
+  reportingErrors {
+    let dot = try compositionGraph(path: arguments[1], text: try readText(arguments[1]))
+    guard arguments.count == 3 else {
+      print(dot, terminator: "")
+      return
+    }
+    try writeFile(arguments[2], Data(dot.utf8))
+    print("wrote \(arguments[2])")
+    let svg = (arguments[2] as NSString).deletingPathExtension + ".svg"
+    if let dotTool = ["/usr/bin/dot", "/usr/local/bin/dot"].first(where: FileManager.default.isExecutableFile)
+    {
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: dotTool)
+      process.arguments = ["-Tsvg", arguments[2], "-o", svg]
+      try process.run()
+      process.waitUntilExit()
+      print(
+        process.terminationStatus == 0 ? "wrote \(svg)" : "dot failed (status \(process.terminationStatus))")
+    } else {
+      print("(Graphviz's dot is not installed: no SVG; apt-get install graphviz)")
+    }
+  }
+case "bench-report":
   reportingErrors {
     let results = try benchmarkResults(fromConsole: try readText(arguments[1]), file: arguments[1])
     print(benchmarkTable(results))
     try writeFile(arguments[2], Data(benchmarkJSON(results).utf8))
     print("wrote \(arguments[2])")
   }
-case "symbolize" where arguments.count == 2 || arguments.count == 3:
+case "symbolize":
   reportingErrors {
     let log = try readText(arguments[1])
     print(symbolize(log: log, serverDirectory: arguments.count == 3 ? arguments[2] : "build/servers"))
   }
-case "help", "--help", "-h":
-  print(usage)
 default:
-  fail("unknown or incomplete command\n\(usage)", status: 2)
+  fail("\(command.name): not implemented", status: 2)
 }

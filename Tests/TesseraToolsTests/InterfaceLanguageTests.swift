@@ -49,6 +49,10 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
       "a.tif:2: 'f' takes 9 call words; at most 8 (a block counts 2)"
     ),
     ("interface A { $ }", "a.tif:1: unexpected character '$'"),
+    ("interface A {\n func f(x: word,\n x: word)\n}", "a.tif:3: parameter 'x' of 'f' is declared twice"),
+    ("interface A {\n func f(self: word)\n}", "a.tif:2: 'self' is a reserved word"),
+    ("interface A {\n func f(handle: word)\n}", "a.tif:2: 'handle' is a reserved word"),
+    ("interface A {\n func return()\n}", "a.tif:2: 'return' is a reserved word"),
   ])
   func reportsErrorsWithTheirLine(source: String, message: String) {
     #expect(throws: LanguageError.self) { _ = try parseInterfaces(source, file: "a.tif") }
@@ -60,8 +64,18 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
   }
 
   @Test func unknownReferencedInterfacesAreRejected() {
-    let declarations = try! parseInterfaces("interface A {\n func f() -> Missing\n}", file: "a.tif")
+    let declarations = try! parseInterfaces(
+      "/// B.\ninterface B {\n}\n\ninterface A {\n func f() -> Missing\n}", file: "a.tif")
     #expect(throws: LanguageError.self) { _ = try InterfaceCatalog(declarations) }
+    do {
+      _ = try InterfaceCatalog(declarations)
+    } catch {
+      // Its line, the kinds a parameter may have, and the interfaces there are.
+      #expect(
+        "\(error)"
+          == "a.tif:5: interface 'A' uses unknown interface 'Missing' (a parameter is word, in/out/inout bytes[N] or an interface; the interfaces: A, B)"
+      )
+    }
   }
 
   @Test func serversParseAndProduceValidManifests() throws {
