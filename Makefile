@@ -69,6 +69,12 @@ OBJCOPY := llvm-objcopy
 # a real server, built and tested like the others, to copy from).
 SERVERS := $(filter-out Runtime,$(notdir $(patsubst %/,%,$(wildcard Servers/*/))))
 SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
+# A folder copied from Servers/Template without renaming its files would otherwise end in
+# "No rule to make target".
+MISNAMED := $(strip $(foreach server,$(SERVERS),$(if $(wildcard Servers/$(server)/$(server).server),,$(server))))
+ifneq ($(MISNAMED),)
+  $(error Servers/$(firstword $(MISNAMED)) has no $(firstword $(MISNAMED)).server: a server folder NAME holds NAME.server and its Swift sources (rename the files you copied from Servers/Template, and the name after "server" in the .server file))
+endif
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
 SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
 
@@ -154,7 +160,13 @@ $(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/ker
 $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel-test/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
 
-$(BUILD)/generated/KernelInterfaces.swift: $(INTERFACE_FILES) $(HOST_TOOL)
+# Generated sources depend on the interface files they use (the .d files `tessera
+# generate` writes next to them), not on all of them; before the first build, on all.
+-include $(wildcard $(BUILD)/generated/*.d $(BUILD)/servers/*/Interfaces.d)
+KERNEL_INTERFACE_FILES = $(if $(wildcard $(BUILD)/generated/KernelInterfaces.d),,$(INTERFACE_FILES))
+SERVER_INTERFACE_FILES = $(if $(wildcard $(dir $@)Interfaces.d),,$(INTERFACE_FILES))
+
+$(BUILD)/generated/KernelInterfaces.swift: $(KERNEL_INTERFACE_FILES) $(HOST_TOOL)
 	@$(call step,GENERATE,$@)
 	$(Q)$(HOST_TOOL) generate-kernel Interfaces $@ $(KERNEL_INTERFACES)
 
@@ -173,7 +185,8 @@ $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcar
 # the debug information the .srv leaves out (same addresses: `tessera symbolize` and gdb
 # read it).
 .SECONDEXPANSION:
-$(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$$*.server $(INTERFACE_FILES) $(HOST_TOOL)
+$(BUILD)/servers/%/Interfaces.swift $(BUILD)/servers/%/manifest.bin: Servers/%/$$*.server $$(SERVER_INTERFACE_FILES) \
+  $(HOST_TOOL)
 	@$(call step,GENERATE,$(BUILD)/servers/$*/Interfaces.swift)
 	$(Q)$(HOST_TOOL) generate $< Interfaces $(BUILD)/servers/$*/Interfaces.swift $(BUILD)/servers/$*/manifest.bin
 

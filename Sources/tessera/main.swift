@@ -116,6 +116,16 @@ func printSymbols(path: String) {
   }
 }
 
+/// Writes OUTPUT.d next to `next` (its extension replaced): a make rule saying `targets`
+/// depend on `sources`, and an empty rule per source, so a deleted interface file makes
+/// its users rebuild instead of stopping make.
+func writeDependencies(targets: [String], sources: [String], next: String) throws {
+  let path = (next as NSString).deletingPathExtension + ".d"
+  var text = targets.joined(separator: " ") + ": " + sources.joined(separator: " ") + "\n"
+  for source in sources { text += "\(source):\n" }
+  try writeFile(path, Data(text.utf8))
+}
+
 /// Runs `body`, turning declaration errors into `tessera: reason` and status 1.
 func reportingErrors(_ body: () throws -> Void) {
   do { try body() } catch { fail("\(error)") }
@@ -158,14 +168,28 @@ case "symbols":
 case "generate":
   reportingErrors {
     let server = try parseServer(try readText(arguments[1]), file: arguments[1])
+    // Its name names its symbols, its debug file and its boot module: it must be the
+    // file's (and so the folder's), or a copied server would shadow its original.
+    let fileName = ((arguments[1] as NSString).lastPathComponent as NSString).deletingPathExtension
+    guard server.name == fileName else {
+      throw LanguageError(
+        file: arguments[1], line: 0,
+        reason: "the server is called \(server.name); it must be called \(fileName), like its file and folder"
+      )
+    }
     let catalog = try loadInterfaces(directory: arguments[2], server: arguments[1])
     try writeFile(arguments[3], Data(try serverSource(server, catalog: catalog).utf8))
     try writeFile(arguments[4], Data(try manifestBytes(server, catalog: catalog)))
+    // For make: the outputs depend on the interface files this server uses, not on all.
+    let used = Set(try catalog.interfaces(of: server).map(\.file)).sorted()
+    try writeDependencies(targets: [arguments[3], arguments[4]], sources: used, next: arguments[3])
   }
 case "generate-kernel":
   reportingErrors {
     let catalog = try loadInterfaces(directory: arguments[1])
     try writeFile(arguments[2], Data(try kernelSource(Array(arguments[3...]), catalog: catalog).utf8))
+    let used = Set(try catalog.closure(of: Array(arguments[3...]), file: "kernel").map(\.file)).sorted()
+    try writeDependencies(targets: [arguments[2]], sources: used, next: arguments[2])
   }
 case "inspect":
   reportingErrors {
