@@ -192,23 +192,42 @@ func expectHeapBackToBase(_ output: String, composition: String) {
 
   @Test(arguments: ["systems/default.system", "systems/isolated.system"])
   func shellAnswersOverTheInterruptDrivenSerialLine(composition: String) throws {
-    let input = (after: "tessera> ", text: "help\rservers\rthreads\rrefs Shell\rmem\rbogus\ruptime\r")
+    // Typed at once, as a terminal sends it: commands, mistakes, then line editing with
+    // escape sequences (history, Home, the right arrow, backspace, Tab on a command and on
+    // an instance name, Ctrl-C, a line past the limit), a program run, and a command in
+    // capitals after spaces.
+    let script = [
+      "help\r", "servers\r", "threads\r", "refs shell\r", "mem\r", "\u{1B}[A\r", "bogus\r", "refs\r",
+      "servers x\r", "rfs shell\u{1B}[H\u{1B}[Ce\r", "memx\u{7F}\r", "thr\t\r", "refs she\t\r", "crash\u{3}",
+      String(repeating: "x", count: 210) + "\r", "run hello\r", "run nope\r", "  UPTIME\r",
+    ]
+    let input = (after: "tessera> ", text: script.joined())
     let result = try bootComposition(
       composition, test: "shellAnswersOverTheInterruptDrivenSerialLine", input: input, until: "up ")
     let output = result.output
+    func count(_ text: String) -> Int { output.components(separatedBy: text).count - 1 }
     #expect(
-      output.contains("tessera> help\nhelp     this list"), "typed characters are echoed:\n\(result.tail(40))"
-    )
+      output.contains("tessera> help\nhelp        this list"),
+      "typed characters are echoed:\n\(result.tail(40))")
     let mode = composition.contains("isolated") ? "user" : "kernel"
+    // Instances by their composition names, placement, restarts and bindings, in columns.
     #expect(
-      output.contains(try Regex("SerialDriver +\(mode) +\\d+ +2 +\\d+ +\\d+ +serialized")),
+      output.contains(
+        try Regex(
+          "serial +SerialDriver +\(mode) +\\d+ +2 +\\d+ +serialized +0 +ports=kernel\\(IOPorts\\) irq=")),
       "servers lists the driver:\n\(result.tail(40))")
+    #expect(
+      output.contains(try Regex("shell +Shell +\(mode) +\\d+ +1 +\\d+ +serialized +\\d+ +terminal=serial ")))
     #expect(output.contains(/\d+ +3 +blocked +\d+ +irq/), "threads shows the interrupt thread")
     #expect(
       output.contains(/1 +2 +running +\d+ +boot +\(kernel service <- Shell <- kernel\)/),
       "threads shows each thread's servers:\n\(result.tail(30))")
-    #expect(output.contains(/1 +1 +CharacterDevice +SerialDriver/), "refs Shell shows its references")
-    #expect(output.contains(/frames: \d+ free of \d+/))
+    #expect(count("(servers it is in, innermost first)") == 2, "threads, and thr<Tab>")
+    #expect(
+      output.matches(of: /1 +1 +CharacterDevice +serial \(SerialDriver\)/).count == 3,
+      "refs shell, the edited rfs shell, and refs she<Tab>:\n\(result.tail(60))")
+    #expect(
+      output.matches(of: /frames: \d+ free of \d+/).count == 3, "mem, mem from history, memx<backspace>")
     // Every server's quota use against its limits (the defaults here); a user-mode
     // server's heap counts against its memory.
     let memory = mode == "kernel" ? "0" : "[1-9][0-9]*"
@@ -218,7 +237,15 @@ func expectHeapBackToBase(_ output: String, composition: String) {
           "SerialDriver: memory \(memory)/16384 KiB, threads 0/16 \\(priority at most 2\\), timers 0/32, mappings 0/256"
         )),
       "mem shows quotas:\n\(result.tail(40))")
-    #expect(output.contains("unknown command (type help)"))
+    #expect(output.contains("unknown command 'bogus' (type help)"))
+    #expect(output.contains("refs: missing NAME\nusage: refs NAME"))
+    #expect(output.contains("servers takes no arguments\nusage: servers"))
+    #expect(output.contains("crash^C") && !output.contains("crashing on purpose"), "Ctrl-C abandons the line")
+    #expect(output.contains("line longer than 200 characters: not run"))
+    #expect(output.contains("Template: hello from the template server"))
+    #expect(output.contains("hello finished with 0"))
+    #expect(
+      output.contains("no instance called nope (see servers; run takes the instances of the shell's group)"))
     #expect(output.contains(/up \d+\.\d s/))
   }
 
@@ -313,7 +340,7 @@ func expectHeapBackToBase(_ output: String, composition: String) {
   }
 
   @Test func theIsolatedShellIsRestartedEachTimeItCrashes() throws {
-    let input = (after: "tessera> ", text: "crash\rcrash\rcrash\ruptime\r")
+    let input = (after: "tessera> ", text: "crash\rcrash\rcrash\rservers\ruptime\r")
     let result = try bootComposition(
       "systems/isolated.system", test: "theIsolatedShellIsRestartedEachTimeItCrashes", input: input,
       until: "up ")
@@ -326,6 +353,11 @@ func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(output.contains("system: shell failed while running; running the restarted instance"))
     #expect(output.components(separatedBy: "Tessera shell: type help").count == 5, "four shells started")
     #expect(output.contains(/up \d+\.\d s/), "the fourth shell answers")
+    // servers shows the live instance with its restart count, not the failed ones.
+    #expect(
+      output.contains(/shell +Shell +user +\d+ +\d+ +\d+ +serialized +3 +terminal=serial/),
+      "\(result.tail(30))")
+    #expect(!output.contains(/shell +Shell +FAILED/))
     #expect(!output.contains("KERNEL PANIC"))
   }
 

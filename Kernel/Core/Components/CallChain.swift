@@ -163,6 +163,12 @@ enum CallChain {
     return anyRecord { $0 == value }
   }
 
+  /// Whether the running thread's chain has a call into `server`.
+  static func isInChain(_ server: Server) -> Bool {
+    for level in 0..<depth where CallChain.server(at: level) === server { return true }
+    return false
+  }
+
   /// Whether `test` holds for the callee word of any record of any thread's chain.
   private static func anyRecord(_ test: (UInt32) -> Bool) -> Bool {
     func contains(_ buffer: UnsafeMutablePointer<UInt32>) -> Bool {

@@ -151,20 +151,104 @@ final class SystemInfoService: SystemInfoImplementation {
 
   func servers(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
-      out.line("server            mode    heap KiB  objects  inbound  references  locking")
-      for server in Server.loaded {
-        let locking: StaticString = server.file.manifest.isThreadSafe ? "thread-safe" : "serialized"
-        let mode: StaticString = server.failed ? "FAILED" : (server.space == nil ? "kernel" : "user")
+      let widths = [12, 16, 14, 9, 8, 8, 11, 9]
+      out.line(
+        columns(
+          [
+            "instance", "server", "placement", "heap KiB", "objects", "inbound", "locking", "restarts",
+            "bindings",
+          ],
+          widths))
+      for server in Server.loaded where !(server.failed && isReplaced(server)) {
+        let name: KernelMessage =
+          server.instanceName.count > 0 ? "\(text: server.instanceName)" : "(\(server.name))"
+        var placement: KernelMessage
+        if let space = server.space {
+          placement = space.name.count > 0 ? "user:\(space.name)" : "user"
+        } else {
+          placement = "kernel"
+        }
+        if server.failed { placement = "FAILED" }
+        let locking: KernelMessage = server.file.manifest.isThreadSafe ? "thread-safe" : "serialized"
         out.line(
-          "\(server.name)  \(mode)  \(server.heapBytes / 1024)  \(server.objectCount)  \(server.inboundReferences)  \(server.table.used)  \(locking)"
-        )
+          columns(
+            [
+              name, "\(server.name)", placement, "\(server.heapBytes / 1024)", "\(server.objectCount)",
+              "\(server.inboundReferences)", locking, "\(SystemLoader.restarts(of: server.instanceName))",
+              bindings(of: server),
+            ], widths))
       }
     }
   }
 
+  /// Whether `server`, failed, was restarted: another loaded instance has its name.
+  private func isReplaced(_ server: Server) -> Bool {
+    server.instanceName.count > 0
+      && Server.loaded.contains { other in
+        other !== server && !other.failed
+          && equal(UnsafeRawBufferPointer(other.instanceName), UnsafeRawBufferPointer(server.instanceName))
+      }
+  }
+
+  /// "slot=target ..." for the server's bound slots (handles 1...n of its table).
+  private func bindings(of server: Server) -> KernelMessage {
+    var text = KernelMessage()
+    let manifest = server.file.manifest
+    for slot in 0..<manifest.slotCount {
+      guard let object = server.table.object(UInt32(truncatingIfNeeded: slot + 1)) else { continue }
+      if text.count > 0 { text.append(" ") }
+      text.append(text: manifest.slot(slot).name)
+      text.append("=")
+      if let owner = object.owner {
+        if owner.instanceName.count > 0 {
+          text.append(text: owner.instanceName)
+        } else {
+          text.append(message: owner.name)
+        }
+      } else {
+        text.append("kernel(")
+        text.append(text: object.interface.name)
+        text.append(")")
+      }
+    }
+    return text.count > 0 ? text : "-"
+  }
+
+  /// `fields`, each padded to its width (the last one as it is), two spaces apart at least.
+  private func columns(_ fields: [KernelMessage], _ widths: [Int]) -> KernelMessage {
+    var text = KernelMessage()
+    for (index, field) in fields.enumerated() {
+      text.append(message: field)
+      guard index < widths.count else { break }
+      var padding = max(widths[index] - field.count, 1)
+      while padding > 0 {
+        text.append(" ")
+        padding -= 1
+      }
+    }
+    return text
+  }
+
+  func instances(text: UnsafeMutableRawBufferPointer) -> Int {
+    write(text) { out in
+      for server in Server.loaded where server.instanceName.count > 0 && !server.failed {
+        out.line("\(text: server.instanceName)")
+      }
+    }
+  }
+
+  func run(name: UnsafeRawBufferPointer, text: UnsafeMutableRawBufferPointer) -> Int {
+    var writer = TextWriter(buffer: text)
+    writer.line(SystemLoader.runFromShell(named: name.bindMemory(to: UInt8.self)))
+    return max(writer.count - 1, 0)  // without the line's newline
+  }
+
   func threads(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
-      out.line("thread  priority  state     ticks  name  (servers it is in, innermost first)")
+      let widths = [8, 10, 10, 10, 14]
+      out.line(
+        columns(
+          ["thread", "priority", "state", "ticks", "name", "(servers it is in, innermost first)"], widths))
       // The running thread's chain is live; save it where the others' are kept.
       if let running = Scheduler.current { CallChain.save(into: running.chain) }
       for thread in Scheduler.all {
@@ -177,28 +261,41 @@ final class SystemInfoService: SystemInfoImplementation {
           case .finished: "finished"
           }
         out.line(
-          "\(thread.number)  \(thread.priority)  \(state)  \(thread.ticks)  \(thread.name)  (\(CallChain.describe(saved: thread.chain)))"
-        )
+          columns(
+            [
+              "\(thread.number)", "\(thread.priority)", "\(state)", "\(thread.ticks)", thread.name,
+              "(\(CallChain.describe(saved: thread.chain)))",
+            ], widths))
       }
     }
   }
 
   func references(name: UnsafeRawBufferPointer, text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
+      // An instance's name first (its live instance, not a failed one), then a server's.
       guard
         let server = Server.loaded.first(where: {
-          $0.name.withBytes { equal(UnsafeRawBufferPointer($0), name) }
+          !$0.failed && equal(UnsafeRawBufferPointer($0.instanceName), name)
         })
+          ?? Server.loaded.first(where: { $0.name.withBytes { equal(UnsafeRawBufferPointer($0), name) } })
       else {
-        out.line("no server called \(text: name.bindMemory(to: UInt8.self))")
+        out.line("no instance or server called \(text: name.bindMemory(to: UInt8.self)) (see servers)")
         return
       }
-      out.line("handle  count  interface  implemented by")
+      let widths = [8, 7, 20]
+      out.line(columns(["handle", "count", "interface", "implemented by"], widths))
       var handle: UInt32 = 1
       while UInt(handle) < UInt(server.table.capacity) {
         if let object = server.table.object(handle) {
-          let owner: KernelMessage = object.owner?.name ?? "kernel"
-          out.line("\(handle)  \(server.table.count(handle))  \(text: object.interface.name)  \(owner)")
+          var owner: KernelMessage = "kernel"
+          if let server = object.owner {
+            owner =
+              server.instanceName.count > 0 ? "\(text: server.instanceName) (\(server.name))" : server.name
+          }
+          out.line(
+            columns(
+              ["\(handle)", "\(server.table.count(handle))", "\(text: object.interface.name)", owner], widths)
+          )
         }
         handle += 1
       }

@@ -527,6 +527,32 @@ enum SystemLoader {
     }
   }
 
+  /// How often the supervised instance called `name` was restarted (0 if it is not
+  /// supervised).
+  static func restarts(of name: UnsafeBufferPointer<UInt8>) -> Int {
+    Machine.withInterruptsDisabled {
+      supervised.first { equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name)) }?.restarts ?? 0
+    }
+  }
+
+  /// Runs the Program instance `name` of the running group on the calling thread (the
+  /// shell's `run`); what happened, as a line.
+  static func runFromShell(named name: UnsafeBufferPointer<UInt8>) -> KernelMessage {
+    guard let found = instance(named: name), let object = KernelReferences.table.object(found.handle) else {
+      return "no instance called \(text: name) (see servers; run takes the instances of the shell's group)"
+    }
+    guard equals(object.interface.name, "Program"), object.interface.methodCount >= 1 else {
+      return "\(text: name) does not provide Program: nothing to run"
+    }
+    guard !CallChain.isInChain(found.server) else {
+      return "\(text: name) is running already (it called run)"
+    }
+    let result = KernelReferences.call(found.handle, method: 0)
+    let status = UInt32(truncatingIfNeeded: result >> 32)
+    guard status == 0 else { return "\(text: name) failed (status \(status))" }
+    return "\(text: name) finished with \(UInt32(truncatingIfNeeded: result))"
+  }
+
   private static func runProgram(_ name: UnsafeBufferPointer<UInt8>, line: Int) {
     guard let found = instance(named: name), let object = KernelReferences.table.object(found.handle) else {
       return report(line, "no loaded instance \(text: name) to run")
