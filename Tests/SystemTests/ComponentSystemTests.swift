@@ -28,6 +28,23 @@ func bootComposition(
   return result
 }
 
+/// The composition's group reports (heap and frames), `groups` of them; the first
+/// `checked` must give back every byte of kernel heap and every frame (frames the kernel
+/// heap maps count as its; the first group may also keep a few page tables made on first
+/// use).
+func expectGroupsGiveBack(_ result: BootResult, groups: Int, checked: Int? = nil) {
+  let reports = result.output.matches(
+    of:
+      /kernel heap (NOT )?back to its base: (\d+) bytes in use, (\d+) before[^\n]*\n[^\n]*system: (\d+) frames free, (\d+) before; kernel heap maps (\d+) pages, (\d+) before/
+  )
+  #expect(reports.count == groups, "\(result.tail(30))")
+  for (index, report) in reports.prefix(checked ?? groups).enumerated() {
+    let lost = (Int(report.5)! + Int(report.7)!) - (Int(report.4)! + Int(report.6)!)
+    #expect(report.1 == nil && report.2 == report.3, "group \(index): \(report.0)")
+    #expect(lost < (index == 0 ? 8 : 1), "group \(index): \(report.0)")
+  }
+}
+
 /// The kernel heap is back exactly where it was before the group.
 func expectHeapBackToBase(_ output: String, composition: String) {
   #expect(

@@ -65,19 +65,7 @@ import Testing
         "@@LINE round=2 attach=1 again=0 intruder=0 detach=1 detach-again=0 reattach=1 last=1"))
     #expect(output.contains("system: holder finished with 0 (status 0)"))
     #expect(output.contains("system: composition done, 5 errors"))
-    // Every group gives back every byte of kernel heap and every frame (frames the kernel
-    // heap maps count as its; the first group may also keep a few page tables made on
-    // first use).
-    let reports = output.matches(
-      of:
-        /kernel heap (NOT )?back to its base: (\d+) bytes in use, (\d+) before[^\n]*\n[^\n]*system: (\d+) frames free, (\d+) before; kernel heap maps (\d+) pages, (\d+) before/
-    )
-    #expect(reports.count == 3, "\(result.tail(30))")
-    for (index, report) in reports.enumerated() {
-      let lost = (Int(report.5)! + Int(report.7)!) - (Int(report.4)! + Int(report.6)!)
-      #expect(report.1 == nil && report.2 == report.3, "group \(index): \(report.0)")
-      #expect(lost < (index == 0 ? 8 : 1), "group \(index): \(report.0)")
-    }
+    expectGroupsGiveBack(result, groups: 3)
   }
 
   @Test func swiftTrapsInKernelModeServersAreContained() throws {
@@ -145,17 +133,7 @@ import Testing
     #expect(result.lines.filter { $0.contains("@@LIFE done failures=0") }.count == 2, "\(result.tail(30))")
     #expect(output.components(separatedBy: "refused (wouldDeadlock)").count == 3)
     #expect(output.contains("system: composition done, 0 errors"))
-    let reports = output.matches(
-      of:
-        /kernel heap (NOT )?back to its base: (\d+) bytes in use, (\d+) before[^\n]*\n[^\n]*system: (\d+) frames free, (\d+) before; kernel heap maps (\d+) pages, (\d+) before/
-    )
-    #expect(reports.count == 2, "\(result.tail(30))")
-    for (index, report) in reports.enumerated() {
-      let lost = (Int(report.5)! + Int(report.7)!) - (Int(report.4)! + Int(report.6)!)
-      #expect(report.1 == nil && report.2 == report.3, "group \(index): \(report.0)")
-      // (The first group may keep a few page tables made on first use.)
-      #expect(lost < (index == 0 ? 8 : 1), "group \(index): \(report.0)")
-    }
+    expectGroupsGiveBack(result, groups: 2)
   }
 
   /// Attacks on server workers, locks and lifetimes (systems/tests/workers.system): each
@@ -196,16 +174,7 @@ import Testing
     }
     // Twelve groups give back every byte and frame; the last four keep what their stuck
     // start, their threads inside for ever and their spinning destroy hold.
-    let reports = output.matches(
-      of:
-        /kernel heap (NOT )?back to its base: (\d+) bytes in use, (\d+) before[^\n]*\n[^\n]*system: (\d+) frames free, (\d+) before; kernel heap maps (\d+) pages, (\d+) before/
-    )
-    #expect(reports.count == 16, "\(result.tail(30))")
-    for (index, report) in reports.prefix(12).enumerated() {
-      let lost = (Int(report.5)! + Int(report.7)!) - (Int(report.4)! + Int(report.6)!)
-      #expect(report.1 == nil && report.2 == report.3, "group \(index): \(report.0)")
-      #expect(lost < (index == 0 ? 8 : 1), "group \(index): \(report.0)")
-    }
+    expectGroupsGiveBack(result, groups: 16, checked: 12)
   }
 
 }
