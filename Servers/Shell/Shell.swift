@@ -50,6 +50,7 @@ let commands: [Command] = [
   Command(name: "threads", argument: nil, summary: "threads, their state and the servers they are in"),
   Command(name: "refs", argument: "NAME", summary: "the reference table of instance NAME"),
   Command(name: "mem", argument: nil, summary: "frames, heaps and every server's quota use"),
+  Command(name: "pci", argument: nil, summary: "the PCI functions the bus server found, like lspci"),
   Command(name: "uptime", argument: nil, summary: "time since boot"),
   Command(name: "run", argument: "NAME", summary: "run the Program instance NAME on this thread"),
   Command(
@@ -174,6 +175,8 @@ final class Interpreter: ProgramImplementation {
       show { (buffer) throws(CallError) in try Int(Required.system.threads(text: buffer)) }
     } else if equals(command.name, "mem") {
       show { (buffer) throws(CallError) in try Int(Required.system.memory(text: buffer)) }
+    } else if equals(command.name, "pci") {
+      show { (buffer) throws(CallError) in try Int(Required.pci.list(text: buffer)) }
     } else if equals(command.name, "uptime") {
       let milliseconds = (try? Required.clock.uptimeMilliseconds()) ?? 0
       send("up \(milliseconds / 1000).\(milliseconds % 1000 / 100) s\r\n")

@@ -92,13 +92,15 @@ public struct KernelMessage: ExpressibleByStringInterpolation, Equatable, Sendab
   }
 
   /// Appends `value` as `0x` followed by at least `width` hexadecimal digits.
-  public mutating func append<Value: BinaryInteger>(hex value: Value, width: Int = 1) {
+  public mutating func append<Value: BinaryInteger>(hex value: Value, width: Int = 1, prefix: Bool = true) {
     let bits = UInt64(truncatingIfNeeded: value)
     var digitCount = 1
     while digitCount < 16 && (bits >> (4 * UInt64(digitCount))) != 0 { digitCount += 1 }
     digitCount = max(digitCount, min(width, 16))
-    append(byte: UInt8(ascii: "0"))
-    append(byte: UInt8(ascii: "x"))
+    if prefix {
+      append(byte: UInt8(ascii: "0"))
+      append(byte: UInt8(ascii: "x"))
+    }
     while digitCount > 0 {
       digitCount -= 1
       let nibble = UInt8((bits >> (4 * UInt64(digitCount))) & 0xF)
@@ -136,6 +138,11 @@ public struct KernelMessage: ExpressibleByStringInterpolation, Equatable, Sendab
     /// Appends an integer in hexadecimal with at least `width` digits.
     public mutating func appendInterpolation<Value: BinaryInteger>(hex value: Value, width: Int = 1) {
       message.append(hex: value, width: width)
+    }
+
+    /// Hexadecimal digits without "0x" (PCI addresses and identifiers, as lspci writes them).
+    public mutating func appendInterpolation<Value: BinaryInteger>(hexDigits value: Value, width: Int = 1) {
+      message.append(hex: value, width: width, prefix: false)
     }
 
     /// Appends a static string.

@@ -23,6 +23,7 @@ public enum KernelServiceCatalog {
     KernelService(name: "timers", interface: "Timers"),
     KernelService(name: "supervision", interface: "Supervision"),
     KernelService(name: "memory", interface: "MemoryService"),
+    KernelService(name: "pci", interface: "PciConfiguration"),
   ]
 }
 

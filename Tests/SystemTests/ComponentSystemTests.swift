@@ -10,12 +10,12 @@ import Testing
 /// a line contains `until` (by default: the kernel is idle, the composition is done).
 func bootComposition(
   _ composition: String, test: String, input: (after: String, text: String)? = nil,
-  until marker: String = "idling", countInstructions: Bool = false
+  until marker: String = "idling", countInstructions: Bool = false, devices: [String] = []
 ) throws -> BootResult {
   let name = URL(fileURLWithPath: composition).deletingPathExtension().lastPathComponent
   let result = try QEMU.boot(
     image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input,
-    countInstructions: countInstructions, timeout: 60, log: "\(test)-\(name)"
+    countInstructions: countInstructions, timeout: 60, log: "\(test)-\(name)", devices: devices
   ) { $0.contains(marker) }
   if result.timedOut {
     Issue.record(
@@ -129,7 +129,7 @@ func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(result.output.contains("FileClient: fs-demo: PASS"))
     #expect(
       result.output.contains(
-        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers, supervision, memory)"
+        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers, supervision, memory, pci)"
       ))
     expectHeapBackToBase(result.output, composition: "systems/tests/mismatch.system")
     #expect(result.output.contains("system: composition done, 4 errors"))
@@ -216,11 +216,12 @@ func expectHeapBackToBase(_ output: String, composition: String) {
     let script = [
       "help\r", "servers\r", "threads\r", "refs shell\r", "mem\r", "\u{1B}[A\r", "bogus\r", "refs\r",
       "servers x\r", "rfs shell\u{1B}[H\u{1B}[Ce\r", "memx\u{7F}\r", "thr\t\r", "refs she\t\r", "crash\u{3}",
-      String(repeating: "x", count: 210) + "\r", "run hello\r", "run nope\r", "  UPTIME\r",
+      String(repeating: "x", count: 210) + "\r", "run hello\r", "run nope\r", "pci\r", "  UPTIME\r",
     ]
     let input = (after: "tessera> ", text: script.joined())
     let result = try bootComposition(
-      composition, test: "shellAnswersOverTheInterruptDrivenSerialLine", input: input, until: "up ")
+      composition, test: "shellAnswersOverTheInterruptDrivenSerialLine", input: input, until: "up ",
+      devices: ["rtl8139"])
     let output = result.output
     func count(_ text: String) -> Int { output.components(separatedBy: text).count - 1 }
     #expect(
@@ -263,6 +264,12 @@ func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(output.contains("hello finished with 0"))
     #expect(
       output.contains("no instance called nope (see servers; run takes the instances of the shell's group)"))
+    // pci: the bus server's enumeration, like lspci, with the BARs sized.
+    #expect(output.contains("00:00.0 Host bridge [0600]: 8086:1237"), "\(result.tail(30))")
+    #expect(
+      output.contains(
+        /00:0\d\.0 Ethernet controller \[0200\]: 10ec:8139 \(rev 20\) irq \d+ \(INTA\) bar0 io 0x[0-9a-f]+ size 256 bar1 mem 0x[0-9a-f]+ size 256/
+      ), "the RTL8139 is found")
     #expect(output.contains(/up \d+\.\d s/))
   }
 

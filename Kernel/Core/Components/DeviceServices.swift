@@ -32,6 +32,41 @@ final class IOPortsService: IOPortsImplementation {
   }
 }
 
+/// PCI configuration space through mechanism #1, for the PCI bus server (`kernel.pci`):
+/// the only way to it, so a composition decides which server enumerates and configures
+/// devices.
+final class PciConfigurationService: PciConfigurationImplementation {
+  private static let addressPort: UInt16 = 0xCF8
+  private static let dataPort: UInt16 = 0xCFC
+
+  /// The CONFIG_ADDRESS word; nil for an address outside the ranges.
+  private static func address(bus: UInt, device: UInt, function: UInt, offset: UInt) -> UInt32? {
+    guard bus < 256, device < 32, function < 8, offset < 256, offset & 3 == 0 else { return nil }
+    return 0x8000_0000 | UInt32(truncatingIfNeeded: bus << 16 | device << 11 | function << 8 | offset)
+  }
+
+  func read32(bus: UInt, device: UInt, function: UInt, offset: UInt) -> UInt {
+    guard let address = Self.address(bus: bus, device: device, function: function, offset: offset) else {
+      return UInt(UInt32.max)
+    }
+    return Machine.withInterruptsDisabled {  // the two accesses are one transaction
+      cpu_outl(Self.addressPort, address)
+      return UInt(cpu_inl(Self.dataPort))
+    }
+  }
+
+  func write32(bus: UInt, device: UInt, function: UInt, offset: UInt, value: UInt) -> UInt {
+    guard let address = Self.address(bus: bus, device: device, function: function, offset: offset) else {
+      return 0
+    }
+    Machine.withInterruptsDisabled {
+      cpu_outl(Self.addressPort, address)
+      cpu_outl(Self.dataPort, UInt32(truncatingIfNeeded: value))
+    }
+    return 1
+  }
+}
+
 /// One IRQ line; interrupts become calls to the attached handler.
 final class InterruptLineService: InterruptLineImplementation {
   nonisolated(unsafe) static var lines: InlineArray<16, UInt> = .init(repeating: 0)

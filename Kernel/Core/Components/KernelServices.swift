@@ -171,6 +171,11 @@ enum KernelServices {
         interface: synchronizationDescriptor, dispatch: synchronizationDispatchAddresses(),
         box: SynchronizationBox(SynchronizationService()))
     }
+    if equals(bytes, "pci") {
+      return makeObject(
+        interface: pciConfigurationDescriptor, dispatch: pciConfigurationDispatchAddresses(),
+        box: PciConfigurationBox(PciConfigurationService()))
+    }
     if equals(bytes, "com1") {
       return makeObject(
         interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(),

@@ -1,0 +1,94 @@
+// PciBus: see PciBus.server. Decoding and naming are KernelCore's (Pci.swift, host-tested);
+// this server walks the buses and sizes BARs.
+//
+// Contract: `start` enumerates once: every device of bus 0, every function of a
+// multi-function device, and the bus behind every PCI-to-PCI bridge (each bus once). A
+// BAR is sized by writing all ones with the function's I/O and memory decoding switched
+// off, reading back, and restoring both the BAR and the command register.
+
+import KernelCore
+import ServerRuntime
+
+final class Bus: PciBusImplementation {
+  private(set) var functions: [PciFunction] = []
+
+  init() {
+    var buses: [UInt8] = [0]
+    var visited: [UInt8] = []
+    while let bus = buses.popLast() {
+      guard !visited.contains(bus) else { continue }
+      visited.append(bus)
+      for device in UInt8(0)..<32 {
+        for function in UInt8(0)..<8 {
+          guard
+            var found = PciFunction(
+              bus: bus, device: device, function: function,
+              read: { offset in
+                read(bus, device, function, offset)
+              })
+          else {
+            if function == 0 { break }  // no device: no other functions either
+            continue
+          }
+          size(&found)
+          if let secondary = found.secondaryBus, secondary != 0 { buses.append(secondary) }
+          functions.append(found)
+          if function == 0 && !found.isMultiFunction { break }
+        }
+      }
+    }
+  }
+
+  /// Sizes every BAR of `function` (decoding off meanwhile, then everything restored).
+  private func size(_ function: inout PciFunction) {
+    let (bus, device, number) = (function.bus, function.device, function.function)
+    let command = read(bus, device, number, PciOffset.commandAndStatus)
+    write(
+      bus, device, number, PciOffset.commandAndStatus,
+      command & ~(PciCommand.ioSpace | PciCommand.memorySpace))
+    for index in function.bars.indices {
+      let offset = PciOffset.firstBar + UInt32(truncatingIfNeeded: function.bars[index].index) * 4
+      let original = read(bus, device, number, offset)
+      write(bus, device, number, offset, 0xFFFF_FFFF)
+      let readback = read(bus, device, number, offset)
+      write(bus, device, number, offset, original)
+      function.bars[index].size = PciBar.size(written: readback, kind: function.bars[index].kind)
+    }
+    write(bus, device, number, PciOffset.commandAndStatus, command & 0xFFFF)
+  }
+
+  func list(text: UnsafeMutableRawBufferPointer) -> Int {
+    var count = 0
+    func add(_ message: KernelMessage) {
+      message.withBytes { bytes in
+        for byte in bytes where count < text.count {
+          text[count] = byte
+          count += 1
+        }
+      }
+      if count < text.count {
+        text[count] = UInt8(ascii: "\n")
+        count += 1
+      }
+    }
+    for function in functions { add(function.summary) }
+    return count
+  }
+
+  func count() -> UInt { UInt(functions.count) }
+}
+
+private func read(_ bus: UInt8, _ device: UInt8, _ function: UInt8, _ offset: UInt32) -> UInt32 {
+  UInt32(
+    truncatingIfNeeded: (try? Required.config.read32(
+      bus: UInt(bus), device: UInt(device), function: UInt(function), offset: UInt(offset))) ?? 0xFFFF_FFFF)
+}
+
+private func write(_ bus: UInt8, _ device: UInt8, _ function: UInt8, _ offset: UInt32, _ value: UInt32) {
+  _ = try? Required.config.write32(
+    bus: UInt(bus), device: UInt(device), function: UInt(function), offset: UInt(offset), value: UInt(value))
+}
+
+func start() -> PciBus {
+  PciBus.export(Bus())!
+}
