@@ -4,13 +4,18 @@
 // Contract: `start` enumerates once: every device of bus 0, every function of a
 // multi-function device, and the bus behind every PCI-to-PCI bridge (each bus once). A
 // BAR is sized by writing all ones with the function's I/O and memory decoding switched
-// off, reading back, and restoring both the BAR and the command register.
+// off, reading back, and restoring both the BAR and the command register. `find` hands a
+// function to one driver as a `Device` (PciDevice): its configuration space without the
+// registers that decide what it decodes (BARs, interrupt line), its I/O ports and its
+// interrupt line, which the kernel derives from those registers itself.
 
 import KernelCore
 import ServerRuntime
 
 final class Bus: PciBusImplementation {
   private(set) var functions: [PciFunction] = []
+  /// Which functions were handed to a driver (by index in `functions`).
+  private var handedOut: [Bool] = []
 
   init() {
     var buses: [UInt8] = [0]
@@ -37,6 +42,18 @@ final class Bus: PciBusImplementation {
         }
       }
     }
+    handedOut = [Bool](repeating: false, count: functions.count)
+  }
+
+  func find(vendor: UInt, device: UInt) -> PciDevice? {
+    guard
+      let index = functions.indices.first(where: { index in
+        !handedOut[index] && UInt(functions[index].vendor) == vendor
+          && UInt(functions[index].deviceIdentifier) == device
+      }), let exported = PciDevice.export(Device(functions[index]))
+    else { return nil }
+    handedOut[index] = true
+    return exported
   }
 
   /// Sizes every BAR of `function` (decoding off meanwhile, then everything restored).
@@ -76,6 +93,47 @@ final class Bus: PciBusImplementation {
   }
 
   func count() -> UInt { UInt(functions.count) }
+}
+
+/// One function, as its driver sees it.
+final class Device: PciDeviceImplementation {
+  let function: PciFunction
+
+  init(_ function: PciFunction) { self.function = function }
+
+  func identity() -> UInt { UInt(function.vendor) | UInt(function.deviceIdentifier) << 16 }
+
+  func read32(offset: UInt) -> UInt {
+    guard offset < 256, offset & 3 == 0 else { return UInt(UInt32.max) }
+    return UInt(read(function.bus, function.device, function.function, UInt32(truncatingIfNeeded: offset)))
+  }
+
+  func write32(offset: UInt, value: UInt) -> UInt {
+    // What the function decodes and where it interrupts are the bus server's to set.
+    guard offset < 256, offset & 3 == 0, !(0x10..<0x28).contains(offset), offset != 0x3C else { return 0 }
+    write(
+      function.bus, function.device, function.function, UInt32(truncatingIfNeeded: offset),
+      UInt32(truncatingIfNeeded: value))
+    return 1
+  }
+
+  func ports(bar: UInt) -> IOPorts? {
+    try? Required.config.ports(
+      bus: UInt(function.bus), device: UInt(function.device), function: UInt(function.function), bar: bar)
+  }
+
+  func interrupt() -> InterruptLine? {
+    try? Required.config.interrupt(
+      bus: UInt(function.bus), device: UInt(function.device), function: UInt(function.function))
+  }
+
+  func enableBusMastering() -> UInt {
+    let command = read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
+    write(
+      function.bus, function.device, function.function, PciOffset.commandAndStatus,
+      (command | PciCommand.busMaster | PciCommand.ioSpace) & 0xFFFF)
+    return 1
+  }
 }
 
 private func read(_ bus: UInt8, _ device: UInt8, _ function: UInt8, _ offset: UInt32) -> UInt32 {

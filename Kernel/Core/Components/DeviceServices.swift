@@ -30,6 +30,36 @@ final class IOPortsService: IOPortsImplementation {
     cpu_outb(base + UInt16(truncatingIfNeeded: offset), UInt8(truncatingIfNeeded: value))
     return 1
   }
+
+  /// The port of a `width`-byte access at `offset`, if it lies wholly in the range.
+  private func port(_ offset: UInt, width: UInt) -> UInt16? {
+    guard offset < count, width <= count - offset else { return nil }
+    return base &+ UInt16(truncatingIfNeeded: offset)
+  }
+
+  func read16(offset: UInt) -> UInt {
+    guard let port = port(offset, width: 2) else { return UInt(UInt32.max) }
+    return UInt(cpu_inw(port))
+  }
+
+  func write16(offset: UInt, value: UInt) -> UInt {
+    guard let port = port(offset, width: 2) else { return 0 }
+    cpu_outw(port, UInt16(truncatingIfNeeded: value))
+    return 1
+  }
+
+  func read32(offset: UInt) -> UInt {
+    guard let port = port(offset, width: 4) else { return UInt(UInt32.max) }
+    return UInt(cpu_inl(port))
+  }
+
+  func write32(offset: UInt, value: UInt) -> UInt {
+    guard let port = port(offset, width: 4) else { return 0 }
+    cpu_outl(port, UInt32(truncatingIfNeeded: value))
+    return 1
+  }
+
+  func size() -> UInt { count }
 }
 
 /// PCI configuration space through mechanism #1, for the PCI bus server (`kernel.pci`):
@@ -38,6 +68,20 @@ final class IOPortsService: IOPortsImplementation {
 final class PciConfigurationService: PciConfigurationImplementation {
   private static let addressPort: UInt16 = 0xCF8
   private static let dataPort: UInt16 = 0xCFC
+
+  /// Made with the kernel's services at boot: the interrupt lines bus 0's functions are
+  /// routed to get their objects (and delivering threads) now, so handing one out later
+  /// allocates nothing a group's heap measurement would count.
+  init() {
+    for device: UInt in 0..<32 {
+      for function: UInt in 0..<8 {
+        let word = UInt32(
+          truncatingIfNeeded: read32(bus: 0, device: device, function: function, offset: 0x3C))
+        guard word != UInt32.max, (word >> 8) & 0xFF != 0 else { continue }
+        _ = InterruptLineService.shared(line: Int(truncatingIfNeeded: word & 0xFF))
+      }
+    }
+  }
 
   /// The CONFIG_ADDRESS word; nil for an address outside the ranges.
   private static func address(bus: UInt, device: UInt, function: UInt, offset: UInt) -> UInt32? {
@@ -65,11 +109,67 @@ final class PciConfigurationService: PciConfigurationImplementation {
     }
     return 1
   }
+
+  func ports(bus: UInt, device: UInt, function: UInt, bar: UInt) -> IOPorts? {
+    guard bar < 6 else { return nil }
+    let offset = UInt(PciOffset.firstBar) + bar * 4
+    // Sized here, with the function's decoding off, whatever the caller believes.
+    let range: (base: UInt32, size: UInt32)? = Machine.withInterruptsDisabled {
+      let command = UInt32(
+        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: 4))
+      let value = UInt32(
+        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
+      guard value != UInt32.max, value & 1 != 0 else { return nil }
+      _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFC))
+      _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(UInt32.max))
+      let readback = UInt32(
+        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
+      _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(value))
+      _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFF))
+      let size = PciBar.size(written: readback, kind: .io)
+      let base = value & ~3
+      guard size != 0, base != 0, base <= 0xFFFF, size <= 0x1_0000 - base else { return nil }
+      return (base, size)
+    }
+    guard let range else { return nil }
+    let object = KernelServices.makeObject(
+      interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(),
+      box: IOPortsBox(IOPortsService(base: UInt16(truncatingIfNeeded: range.base), count: UInt(range.size))))
+    return IOPorts(handle: KernelServices.installResult(object))
+  }
+
+  func interrupt(bus: UInt, device: UInt, function: UInt) -> InterruptLine? {
+    let word = UInt32(truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: 0x3C))
+    let line = Int(truncatingIfNeeded: word & 0xFF)
+    let pin = (word >> 8) & 0xFF
+    guard word != UInt32.max, pin != 0, let service = InterruptLineService.shared(line: line) else {
+      return nil
+    }
+    return InterruptLine(handle: KernelServices.installResult(service))
+  }
 }
 
 /// One IRQ line; interrupts become calls to the attached handler.
 final class InterruptLineService: InterruptLineImplementation {
   nonisolated(unsafe) static var lines: InlineArray<16, UInt> = .init(repeating: 0)
+  /// The lines handed out through `kernel.pci`, one object each, made on first use.
+  nonisolated(unsafe) private static var pciLines = [KernelObject?](repeating: nil, count: 16)
+
+  /// The kernel object of IRQ `line` for PCI devices (made once, kept for good); nil for
+  /// the lines the kernel keeps: 0 (timer), 2 (cascade), 4 (COM1, `kernel.irq4`) and
+  /// those above 15.
+  static func shared(line: Int) -> KernelObject? {
+    guard line > 0, line < 16, line != 2, line != 4 else { return nil }
+    if let made = pciLines[line] { return made }
+    let made = KernelServices.makeObject(
+      interface: interruptLineDescriptor, dispatch: interruptLineDispatchAddresses(),
+      box: InterruptLineBox(InterruptLineService(line: line)))
+    // Held by the kernel's table for good, like every kernel service: the drivers' counts
+    // come and go, and the object must never be destroyed under the next one's.
+    guard Machine.withInterruptsDisabled({ KernelReferences.table.install(made) }) != 0 else { return nil }
+    pciLines[line] = made
+    return made
+  }
 
   let line: Int
   private var handler: UInt32 = 0

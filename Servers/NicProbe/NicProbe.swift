@@ -1,0 +1,50 @@
+// NicProbe: see NicProbe.server. Prints one `@@NIC` line: what it got and what it was
+// refused; the system test compares it with what QEMU's RTL8139 has.
+
+import KernelCore
+import ServerRuntime
+
+func report(_ message: KernelMessage) {
+  message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
+}
+
+final class Probe: ProgramImplementation {
+  func run() -> UInt {
+    guard let device = (try? Required.pci.find(vendor: 0x10EC, device: 0x8139)) ?? nil else {
+      report("@@NIC found=0")
+      return 1
+    }
+    // One driver per function: a second find gets nothing.
+    let second = (try? Required.pci.find(vendor: 0x10EC, device: 0x8139)) ?? nil
+    let identity = (try? device.identity()) ?? 0
+    guard let ports = (try? device.ports(bar: 0)) ?? nil else {
+      report("@@NIC ports=none")
+      return 1
+    }
+    var mac = KernelMessage()
+    for offset: UInt in 0..<6 {
+      if offset > 0 { mac.append(":") }
+      mac.append(hex: (try? ports.read8(offset: offset)) ?? 0, width: 2, prefix: false)
+    }
+    let size = (try? ports.size()) ?? 0
+    let word = (try? ports.read32(offset: 0)) ?? 0
+    let outside = (try? ports.read32(offset: size - 2)) ?? 0  // crosses the range's end
+    let memoryBar = (try? device.ports(bar: 1)) ?? nil
+    let barBefore = (try? device.read32(offset: 0x10)) ?? 0
+    let barWrite = (try? device.write32(offset: 0x10, value: 0)) ?? 9
+    let barAfter = (try? device.read32(offset: 0x10)) ?? 1
+    let line = (try? device.interrupt()) ?? nil
+    _ = try? device.enableBusMastering()
+    let busMaster = ((try? device.read32(offset: 4)) ?? 0) & 4 != 0
+    let memoryBarGiven = memoryBar != nil
+    let lineGiven = line != nil
+    report(
+      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster)"
+    )
+    return 0
+  }
+}
+
+func start() -> Program {
+  Program.export(Probe())!
+}
