@@ -69,6 +69,9 @@ OBJCOPY := llvm-objcopy
 # a real server, built and tested like the others, to copy from).
 SERVERS := $(filter-out Runtime,$(notdir $(patsubst %/,%,$(wildcard Servers/*/))))
 SERVER_FILES := $(patsubst %,$(BUILD)/servers/%.srv,$(SERVERS))
+# Named as targets, so make does not treat them as intermediate files (which it neither
+# remakes when missing nor checks against vanished prerequisites).
+GENERATED_SOURCES := $(BUILD)/generated/KernelInterfaces.swift $(patsubst %,$(BUILD)/servers/%/Interfaces.swift,$(SERVERS))
 # A folder copied from Servers/Template without renaming its files would otherwise end in
 # "No rule to make target".
 MISNAMED := $(strip $(foreach server,$(SERVERS),$(if $(wildcard Servers/$(server)/$(server).server),,$(server))))
@@ -106,9 +109,9 @@ TEST_MODULES := $(BUILD)/test-modules/Truncated.srv $(BUILD)/test-modules/Lying.
   $(BUILD)/test-modules/BadManifest.srv
 
 kernel: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(BUILD)/kernel-test.elf $(BUILD)/kernel-test.map $(SERVER_FILES) \
-  $(TEST_MODULES)
+  $(TEST_MODULES) $(GENERATED_SOURCES)
 
-servers: $(SERVER_FILES)
+servers: $(SERVER_FILES) $(GENERATED_SOURCES)
 
 dependencies:
 	@tools/ensure-dependencies
@@ -162,9 +165,12 @@ $(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/Kern
 
 # Generated sources depend on the interface files they use (the .d files `tessera
 # generate` writes next to them), not on all of them; before the first build, on all.
+# They also depend on the Interfaces folder itself, whose time changes when a file is
+# added or removed there: a new file may clash with a name, a removed one may be used.
 -include $(wildcard $(BUILD)/generated/*.d $(BUILD)/servers/*/Interfaces.d)
-KERNEL_INTERFACE_FILES = $(if $(wildcard $(BUILD)/generated/KernelInterfaces.d),,$(INTERFACE_FILES))
-SERVER_INTERFACE_FILES = $(if $(wildcard $(dir $@)Interfaces.d),,$(INTERFACE_FILES))
+KERNEL_INTERFACE_FILES = $(if $(wildcard $(BUILD)/generated/KernelInterfaces.d),Interfaces,$(INTERFACE_FILES))
+SERVER_INTERFACE_FILES = $(if $(wildcard $(dir $@)Interfaces.d),Interfaces,$(INTERFACE_FILES))
+
 
 $(BUILD)/generated/KernelInterfaces.swift: $(KERNEL_INTERFACE_FILES) $(HOST_TOOL)
 	@$(call step,GENERATE,$@)

@@ -80,7 +80,12 @@ final class Interpreter: ProgramImplementation {
   /// Edits a line until Enter (true) or Ctrl-C (false).
   private func readLine() -> Bool {
     while true {
-      let byte = UInt8(truncatingIfNeeded: (try? Required.terminal.read()) ?? 10)
+      guard let word = try? Required.terminal.read() else {
+        // The terminal's server failed: wait for its restart rather than spin.
+        try? Required.clock.sleep(milliseconds: 100)
+        continue
+      }
+      let byte = UInt8(truncatingIfNeeded: word)
       let event = editor.feed(byte)
       if event == .complete { complete() }
       flush()
@@ -112,6 +117,7 @@ final class Interpreter: ProgramImplementation {
   private func instanceNames() -> [[UInt8]] {
     guard let count = try? Required.system.instances(text: output) else { return [] }
     return words(Array(UnsafeRawBufferPointer(rebasing: output[0..<count])), separator: UInt8(ascii: "\n"))
+      .filter { $0.first != UInt8(ascii: "(") }  // "(N more lines did not fit)"
   }
 
   private func words(_ line: [UInt8], separator: UInt8 = UInt8(ascii: " ")) -> [[UInt8]] {
@@ -167,6 +173,10 @@ final class Interpreter: ProgramImplementation {
       return
     }
     let argument = arguments == 1 ? parts[1] : []
+    guard argument.count <= 64 else {
+      send("\(command.name): a name has at most 64 characters\r\n")
+      return
+    }
     if equals(command.name, "help") {
       help()
     } else if equals(command.name, "servers") {

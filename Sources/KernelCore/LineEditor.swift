@@ -7,8 +7,10 @@
 // line), Ctrl-A / Ctrl-E and Home / End, the arrow keys (left and right move the cursor,
 // up and down walk the history), Delete (ESC [ 3 ~), and Tab (`.complete`: the caller
 // answers with `complete(candidates:)`). A line holds at most `maximumLength` characters;
-// past that, typed characters are not taken and the line is marked `tooLong` (the caller
-// says so and does not run it: nothing is cut off silently). Allocation happens only in
+// past that, typed characters are not taken (the terminal's bell rings) and the line is
+// marked `tooLong` until it is edited (the caller says so and does not run it: nothing is
+// cut off silently). A control character ends any escape sequence and counts as itself;
+// an escape sequence's parameters after the first (modifier keys) are ignored. Allocation happens only in
 // the line and history arrays; the same code runs in the kernel-mode or user-mode shell
 // and on the host (LineEditorTests).
 
@@ -51,6 +53,8 @@ public struct LineEditor {
   /// (numbers, not an enum, for the reason Event is a struct).
   private var escape: UInt8 = 0
   private var escapeParameter = 0
+  /// Semicolons seen in the sequence (parameters after the first are ignored).
+  private var parameterCount = 0
   private var lastWasCarriageReturn = false
 
   /// An empty editor.
@@ -72,20 +76,38 @@ public struct LineEditor {
   public mutating func feed(_ byte: UInt8) -> Event {
     let afterCarriageReturn = lastWasCarriageReturn
     lastWasCarriageReturn = false
+    // A control character ends any escape sequence and counts as itself (Ctrl-C or Enter
+    // after a stray ESC must not be lost).
+    if escape != 0 && byte < 32 && byte != 27 { escape = 0 }
     switch escape {
     case 1:
       escape = byte == UInt8(ascii: "[") ? 2 : (byte == UInt8(ascii: "O") ? 3 : 0)
       escapeParameter = 0
-      return .none
+      parameterCount = 0
+      guard escape == 0 else { return .none }
+      if byte == 27 {
+        escape = 1
+        return .none
+      }
+    // ESC and an ordinary character (Alt-key): the character as itself.
     case 3:
       escape = 0
       if byte == UInt8(ascii: "H") { home() } else if byte == UInt8(ascii: "F") { end() }
       return .none
     case 2:
       if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-        escapeParameter = min(escapeParameter * 10 + Int(byte - UInt8(ascii: "0")), 1000)
+        // Only the first parameter counts (the second of "1;5C" is the modifier keys).
+        if parameterCount == 0 {
+          escapeParameter = min(escapeParameter * 10 + Int(byte - UInt8(ascii: "0")), 1000)
+        }
         return .none
       }
+      if byte == UInt8(ascii: ";") {
+        parameterCount += 1
+        return .none
+      }
+      // Any other byte from 0x40 to 0x7E ends the sequence; one below that ends it too
+      // (it cannot belong to one), unheeded.
       escape = 0
       switch byte {
       case UInt8(ascii: "A"): showHistory(-1)
@@ -200,6 +222,9 @@ public struct LineEditor {
 
   private mutating func insert(_ byte: UInt8) {
     guard line.count < maximumLength else {
+      // Refused where the user sees it (the bell), and remembered for Enter: the line on
+      // the screen is then not the one typed.
+      if !tooLong { output.append(7) }
       tooLong = true
       return
     }
@@ -211,6 +236,7 @@ public struct LineEditor {
 
   private mutating func deleteAtCursor() {
     guard cursor < line.count else { return }
+    tooLong = false  // edited after the refusal: the screen shows the line again
     line.remove(at: cursor)
     redrawTail(erasing: 1)
   }

@@ -51,9 +51,19 @@ public func readData(_ path: String) throws -> Data {
   return data
 }
 
-/// Writes `contents` to `path`, creating its folder.
+/// Writes `contents` to `path`, creating its folder; a `LanguageError` saying why not.
 public func writeFile(_ path: String, _ contents: Data) throws {
-  try FileManager.default.createDirectory(
-    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-  try contents.write(to: URL(fileURLWithPath: path))
+  let folder = (path as NSString).deletingLastPathComponent
+  var isDirectory: ObjCBool = false
+  if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+    throw LanguageError(file: path, line: 0, reason: "cannot write the file: it is a directory")
+  }
+  do {
+    if !folder.isEmpty {
+      try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+    try contents.write(to: URL(fileURLWithPath: path))
+  } catch {
+    throw LanguageError(file: path, line: 0, reason: "cannot write the file: \(error.localizedDescription)")
+  }
 }

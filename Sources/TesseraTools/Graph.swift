@@ -26,7 +26,11 @@ public func compositionGraph(path: String, text: String) throws -> String {
   var services: Set<String> = []
   var group = 1
   var lastServer: Int?
-  func quoted(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+  /// `text` for inside DOT's quotes (backslashes first: DOT reads \" and \\ there).
+  func escaped(_ text: String) -> String {
+    text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+  }
+  func quoted(_ text: String) -> String { "\"" + escaped(text) + "\"" }
 
   try bytes.withUnsafeBufferPointer { buffer in
     func string(_ part: UnsafeBufferPointer<UInt8>) -> String { String(decoding: part, as: UTF8.self) }
@@ -50,7 +54,11 @@ public func compositionGraph(path: String, text: String) throws -> String {
           where_ = "user space \(string(space))"
           cluster = "user space \(string(space))"
         }
-        let label = "\(instance)\\n\(string(file))\\n\(where_)\(restart ? ", restart" : "")"
+        // Escaped here: its line breaks (\n) are DOT's own.
+        let label = [
+          escaped(instance), escaped(string(file)), escaped(where_) + (restart ? ", restart" : ""),
+        ]
+        .joined(separator: "\\n")
         instances.append(Instance(node: node, label: label, cluster: cluster))
         current[instance] = instances.count - 1
         lastServer = instances.count - 1
@@ -99,7 +107,7 @@ public func compositionGraph(path: String, text: String) throws -> String {
     lines.append("    label=\(quoted(cluster));")
     for instance in instances where instance.cluster == cluster {
       lines.append(
-        "    \(quoted(instance.node)) [label=\(quoted(instance.label))\(instance.runs ? ", penwidth=2" : "")];"
+        "    \(quoted(instance.node)) [label=\"\(instance.label)\"\(instance.runs ? ", penwidth=2" : "")];"
       )
     }
     lines.append("  }")

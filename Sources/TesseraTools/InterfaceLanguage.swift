@@ -428,7 +428,11 @@ private func checkName(_ name: String, _ parser: Parser, parameter: Bool = false
     throw parser.error("name '\(name)' is longer than \(InterfaceDescriptor.maximumNameLength) characters")
   }
   let language: Set = ["word", "bytes", "in", "out", "inout", "filled", "func", "interface", "server"]
+  // Also the types generated code names, which an interface of that name would shadow.
   let swift: Set = [
+    "in", "Int", "UInt", "UInt8", "UInt16", "UInt32", "UInt64", "Int32", "Bool", "Void", "String", "Never",
+    "Optional", "Array", "Required", "CallError", "ObjectBox", "InterfaceReference", "KernelMessage",
+    "UnsafeRawBufferPointer", "UnsafeMutableRawBufferPointer", "UnsafeMutableRawPointer", "UnsafeRawPointer",
     "handle", "self", "Self", "class", "struct", "enum", "protocol", "extension", "let", "var", "return",
     "if",
     "else", "for", "while", "repeat", "switch", "case", "default", "break", "continue", "import", "init",

@@ -2,7 +2,8 @@
 // servers (`tessera symbolize LOG`).
 //
 // Contract: `symbolize(log:resolve:)` returns the log with, after every line that reports
-// a server stopped at an image offset ("server NAME stopped: ... (image offset 0xOFF)"),
+// a server stopped at an image offset ("server NAME stopped: ... (image offset 0xOFF)",
+// or a panic backtrace's frame "#N 0xADDRESS server NAME + 0xOFF"),
 // the frames at that offset, innermost first, each as "    at FUNCTION (FILE:LINE)"
 // (inlined frames included; the first may be the Swift runtime's message, such as "Swift
 // runtime failure: Index out of range"). Which server file NAME came from is read from the
@@ -39,10 +40,13 @@ public func symbolize(log: String, resolve: (_ serverFile: String, _ offset: UIn
     if let loaded = line.firstMatch(of: /loaded (\w+) from (\w+)\.srv/) {
       files[String(loaded.1)] = String(loaded.2)
     }
-    guard let stopped = line.firstMatch(of: /server (\w+) stopped:.*\(image offset 0x([0-9a-fA-F]+)\)/),
-      let offset = UInt32(stopped.2, radix: 16)
-    else { continue }
-    let name = String(stopped.1)
+    // A contained fault ("server NAME stopped: ... (image offset 0xOFF)"), or a frame of
+    // a kernel panic's backtrace inside a kernel-mode server ("server NAME + 0xOFF").
+    let match =
+      line.firstMatch(of: /server (\w+) stopped:.*\(image offset 0x([0-9a-fA-F]+)\)/).map { ($0.1, $0.2) }
+      ?? line.firstMatch(of: /#\d+ 0x[0-9a-fA-F]+ server (\w+) \+ 0x([0-9a-fA-F]+)/).map { ($0.1, $0.2) }
+    guard let (nameText, offsetText) = match, let offset = UInt32(offsetText, radix: 16) else { continue }
+    let name = String(nameText)
     for frame in resolve(files[name] ?? name, offset) {
       output.append("    at \(frame.function) (\(frame.location))")
     }

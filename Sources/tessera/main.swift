@@ -232,8 +232,10 @@ case "graph":
       process.arguments = ["-Tsvg", arguments[2], "-o", svg]
       try process.run()
       process.waitUntilExit()
-      print(
-        process.terminationStatus == 0 ? "wrote \(svg)" : "dot failed (status \(process.terminationStatus))")
+      guard process.terminationStatus == 0 else {
+        throw LanguageError(file: svg, line: 0, reason: "dot failed (status \(process.terminationStatus))")
+      }
+      print("wrote \(svg)")
     } else {
       print("(Graphviz's dot is not installed: no SVG; apt-get install graphviz)")
     }

@@ -60,8 +60,28 @@ import Testing
     var editor = LineEditor(maximumLength: 8)
     #expect(type("0123456789\r", into: &editor) == [.line])
     #expect(editor.tooLong && string(editor.line) == "01234567")
+    #expect(editor.output.filter { $0 == 7 }.count == 1, "the bell rings once for the refused characters")
     editor.reset()
     #expect(!editor.tooLong)
+    // Edited after the refusal, the line on the screen is the one that runs.
+    _ = type("0123456789\u{7F}\u{7F}", into: &editor)
+    #expect(!editor.tooLong && string(editor.line) == "012345")
+  }
+
+  @Test func controlCharactersEndEscapeSequences() {
+    // Ctrl-C inside an unfinished sequence still abandons the line; Enter after a stray
+    // ESC still finishes it; ESC and a letter (Alt) types the letter.
+    var editor = LineEditor()
+    #expect(type("abc\u{1B}[\u{3}", into: &editor) == [.cancelled])
+    editor.reset()
+    #expect(type("help\u{1B}\r", into: &editor) == [.line] && string(editor.line) == "help")
+    editor.reset()
+    _ = type("hel\u{1B}p", into: &editor)
+    #expect(string(editor.line) == "help")
+    // Modifier keys (Ctrl-Right is ESC [ 1 ; 5 C) insert nothing; Ctrl-Delete deletes.
+    editor.reset()
+    _ = type("help\u{1B}[1;5C\u{1B}[D\u{1B}[3;5~", into: &editor)
+    #expect(string(editor.line) == "hel")
   }
 
   @Test func tabCompletesAUniqueWordAndListsSeveral() {

@@ -62,4 +62,10 @@ import Testing
       try readText(folder)
     }
   }
+
+  @Test func quotesAndBackslashesAreEscaped() throws {
+    let dot = try compositionGraph(path: "q.system", text: #"server odd x\"y.srv"# + "\n")
+    #expect(dot.contains(#"[label="odd\nx\\\"y.srv\nkernel mode"];"#), "\(dot)")
+  }
+
 }

@@ -53,6 +53,8 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
     ("interface A {\n func f(self: word)\n}", "a.tif:2: 'self' is a reserved word"),
     ("interface A {\n func f(handle: word)\n}", "a.tif:2: 'handle' is a reserved word"),
     ("interface A {\n func return()\n}", "a.tif:2: 'return' is a reserved word"),
+    ("interface A {\n func f(in: word)\n}", "a.tif:2: 'in' is a reserved word"),
+    ("interface Int {\n}", "a.tif:1: 'Int' is a reserved word"),
   ])
   func reportsErrorsWithTheirLine(source: String, message: String) {
     #expect(throws: LanguageError.self) { _ = try parseInterfaces(source, file: "a.tif") }

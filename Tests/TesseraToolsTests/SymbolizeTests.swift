@@ -47,4 +47,22 @@ import Testing
         SymbolizedFrame(function: "crash()", location: "/work/Servers/Greeter/Greeter.swift:30"),
       ])
   }
+
+  @Test func aKernelPanicsServerFramesAreNamedToo() {
+    let panic = """
+      [    0.04] info: loaded Crasher from Crasher.srv as crasher in kernel mode: image 20 KiB at 0x30050000, 1 slots
+        #0 0x300515c2 server Crasher + 0x15c2
+        #1 0x00161056 specialized static KernelReferences.call(_:method:words:) + 0x125
+      """
+    var asked: [(String, UInt32)] = []
+    let result = symbolize(log: panic) { file, offset in
+      asked.append((file, offset))
+      return [SymbolizedFrame(function: "Faulty.run()", location: "Servers/Crasher/Crasher.swift:9")]
+    }
+    #expect(asked.count == 1 && asked[0].0 == "Crasher" && asked[0].1 == 0x15c2)
+    #expect(
+      result.contains(
+        "#0 0x300515c2 server Crasher + 0x15c2\n    at Faulty.run() (Servers/Crasher/Crasher.swift:9)"))
+  }
+
 }

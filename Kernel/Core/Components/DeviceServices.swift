@@ -281,6 +281,7 @@ final class SystemInfoService: SystemInfoImplementation {
   private func write(_ buffer: UnsafeMutableRawBufferPointer, _ lines: (inout TextWriter) -> Void) -> Int {
     var writer = TextWriter(buffer: buffer)
     Machine.withInterruptsDisabled { lines(&writer) }
+    writer.finish()
     return writer.count
   }
 
@@ -456,16 +457,40 @@ final class SystemInfoService: SystemInfoImplementation {
   }
 }
 
-/// Appends lines of text to a buffer without allocating.
+/// Appends whole lines of text to a buffer without allocating; a line that does not fit
+/// is left out and counted, and `finish` says how many were (nothing is cut silently).
 struct TextWriter {
   let buffer: UnsafeMutableRawBufferPointer
   private(set) var count = 0
+  /// Lines left out for want of room.
+  private(set) var omitted = 0
+  /// Room kept for `finish`'s line.
+  private static let reserve = 48
 
   init(buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
 
   mutating func line(_ message: KernelMessage) {
+    let room = buffer.count - min(Self.reserve, buffer.count / 2)
+    guard omitted == 0, count + message.count + 1 <= room else {
+      omitted += 1
+      return
+    }
     message.withBytes { bytes in
-      for byte in bytes where count < buffer.count {
+      for byte in bytes {
+        buffer[count] = byte
+        count += 1
+      }
+    }
+    buffer[count] = UInt8(ascii: "\n")
+    count += 1
+  }
+
+  /// Adds "(N more lines did not fit)" if any were left out.
+  mutating func finish() {
+    guard omitted > 0 else { return }
+    let note: KernelMessage = "(\(omitted) more lines did not fit)"
+    note.withBytes { bytes in
+      for byte in bytes where count < buffer.count - 1 {
         buffer[count] = byte
         count += 1
       }

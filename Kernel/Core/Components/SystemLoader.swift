@@ -547,9 +547,22 @@ enum SystemLoader {
     guard !CallChain.isInChain(found.server) else {
       return "\(text: name) is running already (it called run)"
     }
-    let result = KernelReferences.call(found.handle, method: 0)
+    // The live instance: after a restart, the group's handle names the failed one.
+    var handle = found.handle
+    if found.server.failed, let restarted = restartedMainHandle(named: name) { handle = restarted }
+    var result = KernelReferences.call(handle, method: 0)
+    // Failing while it runs, a supervised program runs again once restarted (as `run` lines do).
+    if UInt32(truncatingIfNeeded: result >> 32) == CallStubs.statusServerUnavailable,
+      let restarted = restartedMainHandle(named: name)
+    {
+      result = KernelReferences.call(restarted, method: 0)
+    }
     let status = UInt32(truncatingIfNeeded: result >> 32)
-    guard status == 0 else { return "\(text: name) failed (status \(status))" }
+    guard status == 0 else {
+      let reason: StaticString =
+        status == CallStubs.statusServerUnavailable ? "serverUnavailable" : "a call error"
+      return "\(text: name) failed (status \(status), \(reason))"
+    }
     return "\(text: name) finished with \(UInt32(truncatingIfNeeded: result))"
   }
 
