@@ -10,12 +10,14 @@ import Testing
 /// a line contains `until` (by default: the kernel is idle, the composition is done).
 func bootComposition(
   _ composition: String, test: String, input: (after: String, text: String)? = nil,
-  until marker: String = "idling", countInstructions: Bool = false, devices: [String] = []
+  until marker: String = "idling", countInstructions: Bool = false, devices: [String] = [],
+  arguments: [String] = []
 ) throws -> BootResult {
   let name = URL(fileURLWithPath: composition).deletingPathExtension().lastPathComponent
   let result = try QEMU.boot(
     image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input,
-    countInstructions: countInstructions, timeout: 60, log: "\(test)-\(name)", devices: devices
+    countInstructions: countInstructions, timeout: 60, log: "\(test)-\(name)", devices: devices,
+    arguments: arguments
   ) { $0.contains(marker) }
   if result.timedOut {
     Issue.record(

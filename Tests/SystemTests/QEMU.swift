@@ -67,11 +67,12 @@ enum QEMU {
   /// follows executed instructions, not the host, so timing inside the guest does not
   /// depend on how loaded the host is. The console is kept in `build/test-logs/LOG.log`
   /// (by default named after the image, the first module and the command line).
-  /// `devices` are QEMU `-device` specifications added to the machine (`rtl8139`).
+  /// `devices` are QEMU `-device` specifications added to the machine (`rtl8139`);
+  /// `arguments` go to QEMU as they are (a `-netdev`).
   static func boot(
     image: String, modules: [String] = [], append: String = "", input: (after: String, text: String)? = nil,
     countInstructions: Bool = false, timeout: TimeInterval = 60, log: String? = nil,
-    devices: [String] = [], until: ((Substring) -> Bool)? = nil
+    devices: [String] = [], arguments: [String] = [], until: ((Substring) -> Bool)? = nil
   ) throws -> BootResult {
     let kernel = root.appendingPathComponent("build/\(image).elf").path
     let moduleArgument = (["build/\(image).map"] + modules).map { root.appendingPathComponent($0).path }
@@ -86,6 +87,7 @@ enum QEMU {
         "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         "-kernel", kernel, "-initrd", moduleArgument.joined(separator: ","), "-append", append,
       ] + (countInstructions ? ["-icount", "shift=0,sleep=off"] : []) + devices.flatMap { ["-device", $0] }
+      + arguments
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
