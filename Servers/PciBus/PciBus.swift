@@ -7,7 +7,9 @@
 // off, reading back, and restoring both the BAR and the command register. `find` hands a
 // function to one driver as a `Device` (PciDevice): its configuration space without the
 // registers that decide what it decodes (BARs, interrupt line), its I/O ports and its
-// interrupt line, which the kernel derives from those registers itself.
+// interrupt line, which the kernel derives from those registers itself. When the driver
+// lets it go (or fails), the function's bus mastering is switched off and it can be
+// found again.
 
 import KernelCore
 import ServerRuntime
@@ -50,10 +52,22 @@ final class Bus: PciBusImplementation {
       let index = functions.indices.first(where: { index in
         !handedOut[index] && UInt(functions[index].vendor) == vendor
           && UInt(functions[index].deviceIdentifier) == device
-      }), let exported = PciDevice.export(Device(functions[index]))
+      }), let exported = PciDevice.export(Device(functions[index], bus: self, index: index))
     else { return nil }
     handedOut[index] = true
     return exported
+  }
+
+  /// A driver let its device go (it ended, or failed and its references were released):
+  /// the function stops mastering the bus, so it cannot write into memory the kernel now
+  /// reuses, and it can be found again (by the restarted driver).
+  func released(_ index: Int) {
+    let function = functions[index]
+    let command = read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
+    write(
+      function.bus, function.device, function.function, PciOffset.commandAndStatus,
+      command & 0xFFFF & ~PciCommand.busMaster)
+    handedOut[index] = false
   }
 
   /// Sizes every BAR of `function` (decoding off meanwhile, then everything restored).
@@ -98,8 +112,16 @@ final class Bus: PciBusImplementation {
 /// One function, as its driver sees it.
 final class Device: PciDeviceImplementation {
   let function: PciFunction
+  private let bus: Bus
+  private let index: Int
 
-  init(_ function: PciFunction) { self.function = function }
+  init(_ function: PciFunction, bus: Bus, index: Int) {
+    self.function = function
+    self.bus = bus
+    self.index = index
+  }
+
+  deinit { bus.released(index) }
 
   func identity() -> UInt { UInt(function.vendor) | UInt(function.deviceIdentifier) << 16 }
 

@@ -31,6 +31,8 @@ final class Card: InterruptHandlerImplementation {
   private static let queueCapacity = 64
   private let queued: Semaphore
   private var counts = (framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, errors: 0, drops: 0, overflows: 0)
+  /// Frames received so far (for the fault command's pointer, which must not be a constant).
+  var counterOfFramesIn: Int { counts.framesIn }
 
   init?(device: PciDevice) {
     guard let ports = (try? device.ports(bar: 0)) ?? nil,
@@ -211,6 +213,11 @@ final class Device: NetworkDeviceImplementation {
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int { card.receive(frame: frame) }
   func macAddress(address: UnsafeMutableRawBufferPointer) -> Int { card.macAddress(address: address) }
   func counters(text: UnsafeMutableRawBufferPointer) -> Int { card.counters(text: text) }
+
+  func fault() {
+    let wild = UnsafeMutablePointer<UInt>(bitPattern: UInt(0xDEAD_0000) | UInt(card.counterOfFramesIn & 4))!
+    wild.pointee = 1  // page fault: nothing is mapped there
+  }
 }
 
 func start() -> NetworkDevice {

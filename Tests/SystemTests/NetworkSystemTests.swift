@@ -68,12 +68,81 @@ private final class Sessions: @unchecked Sendable {
   var list: [Session] = []
 }
 
+/// Frames of seeded random sizes and contents to and from the echo.
+private struct Traffic {
+  let peer: DatagramPeer
+  let guestPort: UInt16
+  let me: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
+  var guest: [UInt8] = []
+  var sequence = 0
+  private var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+  init(peer: DatagramPeer, guestPort: UInt16) {
+    self.peer = peer
+    self.guestPort = guestPort
+  }
+
+  private mutating func next() -> UInt64 {
+    state ^= state << 13
+    state ^= state >> 7
+    state ^= state << 17
+    return state
+  }
+
+  /// Waits for the echo's HELLO (other frames are skipped); whether it came.
+  mutating func awaitHello(seconds: Int = 60) -> Bool {
+    while let frame = peer.receive(seconds: seconds) {
+      if frame.count >= 19, Array(frame[14..<19]) == Array("HELLO".utf8) {
+        guest = Array(frame[6..<12])
+        return true
+      }
+    }
+    return false
+  }
+
+  /// The next test frame (60 to 1,514 bytes, its sequence number first).
+  mutating func frame() -> [UInt8] {
+    let size = 60 + Int(next() % UInt64(1514 - 60 + 1))
+    var frame = guest + me + [0x88, 0xB5] + withUnsafeBytes(of: UInt32(sequence).bigEndian, Array.init)
+    sequence += 1
+    while frame.count < size { frame.append(UInt8(truncatingIfNeeded: next())) }
+    return frame
+  }
+
+  /// Sends `count` frames one at a time, each checked on its way back; nil, or what failed.
+  mutating func echo(_ count: Int) -> String? {
+    for _ in 0..<count {
+      let sent = frame()
+      peer.send(sent, to: guestPort)
+      guard let back = peer.receive(seconds: 10) else { return "frame \(sequence - 1) did not come back" }
+      guard back.count == sent.count, Array(back[0..<6]) == me, Array(back[6..<12]) == guest,
+        Array(back[12...]) == Array(sent[12...])
+      else { return "frame \(sequence - 1) (\(sent.count) bytes) came back as \(back.count) different bytes" }
+    }
+    return nil
+  }
+
+  func command(_ word: String) {
+    peer.send(guest + me + [0x88, 0xB5] + Array(word.utf8) + [UInt8](repeating: 0, count: 41), to: guestPort)
+  }
+}
+
+/// The arguments that give the guest an RTL8139 on a dgram link to `peerPort`.
+private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
+  [
+    "-netdev",
+    "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port=\(guestPort),remote.type=inet,remote.host=127.0.0.1,remote.port=\(peerPort)",
+    "-device", "rtl8139,netdev=net0",
+  ]
+}
+
 @Suite struct NetworkSystemTests {
   static let framesPerSession = 500
 
   @Test func framesOfRandomSizesComeBackIntactAndInOrder() throws {
-    let guestPort = UInt16(30_000 + Int(getpid() % 10_000))
-    let peerPort = guestPort &+ 10_000
+    // Ports of its own per run and per test (the restart test uses 30000-39999).
+    let guestPort = UInt16(20_000 + Int(getpid() % 5_000))
+    let peerPort = guestPort &+ 5_000
     let peer = try #require(DatagramPeer(port: peerPort), "no UDP socket on port \(peerPort)")
     let me: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
     let sessions = Sessions()
@@ -142,11 +211,66 @@ private final class Sessions: @unchecked Sendable {
       #expect(
         line.contains(
           try Regex(
-            "echoed=\(frames) frames in \(frames + 1) \\(\\d+ bytes\\), out \(frames + 1) \\(\\d+ bytes\\), errors 0, drops 0"
+            "echoed=\(frames) restarts=0 frames in \(frames + 1) \\(\\d+ bytes\\), out \(frames + 1) \\(\\d+ bytes\\), errors 0, drops 0"
           )
         ), "\(line)")
     }
     #expect(result.output.contains("rtl8139: ready, MAC 52:54:00:"))
     expectGroupsGiveBack(result, groups: 2)
   }
+
+  /// The driver faults mid-traffic and is restarted; traffic resumes with the new
+  /// instance. A burst sent right after the fault shows how many frames the restart loses.
+  @Test func theDriverIsRestartedMidTrafficAndTrafficResumes() throws {
+    let guestPort = UInt16(30_000 + Int(getpid() % 5_000))
+    let peerPort = guestPort &+ 5_000
+    let peer = try #require(DatagramPeer(port: peerPort), "no UDP socket on port \(peerPort)")
+    let outcome = RestartOutcome()
+    let done = DispatchSemaphore(value: 0)
+    let worker = Thread {
+      var traffic = Traffic(peer: peer, guestPort: guestPort)
+      defer { done.signal() }
+      guard traffic.awaitHello() else { return }
+      outcome.before = traffic.echo(100)
+      traffic.command("FAULT")
+      // A burst while the driver is down: whatever comes back before the new HELLO.
+      for _ in 0..<20 { peer.send(traffic.frame(), to: guestPort) }
+      var echoed = 0
+      while let frame = peer.receive(seconds: 5) {
+        if frame.count >= 19, Array(frame[14..<19]) == Array("HELLO".utf8) {
+          outcome.helloAgain = true
+          break
+        }
+        echoed += 1
+      }
+      outcome.burstEchoed = echoed
+      outcome.after = outcome.helloAgain ? traffic.echo(100) : "no HELLO from the restarted driver"
+      traffic.command("STOP")
+    }
+    worker.start()
+    let result = try bootComposition(
+      "systems/tests/network-restart.system", test: "theDriverIsRestartedMidTrafficAndTrafficResumes",
+      until: "composition done", arguments: rtl8139Link(guestPort: guestPort, peerPort: peerPort))
+    #expect(done.wait(timeout: .now() + 30) == .success, "the peer did not finish")
+    #expect(
+      outcome.before == nil && outcome.after == nil,
+      "\(String(describing: outcome.before)), \(String(describing: outcome.after))\n\(result.tail(30))")
+    #expect(outcome.helloAgain)
+    // For the note: how many of the burst's frames the restart lost.
+    print("network restart: \(outcome.burstEchoed) of 20 frames sent during the restart came back")
+    #expect(result.output.contains("server Rtl8139 stopped: Page fault"))
+    #expect(result.output.contains("system: nic failed; restarting it (restart 1)"))
+    #expect(result.lines.filter { $0.contains("rtl8139: ready, MAC 52:54:00:") }.count == 2)
+    #expect(result.output.contains("@@ECHO driver restarted; ready again"))
+    #expect(result.output.contains(/@@ECHO echoed=\d+ restarts=1 frames in \d+/), "\(result.tail(20))")
+    expectGroupsGiveBack(result, groups: 1)
+  }
+}
+
+/// What the restart test's peer saw.
+private final class RestartOutcome: @unchecked Sendable {
+  var before: String? = "not run"
+  var after: String? = "not run"
+  var burstEchoed = -1
+  var helloAgain = false
 }
