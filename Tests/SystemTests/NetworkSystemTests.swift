@@ -60,6 +60,7 @@ private final class DatagramPeer: @unchecked Sendable {
 /// What the peer saw in one session with the echo.
 private struct Session {
   var echoed = 0
+  var broadcastsBack = 0
   var failure: String?
 }
 
@@ -137,73 +138,57 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
 }
 
 @Suite struct NetworkSystemTests {
-  static let framesPerSession = 500
+  static let framesPerSession = 10_000
 
+  /// 10,000 frames each way per placement, each checked; then frames to another address
+  /// (the card filters them out) and to the broadcast address (taken and echoed).
   @Test func framesOfRandomSizesComeBackIntactAndInOrder() throws {
     // Ports of its own per run and per test (the restart test uses 30000-39999).
     let guestPort = UInt16(20_000 + Int(getpid() % 5_000))
     let peerPort = guestPort &+ 5_000
     let peer = try #require(DatagramPeer(port: peerPort), "no UDP socket on port \(peerPort)")
-    let me: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
     let sessions = Sessions()
     let done = DispatchSemaphore(value: 0)
     let worker = Thread {
-      // Sizes and bytes from a seeded xorshift, so a failure can be replayed.
-      var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-      func next() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-      }
+      defer { done.signal() }
       for _ in 0..<2 {
         var session = Session()
-        // The echo's broadcast HELLO says where it is.
-        guard let hello = peer.receive(seconds: 60), hello.count >= 14 else {
+        var traffic = Traffic(peer: peer, guestPort: guestPort)
+        guard traffic.awaitHello() else {
           session.failure = "no HELLO from the guest"
           sessions.list.append(session)
           break
         }
-        let guest = Array(hello[6..<12])
-        for index in 0..<Self.framesPerSession {
-          let size = 60 + Int(next() % UInt64(1514 - 60 + 1))
-          var frame = guest + me + [0x88, 0xB5] + withUnsafeBytes(of: UInt32(index).bigEndian, Array.init)
-          while frame.count < size { frame.append(UInt8(truncatingIfNeeded: next())) }
-          peer.send(frame, to: guestPort)
-          guard let back = peer.receive(seconds: 10) else {
-            session.failure = "frame \(index) (\(size) bytes) did not come back"
-            break
-          }
-          guard back.count == frame.count, Array(back[0..<6]) == me, Array(back[6..<12]) == guest,
-            Array(back[12...]) == Array(frame[12...])
-          else {
-            session.failure = "frame \(index) (\(size) bytes) came back as \(back.count) different bytes"
-            break
-          }
-          session.echoed += 1
+        session.failure = traffic.echo(Self.framesPerSession)
+        if session.failure == nil { session.echoed = Self.framesPerSession }
+        // Ten frames to another station: filtered by the card, none comes back.
+        let guest = traffic.guest
+        traffic.guest = [0x02, 0, 0, 0, 0, 0x99]
+        for _ in 0..<10 { peer.send(traffic.frame(), to: guestPort) }
+        // Ten broadcast frames: taken, and echoed to us.
+        traffic.guest = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        for _ in 0..<10 { peer.send(traffic.frame(), to: guestPort) }
+        while let back = peer.receive(seconds: 2) {
+          if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.broadcastsBack += 1 }
         }
-        peer.send(
-          guest + me + [0x88, 0xB5] + Array("STOP".utf8) + [UInt8](repeating: 0, count: 42), to: guestPort)
+        traffic.guest = guest
+        traffic.command("STOP")
         sessions.list.append(session)
       }
-      done.signal()
     }
     worker.start()
     let result = try bootComposition(
       "systems/tests/network-echo.system", test: "framesOfRandomSizesComeBackIntactAndInOrder",
-      until: "composition done",
-      arguments: [
-        "-netdev",
-        "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port=\(guestPort),remote.type=inet,remote.host=127.0.0.1,remote.port=\(peerPort)",
-        "-device", "rtl8139,netdev=net0",
-      ])
+      until: "composition done", arguments: rtl8139Link(guestPort: guestPort, peerPort: peerPort))
     #expect(done.wait(timeout: .now() + 30) == .success, "the peer did not finish")
     #expect(sessions.list.count == 2, "\(result.tail(20))")
     for (index, session) in sessions.list.enumerated() {
       #expect(
-        session.failure == nil && session.echoed == Self.framesPerSession, "session \(index): \(session)")
+        session.failure == nil && session.echoed == Self.framesPerSession && session.broadcastsBack == 10,
+        "session \(index): \(session)")
     }
-    // The driver's counters: the frames and the STOP in, the HELLO and the echoes out.
+    // The driver's counters: the frames, the broadcasts and the STOP in (not the ten
+    // filtered ones), the HELLO, the echoes and the broadcasts' echoes out.
     let frames = Self.framesPerSession
     let echoes = result.lines.filter { $0.contains("@@ECHO echoed=") }
     #expect(echoes.count == 2, "\(result.tail(20))")
@@ -211,9 +196,8 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
       #expect(
         line.contains(
           try Regex(
-            "echoed=\(frames) restarts=0 frames in \(frames + 1) \\(\\d+ bytes\\), out \(frames + 1) \\(\\d+ bytes\\), errors 0, drops 0"
-          )
-        ), "\(line)")
+            "echoed=\(frames + 10) restarts=0 frames in \(frames + 11) \\(\\d+ bytes\\), out \(frames + 11) \\(\\d+ bytes\\), errors 0, drops 0"
+          )), "\(line)")
     }
     #expect(result.output.contains("rtl8139: ready, MAC 52:54:00:"))
     expectGroupsGiveBack(result, groups: 2)
