@@ -134,6 +134,8 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
     "-netdev",
     "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port=\(guestPort),remote.type=inet,remote.host=127.0.0.1,remote.port=\(peerPort)",
     "-device", "rtl8139,netdev=net0",
+    // An e1000 with no link, on the RTL8139's interrupt line: the witness shares it.
+    "-device", "e1000",
   ]
 }
 
@@ -200,6 +202,11 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
           )), "\(line)")
     }
     #expect(result.output.contains("rtl8139: ready, MAC 52:54:00:"))
+    // The witness shared the card's line: it attached beside the driver and was asked at
+    // every interrupt, while the driver was served too (the frames came back).
+    #expect(result.output.contains("@@IRQ witness lineGiven=true attached=1"))
+    let calls = try #require(result.output.firstMatch(of: /@@IRQ witness calls=(\d+)/))
+    #expect(Int(calls.1)! > 100, "\(calls.0)")
     expectGroupsGiveBack(result, groups: 2)
   }
 

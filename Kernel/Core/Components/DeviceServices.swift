@@ -163,7 +163,7 @@ final class InterruptLineService: InterruptLineImplementation {
     if let made = pciLines[line] { return made }
     let made = KernelServices.makeObject(
       interface: interruptLineDescriptor, dispatch: interruptLineDispatchAddresses(),
-      box: InterruptLineBox(InterruptLineService(line: line)))
+      box: InterruptLineBox(InterruptLineService(line: line, shared: true)))
     // Held by the kernel's table for good, like every kernel service: the drivers' counts
     // come and go, and the object must never be destroyed under the next one's.
     guard Machine.withInterruptsDisabled({ KernelReferences.table.install(made) }) != 0 else { return nil }
@@ -172,7 +172,14 @@ final class InterruptLineService: InterruptLineImplementation {
   }
 
   let line: Int
-  private var handler: UInt32 = 0
+  /// Whether several handlers may share the line (PCI lines are level-triggered and
+  /// shared; COM1's is one driver's).
+  let isShared: Bool
+  /// The attached handlers' handles in the kernel's table, in attach order.
+  private var handlers: [UInt32] = []
+  /// The handlers one delivery calls (the deliverer's own; made here, at boot, so the
+  /// thread's first run, whenever it comes, allocates nothing a group would count).
+  private var delivering: [UInt32] = []
   private var pending = 0
   private var deliverer: Thread?
   /// Set while the delivering thread waits for an interrupt (not while it is blocked
@@ -181,57 +188,73 @@ final class InterruptLineService: InterruptLineImplementation {
 
   /// The line's delivering thread starts with the service (at boot, with every kernel
   /// service) and blocks until an interrupt comes: it lives for good, like the service.
-  init(line: Int) {
+  init(line: Int, shared: Bool = false) {
     self.line = line
+    isShared = shared
+    handlers.reserveCapacity(8)  // at boot: attaching allocates nothing a group would count
+    delivering.reserveCapacity(8)
     deliverer = Scheduler.spawn(name: "irq", priority: Scheduler.highPriority) { [self] in self.deliver() }
   }
 
+  /// The server a handler handle's object belongs to.
+  private func owner(of handle: UInt32) -> Server? { KernelReferences.table.object(handle)?.owner }
+
   func attach(handler reference: InterruptHandler) -> UInt {
     let handle = reference.handle  // lent to the kernel's table for this call: keep it
-    // A handler whose server failed will never answer: drop it for the new one.
-    if handler != 0, KernelReferences.table.object(handler)?.owner?.failed ?? false {
+    // Handlers whose server failed will never answer: drop them. (Picked out first:
+    // changing `handlers` while iterating it would copy its storage.)
+    while let old = handlers.first(where: { owner(of: $0)?.failed ?? false }) {
       Log.info("irq \(line): dropping the handler of a failed server")
-      drop()
+      drop(old)
     }
-    // Checked and taken at once: two servers attaching together must not both succeed.
+    // Checked and taken at once: two servers attaching together must not both succeed on
+    // a line that is not shared, and no server attaches twice.
+    let caller = CallChain.currentServer
     let taken = Machine.withInterruptsDisabled {
-      guard handler == 0, KernelReferences.table.acquire(handle) else { return false }
-      handler = handle
+      guard isShared || handlers.isEmpty, !handlers.contains(where: { owner(of: $0) === caller }),
+        handlers.count < 8, KernelReferences.table.acquire(handle)
+      else { return false }
+      handlers.append(handle)
       return true
     }
     guard taken else { return 0 }
-    Self.lines[line] = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
-    InterruptController.register(
-      line: line,
-      handler: { line in
-        let address = InterruptLineService.lines[Int(truncatingIfNeeded: line)]
-        guard address != 0 else { return }
-        Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
-          .takeUnretainedValue().fired()
-      })
+    if handlers.count == 1 {
+      Self.lines[line] = UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())
+      InterruptController.register(
+        line: line,
+        handler: { line in
+          let address = InterruptLineService.lines[Int(truncatingIfNeeded: line)]
+          guard address != 0 else { return }
+          Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
+            .takeUnretainedValue().fired()
+        })
+    }
     return 1
   }
 
   func detach() -> UInt {
-    // Only the server whose handler it is may take it off (another holder of the line
-    // must not silence a driver).
-    guard handler != 0, let object = KernelReferences.table.object(handler),
-      object.owner === CallChain.currentServer
-    else { return 0 }
-    drop()
+    // Only a server's own handler may be taken off (another holder of the line must not
+    // silence a driver).
+    let caller = CallChain.currentServer
+    guard let own = handlers.first(where: { owner(of: $0) === caller }) else { return 0 }
+    drop(own)
     return 1
   }
 
-  /// Unregisters the line, masks it and releases the handler. The delivering thread stays
-  /// (blocked) for the next attach.
-  private func drop() {
-    InterruptController.unregister(line: line)  // masks it
-    Self.lines[line] = 0
-    let old = handler
-    handler = 0
+  /// Releases handler `handle`; with none left, unregisters and masks the line. The
+  /// delivering thread stays (blocked) for the next attach.
+  private func drop(_ handle: UInt32) {
+    let last = Machine.withInterruptsDisabled { () -> Bool in
+      if let index = handlers.firstIndex(of: handle) { handlers.remove(at: index) }  // keeps the storage
+      return handlers.isEmpty
+    }
+    if last {
+      InterruptController.unregister(line: line)  // masks it
+      Self.lines[line] = 0
+    }
     Machine.withInterruptsDisabled {
-      pending = 0
-      _ = KernelReferences.table.release(old)
+      if last { pending = 0 }
+      _ = KernelReferences.table.release(handle)
     }
   }
 
@@ -241,9 +264,9 @@ final class InterruptLineService: InterruptLineImplementation {
     for index in 0..<lines.count where lines[index] != 0 {
       let service = Unmanaged<InterruptLineService>.fromOpaque(UnsafeRawPointer(bitPattern: lines[index])!)
         .takeUnretainedValue()
-      if service.handler != 0, KernelReferences.table.object(service.handler)?.owner === server {
+      while let handle = service.handlers.first(where: { service.owner(of: $0) === server }) {
         Log.info("irq \(service.line): \(server.name) failed; its handler is detached")
-        service.drop()
+        service.drop(handle)
       }
     }
   }
@@ -255,22 +278,28 @@ final class InterruptLineService: InterruptLineImplementation {
     if waiting, let deliverer, deliverer.state == .blocked { Scheduler.wake(deliverer) }
   }
 
-  /// The delivering thread: one call per burst, then unmask.
+  /// The delivering thread: per burst, one call to each handler in turn (a shared,
+  /// level-triggered line stays raised until every device that raised it was served),
+  /// then unmask.
   private func deliver() {
     while true {
-      // The handler's handle with a count of its own for the call: a detach meanwhile
+      // Each handler's handle with a count of its own for the call: a detach meanwhile
       // cannot free (and a new attach re-use) the entry being called.
-      let current: UInt32 = Machine.withInterruptsDisabled {
+      Machine.withInterruptsDisabled {
         waiting = true
         while pending == 0 { Scheduler.block() }
         waiting = false
         pending = 0
-        return handler != 0 && KernelReferences.table.acquire(handler) ? handler : 0
+        delivering.removeAll(keepingCapacity: true)
+        for handle in handlers where KernelReferences.table.acquire(handle) { delivering.append(handle) }
       }
-      guard current != 0 else { continue }  // detached
-      _ = KernelReferences.call(current, method: 0)
-      Machine.withInterruptsDisabled { _ = KernelReferences.table.release(current) }
-      if handler == current { InterruptController.unmask(line: line) }
+      for handle in delivering {
+        _ = KernelReferences.call(handle, method: 0)
+        Machine.withInterruptsDisabled { _ = KernelReferences.table.release(handle) }
+      }
+      if !delivering.isEmpty && Machine.withInterruptsDisabled({ !handlers.isEmpty }) {
+        InterruptController.unmask(line: line)
+      }
     }
   }
 }
