@@ -58,6 +58,10 @@ final class Echo: ProgramImplementation {
       }
       guard length >= 19, frame[12] == 0x88, frame[13] == 0xB5 else { continue }
       if command("STOP") { break }
+      if command("SLOW") {
+        try? Required.clock.sleep(milliseconds: 300)  // frames pile up meanwhile
+        continue
+      }
       if command("FAULT") {
         _ = try? net.fault()  // the driver faults; the next receive finds it failed
         continue
