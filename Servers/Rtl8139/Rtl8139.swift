@@ -71,6 +71,11 @@ final class Card: InterruptHandlerImplementation {
       Rtl8139ReceiveConfiguration.acceptPhysicalMatch | Rtl8139ReceiveConfiguration.acceptBroadcast
         | Rtl8139ReceiveConfiguration.wrap | Rtl8139ReceiveConfiguration.fifoAndBurst)
     write32(Rtl8139Register.transmitConfiguration, 0x0000_0700)  // largest DMA burst
+    // The read pointer at the ring's start (offset 0, less the card's 16). Written, not
+    // left at its reset value: QEMU's card takes frames it held back (its ring was full
+    // before the reset, say under a failed driver) only when CAPR is written, and without
+    // a first frame this driver would never write it.
+    write16(Rtl8139Register.readAddress, 0xFFF0)
     write16(Rtl8139Register.interruptMask, Rtl8139Interrupt.handled)
   }
 
