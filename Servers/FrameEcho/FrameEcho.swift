@@ -58,6 +58,10 @@ final class Echo: ProgramImplementation {
       }
       guard length >= 19, frame[12] == 0x88, frame[13] == 0xB5 else { continue }
       if command("STOP") { break }
+      if command("PROMISC") {
+        _ = try? net.setReceiveFilter(promiscuous: 1, allMulticast: 1)
+        // Echoed below once the card takes everything: the peer waits for it.
+      }
       if command("SLOW") {
         try? Required.clock.sleep(milliseconds: 300)  // frames pile up meanwhile
         continue

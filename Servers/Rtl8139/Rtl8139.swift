@@ -66,17 +66,28 @@ final class Card: InterruptHandlerImplementation {
       )
     }
     write8(Rtl8139Register.command, Rtl8139Command.receiverEnable | Rtl8139Command.transmitterEnable)
-    write32(
-      Rtl8139Register.receiveConfiguration,
-      Rtl8139ReceiveConfiguration.acceptPhysicalMatch | Rtl8139ReceiveConfiguration.acceptBroadcast
-        | Rtl8139ReceiveConfiguration.wrap | Rtl8139ReceiveConfiguration.fifoAndBurst)
+    setReceiveFilter(promiscuous: false, allMulticast: false)
     write32(Rtl8139Register.transmitConfiguration, 0x0000_0700)  // largest DMA burst
-    // The read pointer at the ring's start (offset 0, less the card's 16). Written, not
-    // left at its reset value: QEMU's card takes frames it held back (its ring was full
-    // before the reset, say under a failed driver) only when CAPR is written, and without
-    // a first frame this driver would never write it.
-    write16(Rtl8139Register.readAddress, 0xFFF0)
     write16(Rtl8139Register.interruptMask, Rtl8139Interrupt.handled)
+  }
+
+  /// Sets the receive configuration: own address and broadcasts always; every frame
+  /// (promiscuous) and every multicast frame (the multicast filter all ones) on request.
+  func setReceiveFilter(promiscuous: Bool, allMulticast: Bool) {
+    for index: UInt32 in 0..<8 { write8(Rtl8139Register.multicast + index, allMulticast ? 0xFF : 0) }
+    var configuration =
+      Rtl8139ReceiveConfiguration.acceptPhysicalMatch | Rtl8139ReceiveConfiguration.acceptBroadcast
+      | Rtl8139ReceiveConfiguration.wrap | Rtl8139ReceiveConfiguration.fifoAndBurst
+    if promiscuous { configuration |= Rtl8139ReceiveConfiguration.acceptAll }
+    if allMulticast { configuration |= Rtl8139ReceiveConfiguration.acceptMulticast }
+    write32(Rtl8139Register.receiveConfiguration, configuration)
+    // QEMU's card starts its ring again at 0 when the configuration is written: so does
+    // the driver (frames still in the ring are lost). CAPR is written, not left at its
+    // reset value: the card takes frames it held back (its ring was full before the
+    // reset, say under a failed driver) only when CAPR is written, and without a first
+    // frame this driver would never write it.
+    receiveRing.reset()
+    write16(Rtl8139Register.readAddress, 0xFFF0)
   }
 
   // MARK: registers (the card ignores writes of the wrong width)
@@ -218,6 +229,11 @@ final class Device: NetworkDeviceImplementation {
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int { card.receive(frame: frame) }
   func macAddress(address: UnsafeMutableRawBufferPointer) -> Int { card.macAddress(address: address) }
   func counters(text: UnsafeMutableRawBufferPointer) -> Int { card.counters(text: text) }
+
+  func setReceiveFilter(promiscuous: UInt, allMulticast: UInt) -> UInt {
+    card.setReceiveFilter(promiscuous: promiscuous != 0, allMulticast: allMulticast != 0)
+    return 1
+  }
 
   func fault() {
     let wild = UnsafeMutablePointer<UInt>(bitPattern: UInt(0xDEAD_0000) | UInt(card.counterOfFramesIn & 4))!

@@ -62,6 +62,7 @@ private struct Session {
   var echoed = 0
   var broadcastsBack = 0
   var floodBack = 0
+  var promiscuousBack = 0
   var failure: String?
 }
 
@@ -185,6 +186,17 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
         while let back = peer.receive(seconds: 2) {
           if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.broadcastsBack += 1 }
         }
+        // Promiscuous: ten more frames to the other station are taken and echoed.
+        traffic.guest = guest
+        traffic.command("PROMISC")
+        while let back = peer.receive(seconds: 5),
+          !(back.count >= 21 && Array(back[14..<21]) == Array("PROMISC".utf8))
+        {}
+        traffic.guest = [0x02, 0, 0, 0, 0, 0x99]
+        for _ in 0..<10 { peer.send(traffic.frame(), to: guestPort) }
+        while let back = peer.receive(seconds: 2) {
+          if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.promiscuousBack += 1 }
+        }
         traffic.guest = guest
         // A flood while the echo sleeps: the driver's queue and the card's ring overflow;
         // whatever comes back is counted, and ordinary traffic resumes afterwards.
@@ -204,7 +216,8 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
     #expect(sessions.list.count == 2, "\(result.tail(20))")
     for (index, session) in sessions.list.enumerated() {
       #expect(
-        session.failure == nil && session.echoed == Self.framesPerSession && session.broadcastsBack == 10,
+        session.failure == nil && session.echoed == Self.framesPerSession && session.broadcastsBack == 10
+          && session.promiscuousBack == 10,
         "session \(index): \(session)")
     }
     // The driver's counters add up: every frame the card took was queued or dropped,
@@ -220,8 +233,9 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
     for (index, echo) in echoes.enumerated() {
       let (echoed, framesIn, framesOut, drops) = (Int(echo.1)!, Int(echo.2)!, Int(echo.3)!, Int(echo.4)!)
       let session = sessions.list[min(index, sessions.list.count - 1)]
-      // In: the frames, 10 broadcasts, SLOW, the flood's frames not dropped, 100, STOP.
-      #expect(echoed == Self.framesPerSession + 10 + session.floodBack + 100, "\(echo.0)")
+      // In: the frames, 10 broadcasts, PROMISC (echoed too), 10 to the other station, SLOW,
+      // the flood's frames not dropped, 100, STOP.
+      #expect(echoed == Self.framesPerSession + 21 + session.floodBack + 100, "\(echo.0)")
       #expect(framesIn == echoed + 2, "\(echo.0)")
       #expect(framesOut == echoed + 1, "\(echo.0): the echoes and the HELLO")
       #expect(drops + Int(echo.5)! > 0 && session.floodBack < 300, "the flood overflowed: \(echo.0)")
