@@ -52,7 +52,7 @@ ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
 KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine Supervision \
   Memory MemoryService Pager \
-  InterruptHandler SystemInfo Timers PciConfiguration
+  InterruptHandler SystemInfo Timers PciConfiguration Settings
 KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
   $(wildcard Kernel/Core/Threads/*.swift) \
   $(wildcard $(ARCH)/*.swift) $(BUILD)/generated/KernelInterfaces.swift

@@ -44,6 +44,12 @@ final class Echo: ProgramImplementation {
       let bytes = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
       return bytes.enumerated().allSatisfy { frame[14 + $0.offset] == $0.element }
     }
+    func swapAddresses() {
+      for index in 0..<6 {
+        frame[index] = frame[6 + index]  // back to the sender
+        frame[6 + index] = mac[index]
+      }
+    }
     while true {
       let length: Int
       do throws(CallError) {
@@ -56,11 +62,23 @@ final class Echo: ProgramImplementation {
         say("@@ECHO driver restarted; ready again")
         continue
       }
+      if length >= 34, frame[12] == 0x08, frame[13] == 0x00 {
+        // IPv4: back with its checksums filled in by the device (the peer sends them zero).
+        swapAddresses()
+        _ = try? net.sendWithChecksums(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
+        echoed += 1
+        continue
+      }
       guard length >= 19, frame[12] == 0x88, frame[13] == 0xB5 else { continue }
       if command("STOP") { break }
       if command("PROMISC") {
         _ = try? net.setReceiveFilter(promiscuous: 1, allMulticast: 1)
         // Echoed below once the card takes everything: the peer waits for it.
+      }
+      if command("MULTICAST") {
+        // Take frames to the all-hosts group 01:00:5e:00:00:01 (and nothing else multicast).
+        let groups: [UInt8] = [0x01, 0x00, 0x5E, 0x00, 0x00, 0x01]
+        _ = groups.withUnsafeBytes { try? net.setMulticastList(addresses: $0) }
       }
       if command("SLOW") {
         try? Required.clock.sleep(milliseconds: 300)  // frames pile up meanwhile
@@ -70,10 +88,7 @@ final class Echo: ProgramImplementation {
         _ = try? net.fault()  // the driver faults; the next receive finds it failed
         continue
       }
-      for index in 0..<6 {
-        frame[index] = frame[6 + index]  // back to the sender
-        frame[6 + index] = mac[index]
-      }
+      swapAddresses()
       _ = try? net.send(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
       echoed += 1
     }

@@ -31,9 +31,7 @@ final class Holder: InterruptHandlerImplementation {
 func start() -> InterruptHandler {
   let witness = Witness()
   var attached: UInt = 0
-  if let device = (try? Required.pci.find(vendor: 0x8086, device: 0x100E)) ?? nil,
-    let line = (try? device.interrupt()) ?? nil, let handler = InterruptHandler.export(witness)
-  {
+  if let line = (try? Required.device.interrupt()) ?? nil, let handler = InterruptHandler.export(witness) {
     witness.line = line
     attached = (try? line.attach(handler: handler)) ?? 0
   }

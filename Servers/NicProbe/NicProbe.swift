@@ -34,12 +34,15 @@ final class Probe: ProgramImplementation {
     let barWrite = (try? device.write32(offset: 0x10, value: 0)) ?? 9
     let barAfter = (try? device.read32(offset: 0x10)) ?? 1
     let line = (try? device.interrupt()) ?? nil
-    _ = try? device.enableBusMastering()
-    let busMaster = ((try? device.read32(offset: 4)) ?? 0) & 4 != 0
+    let mastering = (try? device.enableBusMastering()) ?? nil
+    let busMaster = ((try? device.read32(offset: 4)) ?? 0) & 4 != 0 && (try? mastering?.isEnabled()) == 1
+    // One holder at a time: a second permission is refused while the first is held.
+    let secondMastering = (try? device.enableBusMastering()) ?? nil
+    _ = mastering?.release()
     let memoryBarGiven = memoryBar != nil
     let lineGiven = line != nil
     report(
-      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster)"
+      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster) secondMastering=\(secondMastering != nil)"
     )
     return 0
   }

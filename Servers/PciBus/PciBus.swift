@@ -7,9 +7,12 @@
 // off, reading back, and restoring both the BAR and the command register. `find` hands a
 // function to one driver as a `Device` (PciDevice): its configuration space without the
 // registers that decide what it decodes (BARs, interrupt line), its I/O ports and its
-// interrupt line, which the kernel derives from those registers itself. When the driver
+// interrupt line, which the kernel derives from those registers itself; `findClass`
+// matches by class instead, and `findWithoutBusMastering` hands out a function whose
+// driver may not let it do DMA (the bus-master bit is the bus server's alone). When the driver
 // lets it go (or fails), the function's bus mastering is switched off and it can be
-// found again.
+// found again; while the driver holds the BusMastering object `enableBusMastering`
+// returned, the function may do DMA, and when that object goes, it may not.
 
 import KernelCore
 import ServerRuntime
@@ -48,25 +51,32 @@ final class Bus: PciBusImplementation {
   }
 
   func find(vendor: UInt, device: UInt) -> PciDevice? {
+    handOut(mayMasterBus: true) { UInt($0.vendor) == vendor && UInt($0.deviceIdentifier) == device }
+  }
+
+  func findClass(classCode: UInt) -> PciDevice? {
+    handOut(mayMasterBus: true) { UInt($0.classCode) << 8 | UInt($0.subclass) == classCode }
+  }
+
+  func findWithoutBusMastering(vendor: UInt, device: UInt) -> PciDevice? {
+    handOut(mayMasterBus: false) { UInt($0.vendor) == vendor && UInt($0.deviceIdentifier) == device }
+  }
+
+  /// The first function not handed out yet that `matches`, handed out.
+  private func handOut(mayMasterBus: Bool, where matches: (PciFunction) -> Bool) -> PciDevice? {
     guard
-      let index = functions.indices.first(where: { index in
-        !handedOut[index] && UInt(functions[index].vendor) == vendor
-          && UInt(functions[index].deviceIdentifier) == device
-      }), let exported = PciDevice.export(Device(functions[index], bus: self, index: index))
+      let index = functions.indices.first(where: { !handedOut[$0] && matches(functions[$0]) }),
+      let exported = PciDevice.export(
+        Device(functions[index], bus: self, index: index, mayMasterBus: mayMasterBus))
     else { return nil }
     handedOut[index] = true
     return exported
   }
 
-  /// A driver let its device go (it ended, or failed and its references were released):
-  /// the function stops mastering the bus, so it cannot write into memory the kernel now
-  /// reuses, and it can be found again (by the restarted driver).
+  /// A device was let go (the composition's group ended, or its driver found it itself
+  /// and ended or failed): the function stops mastering the bus and can be found again.
   func released(_ index: Int) {
-    let function = functions[index]
-    let command = read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
-    write(
-      function.bus, function.device, function.function, PciOffset.commandAndStatus,
-      command & 0xFFFF & ~PciCommand.busMaster)
+    stopMastering(functions[index])
     handedOut[index] = false
   }
 
@@ -114,11 +124,13 @@ final class Device: PciDeviceImplementation {
   let function: PciFunction
   private let bus: Bus
   private let index: Int
+  private let mayMasterBus: Bool
 
-  init(_ function: PciFunction, bus: Bus, index: Int) {
+  init(_ function: PciFunction, bus: Bus, index: Int, mayMasterBus: Bool) {
     self.function = function
     self.bus = bus
     self.index = index
+    self.mayMasterBus = mayMasterBus
   }
 
   deinit { bus.released(index) }
@@ -133,9 +145,13 @@ final class Device: PciDeviceImplementation {
   func write32(offset: UInt, value: UInt) -> UInt {
     // What the function decodes and where it interrupts are the bus server's to set.
     guard offset < 256, offset & 3 == 0, !(0x10..<0x28).contains(offset), offset != 0x3C else { return 0 }
-    write(
-      function.bus, function.device, function.function, UInt32(truncatingIfNeeded: offset),
-      UInt32(truncatingIfNeeded: value))
+    var word = UInt32(truncatingIfNeeded: value)
+    if offset == UInt(PciOffset.commandAndStatus) {
+      // DMA is the bus server's to allow (enableBusMastering), not the driver's to take.
+      let current = read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
+      word = word & ~PciCommand.busMaster | current & PciCommand.busMaster
+    }
+    write(function.bus, function.device, function.function, UInt32(truncatingIfNeeded: offset), word)
     return 1
   }
 
@@ -149,13 +165,46 @@ final class Device: PciDeviceImplementation {
       bus: UInt(function.bus), device: UInt(function.device), function: UInt(function.function))
   }
 
-  func enableBusMastering() -> UInt {
+  /// Whether a BusMastering object of this device is held.
+  var mastering = false
+
+  func enableBusMastering() -> BusMastering? {
+    guard mayMasterBus, !mastering, let permission = BusMastering.export(Permission(self)) else { return nil }
     let command = read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
     write(
       function.bus, function.device, function.function, PciOffset.commandAndStatus,
       (command | PciCommand.busMaster | PciCommand.ioSpace) & 0xFFFF)
-    return 1
+    mastering = true
+    return permission
   }
+}
+
+/// A driver's permission to let its device do DMA: while it is held, the bus-master bit
+/// stays on. A driver that fails loses it with its other references, so a device bound
+/// in the composition (and kept for the restarted driver) stops DMA when its driver dies.
+final class Permission: BusMasteringImplementation {
+  private let device: Device
+
+  init(_ device: Device) { self.device = device }
+
+  deinit {
+    stopMastering(device.function)
+    device.mastering = false
+  }
+
+  func isEnabled() -> UInt {
+    let function = device.function
+    return read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
+      & PciCommand.busMaster != 0 ? 1 : 0
+  }
+}
+
+/// Switches `function`'s bus mastering off.
+private func stopMastering(_ function: PciFunction) {
+  let command = read(function.bus, function.device, function.function, PciOffset.commandAndStatus)
+  write(
+    function.bus, function.device, function.function, PciOffset.commandAndStatus,
+    command & 0xFFFF & ~PciCommand.busMaster)
 }
 
 private func read(_ bus: UInt8, _ device: UInt8, _ function: UInt8, _ offset: UInt32) -> UInt32 {

@@ -1,15 +1,17 @@
 // Rtl8139: see Rtl8139.server. Register layout and ring bookkeeping are KernelCore's
 // (Rtl8139.swift, host-tested); this server moves the bytes.
 //
-// Contract: `start` resets the card, reads its MAC address, gives it a receive buffer
-// (8 KiB ring with WRAP and its slack) and four 2 KiB transmit buffers in DMA memory,
-// enables bus mastering, receive (own address, broadcast) and transmit, and attaches
-// its interrupt. The interrupt handler acknowledges the card first, then moves received
-// frames into a queue of 64 (a full queue drops the frame and counts it) and frees sent
-// descriptors. `receive` waits on a semaphore counting queued frames; `send` waits for a
-// free descriptor. Not thread-safe: the kernel serializes calls and the handler. The main
-// object (`Device`) is not the handler: when the composition lets it go, its end
-// detaches the interrupt, which lets the server unload (the line held the handler).
+// Contract: `start` checks that the bound device is an RTL8139 and may do DMA (else it
+// fails with a message saying which), resets the card, reads its MAC address, sets up
+// the mode the composition chose in DMA memory (C: an 8 KiB receive ring with WRAP and
+// its slack, four 2 KiB transmit buffers; C+: 64 receive and 16 transmit descriptors,
+// each with its own buffer), enables receive (own address, broadcast) and transmit, and
+// attaches its interrupt. The interrupt handler acknowledges the card first, then moves
+// received frames into a queue of 64 (a full queue drops the frame and counts it) and
+// frees sent descriptors. `receive` waits on a semaphore counting queued frames; `send`
+// waits (up to 100 ms) for a free descriptor. Not thread-safe: the kernel serializes calls
+// and the handler. The main object (`Device`) is not the handler: when the composition
+// lets it go, its end detaches the interrupt and gives up bus mastering.
 
 import KernelCore
 import ServerRuntime
@@ -18,40 +20,76 @@ func say(_ message: KernelMessage) {
   message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
 }
 
+/// DMA memory: mapped into this server, and where the card sees it.
+struct DmaBuffer {
+  let address: UnsafeMutableRawPointer
+  let physical: UInt32
+
+  /// `bytes` of new, zeroed, physically contiguous memory; nil if there is none.
+  init?(bytes: Int) {
+    guard let memory = (try? Required.memory.allocate(bytes: UInt(bytes))) ?? nil,
+      let mapped = try? Required.memory.map(memory: memory, writable: 1), mapped != 0,
+      let physical = try? memory.physicalAddress()
+    else { return nil }
+    address = UnsafeMutableRawPointer(bitPattern: mapped)!
+    self.physical = UInt32(truncatingIfNeeded: physical)
+  }
+
+  func word(at offset: Int) -> UInt32 { (address + offset).loadUnaligned(as: UInt32.self) }
+  func setWord(_ value: UInt32, at offset: Int) { (address + offset).storeBytes(of: value, as: UInt32.self) }
+}
+
 final class Card: InterruptHandlerImplementation {
   private let ports: IOPorts
-  private var mac: [UInt8] = []
-  private let receiveBuffer: UnsafeMutableRawPointer
-  private let transmitBuffers: UnsafeMutableRawPointer
-  private let transmitPhysical: UInt32
+  /// C+ mode (descriptor rings) rather than C mode.
+  let plus: Bool
+  private(set) var mac: [UInt8] = []
+  // C mode: the receive ring and four transmit buffers.
+  private var receiveBuffer: DmaBuffer?
   private var receiveRing = Rtl8139ReceiveRing()
   private var transmitRing = Rtl8139TransmitRing()
-  /// Received frames waiting for `receive` (copies: the ring is the card's).
+  // C+ mode: descriptor rings; buffers follow the descriptors in the same memory.
+  private var receiveDescriptors = Rtl8139ReceiveDescriptors()
+  private var transmitDescriptors = Rtl8139TransmitDescriptors()
+  private var receiveRingMemory: DmaBuffer?
+  private let transmitMemory: DmaBuffer
+  /// Received frames waiting for `receive` (copies: the buffers are the card's).
   private var queue: [[UInt8]] = []
   private static let queueCapacity = 64
   private let queued: Semaphore
-  private var counts = (framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, errors: 0, drops: 0, overflows: 0)
+  private var counts = (
+    framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, errors: 0, drops: 0, overflows: 0, missed: 0
+  )
   /// Frames received so far (for the fault command's pointer, which must not be a constant).
   var counterOfFramesIn: Int { counts.framesIn }
 
-  init?(device: PciDevice) {
-    guard let ports = (try? device.ports(bar: 0)) ?? nil,
-      let receiveMemory =
-        (try? Required.memory.allocate(
-          bytes: UInt(Rtl8139ReceiveRing.size + Rtl8139ReceiveRing.wrapSlack))) ?? nil,
-      let transmitMemory = (try? Required.memory.allocate(bytes: 4 * 2048)) ?? nil,
-      let receiveAddress = try? Required.memory.map(memory: receiveMemory, writable: 1), receiveAddress != 0,
-      let transmitAddress = try? Required.memory.map(memory: transmitMemory, writable: 1),
-      transmitAddress != 0,
-      let semaphore = try? Required.sync.makeSemaphore(count: 0)
-    else { return nil }
+  private static let receiveDescriptorBytes = Rtl8139ReceiveDescriptors.count * Rtl8139Descriptor.size
+  private static let transmitDescriptorBytes = Rtl8139TransmitDescriptors.count * Rtl8139Descriptor.size
+
+  init?(ports: IOPorts, plus: Bool) {
     self.ports = ports
+    self.plus = plus
+    guard let semaphore = try? Required.sync.makeSemaphore(count: 0) else { return nil }
     queued = semaphore
-    receiveBuffer = UnsafeMutableRawPointer(bitPattern: receiveAddress)!
-    transmitBuffers = UnsafeMutableRawPointer(bitPattern: transmitAddress)!
-    transmitPhysical = UInt32(truncatingIfNeeded: (try? transmitMemory.physicalAddress()) ?? 0)
-    let receivePhysical = UInt32(truncatingIfNeeded: (try? receiveMemory.physicalAddress()) ?? 0)
-    _ = try? device.enableBusMastering()
+    if plus {
+      // Descriptors first (the card wants them 256-byte aligned: a page is), then buffers.
+      guard
+        let receive = DmaBuffer(
+          bytes: Self.receiveDescriptorBytes + Rtl8139ReceiveDescriptors.count
+            * Rtl8139ReceiveDescriptors.bufferSize),
+        let transmit = DmaBuffer(
+          bytes: Self.transmitDescriptorBytes + Rtl8139TransmitDescriptors.count
+            * Rtl8139TransmitDescriptors.bufferSize)
+      else { return nil }
+      receiveRingMemory = receive
+      transmitMemory = transmit
+    } else {
+      guard let receive = DmaBuffer(bytes: Rtl8139ReceiveRing.size + Rtl8139ReceiveRing.wrapSlack),
+        let transmit = DmaBuffer(bytes: Rtl8139TransmitRing.descriptors * 2048)
+      else { return nil }
+      receiveBuffer = receive
+      transmitMemory = transmit
+    }
 
     // Reset, and wait (up to 100 ms) for the card to finish it.
     write8(Rtl8139Register.command, Rtl8139Command.reset)
@@ -59,31 +97,89 @@ final class Card: InterruptHandlerImplementation {
       try? Required.clock.sleep(milliseconds: 1)
     }
     mac = (0..<6).map { read8(Rtl8139Register.macAddress + $0) }
-    write32(Rtl8139Register.receiveBuffer, receivePhysical)
-    for descriptor in 0..<4 {
-      write32(
-        Rtl8139Register.transmitAddress + UInt32(descriptor) * 4, transmitPhysical + UInt32(descriptor) * 2048
-      )
+    if plus {
+      startCPlus()
+    } else {
+      write32(Rtl8139Register.receiveBuffer, receiveBuffer!.physical)
+      for descriptor in 0..<4 {
+        write32(
+          Rtl8139Register.transmitAddress + UInt32(descriptor) * 4,
+          transmitMemory.physical + UInt32(descriptor) * 2048)
+      }
+      write8(Rtl8139Register.command, Rtl8139Command.receiverEnable | Rtl8139Command.transmitterEnable)
     }
-    write8(Rtl8139Register.command, Rtl8139Command.receiverEnable | Rtl8139Command.transmitterEnable)
     setReceiveFilter(promiscuous: false, allMulticast: false)
     write32(Rtl8139Register.transmitConfiguration, 0x0000_0700)  // largest DMA burst
+    write32(Rtl8139Register.missedPackets, 0)
     write16(Rtl8139Register.interruptMask, Rtl8139Interrupt.handled)
+  }
+
+  /// C+ mode: every receive descriptor given to the card with its buffer, the transmit
+  /// descriptors empty, both rings' addresses written, then C+ and the classic enables.
+  private func startCPlus() {
+    let ring = receiveRingMemory!
+    for index in 0..<Rtl8139ReceiveDescriptors.count {
+      let descriptor = index * Rtl8139Descriptor.size
+      ring.setWord(0, at: descriptor + 4)
+      ring.setWord(
+        ring.physical + UInt32(Self.receiveDescriptorBytes + index * Rtl8139ReceiveDescriptors.bufferSize),
+        at: descriptor + 8)
+      ring.setWord(0, at: descriptor + 12)
+      ring.setWord(Rtl8139ReceiveDescriptors.ready(index), at: descriptor)
+    }
+    for index in 0..<Rtl8139TransmitDescriptors.count {
+      let descriptor = index * Rtl8139Descriptor.size
+      transmitMemory.setWord(0, at: descriptor)
+      transmitMemory.setWord(0, at: descriptor + 4)
+      transmitMemory.setWord(
+        transmitMemory.physical
+          + UInt32(Self.transmitDescriptorBytes + index * Rtl8139TransmitDescriptors.bufferSize),
+        at: descriptor + 8)
+      transmitMemory.setWord(0, at: descriptor + 12)
+    }
+    write16(
+      Rtl8139Register.cPlusCommand, Rtl8139CPlusCommand.receiverEnable | Rtl8139CPlusCommand.transmitterEnable
+    )
+    write32(Rtl8139Register.receiveRingLow, ring.physical)
+    write32(Rtl8139Register.receiveRingHigh, 0)
+    write32(Rtl8139Register.transmitRingLow, transmitMemory.physical)
+    write32(Rtl8139Register.transmitRingHigh, 0)
+    // Enabling the receiver and transmitter starts both rings at descriptor 0.
+    write8(Rtl8139Register.command, Rtl8139Command.receiverEnable | Rtl8139Command.transmitterEnable)
+    receiveDescriptors.reset()
   }
 
   /// Sets the receive configuration: own address and broadcasts always; every frame
   /// (promiscuous) and every multicast frame (the multicast filter all ones) on request.
   func setReceiveFilter(promiscuous: Bool, allMulticast: Bool) {
-    for index: UInt32 in 0..<8 { write8(Rtl8139Register.multicast + index, allMulticast ? 0xFF : 0) }
+    let filter: InlineArray<8, UInt8> = .init(repeating: allMulticast ? 0xFF : 0)
+    configureReceiver(promiscuous: promiscuous, multicast: allMulticast, filter: filter)
+  }
+
+  /// Takes multicast frames to `addresses` (6 bytes each) by the card's hash filter.
+  func setMulticastList(addresses: UnsafeRawBufferPointer) -> UInt {
+    guard addresses.count % 6 == 0 else { return 0 }
+    configureReceiver(
+      promiscuous: promiscuous, multicast: !addresses.isEmpty,
+      filter: Rtl8139MulticastFilter.bytes(for: addresses))
+    return 1
+  }
+
+  private var promiscuous = false
+
+  private func configureReceiver(promiscuous: Bool, multicast: Bool, filter: InlineArray<8, UInt8>) {
+    self.promiscuous = promiscuous
+    for index in 0..<8 { write8(Rtl8139Register.multicast + UInt32(index), filter[index]) }
     var configuration =
       Rtl8139ReceiveConfiguration.acceptPhysicalMatch | Rtl8139ReceiveConfiguration.acceptBroadcast
       | Rtl8139ReceiveConfiguration.wrap | Rtl8139ReceiveConfiguration.fifoAndBurst
     if promiscuous { configuration |= Rtl8139ReceiveConfiguration.acceptAll }
-    if allMulticast { configuration |= Rtl8139ReceiveConfiguration.acceptMulticast }
+    if multicast { configuration |= Rtl8139ReceiveConfiguration.acceptMulticast }
     write32(Rtl8139Register.receiveConfiguration, configuration)
-    // QEMU's card starts its ring again at 0 when the configuration is written: so does
-    // the driver (frames still in the ring are lost). CAPR is written, not left at its
-    // reset value: the card takes frames it held back (its ring was full before the
+    guard !plus else { return }  // the C+ rings are not touched by the configuration
+    // QEMU's card starts its C-mode ring again at 0 when the configuration is written: so
+    // does the driver (frames still in the ring are lost). CAPR is written, not left at
+    // its reset value: the card takes frames it held back (its ring was full before the
     // reset, say under a failed driver) only when CAPR is written, and without a first
     // frame this driver would never write it.
     receiveRing.reset()
@@ -119,16 +215,36 @@ final class Card: InterruptHandlerImplementation {
     if status
       & (Rtl8139Interrupt.receiveOK | Rtl8139Interrupt.receiveError | Rtl8139Interrupt.receiveOverflow) != 0
     {
-      drainReceiveRing()
+      if plus { drainReceiveDescriptors() } else { drainReceiveRing() }
     }
     if status & (Rtl8139Interrupt.receiveOverflow | Rtl8139Interrupt.fifoOverflow) != 0 {
       counts.overflows += 1
+      // Frames the card could not store anywhere (C+: no descriptor was free).
+      counts.missed += Int(read32(Rtl8139Register.missedPackets) & 0x00FF_FFFF)
+      write32(Rtl8139Register.missedPackets, 0)
     }
     completeTransmissions()
   }
 
+  /// Queues a received frame (a copy), or counts it dropped (queue full) or an error (too
+  /// long to deliver whole).
+  private func deliver(_ frame: UnsafeRawPointer, length: Int) {
+    guard length <= 1514 else {
+      counts.errors += 1
+      return
+    }
+    guard queue.count < Self.queueCapacity else {
+      counts.drops += 1
+      return
+    }
+    queue.append(Array(UnsafeRawBufferPointer(start: frame, count: length)))
+    counts.framesIn += 1
+    counts.bytesIn += length
+    _ = try? queued.signal()
+  }
+
   private func drainReceiveRing() {
-    let ring = receiveBuffer.assumingMemoryBound(to: UInt8.self)
+    let ring = receiveBuffer!.address.assumingMemoryBound(to: UInt8.self)
     while read8(Rtl8139Register.command) & Rtl8139Command.bufferEmpty == 0 {
       let packet = receiveRing.next { offset in UInt16(ring[offset]) | UInt16(ring[offset + 1]) << 8 }
       switch packet {
@@ -141,20 +257,41 @@ final class Card: InterruptHandlerImplementation {
         write16(Rtl8139Register.readAddress, 0xFFF0)
         return
       case .frame(let offset, let length):
-        if queue.count < Self.queueCapacity {
-          queue.append(Array(UnsafeBufferPointer(start: ring + offset, count: length)))
-          counts.framesIn += 1
-          counts.bytesIn += length
-          _ = try? queued.signal()
-        } else {
-          counts.drops += 1
-        }
+        deliver(ring + offset, length: length)
         write16(Rtl8139Register.readAddress, receiveRing.advance(pastLength: length + 4))
       }
     }
   }
 
+  private func drainReceiveDescriptors() {
+    let ring = receiveRingMemory!
+    while true {
+      let descriptor = receiveDescriptors.next * Rtl8139Descriptor.size
+      guard let received = receiveDescriptors.take(first: ring.word(at: descriptor)) else { return }
+      switch received {
+      case .bad:
+        counts.errors += 1
+      case .frame(let index, let length):
+        deliver(
+          ring.address + Self.receiveDescriptorBytes + index * Rtl8139ReceiveDescriptors.bufferSize,
+          length: length
+        )
+      }
+      ring.setWord(0, at: descriptor + 4)
+      ring.setWord(Rtl8139ReceiveDescriptors.ready(descriptor / Rtl8139Descriptor.size), at: descriptor)
+    }
+  }
+
   private func completeTransmissions() {
+    if plus {
+      while let oldest = transmitDescriptors.oldest {
+        let (done, failed) = transmitDescriptors.complete(
+          first: transmitMemory.word(at: oldest * Rtl8139Descriptor.size))
+        guard done else { break }
+        if failed { counts.errors += 1 }
+      }
+      return
+    }
     while let oldest = transmitRing.oldest {
       let status = read32(Rtl8139Register.transmitStatus + UInt32(oldest) * 4)
       let (done, failed) = transmitRing.complete(status: status)
@@ -165,46 +302,67 @@ final class Card: InterruptHandlerImplementation {
 
   // MARK: what Device offers
 
-  func send(frame: UnsafeRawBufferPointer) -> UInt {
-    guard frame.count >= 14 else { return 0 }
+  private var hasRoom: Bool { plus ? transmitDescriptors.hasRoom : transmitRing.hasRoom }
+
+  func send(frame: UnsafeRawBufferPointer, checksums: Bool) -> UInt {
+    guard frame.count >= 14, frame.count <= 1514 else { return 0 }
     // Wait (up to 100 ms) for a free descriptor.
-    for _ in 0..<100 where !transmitRing.hasRoom {
+    for _ in 0..<100 where !hasRoom {
       completeTransmissions()
-      if !transmitRing.hasRoom { try? Required.clock.sleep(milliseconds: 1) }
+      if !hasRoom { try? Required.clock.sleep(milliseconds: 1) }
     }
-    guard let (descriptor, status) = transmitRing.take(length: frame.count) else {
-      counts.drops += 1
-      return 0
+    let length = max(frame.count, Rtl8139TransmitRing.minimumFrame)
+    let buffer: UnsafeMutableRawPointer
+    if plus {
+      guard let (index, first) = transmitDescriptors.take(length: length, checksums: checksums) else {
+        counts.drops += 1
+        return 0
+      }
+      buffer =
+        transmitMemory.address + Self.transmitDescriptorBytes + index * Rtl8139TransmitDescriptors.bufferSize
+      fill(buffer, from: frame, length: length)
+      transmitMemory.setWord(first, at: index * Rtl8139Descriptor.size)  // the card's from here
+      write8(Rtl8139Register.transmitPoll, Rtl8139TransmitDescriptors.pollNormal)
+    } else {
+      guard let (descriptor, status) = transmitRing.take(length: frame.count) else {
+        counts.drops += 1
+        return 0
+      }
+      buffer = transmitMemory.address + descriptor * 2048
+      fill(buffer, from: frame, length: length)
+      // This mode's card computes no checksums: the driver does.
+      if checksums {
+        InternetChecksum.fill(frame: UnsafeMutableRawBufferPointer(start: buffer, count: length))
+      }
+      write32(Rtl8139Register.transmitStatus + UInt32(descriptor) * 4, status)
     }
-    let buffer = transmitBuffers + descriptor * 2048
-    buffer.copyMemory(from: frame.baseAddress!, byteCount: frame.count)
-    if frame.count < Rtl8139TransmitRing.minimumFrame {
-      (buffer + frame.count).initializeMemory(
-        as: UInt8.self, repeating: 0, count: Rtl8139TransmitRing.minimumFrame - frame.count)
-    }
-    write32(Rtl8139Register.transmitStatus + UInt32(descriptor) * 4, status)
     counts.framesOut += 1
     counts.bytesOut += frame.count
     return 1
+  }
+
+  /// Copies `frame` into a transmit buffer and pads it with zeros to `length`.
+  private func fill(_ buffer: UnsafeMutableRawPointer, from frame: UnsafeRawBufferPointer, length: Int) {
+    buffer.copyMemory(from: frame.baseAddress!, byteCount: frame.count)
+    if length > frame.count {
+      (buffer + frame.count).initializeMemory(as: UInt8.self, repeating: 0, count: length - frame.count)
+    }
   }
 
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int {
     try? queued.wait()  // holds no lock while it waits
     guard !queue.isEmpty else { return 0 }
     let next = queue.removeFirst()
-    let count = min(next.count, frame.count)
-    next.withUnsafeBytes { frame.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: count) }
-    return count
+    // Never cut short: `deliver` took nothing longer than the interface's 1,514 bytes.
+    next.withUnsafeBytes { frame.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: next.count) }
+    return next.count
   }
 
-  func macAddress(address: UnsafeMutableRawBufferPointer) -> Int {
-    for index in 0..<min(6, address.count) { address[index] = mac[index] }
-    return min(6, address.count)
-  }
+  var linkUp: Bool { read16(Rtl8139Register.basicModeStatus) & rtl8139LinkUp != 0 }
 
   func counters(text: UnsafeMutableRawBufferPointer) -> Int {
     let line: KernelMessage =
-      "frames in \(counts.framesIn) (\(counts.bytesIn) bytes), out \(counts.framesOut) (\(counts.bytesOut) bytes), errors \(counts.errors), drops \(counts.drops), overflows \(counts.overflows)"
+      "frames in \(counts.framesIn) (\(counts.bytesIn) bytes), out \(counts.framesOut) (\(counts.bytesOut) bytes), errors \(counts.errors), drops \(counts.drops), overflows \(counts.overflows), missed \(counts.missed)"
     return line.withBytes { bytes in
       let count = min(bytes.count, text.count)
       for index in 0..<count { text[index] = bytes[index] }
@@ -217,22 +375,39 @@ final class Card: InterruptHandlerImplementation {
 final class Device: NetworkDeviceImplementation {
   let card: Card
   let line: InterruptLine
+  let mastering: BusMastering
 
-  init(card: Card, line: InterruptLine) {
+  init(card: Card, line: InterruptLine, mastering: BusMastering) {
     self.card = card
     self.line = line
+    self.mastering = mastering
   }
 
-  deinit { _ = try? line.detach() }
+  deinit {
+    _ = try? line.detach()
+    _ = mastering.release()
+  }
 
-  func send(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame) }
+  func send(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame, checksums: false) }
+  func sendWithChecksums(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame, checksums: true) }
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int { card.receive(frame: frame) }
-  func macAddress(address: UnsafeMutableRawBufferPointer) -> Int { card.macAddress(address: address) }
+
+  func macAddress(address: UnsafeMutableRawBufferPointer) -> Int {
+    for index in 0..<min(6, address.count) { address[index] = card.mac[index] }
+    return min(6, address.count)
+  }
+
+  func mtu() -> UInt { 1500 }
+  func linkUp() -> UInt { card.linkUp ? 1 : 0 }
   func counters(text: UnsafeMutableRawBufferPointer) -> Int { card.counters(text: text) }
 
   func setReceiveFilter(promiscuous: UInt, allMulticast: UInt) -> UInt {
     card.setReceiveFilter(promiscuous: promiscuous != 0, allMulticast: allMulticast != 0)
     return 1
+  }
+
+  func setMulticastList(addresses: UnsafeRawBufferPointer) -> UInt {
+    card.setMulticastList(addresses: addresses)
   }
 
   func fault() {
@@ -241,22 +416,54 @@ final class Device: NetworkDeviceImplementation {
   }
 }
 
+/// The `mode` setting: true for C+, false for C (the default); nil for anything else.
+func modeSetting() -> Bool? {
+  var value: InlineArray<64, UInt8> = .init(repeating: 0)
+  let name: StaticString = "mode"
+  let count = withUnsafeMutableBytes(of: &value) { buffer in
+    (try? Required.settings.value(
+      name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer)) ?? 0
+  }
+  let text = (0..<count).map { value[$0] }
+  if text.isEmpty || text == Array("c".utf8) { return false }
+  if text == Array("c+".utf8) { return true }
+  return nil
+}
+
 func start() -> NetworkDevice {
-  guard let device = (try? Required.pci.find(vendor: 0x10EC, device: 0x8139)) ?? nil else {
-    fatalError("rtl8139: the PCI bus server has no RTL8139 for this driver")
+  let device = Required.device
+  let identity = UInt32(truncatingIfNeeded: (try? device.identity()) ?? 0)
+  guard identity == 0x8139_10EC else {
+    say(
+      "rtl8139: the device bound to `device` is \(hexDigits: identity & 0xFFFF, width: 4):\(hexDigits: identity >> 16, width: 4), not an RTL8139 (10ec:8139)"
+    )
+    fatalError("rtl8139: wrong device")
   }
-  guard let card = Card(device: device), let line = (try? device.interrupt()) ?? nil,
-    let handler = InterruptHandler.export(card), (try? line.attach(handler: handler)) == 1
+  guard let plus = modeSetting() else {
+    say("rtl8139: the setting `mode` must be c or c+")
+    fatalError("rtl8139: bad setting")
+  }
+  guard let mastering = (try? device.enableBusMastering()) ?? nil else {
+    say("rtl8139: the PCI bus server refused bus mastering (DMA) for this card; it cannot work without it")
+    fatalError("rtl8139: no bus mastering")
+  }
+  guard let ports = (try? device.ports(bar: 0)) ?? nil else {
+    fatalError("rtl8139: the card's I/O ports (BAR 0) were not given")
+  }
+  guard let card = Card(ports: ports, plus: plus) else {
+    fatalError("rtl8139: no DMA memory for the card's rings and buffers")
+  }
+  guard let line = (try? device.interrupt()) ?? nil, let handler = InterruptHandler.export(card),
+    (try? line.attach(handler: handler)) == 1
   else {
-    fatalError("rtl8139: the card's ports, memory or interrupt could not be had")
+    fatalError("rtl8139: the card's interrupt line could not be attached")
   }
-  var mac: KernelMessage = "rtl8139: ready, MAC "
-  var address = [UInt8](repeating: 0, count: 6)
-  _ = address.withUnsafeMutableBytes { card.macAddress(address: $0) }
-  for (index, byte) in address.enumerated() {
-    if index > 0 { mac.append(":") }
-    mac.append(hex: byte, width: 2, prefix: false)
+  var message: KernelMessage = "rtl8139: ready, MAC "
+  for (index, byte) in card.mac.enumerated() {
+    if index > 0 { message.append(":") }
+    message.append(hex: byte, width: 2, prefix: false)
   }
-  say(mac)
-  return NetworkDevice.export(Device(card: card, line: line))!
+  message.append(plus ? ", C+ mode" : ", C mode")
+  say(message)
+  return NetworkDevice.export(Device(card: card, line: line, mastering: mastering))!
 }

@@ -13,8 +13,12 @@
 //                               space SPACE, shared with the other servers naming it);
 //                               `restart` restarts the instance when it fails
 //     bind SLOT SOURCE          bind a required slot of the last server; SOURCE is
-//                               kernel.SERVICE | INSTANCE | INSTANCE.METHOD
-//                               (the reference a no-argument method of INSTANCE returns)
+//                               kernel.SERVICE | INSTANCE | INSTANCE.METHOD |
+//                               INSTANCE.METHOD(WORD,...) (the reference a method of
+//                               INSTANCE's main object returns, called with up to four
+//                               words, decimal or 0x hexadecimal, no spaces)
+//     set NAME VALUE            a setting of the last server (one word of at most 64
+//                               bytes), read through kernel.settings
 //     limit RESOURCE VALUE      a quota of the last server (Quotas.swift): memory
 //                               (bytes, or with K or M), threads, priority, timers,
 //                               mappings
@@ -36,8 +40,40 @@ public enum BindingSource {
   case kernel(UnsafeBufferPointer<UInt8>)
   /// The main object of an instance.
   case instance(UnsafeBufferPointer<UInt8>)
-  /// The reference a no-argument method of an instance's main object returns.
-  case method(instance: UnsafeBufferPointer<UInt8>, method: UnsafeBufferPointer<UInt8>)
+  /// The reference a method of an instance's main object returns, called with the words.
+  case method(
+    instance: UnsafeBufferPointer<UInt8>, method: UnsafeBufferPointer<UInt8>, arguments: MethodArguments)
+}
+
+/// The word arguments of a method binding (`pci.find(0x10EC,0x8139)`).
+public struct MethodArguments: Sendable {
+  /// The most a binding passes.
+  public static let maximumCount = 4
+  /// How many there are.
+  public private(set) var count = 0
+  private var storage: InlineArray<4, UInt32> = .init(repeating: 0)
+
+  /// No arguments.
+  public init() {}
+
+  /// The argument at `index` (below `count`).
+  public subscript(index: Int) -> UInt32 { storage[index] }
+
+  /// Appends `word`; false when there are `maximumCount` already.
+  mutating func append(_ word: UInt32) -> Bool {
+    guard count < Self.maximumCount else { return false }
+    storage[count] = word
+    count += 1
+    return true
+  }
+
+  /// Calls `body` with the arguments as a buffer.
+  public func withWords<Result>(_ body: (UnsafeBufferPointer<UInt32>) -> Result) -> Result {
+    var copy = storage
+    return withUnsafeMutableBytes(of: &copy) { raw in
+      body(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt32.self), count: count))
+    }
+  }
 }
 
 /// Where a server is loaded.
@@ -66,6 +102,7 @@ public enum CompositionStatement {
     restart: Bool)
   case bind(slot: UnsafeBufferPointer<UInt8>, source: BindingSource)
   case limit(resource: QuotaResource, value: UInt32)
+  case setting(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>)
   case run(instance: UnsafeBufferPointer<UInt8>)
 }
 
@@ -150,12 +187,32 @@ public struct Composition: Sequence {
           let left = UnsafeBufferPointer(rebasing: source[0..<dot])
           guard isName(left) else { return fail("binding source must start with an identifier") }
           if dot == source.count { return (line, .success(.bind(slot: word(1), source: .instance(left)))) }
-          let right = UnsafeBufferPointer(rebasing: source[(dot + 1)...])
+          var right = UnsafeBufferPointer(rebasing: source[(dot + 1)...])
+          var arguments = MethodArguments()
+          if let open = right.firstIndex(of: UInt8(ascii: "(")) {
+            guard right.last == UInt8(ascii: ")"), !equals(left, "kernel") else {
+              return fail("expected INSTANCE.METHOD(WORD,...) with no spaces")
+            }
+            guard
+              let parsed = Self.arguments(
+                UnsafeBufferPointer(rebasing: right[(open + 1)..<(right.count - 1)]))
+            else {
+              return fail(
+                "method arguments must be up to \(MethodArguments.maximumCount) words (decimal or 0x hexadecimal) separated by commas"
+              )
+            }
+            arguments = parsed
+            right = UnsafeBufferPointer(rebasing: right[0..<open])
+          }
           guard isName(right) else { return fail("expected SOURCE.NAME with identifiers") }
           if equals(left, "kernel") {
             return (line, .success(.bind(slot: word(1), source: .kernel(right))))
           }
-          return (line, .success(.bind(slot: word(1), source: .method(instance: left, method: right))))
+          return (
+            line,
+            .success(
+              .bind(slot: word(1), source: .method(instance: left, method: right, arguments: arguments)))
+          )
         }
         if equals(keyword, "limit") {
           guard count == 3 else { return fail("expected: limit RESOURCE VALUE") }
@@ -169,11 +226,18 @@ public struct Composition: Sequence {
           }
           return (line, .success(.limit(resource: resource, value: value)))
         }
+        if equals(keyword, "set") {
+          guard count == 3, isName(word(1)) else { return fail("expected: set NAME VALUE") }
+          guard word(2).count <= Self.maximumSettingLength else {
+            return fail("set: the value is longer than \(Self.maximumSettingLength) bytes")
+          }
+          return (line, .success(.setting(name: word(1), value: word(2))))
+        }
         if equals(keyword, "run") {
           guard count == 2, isName(word(1)) else { return fail("expected: run INSTANCE") }
           return (line, .success(.run(instance: word(1))))
         }
-        return fail("unknown statement (expected server, bind, limit or run)")
+        return fail("unknown statement (expected server, bind, limit, set or run)")
       }
       return nil
     }
@@ -183,6 +247,52 @@ public struct Composition: Sequence {
     ) {
       failed = true
       return (line, .failure(CompositionError(line: line, reason: reason)))
+    }
+
+    /// The longest setting value.
+    static let maximumSettingLength = 64
+
+    /// `WORD,WORD,...` (possibly empty) as words; nil if one is not a number that fits 32
+    /// bits or there are too many.
+    private static func arguments(_ text: UnsafeBufferPointer<UInt8>) -> MethodArguments? {
+      var arguments = MethodArguments()
+      guard !text.isEmpty else { return arguments }
+      var start = 0
+      while start <= text.count {
+        var end = start
+        while end < text.count && text[end] != UInt8(ascii: ",") { end += 1 }
+        guard let word = number(UnsafeBufferPointer(rebasing: text[start..<end])), arguments.append(word)
+        else {
+          return nil
+        }
+        start = end + 1
+      }
+      return arguments
+    }
+
+    /// A decimal or `0x` hexadecimal number that fits 32 bits.
+    static func number(_ text: UnsafeBufferPointer<UInt8>) -> UInt32? {
+      var digits = text
+      var radix: UInt64 = 10
+      if text.count > 2, text[0] == UInt8(ascii: "0"), text[1] | 0x20 == UInt8(ascii: "x") {
+        digits = UnsafeBufferPointer(rebasing: text[2...])
+        radix = 16
+      }
+      guard !digits.isEmpty, digits.count <= 10 else { return nil }
+      var value: UInt64 = 0
+      for character in digits {
+        let digit: UInt64
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt64(character - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f") where radix == 16:
+          digit = UInt64(character - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F") where radix == 16:
+          digit = UInt64(character - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+        value = value * radix + digit
+      }
+      return value <= UInt64(UInt32.max) ? UInt32(value) : nil
     }
 
     private func isName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {

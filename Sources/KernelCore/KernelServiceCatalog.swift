@@ -24,6 +24,7 @@ public enum KernelServiceCatalog {
     KernelService(name: "supervision", interface: "Supervision"),
     KernelService(name: "memory", interface: "MemoryService"),
     KernelService(name: "pci", interface: "PciConfiguration"),
+    KernelService(name: "settings", interface: "Settings"),
   ]
 }
 

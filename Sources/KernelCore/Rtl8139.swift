@@ -10,6 +10,13 @@
 // ring for the card to write past the end. `Rtl8139TransmitRing` hands out the four
 // transmit descriptors strictly round robin, as the card uses them, and builds the status
 // word that starts a transmission (frames padded to 60 bytes, refused above 1,792).
+//
+// C+ mode (the 8139C+'s descriptor rings, switched on for good by any write to CpCmd
+// until a reset) is `Rtl8139ReceiveDescriptors` and `Rtl8139TransmitDescriptors`: rings
+// of 16-byte descriptors in DMA memory whose first word carries ownership (set: the
+// card's), end of ring, first/last segment, the length and, for transmission, which
+// checksums the card fills in. Each frame takes one descriptor both ways. The multicast
+// filter's bit for an address is `Rtl8139MulticastFilter.bit(for:)`.
 
 /// Register offsets and bits (QEMU's hw/net/rtl8139.c and the datasheet agree on these).
 public enum Rtl8139Register {
@@ -37,9 +44,37 @@ public enum Rtl8139Register {
   public static let transmitConfiguration: UInt32 = 0x40
   /// Receive configuration, 32-bit.
   public static let receiveConfiguration: UInt32 = 0x44
-  /// Missed packets counter, 32-bit.
+  /// Missed packets counter, 24 bits valid; a 32-bit write clears it.
   public static let missedPackets: UInt32 = 0x4C
+  /// Basic mode status (the PHY's), 16-bit; bit 2 is the link.
+  public static let basicModeStatus: UInt32 = 0x64
+  /// C+ mode: transmit poll, 8-bit (write `Rtl8139TransmitDescriptors.pollNormal`).
+  public static let transmitPoll: UInt32 = 0xD9
+  /// C+ command, 16-bit (any write switches the card to C+ mode until a reset).
+  public static let cPlusCommand: UInt32 = 0xE0
+  /// C+ mode: receive descriptor ring (physical), low and high 32-bit words.
+  public static let receiveRingLow: UInt32 = 0xE4
+  /// See `receiveRingLow`.
+  public static let receiveRingHigh: UInt32 = 0xE8
+  /// C+ mode: transmit descriptor ring (physical), low and high 32-bit words (the C-mode
+  /// transmit address registers 0 and 1).
+  public static let transmitRingLow: UInt32 = 0x20
+  /// See `transmitRingLow`.
+  public static let transmitRingHigh: UInt32 = 0x24
 }
+
+/// C+ command register bits.
+public enum Rtl8139CPlusCommand {
+  /// The C+ transmitter.
+  public static let transmitterEnable: UInt16 = 0x0001
+  /// The C+ receiver.
+  public static let receiverEnable: UInt16 = 0x0002
+  /// Receive checksum checking (QEMU's card accepts the bit and checks nothing).
+  public static let receiveChecksum: UInt16 = 0x0020
+}
+
+/// The basic mode status bit that says the link is up.
+public let rtl8139LinkUp: UInt16 = 0x0004
 
 /// Command register bits.
 public enum Rtl8139Command {
@@ -196,5 +231,164 @@ public struct Rtl8139TransmitRing {
     guard inFlight > 0, status & Self.own != 0 else { return (false, false) }
     inFlight -= 1
     return (true, status & Self.transmitOK == 0)
+  }
+}
+
+/// Bits of a C+ descriptor's first word (both directions unless named otherwise).
+public enum Rtl8139Descriptor {
+  /// Bytes per descriptor: command/status, VLAN, buffer address low, high.
+  public static let size = 16
+  /// The card owns the descriptor (the driver gave it; the card clears it when done).
+  public static let owned: UInt32 = 1 << 31
+  /// The last descriptor of the ring: the card goes back to the first after it.
+  public static let endOfRing: UInt32 = 1 << 30
+  /// The descriptor holds the first segment of a frame.
+  public static let firstSegment: UInt32 = 1 << 29
+  /// The descriptor holds the last segment of a frame.
+  public static let lastSegment: UInt32 = 1 << 28
+  /// Transmit: the card fills in the IPv4 header checksum.
+  public static let ipChecksum: UInt32 = 1 << 18
+  /// Transmit: the card fills in the UDP checksum.
+  public static let udpChecksum: UInt32 = 1 << 17
+  /// Transmit: the card fills in the TCP checksum.
+  public static let tcpChecksum: UInt32 = 1 << 16
+  /// Transmit: an error summary (underrun, collision, link failure).
+  public static let transmitError: UInt32 = 1 << 23
+  /// Receive: a CRC error.
+  public static let crcError: UInt32 = 1 << 18
+  /// Receive: a runt.
+  public static let runt: UInt32 = 1 << 19
+  /// Receive: the length field (the frame and its CRC), or the buffer's size when given.
+  public static let receiveLength: UInt32 = 0x1FFF
+  /// Transmit: the length field.
+  public static let transmitLength: UInt32 = 0xFFFF
+}
+
+/// The C+ receive ring: `count` descriptors, each with a buffer of `bufferSize` bytes.
+public struct Rtl8139ReceiveDescriptors {
+  /// Descriptors in the ring.
+  public static let count = 64
+  /// Bytes per buffer: the longest frame the interface passes (1,514), a VLAN tag, the
+  /// CRC, rounded up to 8.
+  public static let bufferSize = 1528
+
+  /// The descriptor the card fills next (the driver looks there for the next frame).
+  public private(set) var next = 0
+
+  /// An empty ring.
+  public init() {}
+
+  /// The first word that gives descriptor `index` (back) to the card.
+  public static func ready(_ index: Int) -> UInt32 {
+    Rtl8139Descriptor.owned | (index == count - 1 ? Rtl8139Descriptor.endOfRing : 0) | UInt32(bufferSize)
+  }
+
+  /// What a descriptor holds once the card is done with it.
+  public enum Received: Equatable {
+    /// A frame of `length` bytes (without the CRC) in descriptor `index`'s buffer.
+    case frame(index: Int, length: Int)
+    /// Descriptor `index` holds no good frame (an error bit, a split or impossible length).
+    case bad(index: Int, status: UInt32)
+  }
+
+  /// Reads descriptor `next` given its first word: nil while the card still owns it;
+  /// else what it holds, and `next` moves on (the driver gives it back with `ready`).
+  public mutating func take(first word: UInt32) -> Received? {
+    guard word & Rtl8139Descriptor.owned == 0 else { return nil }
+    let index = next
+    next = (next + 1) % Self.count
+    let whole = Rtl8139Descriptor.firstSegment | Rtl8139Descriptor.lastSegment
+    let length = Int(word & Rtl8139Descriptor.receiveLength)
+    guard word & whole == whole, word & (Rtl8139Descriptor.crcError | Rtl8139Descriptor.runt) == 0,
+      length >= Rtl8139ReceiveRing.minimumLength, length <= Self.bufferSize
+    else { return .bad(index: index, status: word) }
+    return .frame(index: index, length: length - 4)
+  }
+
+  /// After the receiver was enabled again: the card starts at descriptor 0.
+  public mutating func reset() { next = 0 }
+}
+
+/// The C+ transmit ring: `count` descriptors used in order, each one frame.
+public struct Rtl8139TransmitDescriptors {
+  /// Descriptors in the ring (the card takes at most 64).
+  public static let count = 16
+  /// Bytes per buffer.
+  public static let bufferSize = 1536
+  /// The transmit poll value that starts the normal-priority ring.
+  public static let pollNormal: UInt8 = 0x40
+
+  /// The descriptor the next frame goes to.
+  public private(set) var next = 0
+  /// Frames handed to the card and not yet seen finished.
+  public private(set) var inFlight = 0
+
+  /// An empty ring.
+  public init() {}
+
+  /// Whether a descriptor is free for another frame.
+  public var hasRoom: Bool { inFlight < Self.count }
+
+  /// The oldest descriptor in flight, to check for completion (nil if none).
+  public var oldest: Int? { inFlight == 0 ? nil : (next - inFlight + Self.count) % Self.count }
+
+  /// Takes the next descriptor for a frame of `length` bytes (already padded to 60): its
+  /// number and the first word that hands it to the card, asking for the IPv4, UDP and TCP
+  /// checksums if `checksums`; nil if every descriptor is busy or the frame does not fit.
+  public mutating func take(length: Int, checksums: Bool) -> (index: Int, first: UInt32)? {
+    guard hasRoom, length >= Rtl8139TransmitRing.minimumFrame, length <= Self.bufferSize else { return nil }
+    let index = next
+    next = (next + 1) % Self.count
+    inFlight += 1
+    var word =
+      Rtl8139Descriptor.owned | Rtl8139Descriptor.firstSegment | Rtl8139Descriptor.lastSegment
+      | UInt32(length)
+    if index == Self.count - 1 { word |= Rtl8139Descriptor.endOfRing }
+    if checksums {
+      word |= Rtl8139Descriptor.ipChecksum | Rtl8139Descriptor.udpChecksum | Rtl8139Descriptor.tcpChecksum
+    }
+    return (index, word)
+  }
+
+  /// The oldest descriptor's first word was read: whether it is done (and whether it
+  /// failed); if done it is free again.
+  public mutating func complete(first word: UInt32) -> (done: Bool, failed: Bool) {
+    guard inFlight > 0, word & Rtl8139Descriptor.owned == 0 else { return (false, false) }
+    inFlight -= 1
+    return (true, word & Rtl8139Descriptor.transmitError != 0)
+  }
+}
+
+/// The card's 64-bit multicast filter (MAR0-7): a multicast frame is taken when the bit
+/// its destination hashes to is set.
+public enum Rtl8139MulticastFilter {
+  /// The filter bit (0...63) for a 6-byte address: the top six bits of the Ethernet CRC
+  /// computed most significant bit first (polynomial 0x04C11DB7, bytes fed least
+  /// significant bit first, no final inversion), as the chip and QEMU compute it.
+  public static func bit(for address: UnsafeRawBufferPointer) -> Int {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in address.prefix(6) {
+      var bits = byte
+      for _ in 0..<8 {
+        let carry = (crc >> 31) ^ UInt32(bits & 1)
+        crc <<= 1
+        bits >>= 1
+        if carry != 0 { crc ^= 0x04C1_1DB7 }
+      }
+    }
+    return Int(crc >> 26)
+  }
+
+  /// The eight filter bytes that take exactly the frames to `addresses` (6 bytes each;
+  /// other addresses hashing to the same bits get through too, as on any such filter).
+  public static func bytes(for addresses: UnsafeRawBufferPointer) -> InlineArray<8, UInt8> {
+    var filter: InlineArray<8, UInt8> = .init(repeating: 0)
+    var offset = 0
+    while offset + 6 <= addresses.count {
+      let bit = Self.bit(for: UnsafeRawBufferPointer(rebasing: addresses[offset..<(offset + 6)]))
+      filter[bit >> 3] |= UInt8(1) << UInt8(bit & 7)
+      offset += 6
+    }
+    return filter
   }
 }

@@ -77,13 +77,13 @@ public func compositionGraph(path: String, text: String) throws -> String {
         case .instance(let name):
           let target = current[string(name)].map { instances[$0].node } ?? string(name)
           edges.append("  \(quoted(instances[from].node)) -> \(quoted(target)) [label=\(quoted(slotName))];")
-        case .method(let name, let method):
+        case .method(let name, let method, _):
           let target = current[string(name)].map { instances[$0].node } ?? string(name)
           edges.append(
             "  \(quoted(instances[from].node)) -> \(quoted(target)) [label=\(quoted("\(slotName) = .\(string(method))()"))];"
           )
         }
-      case .success(.limit):
+      case .success(.limit), .success(.setting):
         continue
       case .success(.run(let name)):
         if let index = current[string(name)] { instances[index].runs = true }

@@ -93,6 +93,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
   var instances: [String: Instance] = [:]
   var current: (name: String, data: Data, bound: Set<Int>, line: Int, kernelMode: Bool)?
   var kernelModeServers = 0
+  var settingNames: Set<String> = []  // the current server's `set` lines
   // After a `server` line that failed, its bind and limit lines are skipped silently (as
   // the kernel does); with no server line before them at all, they are an error.
   var afterServerLine = false
@@ -173,6 +174,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           kernelMode = true
         }
         current = (name, data, [], line, kernelMode)
+        settingNames = []
       case .success(.bind(let slotBytes, let source)):
         guard var pending = current else {
           if !afterServerLine { problems.append("\(location): bind without a loaded server before it") }
@@ -214,27 +216,37 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
           provided = instances[string(other)]?.provided
           providerData = instances[string(other)]?.data
           if provided == nil { problems.append("\(location): no loaded instance \(string(other))") }
-        case .method(let other, let method):
+        case .method(let other, let method, let arguments):
           guard let instance = instances[string(other)] else {
             problems.append("\(location): no loaded instance \(string(other))")
             continue
           }
           providerData = instance.data
-          provided = withManifest(instance.data) { manifest -> [UInt8]? in
+          // The same checks as the kernel's, before it would call the method at boot.
+          let found: Result<[UInt8], BindingProblem> = withManifest(instance.data) { manifest in
             let interface = manifest.interface(manifest.providedInterface)
             for index in 0..<interface.methodCount
             where string(interface.method(index).name) == string(method) {
               let target = interface.method(index)
-              guard target.parameterCount == 0, let result = target.resultInterface,
+              guard target.parameters.allSatisfy({ $0.kind == .word }), let result = target.resultInterface,
                 let resultIndex = manifest.interfaceIndex(named: result)
-              else { return nil }
-              return Array(UnsafeRawBufferPointer(manifest.interface(resultIndex).bytes))
+              else {
+                return .failure(
+                  BindingProblem("\(string(method)) must take only words and return a reference"))
+              }
+              guard target.parameterCount == arguments.count else {
+                return .failure(
+                  BindingProblem(
+                    "\(string(method)) takes \(target.parameterCount) words; the binding gives \(arguments.count)"
+                  ))
+              }
+              return .success(Array(UnsafeRawBufferPointer(manifest.interface(resultIndex).bytes)))
             }
-            return nil
+            return .failure(BindingProblem("\(string(interface.name)) has no method \(string(method))"))
           }
-          if provided == nil {
-            problems.append(
-              "\(location): \(string(method)) is not a no-argument method returning a reference")
+          switch found {
+          case .success(let bytes): provided = bytes
+          case .failure(let error): problems.append("\(location): \(error.message)")
           }
         }
         guard let provided else { continue }
@@ -293,6 +305,12 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         if current == nil && !afterServerLine {
           problems.append("\(location): limit without a loaded server before it")
         }
+      case .success(.setting(let nameBytes, _)):
+        if current == nil {
+          if !afterServerLine { problems.append("\(location): set without a loaded server before it") }
+        } else if !settingNames.insert(string(nameBytes)).inserted {
+          problems.append("\(location): setting \(string(nameBytes)) is set twice")
+        }
       case .success(.run(let instanceBytes)):
         finish()
         afterServerLine = false
@@ -315,4 +333,10 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
     finish()
   }
   return problems
+}
+
+/// Why a binding is refused, as `tessera check` reports it.
+private struct BindingProblem: Error {
+  var message: String
+  init(_ message: String) { self.message = message }
 }

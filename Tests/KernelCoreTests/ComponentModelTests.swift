@@ -210,8 +210,10 @@ enum SampleManifest {
           return "\(line): bind \(string(slot)) kernel \(string(service))"
         case .success(.bind(let slot, .instance(let instance))):
           return "\(line): bind \(string(slot)) \(string(instance))"
-        case .success(.bind(let slot, .method(let instance, let method))):
-          return "\(line): bind \(string(slot)) \(string(instance)).\(string(method))()"
+        case .success(.bind(let slot, .method(let instance, let method, let arguments))):
+          let words = (0..<arguments.count).map { "\(arguments[$0])" }.joined(separator: ",")
+          return "\(line): bind \(string(slot)) \(string(instance)).\(string(method))(\(words))"
+        case .success(.setting(let name, let value)): return "\(line): set \(string(name)) \(string(value))"
         }
       }
     }
@@ -272,6 +274,37 @@ enum SampleManifest {
     }
   }
 
+  @Test func readsMethodArgumentsAndSettings() {
+    let text = """
+      server nic Rtl8139.srv
+        bind device pci.find(0x10EC,0x8139)
+        bind other pci.find(4332,33081,0,4294967295)
+        bind none pci.list()
+        set mode c+
+      """
+    #expect(
+      statements(text) == [
+        "1: server nic Rtl8139.srv", "2: bind device pci.find(4332,33081)",
+        "3: bind other pci.find(4332,33081,0,4294967295)", "4: bind none pci.list()", "5: set mode c+",
+      ])
+    let wrongWords =
+      "method arguments must be up to 4 words (decimal or 0x hexadecimal) separated by commas"
+    for (line, reason) in [
+      ("bind d pci.find(0x1_0000_0000)", wrongWords), ("bind d pci.find(4294967296)", wrongWords),
+      ("bind d pci.find(1,2,3,4,5)", wrongWords), ("bind d pci.find(0x)", wrongWords),
+      ("bind d pci.find(1,)", wrongWords), ("bind d pci.find(-1)", wrongWords),
+      ("bind d pci.find(0xG)", wrongWords),
+      ("bind d pci.find(1", "expected INSTANCE.METHOD(WORD,...) with no spaces"),
+      ("bind d kernel.pci(1)", "expected INSTANCE.METHOD(WORD,...) with no spaces"),
+      ("bind d pci.(1)", "expected SOURCE.NAME with identifiers"),
+      ("set mode", "expected: set NAME VALUE"), ("set 9 x", "expected: set NAME VALUE"),
+      ("set a " + String(repeating: "x", count: 65), "set: the value is longer than 64 bytes"),
+    ] {
+      #expect(statements(line) == ["1: error \(reason)"], "\(line)")
+    }
+    #expect(statements("set a " + String(repeating: "x", count: 64)).count == 1)
+  }
+
   @Test func reportsTheFirstBadLineAndStops() {
     #expect(
       statements("server a\nrun b") == ["1: error expected: server INSTANCE FILE [PLACEMENT] [restart]"])
@@ -280,7 +313,7 @@ enum SampleManifest {
     #expect(statements("server a A.srv user: ") == ["1: error placement must be kernel, user or user:SPACE"])
     #expect(
       statements("run a\nlaunch b\nrun c") == [
-        "1: run a", "2: error unknown statement (expected server, bind, limit or run)",
+        "1: run a", "2: error unknown statement (expected server, bind, limit, set or run)",
       ])
     #expect(statements("bind x 9lives") == ["1: error binding source must start with an identifier"])
     #expect(statements("server 1a F.srv") == ["1: error instance name must be an identifier"])

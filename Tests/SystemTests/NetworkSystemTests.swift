@@ -63,6 +63,8 @@ private struct Session {
   var broadcastsBack = 0
   var floodBack = 0
   var promiscuousBack = 0
+  var multicastBack = 0
+  var checksummed: [[UInt8]] = []
   var failure: String?
 }
 
@@ -155,11 +157,65 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
 @Suite struct NetworkSystemTests {
   static let framesPerSession = 10_000
 
-  /// 10,000 frames each way per placement, each checked; then frames to another address
-  /// (the card filters them out) and to the broadcast address (taken and echoed).
+  /// C mode: 10,000 frames each way per placement, each checked; then frames to another
+  /// address (filtered), to the broadcast address and a listed multicast group (taken and
+  /// echoed), IPv4 frames whose checksums the driver fills in, promiscuous mode, a flood.
   @Test func framesOfRandomSizesComeBackIntactAndInOrder() throws {
-    // Ports of its own per run and per test (the restart test uses 30000-39999).
-    let guestPort = UInt16(20_000 + Int(getpid() % 5_000))
+    // Ports of their own per run and per test (restart: 30000-39999, C+: 40000-49999).
+    let checksummed = try echoSessions(
+      "systems/tests/network-echo.system", test: "framesOfRandomSizesComeBackIntactAndInOrder",
+      guestPort: UInt16(20_000 + Int(getpid() % 5_000)), mode: "C mode")
+    #expect(checksummed == Self.expectedChecksummedFrames, "the driver's checksums differ from QEMU's card's")
+  }
+
+  /// The same in C+ mode (descriptor rings; the card fills in the checksums).
+  @Test func framesComeBackIntactInCPlusModeToo() throws {
+    let checksummed = try echoSessions(
+      "systems/tests/network-echo-cplus.system", test: "framesComeBackIntactInCPlusModeToo",
+      guestPort: UInt16(40_000 + Int(getpid() % 5_000)), mode: "C+ mode")
+    #expect(checksummed == Self.expectedChecksummedFrames, "QEMU's card's checksums differ from the driver's")
+  }
+
+  /// The IPv4 frames the peer sends with zero checksums (a UDP datagram to port 7 of three
+  /// sizes, from 10.0.2.2 to 10.0.2.15), each as it must come back: the checksums filled in
+  /// by QEMU's card (C+) or the driver (C) must equal these, computed here independently.
+  static let checksumFrames: [[UInt8]] = [18, 200, 1_472].map { payloadLength in
+    let total = 20 + 8 + payloadLength
+    var packet: [UInt8] = [
+      0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 10, 0, 2, 2, 10, 0,
+      2, 15,
+      0x30, 0x39, 0, 7, UInt8((8 + payloadLength) >> 8), UInt8((8 + payloadLength) & 0xFF), 0, 0,
+    ]
+    packet += (0..<payloadLength).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+    return packet
+  }
+
+  static var expectedChecksummedFrames: [[UInt8]] {
+    checksumFrames.map { packet in
+      var packet = packet
+      func sum(_ bytes: ArraySlice<UInt8>, _ initial: Int = 0) -> UInt16 {
+        var total = initial
+        for (index, byte) in bytes.enumerated() { total += index % 2 == 0 ? Int(byte) << 8 : Int(byte) }
+        while total > 0xFFFF { total = (total & 0xFFFF) + (total >> 16) }
+        return ~UInt16(total)
+      }
+      let header = sum(packet[0..<20])
+      packet[10] = UInt8(header >> 8)
+      packet[11] = UInt8(header & 0xFF)
+      let udpLength = packet.count - 20
+      let pseudo = 0x0A00 + 0x0202 + 0x0A00 + 0x020F + 17 + udpLength
+      var udp = sum(packet[20...], pseudo)
+      if udp == 0 { udp = 0xFFFF }
+      packet[26] = UInt8(udp >> 8)
+      packet[27] = UInt8(udp & 0xFF)
+      return packet
+    }
+  }
+
+  /// Runs the echo composition `system` against the peer (two sessions: user mode, then
+  /// kernel mode), checks everything but the checksummed frames, and returns those as they
+  /// came back in the first session (the second must be the same).
+  func echoSessions(_ system: String, test: String, guestPort: UInt16, mode: String) throws -> [[UInt8]] {
     let peerPort = guestPort &+ 5_000
     let peer = try #require(DatagramPeer(port: peerPort), "no UDP socket on port \(peerPort)")
     let sessions = Sessions()
@@ -186,8 +242,29 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
         while let back = peer.receive(seconds: 2) {
           if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.broadcastsBack += 1 }
         }
-        // Promiscuous: ten more frames to the other station are taken and echoed.
+        // The listed multicast group is taken, another group (another filter bit) is not.
         traffic.guest = guest
+        traffic.command("MULTICAST")
+        while let back = peer.receive(seconds: 5),
+          !(back.count >= 23 && Array(back[14..<23]) == Array("MULTICAST".utf8))
+        {}
+        for group in [[0x01, 0x00, 0x5E, 0x00, 0x00, 0x01], [0x01, 0x00, 0x5E, 0x00, 0x00, 0xFB]] as [[UInt8]]
+        {
+          traffic.guest = group
+          for _ in 0..<5 { peer.send(traffic.frame(), to: guestPort) }
+        }
+        while let back = peer.receive(seconds: 2) {
+          if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.multicastBack += 1 }
+        }
+        // IPv4 with zero checksums: back with them filled in.
+        traffic.guest = guest
+        for packet in Self.checksumFrames {
+          peer.send(guest + traffic.me + [0x08, 0x00] + packet, to: guestPort)
+          if let back = peer.receive(seconds: 5), back.count >= 14 {
+            session.checksummed.append(Array(back[14..<min(back.count, 14 + packet.count)]))
+          }
+        }
+        // Promiscuous: ten more frames to the other station are taken and echoed.
         traffic.command("PROMISC")
         while let back = peer.receive(seconds: 5),
           !(back.count >= 21 && Array(back[14..<21]) == Array("PROMISC".utf8))
@@ -210,14 +287,14 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
     }
     worker.start()
     let result = try bootComposition(
-      "systems/tests/network-echo.system", test: "framesOfRandomSizesComeBackIntactAndInOrder",
-      until: "composition done", arguments: rtl8139Link(guestPort: guestPort, peerPort: peerPort))
+      system, test: test, until: "composition done",
+      arguments: rtl8139Link(guestPort: guestPort, peerPort: peerPort))
     #expect(done.wait(timeout: .now() + 30) == .success, "the peer did not finish")
     #expect(sessions.list.count == 2, "\(result.tail(20))")
     for (index, session) in sessions.list.enumerated() {
       #expect(
         session.failure == nil && session.echoed == Self.framesPerSession && session.broadcastsBack == 10
-          && session.promiscuousBack == 10,
+          && session.multicastBack == 5 && session.promiscuousBack == 10 && session.checksummed.count == 3,
         "session \(index): \(session)")
     }
     // The driver's counters add up: every frame the card took was queued or dropped,
@@ -226,28 +303,35 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
     let echoes = result.lines.compactMap {
       $0.firstMatch(
         of:
-          /echoed=(\d+) restarts=0 frames in (\d+) \(\d+ bytes\), out (\d+) \(\d+ bytes\), errors 0, drops (\d+), overflows (\d+)/
+          /echoed=(\d+) restarts=0 frames in (\d+) \(\d+ bytes\), out (\d+) \(\d+ bytes\), errors 0, drops (\d+), overflows (\d+), missed (\d+)/
       )
     }
     #expect(echoes.count == 2, "\(result.tail(20))")
     for (index, echo) in echoes.enumerated() {
       let (echoed, framesIn, framesOut, drops) = (Int(echo.1)!, Int(echo.2)!, Int(echo.3)!, Int(echo.4)!)
       let session = sessions.list[min(index, sessions.list.count - 1)]
-      // In: the frames, 10 broadcasts, PROMISC (echoed too), 10 to the other station, SLOW,
-      // the flood's frames not dropped, 100, STOP.
-      #expect(echoed == Self.framesPerSession + 21 + session.floodBack + 100, "\(echo.0)")
+      // In: the frames, 10 broadcasts, MULTICAST and 5 to the group, 3 IPv4, PROMISC (all
+      // echoed), 10 to the other station, SLOW, the flood's frames not dropped, 100, STOP.
+      #expect(
+        echoed == Self.framesPerSession + 10 + 6 + 3 + 1 + 10 + session.floodBack + 100, "\(echo.0)")
       #expect(framesIn == echoed + 2, "\(echo.0)")
       #expect(framesOut == echoed + 1, "\(echo.0): the echoes and the HELLO")
       #expect(drops + Int(echo.5)! > 0 && session.floodBack < 300, "the flood overflowed: \(echo.0)")
-      print("network flood \(index): \(session.floodBack) of 300 came back; \(echo.0)")
+      print("network flood (\(mode)) \(index): \(session.floodBack) of 300 came back; \(echo.0)")
     }
-    #expect(result.output.contains("rtl8139: ready, MAC 52:54:00:"))
+    #expect(
+      result.lines.filter { $0.contains("rtl8139: ready, MAC 52:54:00:") && $0.hasSuffix(mode) }.count == 2)
     // The witness shared the card's line: it attached beside the driver and was asked at
     // every interrupt, while the driver was served too (the frames came back).
     #expect(result.output.contains("@@IRQ witness lineGiven=true attached=1"))
     let calls = try #require(result.output.firstMatch(of: /@@IRQ witness calls=(\d+)/))
     #expect(Int(calls.1)! > 100, "\(calls.0)")
     expectGroupsGiveBack(result, groups: 2)
+    if sessions.list.count == 2 {
+      #expect(
+        sessions.list[0].checksummed == sessions.list[1].checksummed, "user and kernel placement differ")
+    }
+    return sessions.list.first?.checksummed ?? []
   }
 
   /// The driver faults mid-traffic and is restarted; traffic resumes with the new

@@ -123,6 +123,18 @@ final class SupervisionService: SupervisionImplementation {
   }
 }
 
+/// The kernel's Settings: the calling instance's `set NAME VALUE` lines.
+final class SettingsService: SettingsImplementation {
+  func value(name: UnsafeRawBufferPointer, value: UnsafeMutableRawBufferPointer) -> Int {
+    guard let caller = CallChain.currentServer,
+      let setting = caller.settings.first(where: { equal(UnsafeRawBufferPointer($0.name), name) })
+    else { return 0 }
+    let count = min(setting.value.count, value.count)
+    value.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(setting.value)[0..<count]))
+    return count
+  }
+}
+
 /// The base of boxes that hold kernel service implementations.
 class KernelObjectBox {}
 
@@ -175,6 +187,11 @@ enum KernelServices {
       return makeObject(
         interface: pciConfigurationDescriptor, dispatch: pciConfigurationDispatchAddresses(),
         box: PciConfigurationBox(PciConfigurationService()))
+    }
+    if equals(bytes, "settings") {
+      return makeObject(
+        interface: settingsDescriptor, dispatch: settingsDispatchAddresses(),
+        box: SettingsBox(SettingsService()))
     }
     if equals(bytes, "com1") {
       return makeObject(

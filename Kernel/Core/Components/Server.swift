@@ -47,6 +47,9 @@ final class Server: ReferenceOwner {
   var mappings: [Mapping] = []
   /// The composition's name for the instance.
   var instanceName = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+  /// The composition's `set NAME VALUE` lines for this instance (views of the composition
+  /// module, which stays for good), read through `kernel.settings`.
+  var settings: [Setting] = []
   /// A user-mode server's heap: its range and the end backed so far.
   private(set) var userHeapStart: UInt32 = 0
   private var userHeapEnd: UInt32 = 0
@@ -468,4 +471,10 @@ final class Server: ReferenceOwner {
     // The list keeps the room KernelServices.createAll reserved: reallocated while some
     // servers stay loaded, its storage would make a group's heap measurement inexact.
   }
+}
+
+/// One `set NAME VALUE` line of a composition.
+struct Setting {
+  var name: UnsafeBufferPointer<UInt8>
+  var value: UnsafeBufferPointer<UInt8>
 }

@@ -28,6 +28,7 @@ enum SystemLoader {
     var line: Int
     var bindings: [KernelObject?]
     var quotas = Quotas()
+    var settings: [Setting] = []
   }
 
   /// An instance whose line says `restart`: what it takes to load it again. The kernel
@@ -40,6 +41,7 @@ enum SystemLoader {
     var server: Server
     var mainHandle: UInt32
     var quotas: Quotas
+    var settings: [Setting]
     var restarts = 0
   }
 
@@ -90,6 +92,17 @@ enum SystemLoader {
           report(line, "limit without a loaded server before it")
         } else {
           pending!.quotas[resource] = value
+        }
+      case .success(.setting(let name, let value)):
+        if skippingBindings {
+        } else if pending == nil {
+          report(line, "set without a loaded server before it")
+        } else if pending!.settings.contains(where: {
+          equal(UnsafeRawBufferPointer($0.name), UnsafeRawBufferPointer(name))
+        }) {
+          report(line, "setting \(text: name) is set twice")
+        } else {
+          pending!.settings.append(Setting(name: name, value: value))
         }
       case .success(.run(let instance)):
         finishPending()
@@ -269,12 +282,13 @@ enum SystemLoader {
         return report(line, "no loaded instance \(text: other)")
       }
       provider = object
-    case .method(let other, let methodName):
+    case .method(let other, let methodName, let arguments):
       guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle)
       else {
         return report(line, "no loaded instance \(text: other)")
       }
-      guard let returned = callReturningReference(found.handle, object, methodName, line: line) else {
+      guard let returned = callReturningReference(found.handle, object, methodName, arguments, line: line)
+      else {
         return
       }
       provider = returned
@@ -312,9 +326,12 @@ enum SystemLoader {
     pending = current
   }
 
-  /// Calls a no-argument method returning a reference; the result stays in the kernel table.
+  /// Calls a method taking words (the binding's arguments) and returning a reference; the
+  /// result stays in the kernel table.
   private static func callReturningReference(
-    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, line: Int
+    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>,
+    _ arguments: MethodArguments,
+    line: Int
   ) -> KernelObject? {
     var index = 0
     while index < object.interface.methodCount
@@ -327,15 +344,24 @@ enum SystemLoader {
       return nil
     }
     let method = object.interface.method(index)
-    guard method.parameterCount == 0, method.result == .reference || method.result == .optionalReference
+    guard method.parameters.allSatisfy({ $0.kind == .word }),
+      method.result == .reference || method.result == .optionalReference
     else {
-      report(line, "\(text: name) must take no arguments and return a reference")
+      report(line, "\(text: name) must take only words and return a reference")
       return nil
     }
-    let result = KernelReferences.call(handle, method: index)
+    guard method.parameterCount == arguments.count else {
+      report(line, "\(text: name) takes \(method.parameterCount) words; the binding gives \(arguments.count)")
+      return nil
+    }
+    let result = arguments.withWords { KernelReferences.call(handle, method: index, words: $0) }
     let returnedHandle = UInt32(truncatingIfNeeded: result)
-    guard result >> 32 == 0, let returned = KernelReferences.table.object(returnedHandle) else {
+    guard result >> 32 == 0 else {
       report(line, "\(text: name) failed with status \(result >> 32)")
+      return nil
+    }
+    guard let returned = KernelReferences.table.object(returnedHandle) else {
+      report(line, "\(text: name) returned no reference (nil)")
       return nil
     }
     // Keep it alive through the kernel table until the end of the composition.
@@ -360,6 +386,7 @@ enum SystemLoader {
     }
     for binding in current.bindings { _ = current.server.table.install(binding!) }
     current.server.account.limits = current.quotas
+    current.server.settings = current.settings
     let handle = current.server.start()
     guard let main = current.server.table.object(handle) else {
       report(current.line, "\(current.server.name): start returned no object")
@@ -373,7 +400,7 @@ enum SystemLoader {
       let entry = Supervised(
         name: current.name, file: current.file, placement: current.placement,
         bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
-        mainHandle: KernelReferences.table.install(main), quotas: current.quotas)
+        mainHandle: KernelReferences.table.install(main), quotas: current.quotas, settings: current.settings)
       Machine.withInterruptsDisabled { supervised.append(entry) }
     }
   }
@@ -434,6 +461,7 @@ enum SystemLoader {
     }
     for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
     fresh.account.limits = entry.quotas
+    fresh.settings = entry.settings
     fresh.instanceName = entry.name
     start(PendingStart(fresh: fresh, replacing: server, entry: entry), first: true)
     Machine.withInterruptsDisabled { restarting -= 1 }
