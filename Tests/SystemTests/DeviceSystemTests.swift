@@ -25,4 +25,30 @@ import Testing
     #expect(result.output.contains("system: composition done, 0 errors"))
     expectGroupsGiveBack(result, groups: 2)
   }
+
+  /// Drivers given the wrong device, a card another driver holds, an unknown mode or no
+  /// bus mastering each fail with a clear message (systems/tests/driver-refusals.system);
+  /// the kernel goes on and every group gives its memory back.
+  @Test func driversGivenWhatTheyCannotUseFailClearly() throws {
+    let result = try bootComposition(
+      "systems/tests/driver-refusals.system", test: "driversGivenWhatTheyCannotUseFailClearly",
+      until: "composition done", devices: ["rtl8139", "e1000"])
+    let log = result.output
+    #expect(log.contains("rtl8139: ready, MAC 52:54:00:"), "\(result.tail(30))")
+    #expect(
+      log.contains(
+        "system line 18: cannot bind second.device: find returned no reference (nil: nothing matched, or it is handed out already)"
+      ))
+    #expect(log.contains("system line 17: second: slot device is not bound; not started"))
+    #expect(log.contains("rtl8139: the device bound to `device` is 8086:100e, not an RTL8139 (10ec:8139)"))
+    #expect(log.contains("rtl8139: the setting `mode` must be c or c+"))
+    #expect(
+      log.contains("rtl8139: the PCI bus server refused bus mastering (DMA) for this card; it cannot work without it"))
+    #expect(result.lines.filter { $0.contains("start returned no object") }.count == 3)
+    // A probe finds the card taken in each group: a driver holds it (group 1), or the
+    // composition keeps the failed driver's binding until the group ends.
+    #expect(result.lines.filter { $0.contains("@@NIC found=0") }.count == 3)
+    #expect(log.contains("system: composition done, 5 errors"))
+    expectGroupsGiveBack(result, groups: 3)
+  }
 }

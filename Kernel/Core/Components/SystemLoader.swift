@@ -287,7 +287,9 @@ enum SystemLoader {
       else {
         return report(line, "no loaded instance \(text: other)")
       }
-      guard let returned = callReturningReference(found.handle, object, methodName, arguments, line: line)
+      guard
+        let returned = callReturningReference(
+          found.handle, object, methodName, arguments, for: current.name, slot: slot, line: line)
       else {
         return
       }
@@ -329,9 +331,8 @@ enum SystemLoader {
   /// Calls a method taking words (the binding's arguments) and returning a reference; the
   /// result stays in the kernel table.
   private static func callReturningReference(
-    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>,
-    _ arguments: MethodArguments,
-    line: Int
+    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, _ arguments: MethodArguments,
+    for instance: UnsafeBufferPointer<UInt8>, slot: UnsafeBufferPointer<UInt8>, line: Int
   ) -> KernelObject? {
     var index = 0
     while index < object.interface.methodCount
@@ -361,7 +362,10 @@ enum SystemLoader {
       return nil
     }
     guard let returned = KernelReferences.table.object(returnedHandle) else {
-      report(line, "\(text: name) returned no reference (nil)")
+      report(
+        line,
+        "cannot bind \(text: instance).\(text: slot): \(text: name) returned no reference (nil: nothing matched, or it is handed out already)"
+      )
       return nil
     }
     // Keep it alive through the kernel table until the end of the composition.
