@@ -144,14 +144,37 @@ private struct Traffic {
 }
 
 /// The arguments that give the guest an RTL8139 on a dgram link to `peerPort`.
-private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
-  [
+/// With `capture`, QEMU also writes every frame on the link to that pcap file.
+private func rtl8139Link(guestPort: UInt16, peerPort: UInt16, capture: String? = nil) -> [String] {
+  var arguments = [
     "-netdev",
     "dgram,id=net0,local.type=inet,local.host=127.0.0.1,local.port=\(guestPort),remote.type=inet,remote.host=127.0.0.1,remote.port=\(peerPort)",
     "-device", "rtl8139,netdev=net0",
     // An e1000 with no link, on the RTL8139's interrupt line: the witness shares it.
     "-device", "e1000",
   ]
+  if let capture { arguments += ["-object", "filter-dump,id=dump0,netdev=net0,file=\(capture)"] }
+  return arguments
+}
+
+/// The frames of a pcap file as QEMU's filter-dump writes it (classic libpcap format,
+/// host byte order, whole frames); nil if it is not one.
+private func pcapFrames(_ path: String) -> [[UInt8]]? {
+  guard let data = FileManager.default.contents(atPath: path), data.count >= 24 else { return nil }
+  let bytes = [UInt8](data)
+  func word(_ offset: Int) -> Int {
+    Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
+  }
+  guard word(0) == 0xA1B2_C3D4, word(20) == 1 else { return nil }  // microseconds, Ethernet
+  var frames: [[UInt8]] = []
+  var offset = 24
+  while offset + 16 <= bytes.count {
+    let length = word(offset + 8)
+    guard offset + 16 + length <= bytes.count else { return nil }
+    frames.append(Array(bytes[(offset + 16)..<(offset + 16 + length)]))
+    offset += 16 + length
+  }
+  return frames
 }
 
 @Suite struct NetworkSystemTests {
@@ -286,9 +309,13 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
       }
     }
     worker.start()
+    let capture = QEMU.root.appendingPathComponent("build/test-logs/\(test).pcap").path
+    try? FileManager.default.createDirectory(
+      atPath: QEMU.root.appendingPathComponent("build/test-logs").path, withIntermediateDirectories: true)
+    try? FileManager.default.removeItem(atPath: capture)
     let result = try bootComposition(
       system, test: test, until: "composition done",
-      arguments: rtl8139Link(guestPort: guestPort, peerPort: peerPort))
+      arguments: rtl8139Link(guestPort: guestPort, peerPort: peerPort, capture: capture))
     #expect(done.wait(timeout: .now() + 30) == .success, "the peer did not finish")
     #expect(sessions.list.count == 2, "\(result.tail(20))")
     for (index, session) in sessions.list.enumerated() {
@@ -327,6 +354,14 @@ private func rtl8139Link(guestPort: UInt16, peerPort: UInt16) -> [String] {
     let calls = try #require(result.output.firstMatch(of: /@@IRQ witness calls=(\d+)/))
     #expect(Int(calls.1)! > 100, "\(calls.0)")
     expectGroupsGiveBack(result, groups: 2)
+    // What left the guest, as QEMU's filter-dump saw it on the link: as many frames as the
+    // driver counted out (HELLOs included), none shorter than 60 bytes (the 5-byte HELLO
+    // too: the driver pads, the card does not).
+    let frames = try #require(pcapFrames(capture), "no capture at \(capture)")
+    let sent = frames.filter { $0.count >= 12 && $0[6..<9].elementsEqual([0x52, 0x54, 0x00]) }
+    #expect(sent.count == echoes.reduce(0) { $0 + Int($1.3)! }, "frames in \(capture)")
+    #expect(sent.allSatisfy { $0.count >= 60 && $0.count <= 1514 }, "\(sent.map(\.count).min() ?? 0) bytes")
+    #expect(sent.filter { $0.count == 60 && $0[14..<19].elementsEqual("HELLO".utf8) }.count == 2)
     if sessions.list.count == 2 {
       #expect(
         sessions.list[0].checksummed == sessions.list[1].checksummed, "user and kernel placement differ")
