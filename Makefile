@@ -274,14 +274,15 @@ gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
 # instructions; the report goes to the terminal and build/bench/results.json.
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
   $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
-  $(BUILD)/servers/UserBenchmark.srv))
+  $(BUILD)/servers/UserBenchmark.srv $(BUILD)/servers/PciBus.srv $(BUILD)/servers/Rtl8139.srv \
+  $(BUILD)/servers/NetworkBenchmark.srv))
 
 bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | dependencies
 	@mkdir -p $(BUILD)/bench
 	@$(call step,BENCH,systems/bench.system)
 	$(Q)timeout 300 $(QEMU) -m $(QEMU_MEMORY) -display none -no-reboot -icount shift=0 -serial file:$(BUILD)/bench/console.log \
 	  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -append "on-panic=exit exit-when-idle" \
-	  -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
+	  -nic none -device rtl8139 -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
 	$(Q)$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
 
 # The whole output stays in build/test-logs/swift-test.log (the guests' serial logs are

@@ -7,8 +7,9 @@
 // its slack, four 2 KiB transmit buffers; C+: 64 receive and 16 transmit descriptors,
 // each with its own buffer), enables receive (own address, broadcast) and transmit, and
 // attaches its interrupt. The interrupt handler acknowledges the card first, then moves
-// received frames into a queue of 64 (a full queue drops the frame and counts it) and
-// frees sent descriptors. `receive` waits on a semaphore counting queued frames; `send`
+// received frames into a queue of 64 (a full queue drops the frame and counts it); the
+// card raises no interrupt for sent frames: `send` frees sent descriptors when it needs
+// one. `receive` waits on a semaphore counting queued frames; `send`
 // waits (up to 100 ms) for a free descriptor. Not thread-safe: the kernel serializes calls
 // and the handler. The main object (`Device`) is not the handler: when the composition
 // lets it go, its end detaches the interrupt and gives up bus mastering.
@@ -66,7 +67,7 @@ final class Card: InterruptHandlerImplementation {
   private static let receiveDescriptorBytes = Rtl8139ReceiveDescriptors.count * Rtl8139Descriptor.size
   private static let transmitDescriptorBytes = Rtl8139TransmitDescriptors.count * Rtl8139Descriptor.size
 
-  init?(ports: IOPorts, plus: Bool) {
+  init?(ports: IOPorts, plus: Bool, loopback: Bool) {
     self.ports = ports
     self.plus = plus
     guard let semaphore = try? Required.sync.makeSemaphore(count: 0) else { return nil }
@@ -109,7 +110,11 @@ final class Card: InterruptHandlerImplementation {
       write8(Rtl8139Register.command, Rtl8139Command.receiverEnable | Rtl8139Command.transmitterEnable)
     }
     setReceiveFilter(promiscuous: false, allMulticast: false)
-    write32(Rtl8139Register.transmitConfiguration, 0x0000_0700)  // largest DMA burst
+    // The largest DMA burst; in loopback (a benchmark's setting) frames sent come back to
+    // the card's own receiver instead of leaving.
+    write32(
+      Rtl8139Register.transmitConfiguration,
+      Rtl8139TransmitConfiguration.largestBurst | (loopback ? Rtl8139TransmitConfiguration.loopback : 0))
     write32(Rtl8139Register.missedPackets, 0)
     write16(Rtl8139Register.interruptMask, Rtl8139Interrupt.handled)
   }
@@ -223,7 +228,6 @@ final class Card: InterruptHandlerImplementation {
       counts.missed += Int(read32(Rtl8139Register.missedPackets) & 0x00FF_FFFF)
       write32(Rtl8139Register.missedPackets, 0)
     }
-    completeTransmissions()
   }
 
   /// Queues a received frame (a copy), or counts it dropped (queue full) or an error (too
@@ -416,18 +420,19 @@ final class Device: NetworkDeviceImplementation {
   }
 }
 
-/// The `mode` setting: true for C+, false for C (the default); nil for anything else.
-func modeSetting() -> Bool? {
+/// The composition's setting `name` for this instance (empty if none).
+func setting(_ name: StaticString) -> [UInt8] {
   var value: InlineArray<64, UInt8> = .init(repeating: 0)
-  let name: StaticString = "mode"
   let count = withUnsafeMutableBytes(of: &value) { buffer in
     (try? Required.settings.value(
       name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer)) ?? 0
   }
-  let text = (0..<count).map { value[$0] }
-  if text.isEmpty || text == Array("c".utf8) { return false }
-  if text == Array("c+".utf8) { return true }
-  return nil
+  return (0..<count).map { value[$0] }
+}
+
+/// Whether `value` is `text`.
+func `is`(_ value: [UInt8], _ text: StaticString) -> Bool {
+  value.elementsEqual(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
 }
 
 func start() -> NetworkDevice {
@@ -439,10 +444,13 @@ func start() -> NetworkDevice {
     )
     fatalError("rtl8139: wrong device")
   }
-  guard let plus = modeSetting() else {
-    say("rtl8139: the setting `mode` must be c or c+")
+  let mode = setting("mode")
+  let loopback = setting("loopback")
+  guard mode.isEmpty || `is`(mode, "c") || `is`(mode, "c+"), loopback.isEmpty || `is`(loopback, "on") else {
+    say("rtl8139: the setting `mode` must be c or c+, and `loopback` on if set")
     fatalError("rtl8139: bad setting")
   }
+  let plus = `is`(mode, "c+")
   guard let mastering = (try? device.enableBusMastering()) ?? nil else {
     say("rtl8139: the PCI bus server refused bus mastering (DMA) for this card; it cannot work without it")
     fatalError("rtl8139: no bus mastering")
@@ -450,7 +458,7 @@ func start() -> NetworkDevice {
   guard let ports = (try? device.ports(bar: 0)) ?? nil else {
     fatalError("rtl8139: the card's I/O ports (BAR 0) were not given")
   }
-  guard let card = Card(ports: ports, plus: plus) else {
+  guard let card = Card(ports: ports, plus: plus, loopback: !loopback.isEmpty) else {
     fatalError("rtl8139: no DMA memory for the card's rings and buffers")
   }
   guard let line = (try? device.interrupt()) ?? nil, let handler = InterruptHandler.export(card),
@@ -464,6 +472,7 @@ func start() -> NetworkDevice {
     message.append(hex: byte, width: 2, prefix: false)
   }
   message.append(plus ? ", C+ mode" : ", C mode")
+  if !loopback.isEmpty { message.append(", loopback") }
   say(message)
   return NetworkDevice.export(Device(card: card, line: line, mastering: mastering))!
 }

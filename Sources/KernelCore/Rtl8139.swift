@@ -63,6 +63,14 @@ public enum Rtl8139Register {
   public static let transmitRingHigh: UInt32 = 0x24
 }
 
+/// Transmit configuration bits.
+public enum Rtl8139TransmitConfiguration {
+  /// The largest DMA burst (2 KiB).
+  public static let largestBurst: UInt32 = 0x0000_0700
+  /// Frames sent go to the card's own receiver instead of the link.
+  public static let loopback: UInt32 = 0x0006_0000
+}
+
 /// C+ command register bits.
 public enum Rtl8139CPlusCommand {
   /// The C+ transmitter.
@@ -108,9 +116,9 @@ public enum Rtl8139Interrupt {
   public static let timeout: UInt16 = 0x4000
   /// A PCI bus error.
   public static let systemError: UInt16 = 0x8000
-  /// What the driver asks for.
-  public static let handled: UInt16 =
-    receiveOK | receiveError | transmitOK | transmitError | receiveOverflow | linkChange | fifoOverflow
+  /// What the driver asks for: receive events only. Sent descriptors are reclaimed when
+  /// `send` needs one (an interrupt per sent frame cost more than the rest of sending).
+  public static let handled: UInt16 = receiveOK | receiveError | receiveOverflow | linkChange | fifoOverflow
 }
 
 /// Receive configuration bits.

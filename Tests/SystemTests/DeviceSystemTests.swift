@@ -43,7 +43,8 @@ import Testing
     #expect(log.contains("rtl8139: the device bound to `device` is 8086:100e, not an RTL8139 (10ec:8139)"))
     #expect(log.contains("rtl8139: the setting `mode` must be c or c+"))
     #expect(
-      log.contains("rtl8139: the PCI bus server refused bus mastering (DMA) for this card; it cannot work without it"))
+      log.contains(
+        "rtl8139: the PCI bus server refused bus mastering (DMA) for this card; it cannot work without it"))
     #expect(result.lines.filter { $0.contains("start returned no object") }.count == 3)
     // A probe finds the card taken in each group: a driver holds it (group 1), or the
     // composition keeps the failed driver's binding until the group ends.

@@ -163,7 +163,8 @@ private func pcapFrames(_ path: String) -> [[UInt8]]? {
   guard let data = FileManager.default.contents(atPath: path), data.count >= 24 else { return nil }
   let bytes = [UInt8](data)
   func word(_ offset: Int) -> Int {
-    Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
+    Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3])
+      << 24
   }
   guard word(0) == 0xA1B2_C3D4, word(20) == 1 else { return nil }  // microseconds, Ethernet
   var frames: [[UInt8]] = []

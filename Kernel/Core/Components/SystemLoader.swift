@@ -331,7 +331,8 @@ enum SystemLoader {
   /// Calls a method taking words (the binding's arguments) and returning a reference; the
   /// result stays in the kernel table.
   private static func callReturningReference(
-    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>, _ arguments: MethodArguments,
+    _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>,
+    _ arguments: MethodArguments,
     for instance: UnsafeBufferPointer<UInt8>, slot: UnsafeBufferPointer<UInt8>, line: Int
   ) -> KernelObject? {
     var index = 0

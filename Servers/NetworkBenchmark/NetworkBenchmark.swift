@@ -1,0 +1,98 @@
+// NetworkBenchmark: see NetworkBenchmark.server. Under `make bench` (-icount shift=0)
+// time-stamp-counter deltas are guest instructions.
+//
+// Contract: each figure is the instructions of `frames` rounds divided by `frames`,
+// interrupts and the driver's work included, after a warm-up. `net_send_SIZE_LABEL` is
+// one `send` of a frame the card drops on receipt (another station's address);
+// `net_receive_SIZE_LABEL` is one `send` to itself and the `receive` that returns it, less
+// the send figure. A send that is refused or a frame that comes back wrong stops the
+// benchmark with a `@@BENCH failed` line, which `tessera bench-report` rejects.
+
+import KernelCore
+import ServerRuntime
+import TesseraABI
+
+/// Frames per measured loop.
+let frames: UInt64 = 2_000
+
+func say(_ message: KernelMessage) {
+  message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
+}
+
+final class Runner: ProgramImplementation {
+  let net = Required.net
+
+  func run() -> UInt {
+    var labelBytes: InlineArray<64, UInt8> = .init(repeating: 0)
+    let name: StaticString = "label"
+    let labelCount = withUnsafeMutableBytes(of: &labelBytes) { buffer in
+      (try? Required.settings.value(
+        name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer))
+        ?? 0
+    }
+    var label = KernelMessage()
+    for index in 0..<labelCount { label.append(byte: labelBytes[index]) }
+    var mac = [UInt8](repeating: 0, count: 6)
+    _ = mac.withUnsafeMutableBytes { try? net.macAddress(address: $0) }
+    let received = UnsafeMutableRawBufferPointer.allocate(byteCount: 1514, alignment: 4)
+    defer { received.deallocate() }
+    for size in [60, 1514] {
+      let other = frame(to: [0x02, 0, 0, 0, 0, 0x99], from: mac, size: size)
+      let own = frame(to: mac, from: mac, size: size)
+      // Warm up: every path has run once, the queue's storage is grown.
+      guard sendAll(other, count: 100) != nil, echoAll(own, received, count: 100) != nil,
+        let send = sendAll(other, count: frames), let both = echoAll(own, received, count: frames)
+      else {
+        say("@@BENCH failed net_\(size)_\(label): a send was refused or a frame came back wrong")
+        return 1
+      }
+      report("net_send_\(size)_\(label)", send)
+      report("net_receive_\(size)_\(label)", both &- send)
+    }
+    return 0
+  }
+
+  private func frame(to destination: [UInt8], from source: [UInt8], size: Int) -> [UInt8] {
+    var bytes = destination + source + [0x88, 0xB5]
+    while bytes.count < size { bytes.append(UInt8(truncatingIfNeeded: bytes.count)) }
+    return bytes
+  }
+
+  /// Instructions `count` sends of `frame` took; nil if one was refused.
+  private func sendAll(_ frame: [UInt8], count: UInt64) -> UInt64? {
+    frame.withUnsafeBytes { bytes in
+      let start = tessera_timestamp()
+      for _ in 0..<count {
+        guard (try? net.send(frame: bytes)) == 1 else { return nil }
+      }
+      return tessera_timestamp() &- start
+    }
+  }
+
+  /// Instructions `count` rounds of sending `frame` to itself and receiving it took; nil if
+  /// a send was refused or what came back differs.
+  private func echoAll(_ frame: [UInt8], _ received: UnsafeMutableRawBufferPointer, count: UInt64) -> UInt64?
+  {
+    frame.withUnsafeBytes { bytes in
+      let start = tessera_timestamp()
+      for _ in 0..<count {
+        guard (try? net.send(frame: bytes)) == 1, let length = try? net.receive(frame: received),
+          length == bytes.count, received[length - 1] == bytes[length - 1]
+        else { return nil }
+      }
+      return tessera_timestamp() &- start
+    }
+  }
+
+  private func report(_ name: KernelMessage, _ total: UInt64) {
+    let perFrame = total * 100 / frames
+    let padding: StaticString = perFrame % 100 < 10 ? "0" : ""
+    say(
+      "@@BENCH \(name) instructions=\(perFrame / 100).\(padding)\(perFrame % 100) total=\(total) iterations=\(frames)"
+    )
+  }
+}
+
+func start() -> Program {
+  Program.export(Runner())!
+}
