@@ -54,8 +54,12 @@ final class Card: InterruptHandlerImplementation {
   private var transmitDescriptors = Rtl8139TransmitDescriptors()
   private var receiveRingMemory: DmaBuffer?
   private let transmitMemory: DmaBuffer
-  /// Received frames waiting for `receive` (copies: the buffers are the card's).
-  private var queue: [[UInt8]] = []
+  /// Received frames waiting for `receive`: copies (the card's buffers are its own again
+  /// at once) in fixed slots of 1,514 bytes, so receiving allocates nothing.
+  private let slots = UnsafeMutableRawPointer.allocate(byteCount: Card.queueCapacity * 1514, alignment: 4)
+  private var slotLengths = [Int](repeating: 0, count: Card.queueCapacity)
+  private var firstQueued = 0
+  private var queuedCount = 0
   private static let queueCapacity = 64
   private let queued: Semaphore
   private var counts = (
@@ -237,11 +241,14 @@ final class Card: InterruptHandlerImplementation {
       counts.errors += 1
       return
     }
-    guard queue.count < Self.queueCapacity else {
+    guard queuedCount < Self.queueCapacity else {
       counts.drops += 1
       return
     }
-    queue.append(Array(UnsafeRawBufferPointer(start: frame, count: length)))
+    let slot = (firstQueued + queuedCount) % Self.queueCapacity
+    (slots + slot * 1514).copyMemory(from: frame, byteCount: length)
+    slotLengths[slot] = length
+    queuedCount += 1
     counts.framesIn += 1
     counts.bytesIn += length
     _ = try? queued.signal()
@@ -355,11 +362,13 @@ final class Card: InterruptHandlerImplementation {
 
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int {
     try? queued.wait()  // holds no lock while it waits
-    guard !queue.isEmpty else { return 0 }
-    let next = queue.removeFirst()
+    guard queuedCount > 0 else { return 0 }
     // Never cut short: `deliver` took nothing longer than the interface's 1,514 bytes.
-    next.withUnsafeBytes { frame.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: next.count) }
-    return next.count
+    let length = slotLengths[firstQueued]
+    frame.baseAddress!.copyMemory(from: slots + firstQueued * 1514, byteCount: length)
+    firstQueued = (firstQueued + 1) % Self.queueCapacity
+    queuedCount -= 1
+    return length
   }
 
   var linkUp: Bool { read16(Rtl8139Register.basicModeStatus) & rtl8139LinkUp != 0 }
