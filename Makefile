@@ -275,7 +275,8 @@ gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
   $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
   $(BUILD)/servers/UserBenchmark.srv $(BUILD)/servers/PciBus.srv $(BUILD)/servers/Rtl8139.srv \
-  $(BUILD)/servers/NetworkBenchmark.srv))
+  $(BUILD)/servers/NetworkBenchmark.srv $(BUILD)/servers/FrameSink.srv \
+  $(BUILD)/servers/FramePassingBenchmark.srv))
 
 bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | dependencies
 	@mkdir -p $(BUILD)/bench
