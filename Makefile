@@ -271,7 +271,9 @@ gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
 	gdb -q $(BUILD)/kernel.elf -x tools/gdb/tessera.py -ex "tessera-connect localhost:1234"
 
 # Benchmarks: the bench composition under -icount shift=0, where TSC deltas count guest
-# instructions; the report goes to the terminal and build/bench/results.json.
+# instructions; the report goes to the terminal and build/bench/results.json. Then frames
+# per second through the echo compositions with a host peer, in wall time
+# (build/bench/throughput.json).
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
   $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
   $(BUILD)/servers/UserBenchmark.srv $(BUILD)/servers/PciBus.srv $(BUILD)/servers/Rtl8139.srv \
@@ -285,6 +287,8 @@ bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | de
 	  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -append "on-panic=exit exit-when-idle" \
 	  -nic none -device rtl8139 -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
 	$(Q)$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
+	@$(call step,BENCH,tools/network-throughput)
+	$(Q)tools/network-throughput
 
 # The whole output stays in build/test-logs/swift-test.log (the guests' serial logs are
 # there too); the last line counts passed and failed tests and names the failures' logs.
