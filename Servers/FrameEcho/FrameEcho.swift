@@ -1,5 +1,7 @@
 // FrameEcho: see FrameEcho.server. Prints `@@ECHO ready` and, at the end, `@@ECHO
-// echoed=N` with the driver's counters.
+// echoed=N` with the driver's counters. With the setting `passing shared` it takes frames
+// in the driver's receive slots and sends from its send slots (mapped here), copying each
+// frame once, from one slot to the other; else frames are copied in and out with calls.
 
 import KernelCore
 import ServerRuntime
@@ -11,6 +13,25 @@ func say(_ message: KernelMessage) {
 final class Echo: ProgramImplementation {
   private var net = Required.net
   private var mac = [UInt8](repeating: 0, count: 6)
+  /// Shared passing: the driver's receive and send slots as mapped here (nil: copies).
+  private var receiveSlots: UnsafeRawPointer?
+  private var sendSlots: UnsafeMutableRawPointer?
+  private var sharing = false
+
+  /// Maps the driver's slots (again after a restart: the new driver has new ones); whether
+  /// that worked.
+  private func mapSlots() -> Bool {
+    guard let receive = try? net.receiveSlots(), let send = try? net.sendSlots(),
+      let receiveAddress = try? Required.memory.map(memory: receive, writable: 0), receiveAddress != 0,
+      let sendAddress = try? Required.memory.map(memory: send, writable: 1), sendAddress != 0
+    else { return false }
+    // The mappings hold the memory; these references are not needed any more.
+    _ = receive.release()
+    _ = send.release()
+    receiveSlots = UnsafeRawPointer(bitPattern: receiveAddress)
+    sendSlots = UnsafeMutableRawPointer(bitPattern: sendAddress)
+    return true
+  }
 
   /// HELLO to everyone: the peer learns the address and that the echo is listening.
   private func hello() {
@@ -34,8 +55,22 @@ final class Echo: ProgramImplementation {
   }
 
   func run() -> UInt {
-    let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: 1514, alignment: 4)
-    defer { frame.deallocate() }
+    let own = UnsafeMutableRawBufferPointer.allocate(byteCount: 1514, alignment: 4)
+    defer { own.deallocate() }
+    var frame = own
+    var setting: InlineArray<16, UInt8> = .init(repeating: 0)
+    let name: StaticString = "passing"
+    let settingCount = withUnsafeMutableBytes(of: &setting) { buffer in
+      (try? Required.settings.value(
+        name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer))
+        ?? 0
+    }
+    sharing = settingCount == 6 && (0..<6).allSatisfy { setting[$0] == Array("shared".utf8)[$0] }
+    if sharing && !mapSlots() {
+      say("@@ECHO the driver's slots could not be mapped")
+      return 1
+    }
+    var slot = 0
     hello()
     say("@@ECHO ready")
     var echoed = 0
@@ -44,6 +79,15 @@ final class Echo: ProgramImplementation {
       let bytes = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
       return bytes.enumerated().allSatisfy { frame[14 + $0.offset] == $0.element }
     }
+    func send(_ frame: UnsafeMutableRawBufferPointer, _ length: Int, slot: Int, checksums: Bool) {
+      if sharing {
+        _ = try? net.sendShared(slot: UInt(slot), length: UInt(length), checksums: checksums ? 1 : 0)
+      } else if checksums {
+        _ = try? net.sendWithChecksums(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
+      } else {
+        _ = try? net.send(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
+      }
+    }
     func swapAddresses() {
       for index in 0..<6 {
         frame[index] = frame[6 + index]  // back to the sender
@@ -51,13 +95,25 @@ final class Echo: ProgramImplementation {
       }
     }
     while true {
-      let length: Int
+      var length: Int
       do throws(CallError) {
-        length = try net.receive(frame: frame)
+        if sharing {
+          let word = try net.receiveShared()
+          slot = Int(word >> 16)
+          length = Int(word & 0xFFFF)
+          guard slot < 64, length <= 1514 else { continue }
+          // The one copy: from the received frame's slot into the send slot of the same number.
+          frame = UnsafeMutableRawBufferPointer(start: sendSlots! + slot * 2048, count: 1514)
+          frame.baseAddress!.copyMemory(from: receiveSlots! + slot * 2048, byteCount: length)
+          _ = try? net.releaseSlot(slot: UInt(slot))
+        } else {
+          length = try net.receive(frame: frame)
+        }
       } catch {
         // The driver failed under this call: go on with its restarted instance.
         guard error == .serverUnavailable, rebind() else { break }
         restarts += 1
+        if sharing && !mapSlots() { break }
         hello()
         say("@@ECHO driver restarted; ready again")
         continue
@@ -65,7 +121,7 @@ final class Echo: ProgramImplementation {
       if length >= 34, frame[12] == 0x08, frame[13] == 0x00 {
         // IPv4: back with its checksums filled in by the device (the peer sends them zero).
         swapAddresses()
-        _ = try? net.sendWithChecksums(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
+        send(frame, length, slot: slot, checksums: true)
         echoed += 1
         continue
       }
@@ -89,7 +145,7 @@ final class Echo: ProgramImplementation {
         continue
       }
       swapAddresses()
-      _ = try? net.send(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
+      send(frame, length, slot: slot, checksums: false)
       echoed += 1
     }
     let text = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 1)

@@ -5,7 +5,8 @@
 // interrupts and the driver's work included, after a warm-up. `net_send_SIZE_LABEL` is
 // one `send` of a frame the card drops on receipt (another station's address);
 // `net_receive_SIZE_LABEL` is one `send` to itself and the `receive` that returns it, less
-// the send figure. A send that is refused or a frame that comes back wrong stops the
+// the send figure; `net_receive_shared_SIZE_LABEL` the same with the frame left in the
+// driver's receive slot (`receiveShared`, mapped here) instead of copied out. A send that is refused or a frame that comes back wrong stops the
 // benchmark with a `@@BENCH failed` line, which `tessera bench-report` rejects.
 
 import KernelCore
@@ -48,8 +49,43 @@ final class Runner: ProgramImplementation {
       }
       report("net_send_\(size)_\(label)", send)
       report("net_receive_\(size)_\(label)", both &- send)
+      guard let slots = receiveSlots, echoShared(own, slots, count: 100) != nil,
+        let shared = echoShared(own, slots, count: frames)
+      else {
+        say(
+          "@@BENCH failed net_receive_shared_\(size)_\(label): a send was refused or a frame came back wrong")
+        return 1
+      }
+      report("net_receive_shared_\(size)_\(label)", shared &- send)
     }
     return 0
+  }
+
+  /// The driver's receive slots, mapped here.
+  private lazy var receiveSlots: UnsafeRawPointer? = {
+    guard let memory = try? net.receiveSlots(),
+      let address = try? Required.memory.map(memory: memory, writable: 0), address != 0
+    else { return nil }
+    _ = memory.release()  // the mapping holds it
+    return UnsafeRawPointer(bitPattern: address)
+  }()
+
+  /// As `echoAll`, the frame received in a slot of the driver's (`receiveShared`) and
+  /// checked there, then given back.
+  private func echoShared(_ frame: [UInt8], _ slots: UnsafeRawPointer, count: UInt64) -> UInt64? {
+    frame.withUnsafeBytes { bytes in
+      let start = tessera_timestamp()
+      for _ in 0..<count {
+        guard (try? net.send(frame: bytes)) == 1, let word = try? net.receiveShared() else { return nil }
+        let slot = Int(word >> 16)
+        let length = Int(word & 0xFFFF)
+        guard slot < 64, length == bytes.count,
+          slots.load(fromByteOffset: slot * 2048 + length - 1, as: UInt8.self) == bytes[length - 1],
+          (try? net.releaseSlot(slot: UInt(slot))) == 1
+        else { return nil }
+      }
+      return tessera_timestamp() &- start
+    }
   }
 
   private func frame(to destination: [UInt8], from source: [UInt8], size: Int) -> [UInt8] {

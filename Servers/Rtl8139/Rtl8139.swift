@@ -7,7 +7,8 @@
 // its slack, four 2 KiB transmit buffers; C+: 64 receive and 16 transmit descriptors,
 // each with its own buffer), enables receive (own address, broadcast) and transmit, and
 // attaches its interrupt. The interrupt handler acknowledges the card first, then moves
-// received frames into a queue of 64 (a full queue drops the frame and counts it); the
+// received frames into 64 slots (with every slot full or lent, a frame is dropped and
+// counted), which `receive` copies out of and `receiveShared` lends to its caller; the
 // card raises no interrupt for sent frames: `send` frees sent descriptors when it needs
 // one. `receive` waits on a semaphore counting queued frames; `send`
 // waits (up to 100 ms) for a free descriptor. Not thread-safe: the kernel serializes calls
@@ -54,14 +55,23 @@ final class Card: InterruptHandlerImplementation {
   private var transmitDescriptors = Rtl8139TransmitDescriptors()
   private var receiveRingMemory: DmaBuffer?
   private let transmitMemory: DmaBuffer
-  /// Received frames waiting for `receive`: copies (the card's buffers are its own again
-  /// at once) in fixed slots of 1,514 bytes, so receiving allocates nothing.
-  private let slots = UnsafeMutableRawPointer.allocate(byteCount: Card.queueCapacity * 1514, alignment: 4)
+  /// Received frames: copies (the card's buffers are its own again at once) in fixed
+  /// slots of 2 KiB in memory a caller may map (`receiveShared`), so receiving allocates
+  /// nothing. A slot is free, queued (in `queued`, oldest first) or lent to a caller.
+  private let receiveMemory: Memory
+  private let receiveSlots: UnsafeMutableRawPointer
   private var slotLengths = [Int](repeating: 0, count: Card.queueCapacity)
+  private var lent = [Bool](repeating: false, count: Card.queueCapacity)
+  private var freeSlots = [Int](0..<Card.queueCapacity)
+  private var queued = [Int](repeating: 0, count: Card.queueCapacity)
   private var firstQueued = 0
   private var queuedCount = 0
+  /// Send slots a caller writes frames into (`sendShared`).
+  private let sendMemory: Memory
+  private let sendSlots: UnsafeMutableRawPointer
+  static let slotSize = 2048
   private static let queueCapacity = 64
-  private let queued: Semaphore
+  private let waiting: Semaphore
   private var counts = (
     framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, errors: 0, drops: 0, overflows: 0, missed: 0
   )
@@ -74,8 +84,19 @@ final class Card: InterruptHandlerImplementation {
   init?(ports: IOPorts, plus: Bool, loopback: Bool) {
     self.ports = ports
     self.plus = plus
-    guard let semaphore = try? Required.sync.makeSemaphore(count: 0) else { return nil }
-    queued = semaphore
+    guard let semaphore = try? Required.sync.makeSemaphore(count: 0),
+      let receiveMemory = (try? Required.memory.allocate(bytes: UInt(Self.queueCapacity * Self.slotSize)))
+        ?? nil,
+      let receiveAddress = try? Required.memory.map(memory: receiveMemory, writable: 1), receiveAddress != 0,
+      let sendMemory = (try? Required.memory.allocate(bytes: UInt(Self.queueCapacity * Self.slotSize)))
+        ?? nil,
+      let sendAddress = try? Required.memory.map(memory: sendMemory, writable: 1), sendAddress != 0
+    else { return nil }
+    waiting = semaphore
+    self.receiveMemory = receiveMemory
+    receiveSlots = UnsafeMutableRawPointer(bitPattern: receiveAddress)!
+    self.sendMemory = sendMemory
+    sendSlots = UnsafeMutableRawPointer(bitPattern: sendAddress)!
     if plus {
       // Descriptors first (the card wants them 256-byte aligned: a page is), then buffers.
       guard
@@ -241,17 +262,17 @@ final class Card: InterruptHandlerImplementation {
       counts.errors += 1
       return
     }
-    guard queuedCount < Self.queueCapacity else {
+    guard let slot = freeSlots.popLast() else {
       counts.drops += 1
       return
     }
-    let slot = (firstQueued + queuedCount) % Self.queueCapacity
-    (slots + slot * 1514).copyMemory(from: frame, byteCount: length)
+    (receiveSlots + slot * Self.slotSize).copyMemory(from: frame, byteCount: length)
     slotLengths[slot] = length
+    queued[(firstQueued + queuedCount) % Self.queueCapacity] = slot
     queuedCount += 1
     counts.framesIn += 1
     counts.bytesIn += length
-    _ = try? queued.signal()
+    _ = try? waiting.signal()
   }
 
   private func drainReceiveRing() {
@@ -360,15 +381,50 @@ final class Card: InterruptHandlerImplementation {
     }
   }
 
-  func receive(frame: UnsafeMutableRawBufferPointer) -> Int {
-    try? queued.wait()  // holds no lock while it waits
-    guard queuedCount > 0 else { return 0 }
-    // Never cut short: `deliver` took nothing longer than the interface's 1,514 bytes.
-    let length = slotLengths[firstQueued]
-    frame.baseAddress!.copyMemory(from: slots + firstQueued * 1514, byteCount: length)
+  /// The oldest queued slot, waiting for one (nil if the wait failed).
+  private func nextQueued() -> Int? {
+    try? waiting.wait()  // holds no lock while it waits
+    guard queuedCount > 0 else { return nil }
+    let slot = queued[firstQueued]
     firstQueued = (firstQueued + 1) % Self.queueCapacity
     queuedCount -= 1
+    return slot
+  }
+
+  func receive(frame: UnsafeMutableRawBufferPointer) -> Int {
+    guard let slot = nextQueued() else { return 0 }
+    // Never cut short: `deliver` took nothing longer than the interface's 1,514 bytes.
+    let length = slotLengths[slot]
+    frame.baseAddress!.copyMemory(from: receiveSlots + slot * Self.slotSize, byteCount: length)
+    freeSlots.append(slot)
     return length
+  }
+
+  func receiveShared() -> UInt {
+    guard let slot = nextQueued() else { return 0 }
+    lent[slot] = true
+    return UInt(slot) << 16 | UInt(slotLengths[slot])
+  }
+
+  func releaseSlot(_ slot: UInt) -> UInt {
+    guard slot < UInt(Self.queueCapacity), lent[Int(slot)] else { return 0 }
+    lent[Int(slot)] = false
+    freeSlots.append(Int(slot))
+    return 1
+  }
+
+  /// Another reference to the receive or send slots' memory, for a caller.
+  func slots(receive: Bool) -> Memory {
+    let memory = receive ? receiveMemory : sendMemory
+    _ = try? memory.acquire()  // the caller takes this count; the driver keeps its own
+    return memory
+  }
+
+  func sendShared(slot: UInt, length: UInt, checksums: Bool) -> UInt {
+    guard slot < UInt(Self.queueCapacity), length <= 1514 else { return 0 }
+    return send(
+      frame: UnsafeRawBufferPointer(start: sendSlots + Int(slot) * Self.slotSize, count: Int(length)),
+      checksums: checksums)
   }
 
   var linkUp: Bool { read16(Rtl8139Register.basicModeStatus) & rtl8139LinkUp != 0 }
@@ -404,6 +460,13 @@ final class Device: NetworkDeviceImplementation {
   func send(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame, checksums: false) }
   func sendWithChecksums(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame, checksums: true) }
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int { card.receive(frame: frame) }
+  func receiveSlots() -> Memory { card.slots(receive: true) }
+  func receiveShared() -> UInt { card.receiveShared() }
+  func releaseSlot(slot: UInt) -> UInt { card.releaseSlot(slot) }
+  func sendSlots() -> Memory { card.slots(receive: false) }
+  func sendShared(slot: UInt, length: UInt, checksums: UInt) -> UInt {
+    card.sendShared(slot: slot, length: length, checksums: checksums != 0)
+  }
 
   func macAddress(address: UnsafeMutableRawBufferPointer) -> Int {
     for index in 0..<min(6, address.count) { address[index] = card.mac[index] }

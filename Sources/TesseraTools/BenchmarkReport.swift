@@ -43,13 +43,13 @@ public func benchmarkResults(fromConsole text: String, file: String) throws -> [
 /// A text table with each figure and its ratio to the plain function call.
 public func benchmarkTable(_ results: [BenchmarkResult]) -> String {
   let function = results.first { $0.name == "function_call" }?.instructions
-  var lines = ["figure                        instructions/op   x function call"]
+  var lines = ["figure                                instructions/op   x function call"]
   for result in results {
     let ratio =
       function.map { $0 > 0 && result.name != "empty_loop" ? String(format2(result.instructions / $0)) : "-" }
       ?? "-"
     lines.append(
-      result.name.padding(30) + format2(result.instructions).leftPadding(16) + ratio.leftPadding(18))
+      result.name.padding(38) + format2(result.instructions).leftPadding(16) + ratio.leftPadding(18))
   }
   if let call = results.first(where: { $0.name == "inter_as_call" })?.instructions,
     let null = results.first(where: { $0.name == "null_syscall" })?.instructions, null > 0
