@@ -9,6 +9,7 @@ func memoryTests() -> [KernelTest] {
     KernelTest(name: "frames.boot_memory_reserved", body: framesBootMemoryReserved),
     KernelTest(name: "paging.map_translate_unmap", body: pagingMapTranslateUnmap),
     KernelTest(name: "paging.null_page_unmapped", body: pagingNullPageUnmapped),
+    KernelTest(name: "paging.device_window_uncached", body: pagingDeviceWindowUncached),
     KernelTest(name: "heap.stress", body: heapStress),
     KernelTest(name: "heap.alignment", body: heapAlignment),
     KernelTest(name: "heap.swift_objects", body: heapSwiftObjects),
@@ -241,4 +242,29 @@ private func heapOutOfMemory() {
     framesAfter.freeFrames + heapFrames == framesBefore.freeFrames,
     "frames not returned: \(framesBefore.freeFrames) -> \(framesAfter.freeFrames)")
   Log.info("heap.out_of_memory: \(count) MiB allocated before exhaustion, all returned")
+}
+
+/// Device registers mapped for kernel-mode drivers land in the device window, uncached and
+/// write-through, in a run of their own; unmapping frees the run for the next.
+private func pagingDeviceWindowUncached() {
+  let device: UInt32 = 0xFEBD_1000  // where QEMU's PC puts the RTL8139's registers (never RAM here)
+  guard let first = DeviceWindow.map(base: device, pages: 2, writable: true),
+    let second = DeviceWindow.map(base: device, pages: 1, writable: false)
+  else { return check(false, "the device window refused a mapping") }
+  check(
+    first >= Paging.deviceWindowStart && first < Paging.deviceWindowEnd, "outside the window: \(hex: first)")
+  check(second >= first + 2 * Paging.pageSize || second + Paging.pageSize <= first, "runs overlap")
+  let entry = Paging.entryValue(first + Paging.pageSize, in: Paging.directory)
+  check(entry & 0xFFFF_F000 == device + Paging.pageSize, "wrong frame: \(hex: entry)")
+  check(
+    entry & (Paging.cacheDisable | Paging.writeThrough | Paging.writable | Paging.user)
+      == Paging.cacheDisable | Paging.writeThrough | Paging.writable, "flags \(hex: entry)")
+  check(Paging.entryValue(second, in: Paging.directory) & Paging.writable == 0, "read-only mapping writable")
+  DeviceWindow.unmap(start: first, pages: 2)
+  DeviceWindow.unmap(start: second, pages: 1)
+  check(Paging.translate(first) == nil && Paging.translate(second) == nil, "still mapped after unmap")
+  guard let again = DeviceWindow.map(base: device, pages: 3, writable: false) else {
+    return check(false, "the freed runs were not given again")
+  }
+  DeviceWindow.unmap(start: again, pages: 3)
 }

@@ -3,6 +3,7 @@
 
 import KernelCore
 import ServerRuntime
+import _Volatile
 
 func report(_ message: KernelMessage) {
   message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
@@ -40,9 +41,22 @@ final class Probe: ProgramImplementation {
     let secondMastering = (try? device.enableBusMastering()) ?? nil
     _ = mastering?.release()
     let memoryBarGiven = memoryBar != nil
+    // The same MAC address through the memory-mapped registers (BAR 1), mapped uncached.
+    var mmioMac = KernelMessage()
+    let registers = (try? device.registers(bar: 1)) ?? nil
+    let ioAsRegisters = (try? device.registers(bar: 0)) ?? nil
+    if let registers, let address = try? Required.memory.map(memory: registers, writable: 0), address != 0 {
+      for offset: UInt in 0..<6 {
+        if offset > 0 { mmioMac.append(":") }
+        mmioMac.append(
+          hex: VolatileMappedRegister<UInt8>(unsafeBitPattern: address + offset).load(), width: 2,
+          prefix: false)
+      }
+      _ = try? Required.memory.unmap(address: address)
+    }
     let lineGiven = line != nil
     report(
-      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster) secondMastering=\(secondMastering != nil)"
+      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster) secondMastering=\(secondMastering != nil) mmioMacSame=\(mmioMac == mac) ioBarAsRegisters=\(ioAsRegisters != nil)"
     )
     return 0
   }

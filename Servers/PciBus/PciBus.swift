@@ -6,8 +6,8 @@
 // BAR is sized by writing all ones with the function's I/O and memory decoding switched
 // off, reading back, and restoring both the BAR and the command register. `find` hands a
 // function to one driver as a `Device` (PciDevice): its configuration space without the
-// registers that decide what it decodes (BARs, interrupt line), its I/O ports and its
-// interrupt line, which the kernel derives from those registers itself; `findClass`
+// registers that decide what it decodes (BARs, interrupt line), its I/O ports, its
+// memory-mapped registers and its interrupt line, which the kernel derives from those registers itself; `findClass`
 // matches by class instead, and `findWithoutBusMastering` hands out a function whose
 // driver may not let it do DMA (the bus-master bit is the bus server's alone). When the driver
 // lets it go (or fails), the function's bus mastering is switched off and it can be
@@ -157,6 +157,11 @@ final class Device: PciDeviceImplementation {
 
   func ports(bar: UInt) -> IOPorts? {
     try? Required.config.ports(
+      bus: UInt(function.bus), device: UInt(function.device), function: UInt(function.function), bar: bar)
+  }
+
+  func registers(bar: UInt) -> Memory? {
+    try? Required.config.registers(
       bus: UInt(function.bus), device: UInt(function.device), function: UInt(function.function), bar: bar)
   }
 

@@ -19,7 +19,7 @@ import Testing
       // write to a BAR refused; the interrupt line given; bus mastering on.
       #expect(
         line.contains(
-          /@@NIC found=1 second=0 identity=0x813910ec mac=52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2} ports=256 word=0x[0-9a-f]{4}5452 outside=0xffffffff memoryBarGiven=false barWrite=0 barKept=true irqGiven=true busMaster=true secondMastering=false/
+          /@@NIC found=1 second=0 identity=0x813910ec mac=52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2} ports=256 word=0x[0-9a-f]{4}5452 outside=0xffffffff memoryBarGiven=false barWrite=0 barKept=true irqGiven=true busMaster=true secondMastering=false mmioMacSame=true ioBarAsRegisters=false/
         ), "\(line)")
     }
     #expect(result.output.contains("system: composition done, 0 errors"))

@@ -6,7 +6,8 @@ import Testing
 /// The in-kernel tests that must be reported, so a test that silently disappears fails.
 private let requiredKernelTests: Set<String> = [
   "frames.allocate_and_free", "frames.boot_memory_reserved", "paging.map_translate_unmap",
-  "paging.null_page_unmapped", "heap.stress", "heap.alignment", "heap.swift_objects",
+  "paging.null_page_unmapped", "paging.device_window_uncached", "heap.stress", "heap.alignment",
+  "heap.swift_objects",
   "heap.out_of_memory", "interrupts.timer_ticks", "interrupts.handler_registration",
   "interrupts.sse_state_preserved", "interrupts.spurious_irq7", "symbols.names_in_backtraces",
   "loader.hostile_server_files",

@@ -7,7 +7,10 @@
 // `map` and `unmap` change single 4 KiB pages and flush the TLB entry.
 //
 // Layout of the 4 GiB virtual space (see docs/ARCHITECTURE.md):
-//   0x0000_0000 - 0x2F7F_FFFF  direct map of physical memory (at most 760 MiB)
+//   0x0000_0000 - 0x2F3F_FFFF  direct map of physical memory (at most 756 MiB)
+//   0x2F40_0000 - 0x2F7F_FFFF  device window: devices' memory-mapped registers mapped
+//                              uncached for kernel-mode drivers (DeviceWindow; its page
+//                              table made at boot)
 //   0x2F80_0000 - 0x2FFF_FFFF  kernel thread stacks, each under an unmapped guard
 //                              (KernelStacks; its 2 page tables made at boot too)
 //   0x3000_0000 - 0x37FF_FFFF  kernel heap (128 MiB, backed on demand)
@@ -23,7 +26,10 @@ import KernelCore
 enum Paging {
   static let pageSize: UInt32 = 4096
   /// The highest end the direct map can have.
-  static let directMapLimit: UInt32 = 0x2F80_0000
+  static let directMapLimit: UInt32 = 0x2F40_0000
+  /// Devices' registers for kernel-mode drivers (one page table, made at boot).
+  static let deviceWindowStart: UInt32 = 0x2F40_0000
+  static let deviceWindowEnd: UInt32 = 0x2F80_0000
   /// Kernel thread stacks, each under a guard (KernelStacks): 256 slots of 32 KiB.
   static let kernelStacksStart: UInt32 = 0x2F80_0000
   static let kernelStacksEnd: UInt32 = 0x3000_0000
@@ -40,6 +46,10 @@ enum Paging {
   static let present: UInt32 = 1 << 0
   static let writable: UInt32 = 1 << 1
   static let user: UInt32 = 1 << 2
+  /// Writes go through the cache (with `cacheDisable`: device registers, uncached).
+  static let writeThrough: UInt32 = 1 << 3
+  /// The page is not cached: every access reaches the device.
+  static let cacheDisable: UInt32 = 1 << 4
   /// A bit the CPU ignores: the frame belongs to the address space (freed with it), as
   /// opposed to a frame of a memory object mapped there.
   static let owned: UInt32 = 1 << 9
@@ -70,10 +80,11 @@ enum Paging {
       }
       page += pageSize
     }
-    // Page tables for the kernel stacks and the whole heap range exist from the start:
+    // Page tables for the device window, the kernel stacks and the whole heap range exist
+    // from the start:
     // heap growth then never needs a frame for a table, and every later address space
     // can share these entries.
-    var table = kernelStacksStart
+    var table = deviceWindowStart
     while table < serverHeapEnd {
       guard let frame = PhysicalMemory.allocateZeroedFrame() else {
         panic("no memory for the kernel heap's page tables")

@@ -138,6 +138,48 @@ final class PciConfigurationService: PciConfigurationImplementation {
     return IOPorts(handle: KernelServices.installResult(object))
   }
 
+  func registers(bus: UInt, device: UInt, function: UInt, bar: UInt) -> Memory? {
+    guard bar < 6 else { return nil }
+    let offset = UInt(PciOffset.firstBar) + bar * 4
+    // Sized here, with the function's decoding off, whatever the caller believes.
+    let range: (base: UInt32, size: UInt32)? = Machine.withInterruptsDisabled {
+      let command = UInt32(
+        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: 4))
+      let value = UInt32(
+        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
+      // A 32-bit memory BAR (64-bit ones would need the next BAR's word; none here needs it).
+      guard value != UInt32.max, value & 0x7 == 0 else { return nil }
+      _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFC))
+      _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(UInt32.max))
+      let readback = UInt32(
+        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
+      _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(value))
+      _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFF))
+      let size = PciBar.size(written: readback, kind: .memory32(prefetchable: false))
+      let base = value & ~0xF
+      return (base, size)
+    }
+    guard let range, range.size != 0 else { return nil }
+    // Whole pages of device memory only: above RAM (a BAR pointed at RAM would hand out
+    // the kernel's memory), page-aligned (a page shared with another device's registers
+    // would hand those out too), at most a Memory object's largest size.
+    let pages = (UInt64(range.size) + UInt64(Paging.pageSize) - 1) / UInt64(Paging.pageSize)
+    guard range.base >= Paging.directMapEnd, range.base % Paging.pageSize == 0,
+      pages <= UInt64(MemoryObject.maximumPages),
+      UInt64(range.base) + pages * UInt64(Paging.pageSize) <= 0xFFFF_F000
+    else {
+      Log.warning(
+        "kernel.pci: BAR \(bar) of \(bus):\(device).\(function) at \(hex: range.base) (\(range.size) bytes) is not whole pages above RAM; not handed out"
+      )
+      return nil
+    }
+    let object = KernelServices.makeObject(
+      interface: memoryDescriptor, dispatch: memoryDispatchAddresses(),
+      box: MemoryBox(MemoryObject.device(base: range.base, pages: Int(truncatingIfNeeded: pages))))
+    let handle = KernelServices.installResult(object)
+    return handle == 0 ? nil : Memory(handle: handle)
+  }
+
   func interrupt(bus: UInt, device: UInt, function: UInt) -> InterruptLine? {
     let word = UInt32(truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: 0x3C))
     let line = Int(truncatingIfNeeded: word & 0xFF)

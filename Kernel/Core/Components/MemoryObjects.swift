@@ -25,6 +25,8 @@ final class MemoryObject: MemoryImplementation {
 
   /// The server it is charged to (nil: the kernel's own).
   private let account: ResourceAccount?
+  /// A device's registers (not RAM): mapped uncached, never freed, zeroed or charged.
+  let isDevice: Bool
 
   nonisolated(unsafe) private static var lastRefusalLogged: UInt64 = 0
 
@@ -34,10 +36,17 @@ final class MemoryObject: MemoryImplementation {
   /// page tables, stacks) keep working whatever servers ask for.
   static let reservedFrames = 1024
 
-  private init(base: UInt32, pages: Int, account: ResourceAccount?) {
+  private init(base: UInt32, pages: Int, account: ResourceAccount?, isDevice: Bool = false) {
     self.base = base
     self.pages = pages
     self.account = account
+    self.isDevice = isDevice
+  }
+
+  /// A device's memory-mapped registers at `base` (page-aligned, above RAM: the caller
+  /// checked), `pages` long.
+  static func device(base: UInt32, pages: Int) -> MemoryObject {
+    MemoryObject(base: base, pages: pages, account: nil, isDevice: true)
   }
 
   /// New zeroed memory of `pages` frames charged to `account`, or nil (its memory quota,
@@ -64,6 +73,7 @@ final class MemoryObject: MemoryImplementation {
   }
 
   deinit {
+    guard !isDevice else { return }
     for page in 0..<pages { PhysicalMemory.freeFrame(base + UInt32(page) * Paging.pageSize) }
     account?.uncharge(.memory, UInt32(pages) * Paging.pageSize)
   }
@@ -78,6 +88,8 @@ struct Mapping {
   var pages: Int
   /// Kernel-table handle of the mapped Memory (0 for a pager region).
   var memory: UInt32
+  /// A device's registers mapped for a kernel-mode server, in the device window.
+  var inDeviceWindow = false
   /// Kernel-table handle of the region's Pager (0 for plain memory).
   var pager: UInt32
   /// Pager regions: per page, the kernel-table handle of the Memory mapped there (0: none).
@@ -95,7 +107,7 @@ enum MemoryObjects {
 
   /// `(base, pages)` of `object` if it is one of the kernel's Memory objects (a server's
   /// object implementing Memory could claim any address, so it is refused).
-  static func frames(of object: KernelObject) -> (base: UInt32, pages: Int)? {
+  static func frames(of object: KernelObject) -> (base: UInt32, pages: Int, device: Bool)? {
     guard object.owner == nil,
       object.methods
         == KernelServices.kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses()).vector
@@ -103,7 +115,9 @@ enum MemoryObjects {
     let box = Unmanaged<MemoryBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(object.context))!)
       .takeUnretainedValue()
     let memory = box.object
-    return (UInt32(memory.physicalAddress()), Int(truncatingIfNeeded: memory.size() / UInt(Paging.pageSize)))
+    let base = UInt32(truncatingIfNeeded: memory.physicalAddress())
+    // RAM is handed out below the direct map's end only: anything above is a device's.
+    return (base, Int(truncatingIfNeeded: memory.size() / UInt(Paging.pageSize)), base >= Paging.directMapEnd)
   }
 
   /// Serves a user-mode page fault at `address` in a pager region of the running server;
@@ -133,9 +147,9 @@ enum MemoryObjects {
     }
     let kept = KernelReferences.table.install(object)
     _ = server.table.release(handle)
-    guard kept != 0, let frames = frames(of: object) else {
+    guard kept != 0, let frames = frames(of: object), !frames.device else {
       if kept != 0 { _ = KernelReferences.table.release(kept) }
-      Log.error("\(server.name): the pager answered with something that is not kernel memory")
+      Log.error("\(server.name): the pager answered with something that is not kernel RAM")
       return false
     }
     // Another thread of the server may have unmapped the region while the pager ran.
@@ -168,6 +182,9 @@ enum MemoryObjects {
     Machine.withInterruptsDisabled {
       if let space = server.space {
         space.unback(start: mapping.address, end: mapping.address + UInt32(mapping.pages) * Paging.pageSize)
+      }
+      if mapping.inDeviceWindow {
+        DeviceWindow.unmap(start: mapping.address, pages: mapping.pages)
       }
       if mapping.memory != 0 { _ = KernelReferences.table.release(mapping.memory) }
       if mapping.pager != 0 { _ = KernelReferences.table.release(mapping.pager) }
@@ -213,7 +230,9 @@ final class KernelMemoryService: MemoryServiceImplementation {
         server.account.uncharge(.mappings)
         return 0
       }
-      let flags = Paging.user | (writable == 1 ? Paging.writable : 0)
+      let flags =
+        Paging.user | (writable == 1 ? Paging.writable : 0)
+        | (frames.device ? Paging.cacheDisable | Paging.writeThrough : 0)
       for page in 0..<UInt32(frames.pages) {
         guard
           Paging.map(
@@ -227,11 +246,25 @@ final class KernelMemoryService: MemoryServiceImplementation {
         }
       }
       address = start
+    } else if frames.device {
+      // Device registers are not in the direct map: a kernel-mode driver reaches them in
+      // the device window, uncached.
+      guard let start = DeviceWindow.map(base: frames.base, pages: frames.pages, writable: writable == 1)
+      else {
+        Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) }
+        server.account.uncharge(.mappings)
+        Log.error("\(server.name): cannot map device memory: the device window is full")
+        return 0
+      }
+      address = start
     } else {
       address = frames.base  // the direct map: kernel-mode servers reach it there
     }
     server.mappings.append(
-      Mapping(address: address, pages: frames.pages, memory: kept, pager: 0, pageMemory: nil))
+      Mapping(
+        address: address, pages: frames.pages, memory: kept,
+        inDeviceWindow: frames.device && server.space == nil,
+        pager: 0, pageMemory: nil))
     return UInt(address)
   }
 
@@ -264,4 +297,46 @@ final class KernelMemoryService: MemoryServiceImplementation {
   }
 
   func freePages() -> UInt { UInt(PhysicalMemory.statistics.freeFrames) }
+}
+
+/// The kernel's window for devices' registers (Paging.deviceWindowStart ..< End), where
+/// kernel-mode drivers see them, uncached: one page table, made at boot, shared by every
+/// address space. Interrupts disabled around each change.
+enum DeviceWindow {
+  private static let pages = Int((Paging.deviceWindowEnd - Paging.deviceWindowStart) / Paging.pageSize)
+  nonisolated(unsafe) private static var used: InlineArray<1024, Bool> = .init(repeating: false)
+
+  /// Maps `pages` pages of device memory at physical `base` into a free run of the window;
+  /// its start, or nil if no run is free.
+  static func map(base: UInt32, pages count: Int, writable: Bool) -> UInt32? {
+    Machine.withInterruptsDisabled {
+      var start = 0
+      while start + count <= pages {
+        guard let busy = (start..<(start + count)).last(where: { used[$0] }) else {
+          for page in start..<(start + count) {
+            used[page] = true
+            let offset = UInt32(truncatingIfNeeded: page - start) * Paging.pageSize
+            _ = Paging.map(
+              virtual: Paging.deviceWindowStart + UInt32(truncatingIfNeeded: page) * Paging.pageSize,
+              physical: base + offset,
+              flags: (writable ? Paging.writable : 0) | Paging.cacheDisable | Paging.writeThrough)
+          }
+          return Paging.deviceWindowStart + UInt32(truncatingIfNeeded: start) * Paging.pageSize
+        }
+        start = busy + 1
+      }
+      return nil
+    }
+  }
+
+  /// Unmaps a run `map` returned.
+  static func unmap(start address: UInt32, pages count: Int) {
+    Machine.withInterruptsDisabled {
+      let start = Int(truncatingIfNeeded: (address - Paging.deviceWindowStart) / Paging.pageSize)
+      for page in start..<(start + count) {
+        _ = Paging.unmap(virtual: address + UInt32(truncatingIfNeeded: page - start) * Paging.pageSize)
+        used[page] = false
+      }
+    }
+  }
 }
