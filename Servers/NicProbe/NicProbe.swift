@@ -11,8 +11,10 @@ func report(_ message: KernelMessage) {
 
 final class Probe: ProgramImplementation {
   func run() -> UInt {
+    // Bridges are never handed to a driver (the PCI-to-ISA bridge routes every line).
+    let bridge = (try? Required.pci.findClass(classCode: 0x0601)) ?? nil
     guard let device = (try? Required.pci.find(vendor: 0x10EC, device: 0x8139)) ?? nil else {
-      report("@@NIC found=0")
+      report("@@NIC found=0 bridgeGiven=\(bridge != nil)")
       return 1
     }
     // One driver per function: a second find gets nothing.
@@ -34,6 +36,9 @@ final class Probe: ProgramImplementation {
     let barBefore = (try? device.read32(offset: 0x10)) ?? 0
     let barWrite = (try? device.write32(offset: 0x10, value: 0)) ?? 9
     let barAfter = (try? device.read32(offset: 0x10)) ?? 1
+    // The expansion ROM and registers past the header are refused too.
+    let romWrite = (try? device.write32(offset: 0x30, value: 0xFFFF_FFFF)) ?? 9
+    let pastHeaderWrite = (try? device.write32(offset: 0x60, value: 0x8080_8080)) ?? 9
     let line = (try? device.interrupt()) ?? nil
     let mastering = (try? device.enableBusMastering()) ?? nil
     let busMaster = ((try? device.read32(offset: 4)) ?? 0) & 4 != 0 && (try? mastering?.isEnabled()) == 1
@@ -56,7 +61,10 @@ final class Probe: ProgramImplementation {
     }
     let lineGiven = line != nil
     report(
-      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster) secondMastering=\(secondMastering != nil) mmioMacSame=\(mmioMac == mac) ioBarAsRegisters=\(ioAsRegisters != nil)"
+      "@@NIC found=1 second=\(second == nil ? 0 : 1) identity=\(hex: identity, width: 8) mac=\(mac) ports=\(size) word=\(hex: word, width: 8) outside=\(hex: outside, width: 8) memoryBarGiven=\(memoryBarGiven) barWrite=\(barWrite) barKept=\(barBefore == barAfter) irqGiven=\(lineGiven) busMaster=\(busMaster) secondMastering=\(secondMastering != nil)"
+    )
+    report(
+      "@@NIC more mmioMacSame=\(mmioMac == mac) ioBarAsRegisters=\(ioAsRegisters != nil) romWrite=\(romWrite) pastHeaderWrite=\(pastHeaderWrite) bridgeGiven=\(bridge != nil)"
     )
     return 0
   }

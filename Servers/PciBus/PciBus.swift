@@ -64,8 +64,12 @@ final class Bus: PciBusImplementation {
 
   /// The first function not handed out yet that `matches`, handed out.
   private func handOut(mayMasterBus: Bool, where matches: (PciFunction) -> Bool) -> PciDevice? {
+    // Bridges are the bus server's own: their registers route other devices' buses and
+    // interrupts (a driver holding the PCI-to-ISA bridge could re-route every line).
     guard
-      let index = functions.indices.first(where: { !handedOut[$0] && matches(functions[$0]) }),
+      let index = functions.indices.first(where: {
+        !handedOut[$0] && functions[$0].classCode != 0x06 && matches(functions[$0])
+      }),
       let exported = PciDevice.export(
         Device(functions[index], bus: self, index: index, mayMasterBus: mayMasterBus))
     else { return nil }
@@ -143,8 +147,11 @@ final class Device: PciDeviceImplementation {
   }
 
   func write32(offset: UInt, value: UInt) -> UInt {
-    // What the function decodes and where it interrupts are the bus server's to set.
-    guard offset < 256, offset & 3 == 0, !(0x10..<0x28).contains(offset), offset != 0x3C else { return 0 }
+    // What the function decodes (the BARs, the expansion ROM) and where it interrupts are
+    // the bus server's to set; beyond the header (0x40 on) lie device-specific registers
+    // and capabilities this bus server does not vet.
+    guard offset < 0x40, offset & 3 == 0, !(0x10..<0x28).contains(offset), offset != 0x30, offset != 0x3C
+    else { return 0 }
     var word = UInt32(truncatingIfNeeded: value)
     if offset == UInt(PciOffset.commandAndStatus) {
       // DMA is the bus server's to allow (enableBusMastering), not the driver's to take.

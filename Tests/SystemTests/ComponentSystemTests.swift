@@ -131,7 +131,7 @@ func expectHeapBackToBase(_ output: String, composition: String) {
     #expect(result.output.contains("FileClient: fs-demo: PASS"))
     #expect(
       result.output.contains(
-        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers, supervision, memory, pci)"
+        "the kernel offers no service printer (it offers: console, clock, threads, sync, com1, irq4, system, timers, supervision, memory, pci, settings)"
       ))
     expectHeapBackToBase(result.output, composition: "systems/tests/mismatch.system")
     #expect(result.output.contains("system: composition done, 4 errors"))

@@ -412,7 +412,7 @@ private func pcapFrames(_ path: String) -> [[UInt8]]? {
     #expect(outcome.helloAgain)
     // For the note: how many of the burst's frames the restart lost.
     print("network restart: \(outcome.burstEchoed) of 20 frames sent during the restart came back")
-    #expect(result.output.contains("server Rtl8139 stopped: Page fault"))
+    #expect(result.output.contains("server Rtl8139 stopped: Swift runtime trap"))
     #expect(result.output.contains("system: nic failed; restarting it (restart 1)"))
     #expect(result.lines.filter { $0.contains("rtl8139: ready, MAC 52:54:00:") }.count == 2)
     #expect(result.output.contains("@@ECHO driver restarted; ready again"))

@@ -303,7 +303,9 @@ final class KernelMemoryService: MemoryServiceImplementation {
 /// kernel-mode drivers see them, uncached: one page table, made at boot, shared by every
 /// address space. Interrupts disabled around each change.
 enum DeviceWindow {
-  private static let pages = Int((Paging.deviceWindowEnd - Paging.deviceWindowStart) / Paging.pageSize)
+  /// Pages in the window (Paging.deviceWindowEnd - deviceWindowStart: 4 MiB).
+  private static let pages = 1024
+  /// Which pages are mapped (1,024: the window's size).
   nonisolated(unsafe) private static var used: InlineArray<1024, Bool> = .init(repeating: false)
 
   /// Maps `pages` pages of device memory at physical `base` into a free run of the window;

@@ -289,7 +289,8 @@ enum SystemLoader {
       }
       guard
         let returned = callReturningReference(
-          found.handle, object, methodName, arguments, for: current.name, slot: slot, line: line)
+          found.handle, object, methodName, arguments, for: current.name, slot: slot,
+          requiring: manifest.interface(manifest.slot(index).interface), line: line)
       else {
         return
       }
@@ -333,7 +334,9 @@ enum SystemLoader {
   private static func callReturningReference(
     _ handle: UInt32, _ object: KernelObject, _ name: UnsafeBufferPointer<UInt8>,
     _ arguments: MethodArguments,
-    for instance: UnsafeBufferPointer<UInt8>, slot: UnsafeBufferPointer<UInt8>, line: Int
+    for instance: UnsafeBufferPointer<UInt8>, slot: UnsafeBufferPointer<UInt8>,
+    requiring required: InterfaceDescriptor,
+    line: Int
   ) -> KernelObject? {
     var index = 0
     while index < object.interface.methodCount
@@ -354,6 +357,18 @@ enum SystemLoader {
     }
     guard method.parameterCount == arguments.count else {
       report(line, "\(text: name) takes \(method.parameterCount) words; the binding gives \(arguments.count)")
+      return nil
+    }
+    // The declared result must suit the slot before the method runs: a call with a side
+    // effect (taking a device) must not happen for a binding that is refused anyway.
+    if let resultName = method.resultInterface, let owner = object.owner,
+      let resultIndex = owner.file.manifest.interfaceIndex(named: resultName),
+      required.firstDifference(from: owner.file.manifest.interface(resultIndex)) != nil
+    {
+      report(
+        line,
+        "cannot bind \(text: instance).\(text: slot): it requires \(text: required.name), \(text: name) returns \(text: resultName); not called"
+      )
       return nil
     }
     let result = arguments.withWords { KernelReferences.call(handle, method: index, words: $0) }
