@@ -193,15 +193,26 @@ final class Device: PciDeviceImplementation {
 
 /// A driver's permission to let its device do DMA: while it is held, the bus-master bit
 /// stays on. A driver that fails loses it with its other references, so a device bound
-/// in the composition (and kept for the restarted driver) stops DMA when its driver dies.
+/// in the composition (and kept for the restarted driver) stops DMA when its driver dies;
+/// the DMA memory the driver gave it to keep goes only after that.
 final class Permission: BusMasteringImplementation {
   private let device: Device
+  /// The driver's DMA memory, let go only once the function cannot master the bus.
+  private var kept: [Memory] = []
 
   init(_ device: Device) { self.device = device }
 
   deinit {
     stopMastering(device.function)
     device.mastering = false
+    for memory in kept { _ = memory.release() }
+  }
+
+  func keep(memory: Memory) -> UInt {
+    // Lent for the call: acquired to outlive it.
+    guard kept.count < 16, (try? memory.acquire()) != nil else { return 0 }
+    kept.append(memory)
+    return 1
   }
 
   func isEnabled() -> UInt {

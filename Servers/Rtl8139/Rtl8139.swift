@@ -27,9 +27,11 @@ struct DmaBuffer {
   let address: UnsafeMutableRawPointer
   let physical: UInt32
 
-  /// `bytes` of new, zeroed, physically contiguous memory; nil if there is none.
-  init?(bytes: Int) {
+  /// `bytes` of new, zeroed, physically contiguous memory, which the bus server keeps
+  /// until the card cannot master the bus any more; nil if there is none.
+  init?(bytes: Int, keptBy mastering: BusMastering) {
     guard let memory = (try? Required.memory.allocate(bytes: UInt(bytes))) ?? nil,
+      (try? mastering.keep(memory: memory)) == 1,
       let mapped = try? Required.memory.map(memory: memory, writable: 1), mapped != 0,
       let physical = try? memory.physicalAddress()
     else { return nil }
@@ -79,7 +81,7 @@ final class Card: InterruptHandlerImplementation {
   private static let receiveDescriptorBytes = Rtl8139ReceiveDescriptors.count * Rtl8139Descriptor.size
   private static let transmitDescriptorBytes = Rtl8139TransmitDescriptors.count * Rtl8139Descriptor.size
 
-  init?(ports: IOPorts, plus: Bool, loopback: Bool) {
+  init?(ports: IOPorts, plus: Bool, loopback: Bool, mastering: BusMastering) {
     self.ports = ports
     self.plus = plus
     guard let semaphore = try? Required.sync.makeSemaphore(count: 0),
@@ -100,16 +102,18 @@ final class Card: InterruptHandlerImplementation {
       guard
         let receive = DmaBuffer(
           bytes: Self.receiveDescriptorBytes + Rtl8139ReceiveDescriptors.count
-            * Rtl8139ReceiveDescriptors.bufferSize),
+            * Rtl8139ReceiveDescriptors.bufferSize, keptBy: mastering),
         let transmit = DmaBuffer(
           bytes: Self.transmitDescriptorBytes + Rtl8139TransmitDescriptors.count
-            * Rtl8139TransmitDescriptors.bufferSize)
+            * Rtl8139TransmitDescriptors.bufferSize, keptBy: mastering)
       else { return nil }
       receiveRingMemory = receive
       transmitMemory = transmit
     } else {
-      guard let receive = DmaBuffer(bytes: Rtl8139ReceiveRing.size + Rtl8139ReceiveRing.wrapSlack),
-        let transmit = DmaBuffer(bytes: Rtl8139TransmitRing.descriptors * 2048)
+      guard
+        let receive = DmaBuffer(
+          bytes: Rtl8139ReceiveRing.size + Rtl8139ReceiveRing.wrapSlack, keptBy: mastering),
+        let transmit = DmaBuffer(bytes: Rtl8139TransmitRing.descriptors * 2048, keptBy: mastering)
       else { return nil }
       receiveBuffer = receive
       transmitMemory = transmit
@@ -552,7 +556,7 @@ func start() -> NetworkDevice {
     say("rtl8139: the PCI bus server refused bus mastering (DMA) for this card; it cannot work without it")
     fatalError("rtl8139: no bus mastering")
   }
-  guard let card = Card(ports: ports, plus: plus, loopback: !loopback.isEmpty) else {
+  guard let card = Card(ports: ports, plus: plus, loopback: !loopback.isEmpty, mastering: mastering) else {
     fatalError("rtl8139: no DMA memory for the card's rings and buffers")
   }
   guard let line = (try? device.interrupt()) ?? nil, let handler = InterruptHandler.export(card),
