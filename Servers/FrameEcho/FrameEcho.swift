@@ -13,21 +13,26 @@ func say(_ message: KernelMessage) {
 final class Echo: ProgramImplementation {
   private var net = Required.net
   private var mac = [UInt8](repeating: 0, count: 6)
-  /// Shared passing: the driver's receive and send slots as mapped here (nil: copies).
+  /// Shared passing: a port of the driver's, its receive slots (read-only) and its send
+  /// slots as mapped here (nil: copies).
+  private var port: FramePort?
   private var receiveSlots: UnsafeRawPointer?
   private var sendSlots: UnsafeMutableRawPointer?
   private var sharing = false
 
-  /// Maps the driver's slots (again after a restart: the new driver has new ones); whether
-  /// that worked.
-  private func mapSlots() -> Bool {
-    guard let receive = try? net.receiveSlots(), let send = try? net.sendSlots(),
+  /// Opens a port and maps its slots (again after a restart: the new driver has new ones);
+  /// whether that worked.
+  private func openPort() -> Bool {
+    guard let opened = (try? net.openPort()) ?? nil, let receive = (try? opened.receiveSlots()) ?? nil,
+      let send = try? opened.sendSlots(),
       let receiveAddress = try? Required.memory.map(memory: receive, writable: 0), receiveAddress != 0,
       let sendAddress = try? Required.memory.map(memory: send, writable: 1), sendAddress != 0
     else { return false }
     // The mappings hold the memory; these references are not needed any more.
     _ = receive.release()
     _ = send.release()
+    _ = port?.release()
+    port = opened
     receiveSlots = UnsafeRawPointer(bitPattern: receiveAddress)
     sendSlots = UnsafeMutableRawPointer(bitPattern: sendAddress)
     return true
@@ -66,7 +71,7 @@ final class Echo: ProgramImplementation {
         ?? 0
     }
     sharing = settingCount == 6 && (0..<6).allSatisfy { setting[$0] == Array("shared".utf8)[$0] }
-    if sharing && !mapSlots() {
+    if sharing && !openPort() {
       say("@@ECHO the driver's slots could not be mapped")
       return 1
     }
@@ -79,9 +84,9 @@ final class Echo: ProgramImplementation {
       let bytes = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
       return bytes.enumerated().allSatisfy { frame[14 + $0.offset] == $0.element }
     }
-    func send(_ frame: UnsafeMutableRawBufferPointer, _ length: Int, slot: Int, checksums: Bool) {
+    func send(_ frame: UnsafeMutableRawBufferPointer, _ length: Int, checksums: Bool) {
       if sharing {
-        _ = try? net.sendShared(slot: UInt(slot), length: UInt(length), checksums: checksums ? 1 : 0)
+        _ = try? port!.send(slot: 0, length: UInt(length), checksums: checksums ? 1 : 0)
       } else if checksums {
         _ = try? net.sendWithChecksums(frame: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
       } else {
@@ -98,14 +103,14 @@ final class Echo: ProgramImplementation {
       var length: Int
       do throws(CallError) {
         if sharing {
-          let word = try net.receiveShared()
+          let word = try port!.receive()
           slot = Int(word >> 16)
           length = Int(word & 0xFFFF)
           guard slot < 64, length <= 1514 else { continue }
-          // The one copy: from the received frame's slot into the send slot of the same number.
-          frame = UnsafeMutableRawBufferPointer(start: sendSlots! + slot * 2048, count: 1514)
+          // The one copy: from the received frame's slot into send slot 0.
+          frame = UnsafeMutableRawBufferPointer(start: sendSlots!, count: 1514)
           frame.baseAddress!.copyMemory(from: receiveSlots! + slot * 2048, byteCount: length)
-          _ = try? net.releaseSlot(slot: UInt(slot))
+          _ = try? port!.release(slot: UInt(slot))
         } else {
           length = try net.receive(frame: frame)
         }
@@ -113,7 +118,7 @@ final class Echo: ProgramImplementation {
         // The driver failed under this call: go on with its restarted instance.
         guard error == .serverUnavailable, rebind() else { break }
         restarts += 1
-        if sharing && !mapSlots() { break }
+        if sharing && !openPort() { break }
         hello()
         say("@@ECHO driver restarted; ready again")
         continue
@@ -121,7 +126,7 @@ final class Echo: ProgramImplementation {
       if length >= 34, frame[12] == 0x08, frame[13] == 0x00 {
         // IPv4: back with its checksums filled in by the device (the peer sends them zero).
         swapAddresses()
-        send(frame, length, slot: slot, checksums: true)
+        send(frame, length, checksums: true)
         echoed += 1
         continue
       }
@@ -145,7 +150,7 @@ final class Echo: ProgramImplementation {
         continue
       }
       swapAddresses()
-      send(frame, length, slot: slot, checksums: false)
+      send(frame, length, checksums: false)
       echoed += 1
     }
     let text = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 1)

@@ -6,7 +6,7 @@
 // one `send` of a frame the card drops on receipt (another station's address);
 // `net_receive_SIZE_LABEL` is one `send` to itself and the `receive` that returns it, less
 // the send figure; `net_receive_shared_SIZE_LABEL` the same with the frame left in the
-// driver's receive slot (`receiveShared`, mapped here) instead of copied out. A send that is refused or a frame that comes back wrong stops the
+// driver's receive slot (through a FramePort, mapped here) instead of copied out. A send that is refused or a frame that comes back wrong stops the
 // benchmark with a `@@BENCH failed` line, which `tessera bench-report` rejects.
 
 import KernelCore
@@ -61,9 +61,12 @@ final class Runner: ProgramImplementation {
     return 0
   }
 
-  /// The driver's receive slots, mapped here.
+  /// A port of the driver's.
+  private lazy var port: FramePort? = (try? net.openPort()) ?? nil
+
+  /// The driver's receive slots, mapped here (read-only).
   private lazy var receiveSlots: UnsafeRawPointer? = {
-    guard let memory = try? net.receiveSlots(),
+    guard let memory = (try? port?.receiveSlots()) ?? nil,
       let address = try? Required.memory.map(memory: memory, writable: 0), address != 0
     else { return nil }
     _ = memory.release()  // the mapping holds it
@@ -76,12 +79,12 @@ final class Runner: ProgramImplementation {
     frame.withUnsafeBytes { bytes in
       let start = tessera_timestamp()
       for _ in 0..<count {
-        guard (try? net.send(frame: bytes)) == 1, let word = try? net.receiveShared() else { return nil }
+        guard (try? net.send(frame: bytes)) == 1, let port, let word = try? port.receive() else { return nil }
         let slot = Int(word >> 16)
         let length = Int(word & 0xFFFF)
         guard slot < 64, length == bytes.count,
           slots.load(fromByteOffset: slot * 2048 + length - 1, as: UInt8.self) == bytes[length - 1],
-          (try? net.releaseSlot(slot: UInt(slot))) == 1
+          (try? port.release(slot: UInt(slot))) == 1
         else { return nil }
       }
       return tessera_timestamp() &- start

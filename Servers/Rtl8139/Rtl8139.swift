@@ -8,7 +8,7 @@
 // each with its own buffer), enables receive (own address, broadcast) and transmit, and
 // attaches its interrupt. The interrupt handler acknowledges the card first, then moves
 // received frames into 64 slots (with every slot full or lent, a frame is dropped and
-// counted), which `receive` copies out of and `receiveShared` lends to its caller; the
+// counted), which `receive` copies out of and a FramePort lends to its holder; the
 // card raises no interrupt for sent frames: `send` frees sent descriptors when it needs
 // one. `receive` waits on a semaphore counting queued frames; `send`
 // waits (up to 100 ms) for a free descriptor. Not thread-safe: the kernel serializes calls
@@ -58,19 +58,16 @@ final class Card: InterruptHandlerImplementation {
   private var receiveRingMemory: DmaBuffer?
   private let transmitMemory: DmaBuffer
   /// Received frames: copies (the card's buffers are its own again at once) in fixed
-  /// slots of 2 KiB in memory a caller may map (`receiveShared`), so receiving allocates
-  /// nothing. A slot is free, queued (in `queued`, oldest first) or lent to a caller.
+  /// slots of 2 KiB in memory ports map read-only, so receiving allocates nothing. A slot
+  /// is free, queued (in `queued`, oldest first) or lent to a port (`lentTo`, its number).
   private let receiveMemory: Memory
   private let receiveSlots: UnsafeMutableRawPointer
   private var slotLengths = [Int](repeating: 0, count: Card.queueCapacity)
-  private var lent = [Bool](repeating: false, count: Card.queueCapacity)
+  private var lentTo = [Int](repeating: 0, count: Card.queueCapacity)
   private var freeSlots = [Int](0..<Card.queueCapacity)
   private var queued = [Int](repeating: 0, count: Card.queueCapacity)
   private var firstQueued = 0
   private var queuedCount = 0
-  /// Send slots a caller writes frames into (`sendShared`).
-  private let sendMemory: Memory
-  private let sendSlots: UnsafeMutableRawPointer
   static let slotSize = 2048
   private static let queueCapacity = 64
   private let waiting: Semaphore
@@ -87,16 +84,11 @@ final class Card: InterruptHandlerImplementation {
     guard let semaphore = try? Required.sync.makeSemaphore(count: 0),
       let receiveMemory = (try? Required.memory.allocate(bytes: UInt(Self.queueCapacity * Self.slotSize)))
         ?? nil,
-      let receiveAddress = try? Required.memory.map(memory: receiveMemory, writable: 1), receiveAddress != 0,
-      let sendMemory = (try? Required.memory.allocate(bytes: UInt(Self.queueCapacity * Self.slotSize)))
-        ?? nil,
-      let sendAddress = try? Required.memory.map(memory: sendMemory, writable: 1), sendAddress != 0
+      let receiveAddress = try? Required.memory.map(memory: receiveMemory, writable: 1), receiveAddress != 0
     else { return nil }
     waiting = semaphore
     self.receiveMemory = receiveMemory
     receiveSlots = UnsafeMutableRawPointer(bitPattern: receiveAddress)!
-    self.sendMemory = sendMemory
-    sendSlots = UnsafeMutableRawPointer(bitPattern: sendAddress)!
     if plus {
       // Descriptors first (the card wants them 256-byte aligned: a page is), then buffers.
       guard
@@ -407,32 +399,46 @@ final class Card: InterruptHandlerImplementation {
     return length
   }
 
-  func receiveShared() -> UInt {
-    guard let slot = nextQueued() else { return 0 }
-    lent[slot] = true
+  /// The next queued frame, lent to port `port` (which holds `held` slots already): slot
+  /// × 65,536 + length; 0 if the port holds its most or the wait failed.
+  func lend(to port: Int, holding held: Int) -> UInt {
+    guard held < Self.mostLentToOnePort, let slot = nextQueued() else { return 0 }
+    lentTo[slot] = port
     return UInt(slot) << 16 | UInt(slotLengths[slot])
   }
 
-  func releaseSlot(_ slot: UInt) -> UInt {
-    guard slot < UInt(Self.queueCapacity), lent[Int(slot)] else { return 0 }
-    lent[Int(slot)] = false
+  /// The most receive slots one port holds: the others keep receiving.
+  static let mostLentToOnePort = 32
+
+  /// Port `port` gives `slot` back; 1, or 0 if it does not hold it.
+  func release(_ slot: UInt, from port: Int) -> UInt {
+    guard slot < UInt(Self.queueCapacity), lentTo[Int(slot)] == port else { return 0 }
+    lentTo[Int(slot)] = 0
     freeSlots.append(Int(slot))
     return 1
   }
 
-  /// Another reference to the receive or send slots' memory, for a caller.
-  func slots(receive: Bool) -> Memory {
-    let memory = receive ? receiveMemory : sendMemory
-    _ = try? memory.acquire()  // the caller takes this count; the driver keeps its own
-    return memory
+  /// Port `port` went: the slots lent to it come back, and its number is free again.
+  func releaseAll(from port: Int) {
+    for slot in 0..<Self.queueCapacity where lentTo[slot] == port {
+      lentTo[slot] = 0
+      freeSlots.append(slot)
+    }
+    if port >= 1 && port <= portsInUse.count { portsInUse[port - 1] = false }
   }
 
-  func sendShared(slot: UInt, length: UInt, checksums: Bool) -> UInt {
-    guard slot < UInt(Self.queueCapacity), length <= 1514 else { return 0 }
-    return send(
-      frame: UnsafeRawBufferPointer(start: sendSlots + Int(slot) * Self.slotSize, count: Int(length)),
-      checksums: checksums)
+  /// Ports open now (numbers 1...8).
+  private var portsInUse = [Bool](repeating: false, count: 8)
+
+  /// A free port number (1...8), now taken; nil if 8 are open.
+  func takePortNumber() -> Int? {
+    guard let free = portsInUse.firstIndex(of: false) else { return nil }
+    portsInUse[free] = true
+    return free + 1
   }
+
+  /// A read-only view of the receive slots, for a port's holder.
+  func readOnlyReceiveSlots() -> Memory? { (try? receiveMemory.readOnly()) ?? nil }
 
   var linkUp: Bool { read16(Rtl8139Register.basicModeStatus) & rtl8139LinkUp != 0 }
 
@@ -444,6 +450,59 @@ final class Card: InterruptHandlerImplementation {
       for index in 0..<count { text[index] = bytes[index] }
       return count
     }
+  }
+}
+
+/// One client's port for frames through shared memory (FramePort): receive slots lent to
+/// it by number, and 16 send slots of its own.
+final class Port: FramePortImplementation {
+  private let card: Card
+  let number: Int
+  private var held = 0
+  private let sendMemory: Memory
+  private let sendAddress: UInt
+
+  init?(card: Card, number: Int) {
+    guard let memory = (try? Required.memory.allocate(bytes: UInt(16 * Card.slotSize))) ?? nil,
+      let address = try? Required.memory.map(memory: memory, writable: 1), address != 0
+    else { return nil }
+    self.card = card
+    self.number = number
+    sendMemory = memory
+    sendAddress = address
+  }
+
+  deinit {
+    card.releaseAll(from: number)
+    _ = try? Required.memory.unmap(address: sendAddress)
+    _ = sendMemory.release()
+  }
+
+  func receiveSlots() -> Memory? { card.readOnlyReceiveSlots() }
+
+  func receive() -> UInt {
+    let word = card.lend(to: number, holding: held)
+    if word != 0 { held += 1 }
+    return word
+  }
+
+  func release(slot: UInt) -> UInt {
+    let released = card.release(slot, from: number)
+    held -= Int(released)
+    return released
+  }
+
+  func sendSlots() -> Memory {
+    _ = try? sendMemory.acquire()  // the caller takes this count; the port keeps its own
+    return sendMemory
+  }
+
+  func send(slot: UInt, length: UInt, checksums: UInt) -> UInt {
+    guard slot < 16, length <= 1514 else { return 0 }
+    return card.send(
+      frame: UnsafeRawBufferPointer(
+        start: UnsafeRawPointer(bitPattern: sendAddress)! + Int(slot) * Card.slotSize, count: Int(length)),
+      checksums: checksums != 0)
   }
 }
 
@@ -468,12 +527,14 @@ final class Device: NetworkDeviceImplementation {
   func send(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame, checksums: false) }
   func sendWithChecksums(frame: UnsafeRawBufferPointer) -> UInt { card.send(frame: frame, checksums: true) }
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int { card.receive(frame: frame) }
-  func receiveSlots() -> Memory { card.slots(receive: true) }
-  func receiveShared() -> UInt { card.receiveShared() }
-  func releaseSlot(slot: UInt) -> UInt { card.releaseSlot(slot) }
-  func sendSlots() -> Memory { card.slots(receive: false) }
-  func sendShared(slot: UInt, length: UInt, checksums: UInt) -> UInt {
-    card.sendShared(slot: slot, length: length, checksums: checksums != 0)
+
+  func openPort() -> FramePort? {
+    guard let number = card.takePortNumber() else { return nil }
+    guard let port = Port(card: card, number: number), let exported = FramePort.export(port) else {
+      card.releaseAll(from: number)
+      return nil
+    }
+    return exported
   }
 
   func macAddress(address: UnsafeMutableRawBufferPointer) -> Int {
@@ -540,6 +601,7 @@ func start() -> NetworkDevice {
   }
   let plus = `is`(mode, "c+")
   guard let ports = (try? device.ports(bar: 0)) ?? nil else {
+    say("rtl8139: the card's I/O ports (BAR 0) were not given")
     fatalError("rtl8139: the card's I/O ports (BAR 0) were not given")
   }
   // The card stops first: restarted, it may still be receiving into the failed instance's
@@ -557,11 +619,13 @@ func start() -> NetworkDevice {
     fatalError("rtl8139: no bus mastering")
   }
   guard let card = Card(ports: ports, plus: plus, loopback: !loopback.isEmpty, mastering: mastering) else {
+    say("rtl8139: no DMA memory for the card's rings and buffers")
     fatalError("rtl8139: no DMA memory for the card's rings and buffers")
   }
   guard let line = (try? device.interrupt()) ?? nil, let handler = InterruptHandler.export(card),
     (try? line.attach(handler: handler)) == 1
   else {
+    say("rtl8139: the card's interrupt line could not be attached")
     fatalError("rtl8139: the card's interrupt line could not be attached")
   }
   var message: KernelMessage = "rtl8139: ready, MAC "

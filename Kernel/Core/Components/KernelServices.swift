@@ -291,10 +291,13 @@ enum KernelServices {
   static func kernelInterface(_ descriptor: [UInt8], dispatch: [UInt] = []) -> (
     interface: InterfaceDescriptor, vector: UInt32
   ) {
-    let found = descriptor.withUnsafeBytes { bytes in vectors.first { equal($0.interface.bytes, bytes) } }
-    if let found, found.vector != 0 || dispatch.isEmpty {
-      return (found.interface, found.vector)
+    // An entry made for the descriptor alone (vector 0) does not serve a caller that needs
+    // the vector: it would make a new vector at every call (and objects whose vector is
+    // not the one `frames(of:)` compares with).
+    let found = descriptor.withUnsafeBytes { bytes in
+      vectors.first { equal($0.interface.bytes, bytes) && ($0.vector != 0 || dispatch.isEmpty) }
     }
+    if let found { return (found.interface, found.vector) }
     let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: descriptor.count, alignment: 1)
     storage.copyBytes(from: descriptor)
     let interface = try! InterfaceDescriptor(bytes: UnsafeRawBufferPointer(storage))

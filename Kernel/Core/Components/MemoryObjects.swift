@@ -27,6 +27,8 @@ final class MemoryObject: MemoryImplementation {
   private let account: ResourceAccount?
   /// A device's registers (not RAM): mapped uncached, never freed, zeroed or charged.
   let isDevice: Bool
+  /// For a read-only view (`readOnly`): the memory it shows, kept alive by the view.
+  private let viewed: MemoryObject?
 
   nonisolated(unsafe) private static var lastRefusalLogged: UInt64 = 0
 
@@ -36,11 +38,14 @@ final class MemoryObject: MemoryImplementation {
   /// page tables, stacks) keep working whatever servers ask for.
   static let reservedFrames = 1024
 
-  private init(base: UInt32, pages: Int, account: ResourceAccount?, isDevice: Bool = false) {
+  private init(
+    base: UInt32, pages: Int, account: ResourceAccount?, isDevice: Bool = false, viewed: MemoryObject? = nil
+  ) {
     self.base = base
     self.pages = pages
     self.account = account
     self.isDevice = isDevice
+    self.viewed = viewed
   }
 
   /// A device's memory-mapped registers at `base` (page-aligned, above RAM: the caller
@@ -73,13 +78,23 @@ final class MemoryObject: MemoryImplementation {
   }
 
   deinit {
-    guard !isDevice else { return }
+    guard !isDevice, viewed == nil else { return }  // the viewed object frees its frames
     for page in 0..<pages { PhysicalMemory.freeFrame(base + UInt32(page) * Paging.pageSize) }
     account?.uncharge(.memory, UInt32(pages) * Paging.pageSize)
   }
 
   func size() -> UInt { UInt(pages) * UInt(Paging.pageSize) }
   func physicalAddress() -> UInt { UInt(base) }
+  func isWritable() -> UInt { viewed == nil ? 1 : 0 }
+
+  func readOnly() -> Memory? {
+    let view = MemoryObject(
+      base: base, pages: pages, account: nil, isDevice: isDevice, viewed: viewed ?? self)
+    let object = KernelServices.makeObject(
+      interface: memoryDescriptor, dispatch: memoryDispatchAddresses(), box: MemoryBox(view))
+    let handle = KernelServices.installResult(object)
+    return handle == 0 ? nil : Memory(handle: handle)
+  }
 }
 
 /// A range of a server's address space showing memory objects.
@@ -107,7 +122,7 @@ enum MemoryObjects {
 
   /// `(base, pages)` of `object` if it is one of the kernel's Memory objects (a server's
   /// object implementing Memory could claim any address, so it is refused).
-  static func frames(of object: KernelObject) -> (base: UInt32, pages: Int, device: Bool)? {
+  static func frames(of object: KernelObject) -> (base: UInt32, pages: Int, device: Bool, writable: Bool)? {
     guard object.owner == nil,
       object.methods
         == KernelServices.kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses()).vector
@@ -117,7 +132,10 @@ enum MemoryObjects {
     let memory = box.object
     let base = UInt32(truncatingIfNeeded: memory.physicalAddress())
     // RAM is handed out below the direct map's end only: anything above is a device's.
-    return (base, Int(truncatingIfNeeded: memory.size() / UInt(Paging.pageSize)), base >= Paging.directMapEnd)
+    return (
+      base, Int(truncatingIfNeeded: memory.size() / UInt(Paging.pageSize)), base >= Paging.directMapEnd,
+      memory.isWritable() == 1
+    )
   }
 
   /// Serves a user-mode page fault at `address` in a pager region of the running server;
@@ -147,9 +165,11 @@ enum MemoryObjects {
     }
     let kept = KernelReferences.table.install(object)
     _ = server.table.release(handle)
-    guard kept != 0, let frames = frames(of: object), !frames.device else {
+    guard kept != 0, let frames = frames(of: object), !frames.device, frames.writable || !write else {
       if kept != 0 { _ = KernelReferences.table.release(kept) }
-      Log.error("\(server.name): the pager answered with something that is not kernel RAM")
+      Log.error(
+        "\(server.name): the pager answered with something that is not kernel RAM (or read-only memory for a write)"
+      )
       return false
     }
     // Another thread of the server may have unmapped the region while the pager ran.
@@ -213,7 +233,8 @@ final class KernelMemoryService: MemoryServiceImplementation {
   func map(memory: Memory, writable: UInt) -> UInt {
     // `memory` is lent to the kernel's table for this call.
     guard let object = KernelReferences.table.object(memory.handle),
-      let frames = MemoryObjects.frames(of: object), let server = CallChain.currentServer
+      let frames = MemoryObjects.frames(of: object), let server = CallChain.currentServer,
+      writable == 0 || frames.writable  // a read-only view maps read-only only
     else { return 0 }
     // The mapping's own reference first: without it the frames could be freed while mapped.
     guard server.account.charge(.mappings) else { return 0 }
