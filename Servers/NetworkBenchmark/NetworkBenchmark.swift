@@ -73,7 +73,7 @@ final class Runner: ProgramImplementation {
     return UnsafeRawPointer(bitPattern: address)
   }()
 
-  /// As `echoAll`, the frame received in a slot of the driver's (`receiveShared`) and
+  /// As `echoAll`, the frame received in a slot of the driver's (through the port) and
   /// checked there, then given back.
   private func echoShared(_ frame: [UInt8], _ slots: UnsafeRawPointer, count: UInt64) -> UInt64? {
     frame.withUnsafeBytes { bytes in
