@@ -288,6 +288,7 @@ bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | de
 	  -nic none -device rtl8139 -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
 	$(Q)$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
 	@$(call step,BENCH,tools/network-throughput)
+	@command -v python3 >/dev/null || { echo "make bench: tools/network-throughput needs python3 (apt-get install -y python3)"; exit 1; }
 	$(Q)tools/network-throughput
 
 # The whole output stays in build/test-logs/swift-test.log (the guests' serial logs are
