@@ -42,11 +42,9 @@ final class Measurement {
 
 /// Prints `name` with the instructions per iteration of `total` minus `baseline`.
 func report(_ name: StaticString, _ total: UInt64, minus baseline: UInt64) {
-  let perOperation = (total &- baseline) * 100 / UInt64(iterations)
-  let padding: StaticString = perOperation % 100 < 10 ? "0" : ""
-  let message: KernelMessage =
-    "@@BENCH \(name) instructions=\(perOperation / 100).\(padding)\(perOperation % 100) total=\(total) iterations=\(iterations)"
-  message.withBytes { _ = try? Required.console.write(text: UnsafeRawBufferPointer($0)) }
+  benchmarkLine("\(name)", total: total, minus: baseline, iterations: UInt64(iterations)).withBytes {
+    _ = try? Required.console.write(text: UnsafeRawBufferPointer($0))
+  }
 }
 
 /// The result word of `compute(a, 2, 3)` on `target`, or 0 if the call failed.

@@ -63,14 +63,10 @@ final class Echo: ProgramImplementation {
     let own = UnsafeMutableRawBufferPointer.allocate(byteCount: 1514, alignment: 4)
     defer { own.deallocate() }
     var frame = own
-    var setting: InlineArray<16, UInt8> = .init(repeating: 0)
-    let name: StaticString = "passing"
-    let settingCount = withUnsafeMutableBytes(of: &setting) { buffer in
-      (try? Required.settings.value(
-        name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer))
-        ?? 0
-    }
-    sharing = settingCount == 6 && (0..<6).allSatisfy { setting[$0] == Array("shared".utf8)[$0] }
+    sharing =
+      setting(
+        "passing", { name, value throws(CallError) in try Required.settings.value(name: name, value: value) })
+      == Array("shared".utf8)
     if sharing && !openPort() {
       say("@@ECHO the driver's slots could not be mapped")
       return 1

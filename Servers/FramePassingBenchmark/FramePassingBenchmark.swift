@@ -22,15 +22,10 @@ final class Runner: ProgramImplementation {
   let sink = Required.sink
 
   func run() -> UInt {
-    var labelBytes: InlineArray<64, UInt8> = .init(repeating: 0)
-    let name: StaticString = "label"
-    let labelCount = withUnsafeMutableBytes(of: &labelBytes) { buffer in
-      (try? Required.settings.value(
-        name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer))
-        ?? 0
-    }
     var label = KernelMessage()
-    for index in 0..<labelCount { label.append(byte: labelBytes[index]) }
+    setting("label") { name, value throws(CallError) in try Required.settings.value(name: name, value: value)
+    }
+    .withUnsafeBufferPointer { label.append(text: $0) }
     // 16 frame buffers of 2 KiB in memory the sink maps too.
     guard let memory = (try? Required.memory.allocate(bytes: 16 * 2048)) ?? nil,
       let address = try? Required.memory.map(memory: memory, writable: 1), address != 0,
@@ -123,11 +118,7 @@ final class Runner: ProgramImplementation {
   }
 
   private func report(_ name: KernelMessage, _ total: UInt64) {
-    let perFrame = total * 100 / frames
-    let padding: StaticString = perFrame % 100 < 10 ? "0" : ""
-    say(
-      "@@BENCH \(name) instructions=\(perFrame / 100).\(padding)\(perFrame % 100) total=\(total) iterations=\(frames)"
-    )
+    say(benchmarkLine(name, total: total, iterations: frames))
   }
 }
 

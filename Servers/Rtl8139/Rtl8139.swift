@@ -568,12 +568,9 @@ final class Device: NetworkDeviceImplementation {
 
 /// The composition's setting `name` for this instance (empty if none).
 func setting(_ name: StaticString) -> [UInt8] {
-  var value: InlineArray<64, UInt8> = .init(repeating: 0)
-  let count = withUnsafeMutableBytes(of: &value) { buffer in
-    (try? Required.settings.value(
-      name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: buffer)) ?? 0
+  ServerRuntime.setting(name) { name, value throws(CallError) in
+    try Required.settings.value(name: name, value: value)
   }
-  return (0..<count).map { value[$0] }
 }
 
 /// Whether `value` is `text`.

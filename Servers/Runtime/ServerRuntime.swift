@@ -212,3 +212,17 @@ extension KernelMessage.StringInterpolation {
   /// `"\(error)"` in a KernelMessage: the error's description.
   public mutating func appendInterpolation(_ error: CallError) { appendInterpolation(error.description) }
 }
+
+/// The composition's setting `name` for this server (its `set NAME VALUE` line; empty if
+/// there is none), read through `value`, the server's `Settings.value`:
+/// `setting("mode") { name, value throws(CallError) in try Required.settings.value(name: name, value: value) }`.
+public func setting(
+  _ name: StaticString,
+  _ value: (UnsafeRawBufferPointer, UnsafeMutableRawBufferPointer) throws(CallError) -> Int
+) -> [UInt8] {
+  var bytes: InlineArray<64, UInt8> = .init(repeating: 0)
+  let count = withUnsafeMutableBytes(of: &bytes) { buffer in
+    (try? value(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), buffer)) ?? 0
+  }
+  return (0..<min(count, 64)).map { bytes[$0] }
+}

@@ -110,28 +110,36 @@ final class PciConfigurationService: PciConfigurationImplementation {
     return 1
   }
 
-  func ports(bus: UInt, device: UInt, function: UInt, bar: UInt) -> IOPorts? {
+  /// BAR `bar` of a function, sized here with the function's decoding off (whatever the
+  /// caller believes): its base and size, if it is the kind `isIO` says and decodes
+  /// something. Memory BARs: 32-bit ones only (a 64-bit one would need the next BAR).
+  private func sizedBar(bus: UInt, device: UInt, function: UInt, bar: UInt, isIO: Bool) -> (
+    base: UInt32, size: UInt32
+  )? {
     guard bar < 6 else { return nil }
     let offset = UInt(PciOffset.firstBar) + bar * 4
-    // Sized here, with the function's decoding off, whatever the caller believes.
-    let range: (base: UInt32, size: UInt32)? = Machine.withInterruptsDisabled {
+    return Machine.withInterruptsDisabled {
       let command = UInt32(
         truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: 4))
       let value = UInt32(
         truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
-      guard value != UInt32.max, value & 1 != 0 else { return nil }
+      guard value != UInt32.max, isIO ? value & 1 != 0 : value & 0x7 == 0 else { return nil }
       _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFC))
       _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(UInt32.max))
       let readback = UInt32(
         truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
       _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(value))
       _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFF))
-      let size = PciBar.size(written: readback, kind: .io)
-      let base = value & ~3
-      guard size != 0, base != 0, base <= 0xFFFF, size <= 0x1_0000 - base else { return nil }
-      return (base, size)
+      let size = PciBar.size(written: readback, kind: isIO ? .io : .memory32(prefetchable: false))
+      guard size != 0 else { return nil }
+      return (value & (isIO ? ~3 : ~0xF), size)
     }
-    guard let range else { return nil }
+  }
+
+  func ports(bus: UInt, device: UInt, function: UInt, bar: UInt) -> IOPorts? {
+    guard let range = sizedBar(bus: bus, device: device, function: function, bar: bar, isIO: true),
+      range.base != 0, range.base <= 0xFFFF, range.size <= 0x1_0000 - range.base
+    else { return nil }
     let object = KernelServices.makeObject(
       interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(),
       box: IOPortsBox(IOPortsService(base: UInt16(truncatingIfNeeded: range.base), count: UInt(range.size))))
@@ -139,27 +147,9 @@ final class PciConfigurationService: PciConfigurationImplementation {
   }
 
   func registers(bus: UInt, device: UInt, function: UInt, bar: UInt) -> Memory? {
-    guard bar < 6 else { return nil }
-    let offset = UInt(PciOffset.firstBar) + bar * 4
-    // Sized here, with the function's decoding off, whatever the caller believes.
-    let range: (base: UInt32, size: UInt32)? = Machine.withInterruptsDisabled {
-      let command = UInt32(
-        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: 4))
-      let value = UInt32(
-        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
-      // A 32-bit memory BAR (64-bit ones would need the next BAR's word; none here needs it).
-      guard value != UInt32.max, value & 0x7 == 0 else { return nil }
-      _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFC))
-      _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(UInt32.max))
-      let readback = UInt32(
-        truncatingIfNeeded: read32(bus: bus, device: device, function: function, offset: offset))
-      _ = write32(bus: bus, device: device, function: function, offset: offset, value: UInt(value))
-      _ = write32(bus: bus, device: device, function: function, offset: 4, value: UInt(command & 0xFFFF))
-      let size = PciBar.size(written: readback, kind: .memory32(prefetchable: false))
-      let base = value & ~0xF
-      return (base, size)
+    guard let range = sizedBar(bus: bus, device: device, function: function, bar: bar, isIO: false) else {
+      return nil
     }
-    guard let range, range.size != 0 else { return nil }
     // Whole pages of device memory only: above RAM (a BAR pointed at RAM would hand out
     // the kernel's memory), page-aligned (a page shared with another device's registers
     // would hand those out too), at most a Memory object's largest size.
