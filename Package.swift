@@ -18,7 +18,10 @@ let package = Package(
     .target(name: "TesseraTools", dependencies: ["KernelCore"], path: "Sources/TesseraTools"),
     .executableTarget(
       name: "tessera", dependencies: ["KernelCore", "TesseraTools"], path: "Sources/tessera"),
-    .testTarget(name: "KernelCoreTests", dependencies: ["KernelCore"], path: "Tests/KernelCoreTests"),
+    // Captures/: real frames the tests parse (read from disk, not resources).
+    .testTarget(
+      name: "KernelCoreTests", dependencies: ["KernelCore"], path: "Tests/KernelCoreTests",
+      exclude: ["Captures"]),
     .testTarget(
       name: "TesseraToolsTests", dependencies: ["TesseraTools", "KernelCore"], path: "Tests/TesseraToolsTests"
     ),

@@ -1,0 +1,194 @@
+// NetworkHeaderTests: Ethernet, ARP and IPv4 parsing and emitting on real frames Linux
+// sent and received (Captures/linux-veth.txt), and malformed inputs each refused with
+// their reason.
+
+import Foundation
+import KernelCore
+import Testing
+
+@Suite struct NetworkHeaderTests {
+  /// The captured frames, in order.
+  static let captured: [[UInt8]] = {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+      "Captures/linux-veth.txt")
+    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
+      let hex = Array(line.split(separator: " ")[2].utf8)
+      return stride(from: 0, to: hex.count, by: 2).map {
+        UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
+      }
+    }
+  }()
+
+  let linux = MacAddress(0x42, 0xF4, 0xD3, 0x70, 0x62, 0xA4)  // 10.9.0.1
+  let peer = MacAddress(0x3A, 0x03, 0x83, 0xFF, 0x79, 0xA7)  // 10.9.0.2
+
+  @Test func linuxsArpRequestAndReplyParse() throws {
+    #expect(Self.captured.count == 8)
+    try Self.captured[0].withUnsafeBytes { bytes in
+      let frame = try EthernetFrame(bytes)
+      #expect(frame.destination == .broadcast && frame.source == linux && frame.type == EtherType.arp)
+      let arp = try ArpPacket(frame.payload)
+      #expect(arp.operation == ArpPacket.request)
+      #expect(arp.senderHardware == linux && arp.senderProtocol == IPv4Address(10, 9, 0, 1))
+      #expect(
+        arp.targetHardware == MacAddress(0, 0, 0, 0, 0, 0) && arp.targetProtocol == IPv4Address(10, 9, 0, 2))
+    }
+    try Self.captured[1].withUnsafeBytes { bytes in
+      let arp = try ArpPacket(EthernetFrame(bytes).payload)
+      #expect(arp.operation == ArpPacket.reply && arp.senderHardware == peer && arp.targetHardware == linux)
+    }
+  }
+
+  @Test func emittedArpAndEthernetEqualLinuxsBytes() {
+    // The reply the peer sent, rebuilt byte for byte.
+    var built = [UInt8](repeating: 0, count: 42)
+    built.withUnsafeMutableBytes { buffer in
+      EthernetFrame.emit(into: buffer, destination: linux, source: peer, type: EtherType.arp)
+      ArpPacket.emit(
+        into: UnsafeMutableRawBufferPointer(rebasing: buffer[14...]), operation: ArpPacket.reply,
+        senderHardware: peer, senderProtocol: IPv4Address(10, 9, 0, 2), targetHardware: linux,
+        targetProtocol: IPv4Address(10, 9, 0, 1))
+    }
+    #expect(built == Self.captured[1])
+  }
+
+  @Test func linuxsIpv4PacketsParseWithTheirFragmentsAndPayloads() throws {
+    try Self.captured[2].withUnsafeBytes { bytes in
+      let ip = try IPv4Packet(EthernetFrame(bytes).payload)
+      #expect(ip.protocolNumber == IPv4Packet.udp && ip.totalLength == 47 && ip.headerLength == 20)
+      #expect(ip.source == IPv4Address(10, 9, 0, 1) && ip.destination == IPv4Address(10, 9, 0, 2))
+      #expect(ip.dontFragment && !ip.isFragment && ip.timeToLive == 64)
+      #expect(Array(ip.payload.suffix(19)) == Array("Tessera test vector".utf8))
+    }
+    // Linux's port unreachable: ICMP type 3 code 3, quoting the datagram's header.
+    try Self.captured[3].withUnsafeBytes { bytes in
+      let ip = try IPv4Packet(EthernetFrame(bytes).payload)
+      #expect(ip.protocolNumber == IPv4Packet.icmp && ip.payload[0] == 3 && ip.payload[1] == 3)
+      #expect(InternetChecksum.sum(ip.payload) == 0xFFFF, "ICMP checksum")
+    }
+    // 3,072 bytes of UDP data in three fragments: offsets 0, 1480, 2960.
+    let fragments = try Self.captured[4...6].map { frame in
+      try frame.withUnsafeBytes { bytes in
+        let ip = try IPv4Packet(EthernetFrame(bytes).payload)
+        return (ip.fragmentOffset, ip.moreFragments, ip.payload.count, ip.identification)
+      }
+    }
+    #expect(fragments.map(\.0) == [0, 1480, 2960] && fragments.map(\.1) == [true, true, false])
+    #expect(fragments.map(\.2) == [1480, 1480, 120] && Set(fragments.map(\.3)).count == 1)
+  }
+
+  @Test func emittedIpv4HeaderEqualsLinuxs() throws {
+    let original = try Self.captured[2].withUnsafeBytes { bytes in
+      Array(try IPv4Packet(EthernetFrame(bytes).payload).bytes.prefix(20))
+    }
+    var built = [UInt8](repeating: 0, count: 20)
+    built.withUnsafeMutableBytes { buffer in
+      IPv4Packet.emit(
+        into: buffer, payloadLength: 27, identification: 0x6B89, dontFragment: true,
+        protocolNumber: IPv4Packet.udp,
+        source: IPv4Address(10, 9, 0, 1), destination: IPv4Address(10, 9, 0, 2))
+    }
+    #expect(built == original)
+  }
+
+  @Test func ethernetPaddingIsNotPartOfTheIpv4Payload() throws {
+    var frame = Self.captured[2] + [UInt8](repeating: 0xEE, count: 13)
+    try frame.withUnsafeMutableBytes { bytes in
+      let ip = try IPv4Packet(EthernetFrame(UnsafeRawBufferPointer(bytes)).payload)
+      #expect(ip.payload.count == 27)
+    }
+  }
+
+  func reason(_ bytes: [UInt8], _ parse: (UnsafeRawBufferPointer) throws(PacketError) -> Void) -> String {
+    bytes.withUnsafeBytes { raw in
+      do throws(PacketError) {
+        try parse(raw)
+        return "accepted"
+      } catch { return error.reason.description }
+    }
+  }
+
+  @Test func malformedHeadersAreRefusedWithTheirReasons() {
+    let ipv4 = Array(Self.captured[2][14...])
+    func changed(_ edit: (inout [UInt8]) -> Void) -> [UInt8] {
+      var copy = ipv4
+      edit(&copy)
+      return copy
+    }
+    let parseIPv4: (UnsafeRawBufferPointer) throws(PacketError) -> Void = { bytes throws(PacketError) in
+      _ = try IPv4Packet(bytes)
+    }
+    for (bytes, expected) in [
+      (Array(ipv4.prefix(19)), "shorter than an IPv4 header"),
+      (changed { $0[0] = 0x65 }, "IP version is not 4"),
+      (changed { $0[0] = 0x44 }, "IPv4 header length under 20"),
+      (Array(changed { $0[0] = 0x4F }.prefix(40)), "IPv4 header longer than the frame"),
+      (
+        changed {
+          $0[2] = 0; $0[3] = 19
+        }, "IPv4 total length shorter than its header"
+      ),
+      (changed { $0[3] = 48 }, "IPv4 total length beyond the frame"),
+      (changed { $0[8] = 1 }, "IPv4 header checksum is wrong"),
+      (ipv4, "accepted"),
+    ] {
+      #expect(reason(bytes, parseIPv4) == expected)
+    }
+    let arp = Array(Self.captured[0][14...])
+    let parseArp: (UnsafeRawBufferPointer) throws(PacketError) -> Void = { bytes throws(PacketError) in
+      _ = try ArpPacket(bytes)
+    }
+    func arpChanged(_ index: Int, _ value: UInt8) -> [UInt8] {
+      var copy = arp
+      copy[index] = value
+      return copy
+    }
+    for (bytes, expected) in [
+      (Array(arp.prefix(27)), "shorter than an ARP packet"),
+      (arpChanged(1, 6), "ARP hardware type is not Ethernet"),
+      (arpChanged(2, 0x86), "ARP protocol type is not IPv4"),
+      (arpChanged(5, 16), "ARP address lengths are not 6 and 4"),
+      (arpChanged(7, 3), "ARP operation is neither request nor reply"),
+      (arp, "accepted"),
+    ] {
+      #expect(reason(bytes, parseArp) == expected)
+    }
+    #expect(
+      reason(Array(repeating: 0, count: 13)) { bytes throws(PacketError) in _ = try EthernetFrame(bytes) }
+        == "shorter than an Ethernet header")
+  }
+
+  /// Random bytes and random mutations of real packets: every parse returns or refuses,
+  /// and what it accepts stays within the buffer.
+  @Test func fuzzedHeadersNeverReachOutsideTheirBytes() {
+    var state: UInt64 = 0x1234_5678_9ABC_DEF1
+    func next() -> UInt64 {
+      state ^= state << 13
+      state ^= state >> 7
+      state ^= state << 17
+      return state
+    }
+    for round in 0..<20_000 {
+      var bytes = Self.captured[Int(next() % 8)]
+      if round % 2 == 0 {
+        for _ in 0..<(1 + next() % 4) {
+          bytes[Int(next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: next())
+        }
+      } else {
+        bytes = (0..<Int(next() % 80)).map { _ in UInt8(truncatingIfNeeded: next()) }
+      }
+      bytes = Array(bytes.prefix(Int(next() % UInt64(bytes.count + 1))))
+      bytes.withUnsafeBytes { raw in
+        guard let frame = try? EthernetFrame(raw) else { return }
+        if let ip = try? IPv4Packet(frame.payload) {
+          #expect(ip.headerLength <= ip.totalLength && ip.totalLength <= frame.payload.count)
+          _ = (ip.options.count, ip.payload.count, ip.fragmentOffset, ip.source, ip.destination)
+        }
+        if let arp = try? ArpPacket(frame.payload) {
+          _ = (arp.senderHardware, arp.targetProtocol, arp.operation)
+        }
+      }
+    }
+  }
+}
