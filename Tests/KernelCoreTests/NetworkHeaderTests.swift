@@ -191,4 +191,103 @@ import Testing
       }
     }
   }
+
+  let here = IPv4Address(10, 9, 0, 1)
+  let there = IPv4Address(10, 9, 0, 2)
+
+  @Test func udpChecksumsAreVerifiedAndLinuxsPartialOneIsRefused() throws {
+    let ip = Array(Self.captured[2][14...])
+    let payload = Array(ip[20...])
+    // Linux left the checksum to veth's offload: only the pseudo-header sum is in it.
+    #expect(
+      reason(payload) { bytes throws(PacketError) in
+        _ = try UdpDatagram(bytes, source: here, destination: there)
+      } == "UDP checksum is wrong")
+    // Rebuilt with the checksum computed, it parses, and everything but the checksum is Linux's.
+    var rebuilt = payload
+    rebuilt.withUnsafeMutableBytes { buffer in
+      UdpDatagram.emit(
+        into: buffer, sourcePort: UInt16(payload[0]) << 8 | UInt16(payload[1]), destinationPort: 9,
+        payloadLength: payload.count - 8, source: here, destination: there)
+    }
+    #expect(Array(rebuilt[0..<6]) == Array(payload[0..<6]) && Array(rebuilt[8...]) == Array(payload[8...]))
+    try rebuilt.withUnsafeBytes { bytes in
+      let udp = try UdpDatagram(bytes, source: here, destination: there)
+      #expect(
+        udp.destinationPort == 9 && udp.hasChecksum && Array(udp.payload) == Array("Tessera test vector".utf8)
+      )
+      // The same bytes from another address fail the pseudo-header.
+      #expect(throws: PacketError.self) {
+        try UdpDatagram(bytes, source: IPv4Address(10, 9, 0, 3), destination: there)
+      }
+    }
+    // No checksum (0) is accepted, as RFC 768 allows.
+    var unchecked = rebuilt
+    unchecked[6] = 0
+    unchecked[7] = 0
+    #expect(
+      reason(unchecked) { bytes throws(PacketError) in
+        _ = try UdpDatagram(bytes, source: here, destination: there)
+      } == "accepted")
+    for (bytes, expected) in [
+      (Array(rebuilt.prefix(7)), "shorter than a UDP header"),
+      (
+        {
+          var b = rebuilt; b[4] = 0; b[5] = 7; return b
+        }(), "UDP length under 8"
+      ),
+      (
+        {
+          var b = rebuilt; b[5] = 28; return b
+        }(), "UDP length beyond the packet"
+      ),
+    ] {
+      #expect(
+        reason(bytes) { bytes throws(PacketError) in
+          _ = try UdpDatagram(bytes, source: here, destination: there)
+        } == expected)
+    }
+  }
+
+  @Test func linuxsPortUnreachableIsRebuiltByteForByte() throws {
+    let linuxIcmp = Array(Self.captured[3][34...])
+    let message = try linuxIcmp.withUnsafeBytes { bytes in
+      let icmp = try IcmpMessage(bytes)
+      return (icmp.type, icmp.code, Array(icmp.body))
+    }
+    #expect(message.0 == IcmpMessage.destinationUnreachable && message.1 == IcmpMessage.portUnreachable)
+    // Linux quoted the whole datagram (47 bytes); quoting the same gives Linux's bytes.
+    let offending = Array(Self.captured[2][14...])
+    #expect(message.2 == offending)
+    var built = [UInt8](repeating: 0, count: 8 + offending.count)
+    built.withUnsafeMutableBytes { buffer in
+      offending.withUnsafeBytes { quoted in
+        IcmpMessage.emitError(
+          into: buffer, type: IcmpMessage.destinationUnreachable, code: IcmpMessage.portUnreachable,
+          quoting: quoted)
+      }
+    }
+    #expect(built == linuxIcmp)
+  }
+
+  @Test func echoRequestsAndRepliesRoundTrip() throws {
+    let data = Array("abcdefghijklmnopqrstuvwabcdefghi".utf8)
+    var built = [UInt8](repeating: 0, count: 8 + data.count)
+    built.withUnsafeMutableBytes { buffer in
+      data.withUnsafeBytes {
+        IcmpMessage.emitEcho(into: buffer, reply: false, identifier: 0x0200, sequence: 7, data: $0)
+      }
+    }
+    try built.withUnsafeBytes { bytes in
+      let echo = try IcmpMessage(bytes)
+      #expect(echo.type == IcmpMessage.echoRequest && echo.identifier == 0x0200 && echo.sequence == 7)
+      #expect(Array(echo.body) == data)
+    }
+    built[10] ^= 1
+    #expect(
+      reason(built) { bytes throws(PacketError) in _ = try IcmpMessage(bytes) } == "ICMP checksum is wrong")
+    #expect(
+      reason(Array(built.prefix(7))) { bytes throws(PacketError) in _ = try IcmpMessage(bytes) }
+        == "shorter than an ICMP header")
+  }
 }
