@@ -80,12 +80,12 @@ private func initializeMemory(information: MultibootInformation, memoryMap: Memo
   typealias Reservation = PhysicalMemory.Reservation
   let kernelStart = arch_kernel_image_start()
   // Two ranges per boot module (its bytes and its command line) and four more: room for
-  // 250 modules, on the 64 KiB boot stack (8 KiB).
-  var reservations: InlineArray<512, Reservation> = .init(repeating: Reservation(base: 0, length: 0))
+  // 510 modules, on the 64 KiB boot stack (16 KiB).
+  var reservations: InlineArray<1024, Reservation> = .init(repeating: Reservation(base: 0, length: 0))
   var count = 0
   func reserve(_ base: UInt32, _ length: Int) {
     guard count < reservations.count else {
-      panic("boot: more than \(reservations.count) boot memory ranges to reserve (at most 250 boot modules)")
+      panic("boot: more than \(reservations.count) boot memory ranges to reserve (at most 510 boot modules)")
     }
     reservations[count] = Reservation(base: UInt64(base), length: UInt64(length))
     count += 1

@@ -399,10 +399,10 @@ final class Card: InterruptHandlerImplementation {
     return length
   }
 
-  /// The next queued frame, lent to port `port` (which holds `held` slots already): slot
-  /// × 65,536 + length; 0 if the port holds its most or the wait failed.
-  func lend(to port: Int, holding held: Int) -> UInt {
-    guard held < Self.mostLentToOnePort, let slot = nextQueued() else { return 0 }
+  /// The next queued frame, lent to port `port`: slot × 65,536 + length; 0 if the wait
+  /// failed.
+  func lend(to port: Int) -> UInt {
+    guard let slot = nextQueued() else { return 0 }
     lentTo[slot] = port
     return UInt(slot) << 16 | UInt(slotLengths[slot])
   }
@@ -480,8 +480,15 @@ final class Port: FramePortImplementation {
 
   func receiveSlots() -> Memory? { card.readOnlyReceiveSlots() }
 
+  /// Receives waiting now: the wait gives the driver's lock up, so several threads may be
+  /// in `receive` at once, and each counts against the limit before it waits.
+  private var pending = 0
+
   func receive() -> UInt {
-    let word = card.lend(to: number, holding: held)
+    guard held + pending < Card.mostLentToOnePort else { return 0 }
+    pending += 1
+    let word = card.lend(to: number)
+    pending -= 1
     if word != 0 { held += 1 }
     return word
   }

@@ -38,20 +38,30 @@ public struct IPv4Address: Equatable, Sendable {
 public struct ArpPacket {
   /// Byte offsets of the fields (RFC 826).
   public enum Offset {
+    /// Where the hardware type field starts.
     public static let hardwareType = 0
+    /// Where the protocol type field starts.
     public static let protocolType = 2
+    /// Where the hardware length field starts.
     public static let hardwareLength = 4
+    /// Where the protocol length field starts.
     public static let protocolLength = 5
+    /// Where the operation field starts.
     public static let operation = 6
+    /// Where the sender hardware field starts.
     public static let senderHardware = 8
+    /// Where the sender protocol field starts.
     public static let senderProtocol = 14
+    /// Where the target hardware field starts.
     public static let targetHardware = 18
+    /// Where the target protocol field starts.
     public static let targetProtocol = 24
   }
   /// Bytes of an Ethernet/IPv4 ARP packet.
   public static let length = 28
   /// Operation values.
   public static let request: UInt16 = 1
+  /// ARP reply.
   public static let reply: UInt16 = 2
 
   /// The packet (its first 28 bytes; Ethernet padding may follow).
@@ -69,14 +79,19 @@ public struct ArpPacket {
     self.bytes = UnsafeRawBufferPointer(rebasing: bytes[0..<Self.length])
   }
 
+  /// Request (1) or reply (2).
   public var operation: UInt16 { UInt16(bytes[Offset.operation + 1]) }
+  /// The sender's MAC address.
   public var senderHardware: MacAddress {
     MacAddress(UnsafeRawBufferPointer(rebasing: bytes[Offset.senderHardware...]))
   }
+  /// The sender's IPv4 address.
   public var senderProtocol: IPv4Address { IPv4Address(bytes, at: Offset.senderProtocol) }
+  /// The target's MAC address (zero in a request).
   public var targetHardware: MacAddress {
     MacAddress(UnsafeRawBufferPointer(rebasing: bytes[Offset.targetHardware...]))
   }
+  /// The target's IPv4 address.
   public var targetProtocol: IPv4Address { IPv4Address(bytes, at: Offset.targetProtocol) }
 
   /// Writes a packet into `buffer` (at least 28 bytes); returns 28.

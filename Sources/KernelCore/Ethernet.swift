@@ -35,6 +35,7 @@ public struct MacAddress: Equatable, Sendable {
     buffer[offset + 5] = bytes.5
   }
 
+  /// Whether both addresses have the same six bytes.
   public static func == (left: MacAddress, right: MacAddress) -> Bool {
     left.bytes.0 == right.bytes.0 && left.bytes.1 == right.bytes.1 && left.bytes.2 == right.bytes.2
       && left.bytes.3 == right.bytes.3 && left.bytes.4 == right.bytes.4 && left.bytes.5 == right.bytes.5
@@ -52,8 +53,11 @@ public struct PacketError: Error, Sendable {
 
 /// EtherType values the stack knows.
 public enum EtherType {
+  /// IPv4 frames.
   public static let ipv4: UInt16 = 0x0800
+  /// ARP frames.
   public static let arp: UInt16 = 0x0806
+  /// IPv6 frames.
   public static let ipv6: UInt16 = 0x86DD
 }
 
@@ -61,9 +65,13 @@ public enum EtherType {
 public struct EthernetFrame {
   /// Byte offsets of the header's fields (IEEE 802.3, Ethernet II).
   public enum Offset {
+    /// Where the destination field starts.
     public static let destination = 0
+    /// Where the source field starts.
     public static let source = 6
+    /// Where the type field starts.
     public static let type = 12
+    /// Where the payload field starts.
     public static let payload = 14
   }
   /// Bytes of the header.
@@ -78,10 +86,13 @@ public struct EthernetFrame {
     self.bytes = bytes
   }
 
+  /// The destination, read from the bytes.
   public var destination: MacAddress {
     MacAddress(UnsafeRawBufferPointer(rebasing: bytes[Offset.destination...]))
   }
+  /// The source, read from the bytes.
   public var source: MacAddress { MacAddress(UnsafeRawBufferPointer(rebasing: bytes[Offset.source...])) }
+  /// The type, read from the bytes.
   public var type: UInt16 { UInt16(bytes[Offset.type]) << 8 | UInt16(bytes[Offset.type + 1]) }
   /// Everything after the header (with any padding the sender added).
   public var payload: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Offset.payload...]) }

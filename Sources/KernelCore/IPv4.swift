@@ -12,26 +12,40 @@
 public struct IPv4Packet {
   /// Byte offsets of the header's fields (RFC 791).
   public enum Offset {
+    /// Where the version and length field starts.
     public static let versionAndLength = 0
+    /// Where the type of service field starts.
     public static let typeOfService = 1
+    /// Where the total length field starts.
     public static let totalLength = 2
+    /// Where the identification field starts.
     public static let identification = 4
+    /// Where the flags and fragment field starts.
     public static let flagsAndFragment = 6
+    /// Where the time to live field starts.
     public static let timeToLive = 8
+    /// Where the protocol number field starts.
     public static let protocolNumber = 9
+    /// Where the checksum field starts.
     public static let checksum = 10
+    /// Where the source field starts.
     public static let source = 12
+    /// Where the destination field starts.
     public static let destination = 16
+    /// Where the options field starts.
     public static let options = 20
   }
   /// Bytes of a header without options.
   public static let minimumHeaderLength = 20
   /// The "don't fragment" and "more fragments" flags (in the flags-and-offset word).
   public static let dontFragment: UInt16 = 0x4000
+  /// The "more fragments" flag.
   public static let moreFragments: UInt16 = 0x2000
   /// Protocol numbers the stack knows.
   public static let icmp: UInt8 = 1
+  /// TCP.
   public static let tcp: UInt8 = 6
+  /// UDP.
   public static let udp: UInt8 = 17
 
   /// The packet, up to its total length.
@@ -53,18 +67,27 @@ public struct IPv4Packet {
     self.bytes = UnsafeRawBufferPointer(rebasing: bytes[0..<total])
   }
 
+  /// Bytes of the header, options included.
   public var headerLength: Int { Int(bytes[0] & 0x0F) * 4 }
+  /// Bytes of the packet (its total length field).
   public var totalLength: Int { bytes.count }
+  /// The identification, read from the bytes.
   public var identification: UInt16 { word(Offset.identification) }
+  /// Whether "don't fragment" is set.
   public var dontFragment: Bool { word(Offset.flagsAndFragment) & Self.dontFragment != 0 }
+  /// Whether "more fragments" is set.
   public var moreFragments: Bool { word(Offset.flagsAndFragment) & Self.moreFragments != 0 }
   /// Where this fragment's data starts in the datagram, in bytes.
   public var fragmentOffset: Int { Int(word(Offset.flagsAndFragment) & 0x1FFF) * 8 }
   /// Whether this is a fragment (of a datagram split in several).
   public var isFragment: Bool { moreFragments || fragmentOffset != 0 }
+  /// The time to live, read from the bytes.
   public var timeToLive: UInt8 { bytes[Offset.timeToLive] }
+  /// The protocol number, read from the bytes.
   public var protocolNumber: UInt8 { bytes[Offset.protocolNumber] }
+  /// The source, read from the bytes.
   public var source: IPv4Address { IPv4Address(bytes, at: Offset.source) }
+  /// The destination, read from the bytes.
   public var destination: IPv4Address { IPv4Address(bytes, at: Offset.destination) }
   /// The header's options (empty without).
   public var options: UnsafeRawBufferPointer {

@@ -10,23 +10,32 @@
 public struct IcmpMessage {
   /// Byte offsets of the fields.
   public enum Offset {
+    /// Where the type field starts.
     public static let type = 0
+    /// Where the code field starts.
     public static let code = 1
+    /// Where the checksum field starts.
     public static let checksum = 2
     /// Echo: identifier and sequence number; errors: unused (or the next-hop MTU).
     public static let rest = 4
+    /// Where the body field starts.
     public static let body = 8
   }
   /// Bytes of the header.
   public static let headerLength = 8
   /// Types the stack knows.
   public static let echoReply: UInt8 = 0
+  /// Destination unreachable (type 3).
   public static let destinationUnreachable: UInt8 = 3
+  /// Echo request (type 8).
   public static let echoRequest: UInt8 = 8
+  /// Time exceeded (type 11).
   public static let timeExceeded: UInt8 = 11
   /// Destination-unreachable codes.
   public static let protocolUnreachable: UInt8 = 2
+  /// Port unreachable (code 3).
   public static let portUnreachable: UInt8 = 3
+  /// Fragmentation needed and don't fragment set (code 4).
   public static let fragmentationNeeded: UInt8 = 4
 
   /// The whole message.
@@ -39,10 +48,13 @@ public struct IcmpMessage {
     self.bytes = bytes
   }
 
+  /// The type, read from the bytes.
   public var type: UInt8 { bytes[Offset.type] }
+  /// The code, read from the bytes.
   public var code: UInt8 { bytes[Offset.code] }
   /// Echo messages: the identifier and the sequence number.
   public var identifier: UInt16 { UInt16(bytes[4]) << 8 | UInt16(bytes[5]) }
+  /// Echo messages: the sequence number.
   public var sequence: UInt16 { UInt16(bytes[6]) << 8 | UInt16(bytes[7]) }
   /// After the header: an echo's data, or an error's quoted packet.
   public var body: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Offset.body...]) }

@@ -11,10 +11,15 @@
 public struct UdpDatagram {
   /// Byte offsets of the header's fields.
   public enum Offset {
+    /// Where the source port field starts.
     public static let sourcePort = 0
+    /// Where the destination port field starts.
     public static let destinationPort = 2
+    /// Where the length field starts.
     public static let length = 4
+    /// Where the checksum field starts.
     public static let checksum = 6
+    /// Where the payload field starts.
     public static let payload = 8
   }
   /// Bytes of the header.
@@ -40,10 +45,13 @@ public struct UdpDatagram {
     self.bytes = datagram
   }
 
+  /// The source port, read from the bytes.
   public var sourcePort: UInt16 { UInt16(bytes[0]) << 8 | UInt16(bytes[1]) }
+  /// The destination port, read from the bytes.
   public var destinationPort: UInt16 { UInt16(bytes[2]) << 8 | UInt16(bytes[3]) }
   /// Whether the sender computed a checksum.
   public var hasChecksum: Bool { bytes[6] != 0 || bytes[7] != 0 }
+  /// The data after the header, up to the length field.
   public var payload: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Offset.payload...]) }
 
   /// The pseudo-header's sum (RFC 768): addresses, protocol 17, length.

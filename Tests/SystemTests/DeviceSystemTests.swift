@@ -77,4 +77,22 @@ import Testing
     #expect(log.contains("system: composition done, 7 errors"))
     expectGroupsGiveBack(result, groups: 4)
   }
+
+  /// A driver fails while a client thread waits inside it (in `receive`): the wait ends
+  /// (it once lasted for good, so the failed driver never unloaded, was never restarted,
+  /// and its memory leaked), the driver is restarted, and each group gives everything back.
+  /// User-mode driver, then kernel-mode.
+  @Test func aClientWaitingInAFailingDriverComesBack() throws {
+    let result = try bootComposition(
+      "systems/tests/driver-failure.system", test: "aClientWaitingInAFailingDriverComesBack",
+      until: "composition done", devices: ["rtl8139", "e1000"])
+    let lines = result.lines.filter { $0.contains("@@BLOCKED") }
+    #expect(lines.count == 2, "\(result.tail(20))")
+    for line in lines {
+      #expect(line.contains("returned=true") && line.contains("restarted=true"), "\(line)")
+    }
+    #expect(result.lines.filter { $0.contains("system: nic failed; restarting it (restart 1)") }.count == 2)
+    #expect(result.output.contains("system: composition done, 0 errors"))
+    expectGroupsGiveBack(result, groups: 2)
+  }
 }

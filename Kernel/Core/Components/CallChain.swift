@@ -169,6 +169,19 @@ enum CallChain {
     return false
   }
 
+  /// Whether `thread`'s (saved) chain has a call into `server` or one of its objects
+  /// (interrupts disabled).
+  static func isInChain(_ server: Server, of thread: Thread) -> Bool {
+    let value = UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque()))
+    let buffer = thread === Scheduler.current ? storage : thread.chain
+    let depth = min(Int(truncatingIfNeeded: buffer[0]), capacity)
+    for level in 0..<depth {
+      let word = buffer[1 + 2 * level + 1]
+      if word == value || (word & 1 != 0 && decode(word).server === server) { return true }
+    }
+    return false
+  }
+
   /// Whether `test` holds for the callee word of any record of any thread's chain.
   private static func anyRecord(_ test: (UInt32) -> Bool) -> Bool {
     func contains(_ buffer: UnsafeMutablePointer<UInt32>) -> Bool {

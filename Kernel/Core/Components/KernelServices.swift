@@ -82,10 +82,22 @@ final class SemaphoreObject: SemaphoreImplementation {
         count -= 1
         return
       }
-      waiters.append(Scheduler.current!.number)
-      // The unit is handed over by `signal`; sleep without holding server locks.
+      let thread = Scheduler.current!
+      waiters.append(thread.number)
+      thread.waitingSemaphore = self
+      // The unit is handed over by `signal` (or, if a server the thread is inside failed,
+      // the wait is given up: `abandon`); sleep without holding server locks.
       ServerLock.whileReleased { Scheduler.block() }
+      thread.waitingSemaphore = nil
     }
+  }
+
+  /// Ends `thread`'s wait without a unit: a server it is inside failed, and nothing may
+  /// keep it (the failed server unloads only when no thread is inside). Interrupts
+  /// disabled.
+  func abandon(_ thread: Thread) {
+    guard waiters.remove(thread.number) else { return }
+    Scheduler.wake(thread)
   }
 
   func signal() {

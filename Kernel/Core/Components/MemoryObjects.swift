@@ -274,7 +274,11 @@ final class KernelMemoryService: MemoryServiceImplementation {
       else {
         Machine.withInterruptsDisabled { _ = KernelReferences.table.release(kept) }
         server.account.uncharge(.mappings)
-        Log.error("\(server.name): cannot map device memory: the device window is full")
+        // At most once a second: a server looping on refused requests must not flood the log.
+        if Timer.ticks &- DeviceWindow.lastRefusalLogged >= 1000 {
+          DeviceWindow.lastRefusalLogged = Timer.ticks
+          Log.error("\(server.name): cannot map device memory: the device window is full")
+        }
         return 0
       }
       address = start
@@ -326,6 +330,8 @@ final class KernelMemoryService: MemoryServiceImplementation {
 enum DeviceWindow {
   /// Pages in the window (Paging.deviceWindowEnd - deviceWindowStart: 4 MiB).
   private static let pages = 1024
+  /// When a full window was last reported.
+  nonisolated(unsafe) static var lastRefusalLogged: UInt64 = 0
   /// Which pages are mapped (1,024: the window's size).
   nonisolated(unsafe) private static var used: InlineArray<1024, Bool> = .init(repeating: false)
 

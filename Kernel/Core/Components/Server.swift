@@ -325,6 +325,19 @@ final class Server: ReferenceOwner {
   /// returns `serverUnavailable`.
   func fail() {
     words[ServerWords.failed] = 1
+    // Threads blocked in a semaphore wait inside this server would wait for good (its
+    // semaphores are never signalled again), and the server could never unload: their
+    // waits end now, without a unit, and they leave as threads inside a failed server do.
+    Machine.withInterruptsDisabled {
+      _ = Scheduler.anyThread { thread in
+        if thread.state == .blocked, let semaphore = thread.waitingSemaphore,
+          CallChain.isInChain(self, of: thread)
+        {
+          semaphore.abandon(thread)
+        }
+        return false
+      }
+    }
     if space == nil {
       let unavailable = Self.unavailableEntry
       for index in methodVectors.indices where methodVectors[index] != 0 {

@@ -51,6 +51,9 @@ final class Thread {
   var resumePoint: UInt32 = 0
   /// The server lock the thread is blocked waiting for (ServerLock's cycle detection).
   var waitingForLock: UnsafeMutablePointer<UInt32>?
+  /// The semaphore this thread is blocked on (SemaphoreObject.wait), so a server that
+  /// fails while the thread waits inside it can wake it (Server.fail).
+  var waitingSemaphore: SemaphoreObject?
 
   /// nil when memory for its stack or state is short.
   init?(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
