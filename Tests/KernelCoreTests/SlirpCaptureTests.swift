@@ -39,7 +39,7 @@ import Testing
   }
 
   @Test func slirpsOfferAndAckDecodeToItsLease() throws {
-    #expect(Self.captured.count == 8)
+    #expect(Self.captured.count == 10)
     for (index, type) in [(1, DhcpMessage.MessageType.offer), (3, DhcpMessage.MessageType.acknowledge)] {
       let payload = try dhcpPayload(index)
       try payload.withUnsafeBytes { bytes in
