@@ -140,8 +140,3 @@ public struct DnsResponse {
     }
   }
 }
-
-private func store(_ value: UInt16, at offset: Int, in buffer: UnsafeMutableRawBufferPointer) {
-  buffer[offset] = UInt8(value >> 8)
-  buffer[offset + 1] = UInt8(truncatingIfNeeded: value)
-}

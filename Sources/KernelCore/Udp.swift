@@ -81,8 +81,4 @@ public struct UdpDatagram {
     return length
   }
 
-  private static func store(_ value: UInt16, at offset: Int, in buffer: UnsafeMutableRawBufferPointer) {
-    buffer[offset] = UInt8(value >> 8)
-    buffer[offset + 1] = UInt8(truncatingIfNeeded: value)
-  }
 }
