@@ -138,6 +138,23 @@ private struct Traffic {
     return nil
   }
 
+  /// How many frames come back to us until none has for 2 s.
+  func echoesUntilQuiet() -> Int {
+    var count = 0
+    while let back = peer.receive(seconds: 2) {
+      if back.count >= 18, back[0..<6].elementsEqual(me) { count += 1 }
+    }
+    return count
+  }
+
+  /// Waits (up to 5 s between frames) for the echo of the command `word`.
+  func awaitEcho(of word: String) {
+    let bytes = Array(word.utf8)
+    while let back = peer.receive(seconds: 5),
+      !(back.count >= 14 + bytes.count && Array(back[14..<(14 + bytes.count)]) == bytes)
+    {}
+  }
+
   func command(_ word: String) {
     peer.send(guest + me + [0x88, 0xB5] + Array(word.utf8) + [UInt8](repeating: 0, count: 41), to: guestPort)
   }
@@ -263,23 +280,17 @@ private func pcapFrames(_ path: String) -> [[UInt8]]? {
         // Ten broadcast frames: taken, and echoed to us.
         traffic.guest = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
         for _ in 0..<10 { peer.send(traffic.frame(), to: guestPort) }
-        while let back = peer.receive(seconds: 2) {
-          if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.broadcastsBack += 1 }
-        }
+        session.broadcastsBack = traffic.echoesUntilQuiet()
         // The listed multicast group is taken, another group (another filter bit) is not.
         traffic.guest = guest
         traffic.command("MULTICAST")
-        while let back = peer.receive(seconds: 5),
-          !(back.count >= 23 && Array(back[14..<23]) == Array("MULTICAST".utf8))
-        {}
+        traffic.awaitEcho(of: "MULTICAST")
         for group in [[0x01, 0x00, 0x5E, 0x00, 0x00, 0x01], [0x01, 0x00, 0x5E, 0x00, 0x00, 0xFB]] as [[UInt8]]
         {
           traffic.guest = group
           for _ in 0..<5 { peer.send(traffic.frame(), to: guestPort) }
         }
-        while let back = peer.receive(seconds: 2) {
-          if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.multicastBack += 1 }
-        }
+        session.multicastBack = traffic.echoesUntilQuiet()
         // IPv4 with zero checksums: back with them filled in.
         traffic.guest = guest
         for packet in Self.checksumFrames {
@@ -290,14 +301,10 @@ private func pcapFrames(_ path: String) -> [[UInt8]]? {
         }
         // Promiscuous: ten more frames to the other station are taken and echoed.
         traffic.command("PROMISC")
-        while let back = peer.receive(seconds: 5),
-          !(back.count >= 21 && Array(back[14..<21]) == Array("PROMISC".utf8))
-        {}
+        traffic.awaitEcho(of: "PROMISC")
         traffic.guest = [0x02, 0, 0, 0, 0, 0x99]
         for _ in 0..<10 { peer.send(traffic.frame(), to: guestPort) }
-        while let back = peer.receive(seconds: 2) {
-          if back.count >= 18, back[0..<6].elementsEqual(traffic.me) { session.promiscuousBack += 1 }
-        }
+        session.promiscuousBack = traffic.echoesUntilQuiet()
         traffic.guest = guest
         // A flood while the echo sleeps: the driver's queue and the card's ring overflow;
         // whatever comes back is counted, and ordinary traffic resumes afterwards.
