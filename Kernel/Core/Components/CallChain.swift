@@ -169,17 +169,17 @@ enum CallChain {
     return false
   }
 
-  /// Whether `thread`'s (saved) chain has a call into `server` or one of its objects
-  /// (interrupts disabled).
-  static func isInChain(_ server: Server, of thread: Thread) -> Bool {
-    let value = UInt32(UInt(bitPattern: Unmanaged.passUnretained(server).toOpaque()))
+  /// The innermost server in `thread`'s (saved) chain: the one whose code the thread runs
+  /// or waits in (kernel services act for their caller, so they are skipped); nil for
+  /// the kernel. Interrupts disabled.
+  static func innermostServer(of thread: Thread) -> Server? {
     let buffer = thread === Scheduler.current ? storage : thread.chain
-    let depth = min(Int(truncatingIfNeeded: buffer[0]), capacity)
-    for level in 0..<depth {
-      let word = buffer[1 + 2 * level + 1]
-      if word == value || (word & 1 != 0 && decode(word).server === server) { return true }
+    var level = min(Int(truncatingIfNeeded: buffer[0]), capacity) - 1
+    while level >= 0 {
+      if let server = decode(buffer[1 + 2 * level + 1]).server { return server }
+      level -= 1
     }
-    return false
+    return nil
   }
 
   /// Whether `test` holds for the callee word of any record of any thread's chain.

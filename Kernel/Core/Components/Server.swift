@@ -325,13 +325,14 @@ final class Server: ReferenceOwner {
   /// returns `serverUnavailable`.
   func fail() {
     words[ServerWords.failed] = 1
-    // Threads blocked in a semaphore wait inside this server would wait for good (its
-    // semaphores are never signalled again), and the server could never unload: their
-    // waits end now, without a unit, and they leave as threads inside a failed server do.
+    // Threads blocked in a semaphore wait this server made would wait for good (its code
+    // will never signal again), and the server could never unload: their waits end now,
+    // without a unit, and they leave as threads inside a failed server do. A wait in a
+    // server this one called is that server's own, and stays.
     Machine.withInterruptsDisabled {
       _ = Scheduler.anyThread { thread in
         if thread.state == .blocked, let semaphore = thread.waitingSemaphore,
-          CallChain.isInChain(self, of: thread)
+          CallChain.innermostServer(of: thread) === self
         {
           semaphore.abandon(thread)
         }
