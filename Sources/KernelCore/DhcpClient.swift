@@ -6,7 +6,8 @@
 // bound), configure a lease, or drop the configuration. Discover and request are sent
 // again with back-off (4, 8, 16, 32, 64 s); four requests without an answer start over
 // with a discover. Bound, the client renews with its server at T1 (option 58, else half
-// the lease), rebinds by broadcast at T2 (option 59, else seven eighths), and drops the
+// the lease), rebinds by broadcast at T2 (option 59, else seven eighths), asking again
+// after half the time left (at least 60 s, RFC 2131 4.4.5), and drops the
 // address when the lease ends. A NAK starts over. Replies for another transaction or
 // another client are ignored.
 
@@ -168,10 +169,16 @@ public struct DhcpClient {
   /// The message of `type` for the current state, and the time of the next try.
   private mutating func send(_ type: UInt8, now: UInt64) -> Action {
     attempts += 1
-    // 4 s, doubling, at most 64 s (RFC 2131 4.1); renewing and rebinding retry sooner,
-    // since T2 and the lease's end bound them anyway.
-    let backOff = UInt64(4_000) << UInt64(min(attempts - 1, 4))
-    nextSend = now + (state == .renewing || state == .rebinding ? min(backOff, 60_000) : backOff)
+    switch state {
+    case .renewing, .rebinding:
+      // RFC 2131 4.4.5: half the time left to T2 (renewing) or to the lease's end
+      // (rebinding), but at least 60 s.
+      let deadline = state == .renewing ? rebindAt : endAt
+      nextSend = now + max(60_000, deadline > now ? (deadline - now) / 2 : 0)
+    default:
+      // 4 s, doubling, at most 64 s (RFC 2131 4.1).
+      nextSend = now + (UInt64(4_000) << UInt64(min(attempts - 1, 4)))
+    }
     var buffer = [UInt8](repeating: 0, count: DhcpMessage.maximumEmitted)
     let length = buffer.withUnsafeMutableBytes { bytes in
       switch state {

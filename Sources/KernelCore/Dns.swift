@@ -7,7 +7,9 @@
 // question; it reads the answers' A records (with their TTLs) and skips the rest. Every
 // name in it is walked within the message: compression pointers must point backwards
 // and at most 32 are followed (a loop or a pointer forward is refused), so a hostile
-// answer cannot make the resolver run away. Offsets live in `DnsMessage.Offset`.
+// answer cannot make the resolver run away; names are at most 255 bytes. TTLs with the
+// top bit set count as 0 (RFC 2181), and none is longer than a day. Offsets live in
+// `DnsMessage.Offset`.
 
 /// Byte offsets and constants of a DNS message.
 public enum DnsMessage {
@@ -43,7 +45,9 @@ public enum DnsQuery {
   )
     -> Int?
   {
-    guard !name.isEmpty, name.count <= 253 else { return nil }
+    // 253 characters at most, 254 with the trailing dot that marks a name as absolute.
+    let absolute = name.last == UInt8(ascii: ".")
+    guard !name.isEmpty, name.count <= (absolute ? 254 : 253) else { return nil }
     store(identifier, at: DnsMessage.Offset.identifier, in: buffer)
     store(0x0100, at: DnsMessage.Offset.flags, in: buffer)  // a standard query, recursion desired
     store(1, at: DnsMessage.Offset.questions, in: buffer)
@@ -101,7 +105,9 @@ public struct DnsResponse {
       guard offset + 10 <= bytes.count else { throw PacketError("DNS answer runs past the message") }
       let type = word(offset)
       let dataClass = word(offset + 2)
-      let timeToLive = UInt32(word(offset + 4)) << 16 | UInt32(word(offset + 6))
+      var timeToLive = UInt32(word(offset + 4)) << 16 | UInt32(word(offset + 6))
+      // RFC 2181 8: a TTL with the top bit set means 0; and no cache keeps an answer a day.
+      timeToLive = timeToLive & 0x8000_0000 != 0 ? 0 : min(timeToLive, 86_400)
       let length = Int(word(offset + 8))
       offset += 10
       guard offset + length <= bytes.count else { throw PacketError("DNS answer runs past the message") }
@@ -115,11 +121,13 @@ public struct DnsResponse {
   }
 
   /// The offset after the name at `offset`: its labels, or its pointer (whose target is
-  /// walked too, to refuse a name that leaves the message or loops).
+  /// walked too, to refuse a name that leaves the message, loops, or is longer than the
+  /// 255 bytes RFC 1035 allows, which also bounds the walk).
   static func skipName(_ bytes: UnsafeRawBufferPointer, at start: Int) throws(PacketError) -> Int {
     var offset = start
     var end: Int?
     var jumps = 0
+    var nameLength = 1
     while true {
       guard offset < bytes.count else { throw PacketError("DNS name runs past the message") }
       let length = bytes[offset]
@@ -136,6 +144,8 @@ public struct DnsResponse {
         continue
       }
       guard length & DnsMessage.pointer == 0 else { throw PacketError("DNS label type unknown") }
+      nameLength += 1 + Int(length)
+      guard nameLength <= 255 else { throw PacketError("DNS name longer than 255 bytes") }
       offset += 1 + Int(length)
     }
   }

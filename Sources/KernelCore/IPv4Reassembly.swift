@@ -4,11 +4,12 @@
 // Contract: `add` takes a validated fragment and the time (milliseconds, any monotonic
 // clock) and answers `.incomplete`, `.complete` with the whole datagram, or `.refused`
 // with a reason. Fragments are matched by source, destination, protocol and
-// identification. An exact duplicate is ignored; any other overlap drops the datagram and
-// is refused ("overlapping fragments"), as is a fragment past 65,535 bytes, one whose
-// length (other than the last) is not a multiple of 8, a second "last" fragment that
-// disagrees, a datagram beyond `maximumDatagrams` in progress, or bytes beyond
-// `maximumBytes` held in all. `expire` drops datagrams older than `timeout` and says,
+// identification. A duplicate (bytes already held, the same) is ignored; any other
+// overlap drops the datagram and is refused ("overlapping fragments"), as is an empty
+// fragment, one past 65,535 bytes, one whose length (other than the last) is not a
+// multiple of 8, a second "last" fragment that disagrees, a datagram beyond
+// `maximumDatagrams` in progress, or memory beyond `maximumBytes` in all (what a datagram
+// costs is its buffer, up to the furthest byte received, and 64 bytes per range held). `expire` drops datagrams older than `timeout` and says,
 // for each, whether its first fragment had come (then RFC 1122 asks for an ICMP time
 // exceeded, code 1, quoting it).
 
@@ -16,7 +17,7 @@
 public struct IPv4Reassembly {
   /// Datagrams in progress at once.
   public static let maximumDatagrams = 8
-  /// Bytes of fragment data held in all, at most.
+  /// Bytes held in all, at most (buffers and 64 per range held).
   public static let maximumBytes = 64 * 1024
   /// How long a datagram may take to complete, in milliseconds (RFC 1122 suggests 60 to
   /// 120 s; less here, since memory is small).
@@ -42,7 +43,8 @@ public struct IPv4Reassembly {
     var ranges: [(start: Int, end: Int)] = []
     /// The payload's length, once the last fragment came.
     var length: Int?
-    var held: Int { ranges.reduce(0) { $0 + $1.end - $1.start } }
+    /// What it costs: its data buffer plus a per-range overhead.
+    var held: Int { data.count + 64 * ranges.count }
   }
 
   /// A whole datagram.
@@ -76,7 +78,7 @@ public struct IPv4Reassembly {
 
   /// Datagrams in progress.
   public var inProgress: Int { datagrams.count }
-  /// Bytes of fragment data held.
+  /// Bytes held (buffers and 64 per range held).
   public var bytesHeld: Int { datagrams.reduce(0) { $0 + $1.held } }
 
   /// Adds `fragment` (a validated IPv4 packet that is a fragment) at time `now`.
@@ -90,6 +92,7 @@ public struct IPv4Reassembly {
     guard !fragment.moreFragments || fragment.payload.count % 8 == 0 else {
       return .refused("fragment length not a multiple of 8")
     }
+    guard end > start else { return .refused("empty fragment") }
     var index = datagrams.firstIndex { $0.key == key }
     if index == nil {
       guard datagrams.count < Self.maximumDatagrams else {
@@ -101,7 +104,11 @@ public struct IPv4Reassembly {
     let slot = index!
     var datagram = datagrams[slot]
     // An exact duplicate changes nothing; any other overlap is an attack or a mess.
-    if datagram.ranges.contains(where: { $0.start == start && $0.end == end }) { return .incomplete }
+    if datagram.ranges.contains(where: { $0.start <= start && end <= $0.end }),
+      datagram.data[start..<end].elementsEqual(fragment.payload)
+    {
+      return .incomplete
+    }
     if datagram.ranges.contains(where: { $0.start < end && start < $0.end }) {
       datagrams.remove(at: slot)
       return .refused("overlapping fragments")
@@ -120,10 +127,13 @@ public struct IPv4Reassembly {
       datagrams.remove(at: slot)
       return .refused("data past the last fragment")
     }
-    guard bytesHeld + (end - start) <= Self.maximumBytes else {
+    let growth = max(0, end - datagram.data.count) + 64
+    guard bytesHeld + growth <= Self.maximumBytes else {
       if datagram.ranges.isEmpty { datagrams.remove(at: slot) }
       return .refused("reassembly memory full")
     }
+    datagrams[slot].data = []  // so that `datagram.data` is uniquely referenced (no copy per fragment)
+    datagrams[slot].ranges = []
     if start == 0 {
       datagram.header = Array(UnsafeRawBufferPointer(rebasing: fragment.bytes[0..<fragment.headerLength]))
     }

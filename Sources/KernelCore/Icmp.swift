@@ -59,12 +59,14 @@ public struct IcmpMessage {
   /// After the header: an echo's data, or an error's quoted packet.
   public var body: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Offset.body...]) }
 
-  /// Writes an echo request or reply with `data` into `buffer`; returns its length.
+  /// Writes an echo request or reply with `data` into `buffer`; returns its length, or nil
+  /// (writing nothing) if `buffer` cannot hold 8 + `data.count` bytes.
   @discardableResult
   public static func emitEcho(
     into buffer: UnsafeMutableRawBufferPointer, reply: Bool, identifier: UInt16, sequence: UInt16,
     data: UnsafeRawBufferPointer
-  ) -> Int {
+  ) -> Int? {
+    guard headerLength + data.count <= buffer.count else { return nil }
     buffer[Offset.type] = reply ? echoReply : echoRequest
     buffer[Offset.code] = 0
     store(identifier, at: 4, in: buffer)
@@ -76,12 +78,14 @@ public struct IcmpMessage {
   }
 
   /// Writes an error (`type`, `code`) quoting `offending` (an IPv4 packet's first bytes:
-  /// its header and as much payload as the caller chose) into `buffer`; returns its length.
+  /// its header and as much payload as the caller chose) into `buffer`; returns its length,
+  /// or nil (writing nothing) if `buffer` cannot hold 8 + `offending.count` bytes.
   @discardableResult
   public static func emitError(
     into buffer: UnsafeMutableRawBufferPointer, type: UInt8, code: UInt8,
     quoting offending: UnsafeRawBufferPointer
-  ) -> Int {
+  ) -> Int? {
+    guard headerLength + offending.count <= buffer.count else { return nil }
     buffer[Offset.type] = type
     buffer[Offset.code] = code
     store(0, at: 4, in: buffer)

@@ -105,4 +105,32 @@ import Testing
       }
     }
   }
+
+  // From a review: each failed before its fix.
+
+  @Test func namesLongerThan255BytesAndTopBitTtlsAreHandled() throws {
+    let answer = try payload(9)
+    // A question name of 20 labels of 63 bytes (1,281 bytes) in place of deb.debian.org.
+    let label: [UInt8] = [63] + [UInt8](repeating: 0x61, count: 63)
+    let long: [UInt8] = (0..<20).flatMap { _ in label } + [0]
+    var bytes: [UInt8] = Array(answer[0..<12]) + long + Array(answer[(12 + 16)...])
+    bytes[7] = 0  // no answers: the long question alone
+    #expect(reason(bytes) == "DNS name longer than 255 bytes")
+    // A TTL of 0x80000000 counts as 0; a huge one is capped at a day.
+    let ttl = answer.count - 10
+    var topBit = answer
+    topBit[ttl] = 0x80
+    var huge = answer
+    huge[ttl] = 0x7F
+    for (bytes, expected) in [(topBit, UInt32(0)), (huge, UInt32(86_400))] {
+      let ttl = try bytes.withUnsafeBytes { raw throws(PacketError) in
+        try DnsResponse(raw, identifier: 0x7E55).addresses.first?.timeToLive
+      }
+      #expect(ttl == expected)
+    }
+    // A 253-character name with the trailing dot (254) is valid.
+    let name =
+      Array(repeating: String(repeating: "a", count: 49), count: 5).joined(separator: ".") + "." + "abc"
+    #expect(name.count == 253 && emitQuery(name) != nil && emitQuery(name + ".") != nil)
+  }
 }

@@ -290,4 +290,21 @@ import Testing
       reason(Array(built.prefix(7))) { bytes throws(PacketError) in _ = try IcmpMessage(bytes) }
         == "shorter than an ICMP header")
   }
+
+  @Test func icmpMessagesRefuseBuffersTooSmall() {
+    // From a review: a large echo into a frame-sized buffer once wrote past it.
+    var small = [UInt8](repeating: 0, count: 64)
+    let data = [UInt8](repeating: 7, count: 1_000)
+    let echo = small.withUnsafeMutableBytes { buffer in
+      data.withUnsafeBytes {
+        IcmpMessage.emitEcho(into: buffer, reply: true, identifier: 1, sequence: 1, data: $0)
+      }
+    }
+    let error = small.withUnsafeMutableBytes { buffer in
+      data.withUnsafeBytes {
+        IcmpMessage.emitError(into: buffer, type: IcmpMessage.timeExceeded, code: 1, quoting: $0)
+      }
+    }
+    #expect(echo == nil && error == nil && small.allSatisfy { $0 == 0 }, "nothing written")
+  }
 }

@@ -167,4 +167,62 @@ import Testing
       if round % 1000 == 0 { _ = reassembly.expire(now: UInt64(round) * 10) }
     }
   }
+
+  /// A fragment of `length` bytes at `offset` (made from Linux's second fragment's header).
+  func fragment(offset: Int, length: Int, more: Bool, identification: UInt16 = 1) -> [UInt8] {
+    var packet = Array(fragments[1].prefix(20)) + [UInt8](repeating: 0xAB, count: length)
+    packet[2] = UInt8(packet.count >> 8)
+    packet[3] = UInt8(packet.count & 0xFF)
+    return refragment(packet, offset: offset, more: more, identification: identification)
+  }
+
+  // From a review: each of these failed before its fix.
+
+  @Test func aDuplicateOfMergedDataIsIgnored() {
+    var reassembly = IPv4Reassembly()
+    _ = add(fragments[0], to: &reassembly)
+    _ = add(fragments[1], to: &reassembly)
+    #expect(isIncomplete(add(fragments[0], to: &reassembly)), "once refused as an overlap")
+    guard case .complete = add(fragments[2], to: &reassembly) else {
+      Issue.record("the datagram was lost")
+      return
+    }
+  }
+
+  @Test func memoryCountsTheBuffersNotOnlyTheBytesReceived() {
+    var reassembly = IPv4Reassembly()
+    var refused = 0
+    for identification in 0..<UInt16(8) {
+      let outcome = add(
+        fragment(offset: 65_000, length: 8, more: true, identification: identification), to: &reassembly)
+      if reason(outcome) == "reassembly memory full" { refused += 1 }
+    }
+    #expect(refused >= 7, "eight 8-byte fragments far out once held 512 KiB as 64 bytes")
+    #expect(reassembly.bytesHeld <= IPv4Reassembly.maximumBytes)
+  }
+
+  @Test func emptyFragmentsAreRefused() {
+    var reassembly = IPv4Reassembly()
+    #expect(reason(add(fragment(offset: 8, length: 0, more: true), to: &reassembly)) == "empty fragment")
+    // They once stalled a whole datagram: [8,16), then an empty one at 8, then the rest.
+    _ = add(fragment(offset: 8, length: 8, more: true), to: &reassembly)
+    _ = add(fragment(offset: 8, length: 0, more: true), to: &reassembly)
+    _ = add(fragment(offset: 0, length: 8, more: true), to: &reassembly)
+    guard case .complete = add(fragment(offset: 16, length: 8, more: false), to: &reassembly) else {
+      Issue.record("not complete")
+      return
+    }
+  }
+
+  @Test func manySmallFragmentsStayWithinTheBudget() {
+    var reassembly = IPv4Reassembly()
+    var accepted = 0
+    for index in 0..<8_191
+    where isIncomplete(add(fragment(offset: index * 16, length: 8, more: true), to: &reassembly)) {
+      accepted += 1
+    }
+    #expect(
+      reassembly.bytesHeld <= IPv4Reassembly.maximumBytes && accepted < 2_000,
+      "\(accepted) accepted, \(reassembly.bytesHeld) held")
+  }
 }
