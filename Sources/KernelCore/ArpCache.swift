@@ -95,12 +95,15 @@ public struct ArpCache {
   }
 
   /// Records that `address` is at `hardware` (seen at `now`): updates a known or awaited
-  /// address; adds an unknown one only if `add` (the packet was addressed to us). Returns
-  /// the packets that waited for it, to be sent now.
+  /// address; adds an unknown one only if `add` (the packet was addressed to us); ignores
+  /// a group (broadcast or multicast) hardware address. Returns the packets that waited
+  /// for it, to be sent now.
   @discardableResult
   public mutating func learn(_ address: IPv4Address, at hardware: MacAddress, now: UInt64, add: Bool)
     -> [[UInt8]]
   {
+    // No station has a group address: a sender claiming one is lying (or broken).
+    guard !hardware.isGroup else { return [] }
     if let index = entries.firstIndex(where: { $0.address == address }) {
       let waiting = entries[index].waiting
       entries[index].hardware = hardware

@@ -85,8 +85,12 @@ public struct DnsResponse {
   /// The most addresses kept.
   public static let maximumAddresses = 8
 
-  /// Reads `bytes` (a UDP payload) as the response to the query `identifier`.
-  public init(_ bytes: UnsafeRawBufferPointer, identifier: UInt16) throws(PacketError) {
+  /// Reads `bytes` (a UDP payload) as the response to the query `identifier`; with
+  /// `query` (the query as sent), its question must be the query's too (letters in any
+  /// case), so a forged answer must guess more than 16 bits (RFC 5452).
+  public init(_ bytes: UnsafeRawBufferPointer, identifier: UInt16, query: UnsafeRawBufferPointer? = nil)
+    throws(PacketError)
+  {
     guard bytes.count >= DnsMessage.Offset.body else { throw PacketError("shorter than a DNS header") }
     func word(_ offset: Int) -> UInt16 { UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1]) }
     guard word(DnsMessage.Offset.identifier) == identifier else {
@@ -100,6 +104,16 @@ public struct DnsResponse {
     responseCode = UInt8(flags & 0x000F)
     var offset = try Self.skipName(bytes, at: DnsMessage.Offset.body) + 4
     guard offset <= bytes.count else { throw PacketError("DNS question runs past the message") }
+    if let query {
+      let question = offset - DnsMessage.Offset.body
+      guard query.count == DnsMessage.Offset.body + question,
+        (0..<question).allSatisfy({ index in
+          let (left, right) = (bytes[DnsMessage.Offset.body + index], query[DnsMessage.Offset.body + index])
+          return left == right
+            || (left | 0x20 == right | 0x20 && (left | 0x20) >= 0x61 && (left | 0x20) <= 0x7A)
+        })
+      else { throw PacketError("DNS question differs from the query") }
+    }
     for _ in 0..<word(DnsMessage.Offset.answers) {
       offset = try Self.skipName(bytes, at: offset)
       guard offset + 10 <= bytes.count else { throw PacketError("DNS answer runs past the message") }

@@ -92,4 +92,12 @@ import Testing
     #expect(mixed.count == ArpCache.capacity && mixed.waitingCount == ArpCache.waitingInAll)
     #expect(mixed.evictedPackets == 0)
   }
+
+  @Test func groupHardwareAddressesAreNeverLearned() {
+    var cache = ArpCache()
+    _ = cache.resolve(gateway, packet: [1], now: 0)
+    #expect(cache.learn(gateway, at: .broadcast, now: 1, add: true).isEmpty)
+    #expect(cache.learn(gateway, at: MacAddress(0x01, 0, 0x5E, 0, 0, 1), now: 1, add: true).isEmpty)
+    #expect(cache.lookup(gateway, now: 2) == nil && cache.waitingCount == 1)
+  }
 }

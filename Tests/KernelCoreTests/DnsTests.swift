@@ -133,4 +133,26 @@ import Testing
       Array(repeating: String(repeating: "a", count: 49), count: 5).joined(separator: ".") + "." + "abc"
     #expect(name.count == 253 && emitQuery(name) != nil && emitQuery(name + ".") != nil)
   }
+
+  @Test func anAnswerMustRepeatTheQuestionAsked() throws {
+    let query = try payload(8)
+    let answer = try payload(9)
+    func check(_ bytes: [UInt8]) -> String {
+      bytes.withUnsafeBytes { raw in
+        query.withUnsafeBytes { sent in
+          do throws(PacketError) {
+            _ = try DnsResponse(raw, identifier: 0x7E55, query: sent)
+            return "accepted"
+          } catch { return error.reason.description }
+        }
+      }
+    }
+    #expect(check(answer) == "accepted")
+    var upper = answer
+    upper[13] = UInt8(ascii: "D")  // "Deb": the same name
+    #expect(check(upper) == "accepted")
+    var other = answer
+    other[14] = UInt8(ascii: "x")  // "dxb.debian.org": not what was asked
+    #expect(check(other) == "DNS question differs from the query")
+  }
 }
