@@ -10,8 +10,9 @@
 // says) and hands back the packets that waited for it. `tick` says which requests to send
 // again (every `retryInterval`) and which addresses to give up on (after `attempts`
 // requests), with their packets. The cache never holds more than `capacity` addresses: a
-// new one replaces the resolved entry that expires first, else the oldest awaited one
-// (whose packets are dropped and counted).
+// new one replaces an entry added unsolicited (from another station's request), else the
+// resolved entry that expires first, else the oldest awaited one (whose packets are
+// dropped and counted), so a flood of requests cannot push out what this host asked for.
 
 /// The ARP cache.
 public struct ArpCache {
@@ -35,6 +36,9 @@ public struct ArpCache {
     var deadline: UInt64
     var requestsSent = 0
     var waiting: [[UInt8]] = []
+    /// Added from another station's request to us, not asked for by this host: the first
+    /// to go when room is needed, so a flood of requests cannot push out the gateway.
+    var unsolicited = false
   }
 
   private var entries: [Entry] = []
@@ -114,7 +118,8 @@ public struct ArpCache {
     }
     guard add else { return [] }
     makeRoom()
-    entries.append(Entry(address: address, hardware: hardware, deadline: now + Self.lifetime))
+    entries.append(
+      Entry(address: address, hardware: hardware, deadline: now + Self.lifetime, unsolicited: true))
     return []
   }
 
@@ -141,14 +146,16 @@ public struct ArpCache {
     return (requests, failed)
   }
 
-  /// Makes room for one more address if the cache is full: drops the resolved entry that
-  /// expires first, else the awaited one asked for longest (its packets counted in
-  /// `evictedPackets`).
+  /// Makes room for one more address if the cache is full: drops the unsolicited entry
+  /// that expires first, else the resolved one that does, else the awaited one asked for
+  /// longest (its packets counted in `evictedPackets`).
   private mutating func makeRoom() {
     guard entries.count >= Self.capacity else { return }
+    let unsolicited = entries.indices.filter { entries[$0].unsolicited }
     let resolved = entries.indices.filter { entries[$0].hardware != nil }
     let victim =
-      resolved.min { entries[$0].deadline < entries[$1].deadline }
+      unsolicited.min { entries[$0].deadline < entries[$1].deadline }
+      ?? resolved.min { entries[$0].deadline < entries[$1].deadline }
       ?? entries.indices.min { entries[$0].requestsSent > entries[$1].requestsSent }!
     evictedPackets += entries.remove(at: victim).waiting.count
   }

@@ -100,4 +100,18 @@ import Testing
     #expect(cache.learn(gateway, at: MacAddress(0x01, 0, 0x5E, 0, 0, 1), now: 1, add: true).isEmpty)
     #expect(cache.lookup(gateway, now: 2) == nil && cache.waitingCount == 1)
   }
+
+  @Test func aFloodOfRequestsCannotPushOutTheGateway() {
+    var cache = ArpCache()
+    _ = cache.resolve(gateway, packet: [1], now: 0)
+    cache.learn(gateway, at: gatewayMac, now: 10, add: false)
+    for host in 0..<1_000 {
+      cache.learn(
+        IPv4Address(value: 0x0A01_0000 | UInt32(host)),
+        at: MacAddress(2, 0, 0, 0, UInt8(host >> 8), UInt8(host & 0xFF)),
+        now: 20 + UInt64(host), add: true)
+    }
+    #expect(cache.count == ArpCache.capacity)
+    #expect(cache.lookup(gateway, now: 2_000) == gatewayMac, "the address asked for stays")
+  }
 }
