@@ -33,13 +33,14 @@ import Testing
     try Self.captured[index].bytes.withUnsafeBytes { bytes in
       let ip = try IPv4Packet(EthernetFrame(bytes).payload)
       let udp = try UdpDatagram(ip.payload, source: ip.source, destination: ip.destination)
-      #expect(udp.hasChecksum == Self.captured[index].fromSlirp || udp.hasChecksum)
+      #expect(udp.hasChecksum, "every captured datagram carries a checksum, and it verified")
       return Array(udp.payload)
     }
   }
 
   @Test func slirpsOfferAndAckDecodeToItsLease() throws {
-    #expect(Self.captured.count == 10)
+    #expect(
+      Self.captured.map(\.fromSlirp) == [false, true, false, true, false, true, false, true, false, true])
     for (index, type) in [(1, DhcpMessage.MessageType.offer), (3, DhcpMessage.MessageType.acknowledge)] {
       let payload = try dhcpPayload(index)
       try payload.withUnsafeBytes { bytes in
