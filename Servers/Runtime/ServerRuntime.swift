@@ -226,3 +226,34 @@ public func setting(
   }
   return (0..<min(count, 64)).map { bytes[$0] }
 }
+
+/// A lock for the state of a `threadsafe` server (one whose calls the kernel does not
+/// serialize): free and uncontended it costs one locked instruction each way; a thread
+/// finding it held sleeps on a kernel semaphore until the holder leaves. Never hold it
+/// across a call to another server: that server may call back (the network layers call
+/// both up and down), and the kernel's cycle detection does not see this lock.
+public final class ServerMutex {
+  /// Threads inside or waiting.
+  private let threads = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+  private let sleep: () -> Void
+  private let wake: () -> Void
+
+  /// A free lock whose waiters sleep in `sleep` and are woken by `wake`: a semaphore's
+  /// wait and signal, made with count 0
+  /// (`ServerMutex(sleep: { try? semaphore.wait() }, wake: { try? semaphore.signal() })`).
+  public init(sleep: @escaping () -> Void, wake: @escaping () -> Void) {
+    threads.initialize(to: 0)
+    self.sleep = sleep
+    self.wake = wake
+  }
+
+  deinit { threads.deallocate() }
+
+  /// Runs `body` holding the lock.
+  @inline(__always)
+  public func withLock<Result>(_ body: () -> Result) -> Result {
+    if tessera_fetch_add(threads, 1) != 0 { sleep() }
+    defer { if tessera_fetch_add(threads, UInt32.max) != 1 { wake() } }
+    return body()
+  }
+}

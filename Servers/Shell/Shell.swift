@@ -104,7 +104,7 @@ final class Interpreter: ProgramImplementation {
   private func complete() {
     var candidates: [[UInt8]] = []
     if editor.currentWordIndex == 0 {
-      candidates = commands.map { bytes($0.name) }
+      candidates = commands.map { bytes($0.name) } + toolCommands().map { $0.name }
     } else if editor.currentWordIndex == 1, let first = words(editor.line).first,
       let command = command(named: first), command.argument != nil
     {
@@ -155,6 +155,9 @@ final class Interpreter: ProgramImplementation {
     let parts = words(editor.line)
     guard let first = parts.first else { return }
     guard let command = command(named: first) else {
+      // The tools' commands run in the tools' server and write to the terminal themselves.
+      let ran = editor.line.prefix(256).withUnsafeBytes { (try? Required.tools.run(line: $0)) ?? 0 }
+      if ran == 1 { return }
       send("unknown command '")
       first.withUnsafeBytes { send(bytes: $0) }
       send("' (type help)\r\n")
@@ -223,6 +226,35 @@ final class Interpreter: ProgramImplementation {
       send(line)
       send("\r\n")
     }
+    for tool in toolCommands() {
+      var line: KernelMessage = ""
+      tool.name.withUnsafeBufferPointer { line.append(text: $0) }
+      if !tool.argument.isEmpty {
+        line.append(" ")
+        tool.argument.withUnsafeBufferPointer { line.append(text: $0) }
+      }
+      while line.count < 12 { line.append(" ") }
+      if line.count > 12 {
+        send(line)
+        send("\r\n")
+        line = "            "
+      }
+      tool.summary.withUnsafeBufferPointer { line.append(text: $0) }
+      send(line)
+      send("\r\n")
+    }
+  }
+
+  /// The commands of the tools bound to `tools` (none if the slot is empty).
+  private func toolCommands() -> [(name: [UInt8], argument: [UInt8], summary: [UInt8])] {
+    guard let count = try? Required.tools.commands(text: output) else { return [] }
+    return words(Array(UnsafeRawBufferPointer(rebasing: output[0..<count])), separator: UInt8(ascii: "\n"))
+      .map {
+        let fields = $0.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false).map {
+          Array($0)
+        }
+        return (fields[0], fields.count > 1 ? fields[1] : [], fields.count > 2 ? fields[2] : [])
+      }
   }
 
   private func equals(_ left: StaticString, _ right: StaticString) -> Bool {

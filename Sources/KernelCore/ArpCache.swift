@@ -2,7 +2,8 @@
 // ARP server: learned addresses with their expiry, requests retried, and a bounded queue
 // of packets waiting for an address.
 //
-// Contract: times are milliseconds of any monotonic clock. `resolve` answers at once for
+// Contract: times are milliseconds of any monotonic clock; a packet is a token of the
+// caller's (the ARP server's send-buffer number). `resolve` answers at once for
 // a known address; otherwise it queues the packet (at most `waitingPerAddress` per
 // address and `waitingInAll` in all: beyond, the packet is dropped and said so) and says
 // when a request must go out. `learn` records an address (updating one known or awaited;
@@ -27,7 +28,7 @@ public struct ArpCache {
   /// Packets waiting for one address, at most.
   public static let waitingPerAddress = 4
   /// Packets waiting in all, at most.
-  public static let waitingInAll = 16
+  public static let waitingInAll = 8
 
   struct Entry {
     var address: IPv4Address
@@ -35,7 +36,7 @@ public struct ArpCache {
     /// Resolved: when it expires; awaited: when the next request is due.
     var deadline: UInt64
     var requestsSent = 0
-    var waiting: [[UInt8]] = []
+    var waiting: [UInt32] = []
     /// Added from another station's request to us, not asked for by this host: the first
     /// to go when room is needed, so a flood of requests cannot push out the gateway.
     var unsolicited = false
@@ -44,6 +45,8 @@ public struct ArpCache {
   private var entries: [Entry] = []
   /// Packets dropped because their awaited entry was evicted to make room (counted).
   public private(set) var evictedPackets = 0
+  /// Those packets, until `takeEvicted` hands them to the caller to free.
+  private var evicted: [UInt32] = []
 
   /// An empty cache.
   public init() {}
@@ -74,7 +77,7 @@ public struct ArpCache {
   }
 
   /// Where to send `packet` for `address` at `now` (see `Resolution`).
-  public mutating func resolve(_ address: IPv4Address, packet: [UInt8], now: UInt64) -> Resolution {
+  public mutating func resolve(_ address: IPv4Address, packet: UInt32, now: UInt64) -> Resolution {
     if let hardware = lookup(address, now: now) { return .ready(hardware) }
     guard waitingCount < Self.waitingInAll else { return .dropped("too many packets wait for addresses") }
     if let index = entries.firstIndex(where: { $0.address == address }) {
@@ -104,7 +107,7 @@ public struct ArpCache {
   /// for it, to be sent now.
   @discardableResult
   public mutating func learn(_ address: IPv4Address, at hardware: MacAddress, now: UInt64, add: Bool)
-    -> [[UInt8]]
+    -> [UInt32]
   {
     // No station has a group address: a sender claiming one is lying (or broken).
     guard !hardware.isGroup else { return [] }
@@ -126,9 +129,9 @@ public struct ArpCache {
   /// What is due at `now`: the addresses to ask for again, and those given up on with the
   /// packets that waited for them (for ICMP host unreachable, or just to drop). Expired
   /// addresses are forgotten.
-  public mutating func tick(now: UInt64) -> (requests: [IPv4Address], failed: [(IPv4Address, [[UInt8]])]) {
+  public mutating func tick(now: UInt64) -> (requests: [IPv4Address], failed: [(IPv4Address, [UInt32])]) {
     var requests: [IPv4Address] = []
-    var failed: [(IPv4Address, [[UInt8]])] = []
+    var failed: [(IPv4Address, [UInt32])] = []
     entries.removeAll { entry in
       if entry.hardware != nil { return now >= entry.deadline }
       guard now >= entry.deadline else { return false }
@@ -157,6 +160,35 @@ public struct ArpCache {
       unsolicited.min { entries[$0].deadline < entries[$1].deadline }
       ?? resolved.min { entries[$0].deadline < entries[$1].deadline }
       ?? entries.indices.min { entries[$0].requestsSent > entries[$1].requestsSent }!
-    evictedPackets += entries.remove(at: victim).waiting.count
+    let dropped = entries.remove(at: victim).waiting
+    evictedPackets += dropped.count
+    evicted += dropped
+  }
+
+  /// One entry as `arp` shows it.
+  public struct Summary {
+    /// The IPv4 address.
+    public let address: IPv4Address
+    /// Its hardware address, once resolved.
+    public let hardware: MacAddress?
+    /// Seconds until it expires (resolved) or is asked for again (awaited).
+    public let seconds: UInt64
+    /// Packets waiting for it.
+    public let waiting: Int
+  }
+
+  /// The entries at `now`, for display.
+  public func snapshot(now: UInt64) -> [Summary] {
+    entries.map { entry in
+      Summary(
+        address: entry.address, hardware: entry.hardware,
+        seconds: entry.deadline > now ? (entry.deadline - now + 999) / 1000 : 0, waiting: entry.waiting.count)
+    }
+  }
+
+  /// The packets dropped by evictions since the last call (to free their buffers).
+  public mutating func takeEvicted() -> [UInt32] {
+    defer { evicted = [] }
+    return evicted
   }
 }

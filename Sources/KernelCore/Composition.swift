@@ -16,7 +16,9 @@
 //                               kernel.SERVICE | INSTANCE | INSTANCE.METHOD |
 //                               INSTANCE.METHOD(WORD,...) (the reference a method of
 //                               INSTANCE's main object returns, called with up to four
-//                               words, decimal or 0x hexadecimal, no spaces)
+//                               words, decimal or 0x hexadecimal, no spaces) | none
+//                               (left empty on purpose: every call through the slot
+//                               fails with invalidHandle, so a server can do without it)
 //     set NAME VALUE            a setting of the last server (one word of at most 64
 //                               bytes), read through kernel.settings
 //     limit RESOURCE VALUE      a quota of the last server (Quotas.swift): memory
@@ -40,6 +42,8 @@ public enum BindingSource {
   case kernel(UnsafeBufferPointer<UInt8>)
   /// The main object of an instance.
   case instance(UnsafeBufferPointer<UInt8>)
+  /// Nothing (`none`): the slot is left empty on purpose, and calls through it fail.
+  case none
   /// The reference a method of an instance's main object returns, called with the words.
   case method(
     instance: UnsafeBufferPointer<UInt8>, method: UnsafeBufferPointer<UInt8>, arguments: MethodArguments)
@@ -152,6 +156,7 @@ public struct Composition: Sequence {
         if equals(keyword, "server") {
           guard count >= 3 else { return fail("expected: server INSTANCE FILE [PLACEMENT] [restart]") }
           guard isName(word(1)) else { return fail("instance name must be an identifier") }
+          guard !equals(word(1), "none") else { return fail("`none` is reserved (bind SLOT none)") }
           var placement = ServerPlacement.kernel
           var restart = false
           var next = 3
@@ -182,6 +187,7 @@ public struct Composition: Sequence {
         if equals(keyword, "bind") {
           guard count == 3, isName(word(1)) else { return fail("expected: bind SLOT SOURCE") }
           let source = word(2)
+          if equals(source, "none") { return (line, .success(.bind(slot: word(1), source: .none))) }
           var dot = 0
           while dot < source.count && source[dot] != UInt8(ascii: ".") { dot += 1 }
           let left = UnsafeBufferPointer(rebasing: source[0..<dot])

@@ -68,7 +68,7 @@ public enum InternetChecksum {
 
 /// Writes `value` big-endian (network order) at `offset` of `buffer`: the one way the
 /// protocol files store 16-bit fields.
-func store(_ value: UInt16, at offset: Int, in buffer: UnsafeMutableRawBufferPointer) {
+public func store(_ value: UInt16, at offset: Int, in buffer: UnsafeMutableRawBufferPointer) {
   buffer[offset] = UInt8(value >> 8)
   buffer[offset + 1] = UInt8(truncatingIfNeeded: value)
 }

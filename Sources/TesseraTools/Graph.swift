@@ -74,6 +74,8 @@ public func compositionGraph(path: String, text: String) throws -> String {
           edges.append(
             "  \(quoted(instances[from].node)) -> \(quoted(target)) [label=\(quoted(slotName)), style=dashed];"
           )
+        case .none:
+          continue  // left empty: no edge
         case .instance(let name):
           let target = current[string(name)].map { instances[$0].node } ?? string(name)
           edges.append("  \(quoted(instances[from].node)) -> \(quoted(target)) [label=\(quoted(slotName))];")

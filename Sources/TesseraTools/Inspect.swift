@@ -212,6 +212,11 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
             continue
           }
           provided = interface.descriptor()
+        case .none:
+          // Left empty on purpose, as in the kernel: nothing to check.
+          pending.bound.insert(index)
+          current = pending
+          continue
         case .instance(let other):
           provided = instances[string(other)]?.provided
           providerData = instances[string(other)]?.data

@@ -19,41 +19,41 @@ import Testing
 
   @Test func packetsWaitForTheReplyAndGoWhenItComes() {
     var cache = ArpCache()
-    #expect(kind(cache.resolve(gateway, packet: [1], now: 0)) == "request")
-    #expect(kind(cache.resolve(gateway, packet: [2], now: 10)) == "queued")
+    #expect(kind(cache.resolve(gateway, packet: 1, now: 0)) == "request")
+    #expect(kind(cache.resolve(gateway, packet: 2, now: 10)) == "queued")
     #expect(cache.waitingCount == 2)
-    #expect(cache.learn(gateway, at: gatewayMac, now: 20, add: false) == [[1], [2]])
-    #expect(kind(cache.resolve(gateway, packet: [3], now: 30)) == "ready")
+    #expect(cache.learn(gateway, at: gatewayMac, now: 20, add: false) == [1, 2])
+    #expect(kind(cache.resolve(gateway, packet: 3, now: 30)) == "ready")
     #expect(cache.lookup(gateway, now: 20 + ArpCache.lifetime - 1) == gatewayMac)
     #expect(cache.lookup(gateway, now: 20 + ArpCache.lifetime) == nil, "expired")
     // Expired: asked for again.
-    #expect(kind(cache.resolve(gateway, packet: [4], now: 20 + ArpCache.lifetime)) == "request")
+    #expect(kind(cache.resolve(gateway, packet: 4, now: 20 + ArpCache.lifetime)) == "request")
   }
 
   @Test func requestsAreRetriedThenGivenUpWithTheirPackets() {
     var cache = ArpCache()
-    _ = cache.resolve(gateway, packet: [9], now: 0)
+    _ = cache.resolve(gateway, packet: 9, now: 0)
     #expect(cache.tick(now: 999).requests.isEmpty)
     #expect(cache.tick(now: 1_000).requests == [gateway])
     #expect(cache.tick(now: 2_000).requests == [gateway])
     let last = cache.tick(now: 3_000)
     #expect(
       last.requests.isEmpty && last.failed.count == 1 && last.failed[0].0 == gateway
-        && last.failed[0].1 == [[9]])
+        && last.failed[0].1 == [9])
     #expect(cache.count == 0 && cache.waitingCount == 0)
   }
 
   @Test func queuesAreBounded() {
     var cache = ArpCache()
     for packet in 0..<ArpCache.waitingPerAddress {
-      _ = cache.resolve(gateway, packet: [UInt8(packet)], now: 0)
+      _ = cache.resolve(gateway, packet: UInt32(packet), now: 0)
     }
     #expect(
-      kind(cache.resolve(gateway, packet: [99], now: 0)) == "dropped: too many packets wait for this address")
-    for host in 0..<20 { _ = cache.resolve(IPv4Address(10, 0, 2, UInt8(100 + host)), packet: [1], now: 0) }
+      kind(cache.resolve(gateway, packet: 99, now: 0)) == "dropped: too many packets wait for this address")
+    for host in 0..<20 { _ = cache.resolve(IPv4Address(10, 0, 2, UInt8(100 + host)), packet: 1, now: 0) }
     #expect(cache.waitingCount == ArpCache.waitingInAll)
     #expect(
-      kind(cache.resolve(IPv4Address(10, 0, 2, 200), packet: [1], now: 0))
+      kind(cache.resolve(IPv4Address(10, 0, 2, 200), packet: 1, now: 0))
         == "dropped: too many packets wait for addresses")
   }
 
@@ -83,7 +83,7 @@ import Testing
     // resolved one, and the awaited ones keep their packets.
     var mixed = ArpCache()
     for host in 0..<ArpCache.waitingInAll {
-      _ = mixed.resolve(IPv4Address(10, 0, 5, UInt8(host)), packet: [1], now: 0)
+      _ = mixed.resolve(IPv4Address(10, 0, 5, UInt8(host)), packet: 1, now: 0)
     }
     for host in 0..<(ArpCache.capacity - ArpCache.waitingInAll) {
       mixed.learn(IPv4Address(10, 0, 6, UInt8(host)), at: gatewayMac, now: 0, add: true)
@@ -95,7 +95,7 @@ import Testing
 
   @Test func groupHardwareAddressesAreNeverLearned() {
     var cache = ArpCache()
-    _ = cache.resolve(gateway, packet: [1], now: 0)
+    _ = cache.resolve(gateway, packet: 1, now: 0)
     #expect(cache.learn(gateway, at: .broadcast, now: 1, add: true).isEmpty)
     #expect(cache.learn(gateway, at: MacAddress(0x01, 0, 0x5E, 0, 0, 1), now: 1, add: true).isEmpty)
     #expect(cache.lookup(gateway, now: 2) == nil && cache.waitingCount == 1)
@@ -103,7 +103,7 @@ import Testing
 
   @Test func aFloodOfRequestsCannotPushOutTheGateway() {
     var cache = ArpCache()
-    _ = cache.resolve(gateway, packet: [1], now: 0)
+    _ = cache.resolve(gateway, packet: 1, now: 0)
     cache.learn(gateway, at: gatewayMac, now: 10, add: false)
     for host in 0..<1_000 {
       cache.learn(

@@ -25,10 +25,12 @@ final class ClockService: ClockImplementation {
   func uptimeMilliseconds() -> UInt { UInt(truncatingIfNeeded: Timer.uptimeNanoseconds / 1_000_000) }
 
   func sleep(milliseconds: UInt) {
-    // Whole ticks covering the time, plus the tick already under way.
-    let ticks =
-      (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000) + 1
-    ServerLock.whileReleased { Scheduler.sleep(ticks: ticks) }
+    ServerLock.whileReleased { Scheduler.sleep(ticks: Self.ticks(covering: milliseconds)) }
+  }
+
+  /// Whole timer ticks covering `milliseconds`, plus the tick already under way.
+  static func ticks(covering milliseconds: UInt) -> UInt64 {
+    (UInt64(milliseconds) * Timer.inputFrequency + Timer.divisor * 1000 - 1) / (Timer.divisor * 1000) + 1
   }
 
   func sleepUntil(uptime: UInt) {
@@ -89,6 +91,24 @@ final class SemaphoreObject: SemaphoreImplementation {
       // the wait is given up: `abandon`); sleep without holding server locks.
       ServerLock.whileReleased { Scheduler.block() }
       thread.waitingSemaphore = nil
+    }
+  }
+
+  func waitFor(milliseconds: UInt) -> UInt {
+    Machine.withInterruptsDisabled {
+      if count > 0 {
+        count -= 1
+        return 1
+      }
+      guard milliseconds > 0 else { return 0 }
+      let thread = Scheduler.current!
+      waiters.append(thread.number)
+      thread.waitingSemaphore = self
+      ServerLock.whileReleased { Scheduler.sleep(ticks: ClockService.ticks(covering: milliseconds)) }
+      thread.waitingSemaphore = nil
+      // `signal` (or `abandon`) takes the thread off the queue when it wakes it; still
+      // queued means the time ran out.
+      return waiters.remove(thread.number) ? 0 : 1
     }
   }
 
@@ -158,6 +178,17 @@ enum KernelServices {
   nonisolated(unsafe) private static var code: UnsafeMutableRawPointer?
   nonisolated(unsafe) private static var codeUsed = 0
   private static let codeSize = 8192
+
+  /// What `bind SLOT none` binds: an object of an interface without methods ("none"), so
+  /// the gate and the marshaling path refuse every call through the slot as they refuse a
+  /// free handle (invalidHandle). Made once and kept.
+  static let absent: KernelObject = {
+    let object = KernelObject(
+      owner: nil, interface: kernelInterface([4] + Array("none".utf8) + [0]).interface, context: 0, methods: 0
+    )
+    object.references += 1
+    return object
+  }()
 
   /// The service called `name`, if the kernel offers one.
   static func service(named name: UnsafeBufferPointer<UInt8>) -> KernelObject? {

@@ -331,7 +331,7 @@ final class Server: ReferenceOwner {
     // server this one called is that server's own, and stays.
     Machine.withInterruptsDisabled {
       _ = Scheduler.anyThread { thread in
-        if thread.state == .blocked, let semaphore = thread.waitingSemaphore,
+        if thread.state == .blocked || thread.state == .sleeping, let semaphore = thread.waitingSemaphore,
           CallChain.innermostServer(of: thread) === self
         {
           semaphore.abandon(thread)

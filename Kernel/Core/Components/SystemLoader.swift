@@ -295,6 +295,11 @@ enum SystemLoader {
         return
       }
       provider = returned
+    case .none:
+      // Left empty on purpose: no interface to check.
+      current.bindings[index] = KernelServices.absent
+      pending = current
+      return
     }
     let required = manifest.interface(manifest.slot(index).interface)
     if let difference = required.firstDifference(from: provider.interface) {

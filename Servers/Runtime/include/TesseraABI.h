@@ -57,6 +57,12 @@ static inline uint32_t tessera_exchange(volatile uint32_t *word, uint32_t value)
   return value;
 }
 
+/// Atomically adds `value` to `*word` (wrapping) and returns what was there.
+static inline uint32_t tessera_fetch_add(volatile uint32_t *word, uint32_t value) {
+  __asm__ volatile("lock xaddl %0, %1" : "+r"(value), "+m"(*word)::"memory");
+  return value;
+}
+
 /// Enters the kernel and returns 0 without doing anything: the cost of a system call
 /// (a plain function call in kernel mode). For the benchmarks.
 uint32_t tessera_null_call(void);

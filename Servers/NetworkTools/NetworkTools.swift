@@ -1,0 +1,267 @@
+// NetworkTools: see NetworkTools.server.
+//
+// Contract: each command writes whole lines ending in "\r\n" to the terminal, in the forms
+// the system tests read: `ping` prints one line per request ("64 bytes from A: icmp_seq=N
+// time=T ms", "no reply from A: icmp_seq=N", "A: destination unreachable: icmp_seq=N")
+// and a summary ("N packets transmitted, M received"); `nslookup` prints "NAME has address
+// A" or "NAME: no address (why)"; `udp` prints "sent N bytes to A:P" and then "reply from
+// A:P: TEXT" or "no reply within 2 s". Wrong arguments get the usage line.
+
+import KernelCore
+import ServerRuntime
+
+func send(bytes: UnsafeRawBufferPointer) {
+  var start = 0
+  while start < bytes.count {
+    let end = min(start + 256, bytes.count)
+    _ = try? Required.terminal.write(data: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+    start = end
+  }
+}
+
+/// Writes `message` and a line end.
+func line(_ message: KernelMessage) {
+  message.withBytes { send(bytes: UnsafeRawBufferPointer($0)) }
+  let end: StaticString = "\r\n"
+  send(bytes: UnsafeRawBufferPointer(start: end.utf8Start, count: end.utf8CodeUnitCount))
+}
+
+/// Writes text whose lines end in "\n" with the terminal's "\r\n".
+func text(_ bytes: UnsafeRawBufferPointer) {
+  var start = 0
+  for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
+    send(bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+    line("")
+    start = index + 1
+  }
+  if start < bytes.count { send(bytes: UnsafeRawBufferPointer(rebasing: bytes[start...])) }
+}
+
+struct Tool {
+  let name: StaticString
+  let arguments: StaticString
+  let summary: StaticString
+}
+
+let tools: [Tool] = [
+  Tool(name: "ifconfig", arguments: "", summary: "address, mask, gateway, DNS, MAC, DHCP and counters"),
+  Tool(name: "arp", arguments: "", summary: "the ARP cache"),
+  Tool(name: "route", arguments: "", summary: "the routing table"),
+  Tool(name: "ping", arguments: "HOST [-c N]", summary: "ICMP echo requests to HOST (a name or address)"),
+  Tool(name: "nslookup", arguments: "NAME", summary: "the IPv4 address of NAME, through DNS"),
+  Tool(name: "udp", arguments: "HOST PORT TEXT", summary: "send TEXT in a UDP datagram, print the reply"),
+]
+
+func equals(_ word: [UInt8], _ name: StaticString) -> Bool {
+  word.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+}
+
+/// A decimal number of at most 9 digits, or nil.
+func number(_ word: [UInt8]) -> UInt? {
+  guard !word.isEmpty, word.count <= 9, word.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+  return word.reduce(0) { $0 * 10 + UInt($1 - 0x30) }
+}
+
+final class Commands: ShellToolsImplementation {
+  private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
+
+  func commands(text: UnsafeMutableRawBufferPointer) -> Int {
+    var count = 0
+    for tool in tools {
+      for part in [tool.name, tool.arguments, tool.summary].enumerated() {
+        let bytes = UnsafeBufferPointer(start: part.element.utf8Start, count: part.element.utf8CodeUnitCount)
+        guard count + bytes.count + 1 <= text.count else { return count }
+        for byte in bytes {
+          text[count] = byte
+          count += 1
+        }
+        text[count] = part.offset < 2 ? UInt8(ascii: "\t") : UInt8(ascii: "\n")
+        count += 1
+      }
+    }
+    return count
+  }
+
+  func run(line input: UnsafeRawBufferPointer) -> UInt {
+    let words = input.split(separator: UInt8(ascii: " ")).map { Array($0) }
+    guard let first = words.first else { return 0 }
+    let name = first.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+    guard let tool = tools.first(where: { equals(name, $0.name) }) else { return 0 }
+    let arguments = Array(words.dropFirst())
+    switch true {
+    case equals(name, "ifconfig") && arguments.isEmpty: ifconfig()
+    case equals(name, "arp") && arguments.isEmpty:
+      show { (text) throws(CallError) in try Required.arp.entries(text: text) }
+    case equals(name, "route") && arguments.isEmpty:
+      show { (text) throws(CallError) in try Required.ip.routes(text: text) }
+    case equals(name, "ping")
+      && (arguments.count == 1 || (arguments.count == 3 && equals(arguments[1], "-c"))):
+      guard let count = arguments.count == 3 ? number(arguments[2]) : 4, count >= 1, count <= 1000 else {
+        line("ping: -c takes a count from 1 to 1000")
+        break
+      }
+      ping(arguments[0], count: count)
+    case equals(name, "nslookup") && arguments.count == 1: nslookup(arguments[0])
+    case equals(name, "udp") && arguments.count >= 3:
+      guard let port = number(arguments[1]), port >= 1, port <= 65535 else {
+        line("udp: PORT must be 1 to 65535")
+        break
+      }
+      // The text is the rest of the line as typed, spaces included.
+      udp(arguments[0], port: port, text: rest(of: input, after: 3))
+    default:
+      var usage: KernelMessage = "usage: \(tool.name)"
+      if tool.arguments.utf8CodeUnitCount > 0 {
+        usage.append(" ")
+        usage.append(tool.arguments)
+      }
+      line(usage)
+    }
+    return 1
+  }
+
+  /// What follows the first `count` words of `input` and the space after them.
+  private func rest(of input: UnsafeRawBufferPointer, after count: Int) -> [UInt8] {
+    var index = 0
+    for word in 0..<count {
+      while index < input.count && input[index] == UInt8(ascii: " ") { index += 1 }
+      while index < input.count && input[index] != UInt8(ascii: " ") { index += 1 }
+      if word == count - 1 && index < input.count { index += 1 }
+    }
+    return Array(input[index...])
+  }
+
+  private func show(_ filled: (UnsafeMutableRawBufferPointer) throws(CallError) -> Int) {
+    do throws(CallError) {
+      let count = try filled(buffer)
+      text(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+    } catch {
+      line("the network server did not answer: \(error)")
+    }
+  }
+
+  private func ifconfig() {
+    var mac = [UInt8](repeating: 0, count: 6)
+    guard (mac.withUnsafeMutableBytes { try? Required.link.macAddress(address: $0) }) == 6,
+      let address = try? Required.ip.address(), let length = try? Required.ip.prefixLength(),
+      let gateway = try? Required.ip.gateway()
+    else {
+      line("ifconfig: the network servers did not answer")
+      return
+    }
+    let dns = (try? Required.resolver.currentServer()) ?? 0
+    let mask = IPv4Address.mask(prefixLength: Int(length))
+    line("eth0: MAC \(mac.withUnsafeBytes { MacAddress($0) }) mtu \((try? Required.link.mtu()) ?? 0)")
+    if address == 0 {
+      line("eth0: no address yet")
+    } else {
+      line(
+        "eth0: inet \(IPv4Address(value: UInt32(truncatingIfNeeded: address))) mask \(IPv4Address(value: mask)) gateway \(IPv4Address(value: UInt32(truncatingIfNeeded: gateway))) dns \(IPv4Address(value: UInt32(truncatingIfNeeded: dns)))"
+      )
+    }
+    // Without a DHCP client (`bind dhcp none`) the call fails: the configuration is static.
+    do throws(CallError) {
+      let count = try Required.dhcp.describe(text: buffer)
+      text(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+    } catch {
+      line("dhcp: none (static configuration)")
+    }
+    show { (text) throws(CallError) in try Required.link.counters(text: text) }
+    show { (text) throws(CallError) in try Required.ip.counters(text: text) }
+    show { (text) throws(CallError) in try Required.icmp.counters(text: text) }
+    show { (text) throws(CallError) in try Required.udp.counters(text: text) }
+  }
+
+  /// The address of `host` (a dotted address or a name), or nil after saying why not.
+  private func resolve(_ host: [UInt8], for command: StaticString) -> IPv4Address? {
+    guard host.count <= 253 else {
+      line("\(command): a name has at most 253 characters")
+      return nil
+    }
+    let answer = host.withUnsafeBytes { (try? Required.resolver.resolve(name: $0)) ?? 1 }
+    guard answer >= 256 else {
+      host.withUnsafeBufferPointer {
+        line("\(command): \(text: $0): no address (\(Commands.reason(answer)))")
+      }
+      return nil
+    }
+    return IPv4Address(value: UInt32(truncatingIfNeeded: answer))
+  }
+
+  /// What a resolver's failure value means.
+  static func reason(_ value: UInt) -> StaticString {
+    switch value {
+    case 0: "no DNS server is configured"
+    case 1: "no answer in time"
+    case 2: "the name does not exist"
+    case 3: "the name has no address record"
+    case 4: "the name is malformed"
+    default: "the DNS server failed or refused"
+    }
+  }
+
+  private func ping(_ host: [UInt8], count: UInt) {
+    guard let target = resolve(host, for: "ping") else { return }
+    line("PING \(target): 56 data bytes")
+    var received: UInt = 0
+    for sequence in 1...count {
+      let started = (try? Required.clock.uptimeMilliseconds()) ?? 0
+      let result =
+        (try? Required.icmp.echo(
+          destination: UInt(target.value), sequence: sequence, size: 56, milliseconds: 1000)) ?? 0xFFFF_FFFE
+      switch result {
+      case 0: line("no reply from \(target): icmp_seq=\(sequence)")
+      case 0xFFFF_FFFF: line("\(target): destination unreachable: icmp_seq=\(sequence)")
+      case 0xFFFF_FFFE:
+        line("ping: could not send to \(target) (no route or no buffer): icmp_seq=\(sequence)")
+      default:
+        received += 1
+        line("64 bytes from \(target): icmp_seq=\(sequence) time=\(result - 1) ms")
+      }
+      // One request a second, as ping sends them.
+      if sequence < count { try? Required.clock.sleepUntil(uptime: started &+ 1000) }
+    }
+    line("--- \(target) ping statistics ---")
+    line("\(count) packets transmitted, \(received) received")
+  }
+
+  private func nslookup(_ name: [UInt8]) {
+    guard let address = resolve(name, for: "nslookup") else { return }
+    name.withUnsafeBufferPointer { line("\(text: $0) has address \(address)") }
+  }
+
+  private func udp(_ host: [UInt8], port: UInt, text message: [UInt8]) {
+    guard let target = resolve(host, for: "udp") else { return }
+    guard let socket = (try? Required.udp.openSocket(port: 0)) ?? nil else {
+      line("udp: no socket (32 are open)")
+      return
+    }
+    defer { _ = socket.release() }
+    guard
+      (message.withUnsafeBytes { try? socket.sendTo(address: UInt(target.value), port: port, data: $0) }) == 1
+    else {
+      line("udp: could not send to \(target):\(port) (no route, no buffer, or no address yet)")
+      return
+    }
+    line("sent \(message.count) bytes to \(target):\(port)")
+    var sender = [UInt8](repeating: 0, count: 8)
+    let count = sender.withUnsafeMutableBytes { senderBytes in
+      (try? socket.receive(
+        sender: senderBytes, data: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<1024]),
+        milliseconds: 2000)) ?? 0
+    }
+    let from = sender.withUnsafeBytes { IPv4Address($0, at: 0) }
+    let fromPort = UInt(sender[4]) << 8 | UInt(sender[5])
+    switch sender[6] {
+    case 1:
+      line(
+        "reply from \(from):\(fromPort): \(text: UnsafeBufferPointer(rebasing: buffer.bindMemory(to: UInt8.self)[0..<min(count, 200)]))"
+      )
+    case 2: line("udp: \(from):\(fromPort): port unreachable")
+    case 3: line("udp: \(from): destination unreachable")
+    default: line("no reply within 2 s")
+    }
+  }
+}
+
+func start() -> ShellTools { ShellTools.export(Commands())! }
