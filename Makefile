@@ -134,7 +134,7 @@ $(BUILD)/runtime/%.o: Kernel/Runtime/%.c | dependencies
 $(BUILD)/embedded/KernelCore.o: $(CORE_SOURCES)
 	@mkdir -p $(dir $@)
 	@$(call step,SWIFT,$@)
-	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name KernelCore -emit-module \
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name KernelCore -emit-module \
 	  -emit-module-path $(BUILD)/embedded/KernelCore.swiftmodule -c $(CORE_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
@@ -271,22 +271,27 @@ gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
 	gdb -q $(BUILD)/kernel.elf -x tools/gdb/tessera.py -ex "tessera-connect localhost:1234"
 
 # Benchmarks: the bench composition under -icount shift=0, where TSC deltas count guest
-# instructions; the report goes to the terminal and build/bench/results.json. Then frames
+# instructions; the report goes to the terminal and build/bench/results.json; the network
+# servers' lines and sizes (build/bench/sizes.json). Then frames
 # per second through the echo compositions with a host peer, in wall time
 # (build/bench/throughput.json).
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
   $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
   $(BUILD)/servers/UserBenchmark.srv $(BUILD)/servers/PciBus.srv $(BUILD)/servers/Rtl8139.srv \
   $(BUILD)/servers/NetworkBenchmark.srv $(BUILD)/servers/FrameSink.srv \
-  $(BUILD)/servers/FramePassingBenchmark.srv))
+  $(BUILD)/servers/FramePassingBenchmark.srv $(BUILD)/servers/Ethernet.srv $(BUILD)/servers/Arp.srv \
+  $(BUILD)/servers/IPv4.srv $(BUILD)/servers/Icmp.srv $(BUILD)/servers/Udp.srv \
+  $(BUILD)/servers/StackBenchmark.srv $(BUILD)/servers/Sequence.srv))
 
 bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | dependencies
 	@mkdir -p $(BUILD)/bench
 	@$(call step,BENCH,systems/bench.system)
 	$(Q)timeout 300 $(QEMU) -m $(QEMU_MEMORY) -display none -no-reboot -icount shift=0 -serial file:$(BUILD)/bench/console.log \
 	  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -append "on-panic=exit exit-when-idle" \
-	  -nic none -device rtl8139 -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
+	  -nic none -device rtl8139 -device rtl8139 -kernel $(BUILD)/kernel.elf -initrd "$(BENCH_MODULES)" || [ $$? -eq 33 ]
 	$(Q)$(HOST_TOOL) bench-report $(BUILD)/bench/console.log $(BUILD)/bench/results.json
+	@$(call step,SIZES,tools/server-sizes)
+	$(Q)tools/server-sizes
 	@$(call step,BENCH,tools/network-throughput)
 	@command -v python3 >/dev/null || { echo "make bench: tools/network-throughput needs python3 (apt-get install -y python3)"; exit 1; }
 	$(Q)tools/network-throughput

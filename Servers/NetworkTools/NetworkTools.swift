@@ -50,6 +50,7 @@ let tools: [Tool] = [
   Tool(name: "ping", arguments: "HOST [-c N]", summary: "ICMP echo requests to HOST (a name or address)"),
   Tool(name: "nslookup", arguments: "NAME", summary: "the IPv4 address of NAME, through DNS"),
   Tool(name: "udp", arguments: "HOST PORT TEXT", summary: "send TEXT in a UDP datagram, print the reply"),
+  Tool(name: "udpecho", arguments: "PORT [-c N]", summary: "send N datagrams (1) back to their senders"),
 ]
 
 func equals(_ word: [UInt8], _ name: StaticString) -> Bool {
@@ -63,7 +64,7 @@ func number(_ word: [UInt8]) -> UInt? {
 }
 
 final class Commands: ShellToolsImplementation {
-  private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
+  let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
 
   func commands(text: UnsafeMutableRawBufferPointer) -> Int {
     var count = 0
@@ -109,6 +110,15 @@ final class Commands: ShellToolsImplementation {
       }
       // The text is the rest of the line as typed, spaces included.
       udp(arguments[0], port: port, text: rest(of: input, after: 3))
+    case equals(name, "udpecho")
+      && (arguments.count == 1 || (arguments.count == 3 && equals(arguments[1], "-c"))):
+      guard let port = number(arguments[0]), port >= 1, port <= 65535,
+        let count = arguments.count == 3 ? number(arguments[2]) : 1, count >= 1
+      else {
+        line("udpecho: PORT must be 1 to 65535 and N at least 1")
+        break
+      }
+      udpEcho(port: port, count: count)
     default:
       var usage: KernelMessage = "usage: \(tool.name)"
       if tool.arguments.utf8CodeUnitCount > 0 {
@@ -133,7 +143,8 @@ final class Commands: ShellToolsImplementation {
 
   private func show(_ filled: (UnsafeMutableRawBufferPointer) throws(CallError) -> Int) {
     do throws(CallError) {
-      let count = try filled(buffer)
+      // Text blocks are declared at most 2,048 bytes.
+      let count = try filled(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<2048]))
       text(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
     } catch {
       line("the network server did not answer: \(error)")
@@ -161,7 +172,7 @@ final class Commands: ShellToolsImplementation {
     }
     // Without a DHCP client (`bind dhcp none`) the call fails: the configuration is static.
     do throws(CallError) {
-      let count = try Required.dhcp.describe(text: buffer)
+      let count = try Required.dhcp.describe(text: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<2048]))
       text(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
     } catch {
       line("dhcp: none (static configuration)")
@@ -261,6 +272,41 @@ final class Commands: ShellToolsImplementation {
     case 3: line("udp: \(from): destination unreachable")
     default: line("no reply within 2 s")
     }
+  }
+}
+
+extension Commands {
+  /// Echoes `count` datagrams arriving at `port`, each back to its sender; gives up after
+  /// 10 s without one.
+  func udpEcho(port: UInt, count: UInt) {
+    guard let socket = (try? Required.udp.openSocket(port: port)) ?? nil else {
+      line("udpecho: port \(port) is taken (or 32 sockets are open)")
+      return
+    }
+    defer { _ = socket.release() }
+    line("udpecho: listening on port \(port)")
+    var sender = [UInt8](repeating: 0, count: 8)
+    for _ in 0..<count {
+      let length = sender.withUnsafeMutableBytes { senderBytes in
+        (try? socket.receive(sender: senderBytes, data: buffer, milliseconds: 10_000)) ?? 0
+      }
+      guard sender[6] == 1 else {
+        line("udpecho: nothing within 10 s")
+        return
+      }
+      let from = sender.withUnsafeBytes { IPv4Address($0, at: 0) }
+      let fromPort = UInt(sender[4]) << 8 | UInt(sender[5])
+      let sent =
+        (try? socket.sendTo(
+          address: UInt(from.value), port: fromPort,
+          data: UnsafeRawBufferPointer(rebasing: buffer[0..<length])))
+        == 1
+      line(
+        sent
+          ? "udpecho: echoed \(length) bytes to \(from):\(fromPort)"
+          : "udpecho: could not answer \(from):\(fromPort)")
+    }
+    line("udpecho: done")
   }
 }
 

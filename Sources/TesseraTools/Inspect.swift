@@ -91,6 +91,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
   // As in the kernel (SystemLoader): an instance can be bound to once its own lines are
   // done and all its slots bound, and only until the `run` line that ends its group.
   var instances: [String: Instance] = [:]
+  // The instance of this group bound to kernel.pci: the kernel allows one at a time.
+  var pciKeeper: String?
   var current: (name: String, data: Data, bound: Set<Int>, line: Int, kernelMode: Bool)?
   var kernelModeServers = 0
   var settingNames: Set<String> = []  // the current server's `set` lines
@@ -211,6 +213,15 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
               "\(location): the kernel offers no service \(serviceName) (it offers: \(offered))")
             continue
           }
+          if serviceName == "pci" {
+            if let keeper = pciKeeper, keeper != pending.name {
+              problems.append(
+                "\(location): cannot bind \(pending.name).\(slotName): kernel.pci is bound to \(keeper) already, and one PCI bus server at a time keeps configuration space"
+              )
+              continue
+            }
+            pciKeeper = pending.name
+          }
           provided = interface.descriptor()
         case .none:
           // Left empty on purpose, as in the kernel: nothing to check.
@@ -323,6 +334,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         defer {
           instances = [:]
           kernelModeServers = 0
+          pciKeeper = nil
         }
         let name = string(instanceBytes)
         guard let instance = instances[name] else {

@@ -210,6 +210,7 @@ enum SampleManifest {
           return "\(line): bind \(string(slot)) kernel \(string(service))"
         case .success(.bind(let slot, .instance(let instance))):
           return "\(line): bind \(string(slot)) \(string(instance))"
+        case .success(.bind(let slot, .none)): return "\(line): bind \(string(slot)) to nothing"
         case .success(.bind(let slot, .method(let instance, let method, let arguments))):
           let words = (0..<arguments.count).map { "\(arguments[$0])" }.joined(separator: ",")
           return "\(line): bind \(string(slot)) \(string(instance)).\(string(method))(\(words))"
@@ -272,6 +273,20 @@ enum SampleManifest {
     ] {
       #expect(statements(line) == ["1: error \(reason)"], "\(line)")
     }
+  }
+
+  @Test func noneLeavesASlotEmptyAndIsNoInstanceName() {
+    let text = """
+      server shell Shell.srv
+        bind tools none
+        bind other nonesuch
+      server none Shell.srv
+      """
+    #expect(
+      statements(text) == [
+        "1: server shell Shell.srv", "2: bind tools to nothing", "3: bind other nonesuch",
+        "4: error `none` is reserved (bind SLOT none)",
+      ])
   }
 
   @Test func readsMethodArgumentsAndSettings() {

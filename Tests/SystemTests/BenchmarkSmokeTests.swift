@@ -24,13 +24,18 @@ import Testing
         for kind in ["copy", "batch16", "shared"] { names.insert("frames_\(kind)_\(size)_\(placement)") }
       }
     }
+    for size in ["64", "1472"] {
+      for placement in ["kernel", "user"] {
+        for kind in ["echo", "udp"] { names.insert("stack_\(kind)_\(size)_\(placement)") }
+      }
+    }
     return names
   }()
 
   @Test func everyBenchmarkFigureIsProducedAndEveryCallSucceeds() throws {
     let result = try bootComposition(
       "systems/bench.system", test: "everyBenchmarkFigureIsProducedAndEveryCallSucceeds",
-      until: "composition done", devices: ["rtl8139"])
+      until: "composition done", devices: ["rtl8139", "rtl8139"])
     #expect(!result.output.contains("@@BENCH failed"), "\(result.tail(20))")
     let results = try benchmarkResults(fromConsole: result.output, file: "bench console")
     let names = Set(results.map(\.name))

@@ -275,6 +275,14 @@ enum SystemLoader {
         return report(
           line, "the kernel offers no service \(text: service) (it offers: \(KernelServices.names))")
       }
+      // Configuration space has one keeper: two bus servers would each hand out the same
+      // device (two drivers programming one card's DMA).
+      if equals(service, "pci"), let holder = slotHolder(of: object, other: current.server) {
+        return report(
+          line,
+          "cannot bind \(text: current.name).\(text: slot): kernel.pci is bound to \(holder.name) already, and one PCI bus server at a time keeps configuration space"
+        )
+      }
       provider = object
     case .instance(let other):
       guard let found = instance(named: other), let object = KernelReferences.table.object(found.handle)
@@ -332,6 +340,14 @@ enum SystemLoader {
     }
     current.bindings[index] = provider
     pending = current
+  }
+
+  /// A loaded server other than `other` that has `object` bound to one of its slots.
+  private static func slotHolder(of object: KernelObject, other: Server) -> Server? {
+    Server.loaded.first { server in
+      server !== other && !server.failed
+        && (0..<server.file.manifest.slotCount).contains { server.table.object(UInt32($0 + 1)) === object }
+    }
   }
 
   /// Calls a method taking words (the binding's arguments) and returning a reference; the

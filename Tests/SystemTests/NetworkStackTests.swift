@@ -1,0 +1,67 @@
+// NetworkStackTests: the network servers (Ethernet, ARP, IPv4, ICMP, UDP, DHCP, DNS) in
+// both placements against stacks nobody here wrote, through tools/network-stack-test:
+// QEMU's user-mode network (slirp: DHCP, ping, DNS, UDP both ways, fragments slirp made)
+// and a raw-frame peer on `-netdev dgram` (ARP, ICMP errors, reassembly limits, drops
+// counted by reason, and 100,000 fuzzed frames after which the stack must still answer).
+// The harness prints one JSON object; every check it names must have passed.
+
+import Foundation
+import Testing
+
+/// Runs the harness; its checks (name, passed, detail) and the log it kept.
+private func runStackTest(_ arguments: [String]) throws -> (checks: [(String, Bool, String)], log: String) {
+  let process = Process()
+  process.executableURL = QEMU.root.appendingPathComponent("tools/network-stack-test")
+  process.arguments = arguments
+  process.currentDirectoryURL = QEMU.root
+  let pipe = Pipe()
+  process.standardOutput = pipe
+  process.standardError = FileHandle.standardError
+  try process.run()
+  let output = pipe.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  let lastLine = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+  guard let object = try? JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as? [String: Any],
+    let checks = object["checks"] as? [String: [String: Any]]
+  else {
+    return ([("harness output", false, "no JSON result; it printed: \(lastLine.suffix(300))")], "")
+  }
+  let figures = object["figures"] as? [String: Any] ?? [:]
+  return (
+    checks.keys.sorted().map { name in
+      (name, checks[name]?["ok"] as? Bool ?? false, checks[name]?["detail"] as? String ?? "")
+    }, figures["log"] as? String ?? ""
+  )
+}
+
+@Suite struct NetworkStackTests {
+  @Test(arguments: ["systems/network.system", "systems/network-isolated.system"])
+  func theStackWorksOverQemusUserNetwork(system: String) throws {
+    let (checks, log) = try runStackTest(["slirp", system])
+    let expected: Set = [
+      "dhcp_lease", "ping_gateway", "dns_lookup", "udp_to_host_and_back", "udp_from_host_through_hostfwd",
+      "ifconfig_shows_lease", "no_panic_or_server_fault",
+    ]
+    #expect(Set(checks.map(\.0)) == expected, "the slirp run's checks: \(checks)")
+    for (name, passed, detail) in checks {
+      #expect(passed, "\(system) over slirp: \(name): \(detail) (serial log: \(log))")
+    }
+  }
+
+  @Test(arguments: ["systems/tests/network-peer.system", "systems/tests/network-peer-isolated.system"])
+  func theStackHoldsUpAgainstARawFramePeerAndFuzzing(system: String) throws {
+    let (checks, log) = try runStackTest(["peer", system, "--fuzz", "100000", "--seed", "20261201"])
+    let expected: Set = [
+      "arp_request_answered", "arp_retried_then_datagram_sent", "arp_gives_up_after_three_requests",
+      "icmp_port_unreachable", "icmp_protocol_unreachable", "no_error_for_broadcast",
+      "bad_packets_not_answered",
+      "fragments_reassembled_and_echo_fragmented", "overlapping_fragments_refused",
+      "incomplete_datagram_times_out", "drops_counted_by_reason", "answers_after_fuzzing",
+      "no_panic_or_server_fault",
+    ]
+    #expect(Set(checks.map(\.0)) == expected, "the peer run's checks: \(checks)")
+    for (name, passed, detail) in checks {
+      #expect(passed, "\(system) against the peer: \(name): \(detail) (serial log: \(log))")
+    }
+  }
+}
