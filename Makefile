@@ -244,7 +244,10 @@ $(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift) 
 
 # Kernel command line for `make run` and `make debug`, e.g. APPEND="loglevel=debug".
 APPEND ?=
-QEMU_FLAGS = -m $(QEMU_MEMORY) -display none -no-reboot -append "$(APPEND)"
+# QEMU's user-mode network (slirp) on an RTL8139: systems/network*.system use it (DHCP,
+# a gateway at 10.0.2.2, DNS at 10.0.2.3); the other systems leave the card alone.
+QEMU_NETWORK ?= -nic user,model=rtl8139
+QEMU_FLAGS = -m $(QEMU_MEMORY) -display none -no-reboot -append "$(APPEND)" $(QEMU_NETWORK)
 
 # Boot modules: the symbol map, the composition, and every server file.
 comma := ,
