@@ -172,11 +172,8 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
     let source = IPv4Address(value: UInt32(truncatingIfNeeded: (try? Required.ip.address()) ?? 0))
     guard source != .unspecified || destination == .broadcast else { return false }
     let total = UdpDatagram.headerLength + data.count
-    var sent = false
-    if total <= 1480 {
-      guard let buffer = try? Required.ip.allocate(), buffer != 0,
-        let datagram = areas.sendBuffer(buffer, from: PacketAreas.ipv4PayloadOffset)
-      else { return false }
+    /// The datagram, header and data, written from the start of `datagram`.
+    func write(into datagram: UnsafeMutableRawBufferPointer) {
       if !data.isEmpty {
         (datagram.baseAddress! + UdpDatagram.headerLength).copyMemory(
           from: data.baseAddress!, byteCount: data.count)
@@ -184,19 +181,20 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
       UdpDatagram.emit(
         into: datagram, sourcePort: sourcePort, destinationPort: UInt16(port), payloadLength: data.count,
         source: source, destination: destination)
+    }
+    var sent = false
+    if total <= 1480 {
+      guard let buffer = try? Required.ip.allocate(), buffer != 0,
+        let datagram = areas.sendBuffer(buffer, from: PacketAreas.ipv4PayloadOffset)
+      else { return false }
+      write(into: datagram)
       sent =
         (try? Required.ip.send(
           buffer: buffer, length: UInt(total), destination: address, number: UInt(IPv4Packet.udp),
           checksums: 0)) == 1
     } else {
       var whole = [UInt8](repeating: 0, count: total)
-      whole.withUnsafeMutableBytes { datagram in
-        (datagram.baseAddress! + UdpDatagram.headerLength).copyMemory(
-          from: data.baseAddress!, byteCount: data.count)
-        UdpDatagram.emit(
-          into: datagram, sourcePort: sourcePort, destinationPort: UInt16(port), payloadLength: data.count,
-          source: source, destination: destination)
-      }
+      whole.withUnsafeMutableBytes { write(into: $0) }
       sent =
         whole.withUnsafeBytes {
           try? Required.ip.sendLarge(destination: address, number: UInt(IPv4Packet.udp), payload: $0)
