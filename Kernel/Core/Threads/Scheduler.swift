@@ -162,7 +162,10 @@ enum Scheduler {
 
   /// Runs the new thread's entry (from thread_main), then ends the thread.
   fileprivate static func runNewThread() -> Never {
-    freeFinished()
+    // Interrupts are on here (arch_thread_start): between freeing the finished thread's
+    // number and unmapping its stack, a spawn could take the number and map a new stack,
+    // which the unmap would then remove (a double fault when that thread first ran).
+    Machine.withInterruptsDisabled { freeFinished() }
     do {
       let entry = current!.entry!
       current!.entry = nil
