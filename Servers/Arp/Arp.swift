@@ -40,12 +40,12 @@ struct Waiting {
 
 final class Resolver: AddressResolutionImplementation, EthernetReceiverImplementation, RunnableImplementation
 {
-  private let receiveBuffers: UnsafeRawPointer
-  private let sendBuffers: UnsafeMutableRawPointer
+  private let areas: PacketAreas
   private let mac: MacAddress
   private let mutex: ServerMutex
   private var cache = ArpCache()
   private var address = IPv4Address.unspecified
+  private var lastConflictReport: UInt64?
   private var counts = (
     requestsIn: 0, repliesIn: 0, requestsOut: 0, repliesOut: 0, malformed: 0, dropped: 0, conflicts: 0
   )
@@ -64,12 +64,17 @@ final class Resolver: AddressResolutionImplementation, EthernetReceiverImplement
       return nil
     }
     mac = bytes.withUnsafeBytes { MacAddress($0) }
-    receiveBuffers = UnsafeRawPointer(bitPattern: receiveAddress)!
-    sendBuffers = UnsafeMutableRawPointer(bitPattern: sendAddress)!
+    areas = PacketAreas(receive: receiveAddress, reassembly: 0, send: sendAddress)
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
   }
 
-  private func now() -> UInt64 { UInt64((try? Required.clock.uptimeMilliseconds()) ?? 0) }
+  private var uptime = Uptime()
+
+  /// Milliseconds since boot, never wrapping (the cache's times outlive 49 days).
+  private func now() -> UInt64 {
+    let reading = UInt32(truncatingIfNeeded: (try? Required.clock.uptimeMilliseconds()) ?? 0)
+    return mutex.withLock { uptime.extend(reading) }
+  }
 
   /// Sends a buffer's datagram (IPv4, or with `type` an ARP packet) to `hardware`.
   private func transmit(_ packet: Waiting, to hardware: MacAddress, type: UInt16 = EtherType.ipv4) {
@@ -88,9 +93,9 @@ final class Resolver: AddressResolutionImplementation, EthernetReceiverImplement
   private func sendArp(
     operation: UInt16, targetHardware: MacAddress, target: IPv4Address, to destination: MacAddress
   ) {
-    guard let buffer = try? Required.link.allocate(), buffer != 0 else { return }
-    let frame = UnsafeMutableRawBufferPointer(
-      start: sendBuffers + (Int(buffer) - 1) * 2048 + EthernetFrame.Offset.payload, count: ArpPacket.length)
+    guard let buffer = try? Required.link.allocate(), buffer != 0,
+      let frame = areas.sendBuffer(buffer, from: EthernetFrame.Offset.payload)
+    else { return }
     let source = mutex.withLock { address }
     ArpPacket.emit(
       into: frame, operation: operation, senderHardware: mac, senderProtocol: source,
@@ -188,26 +193,31 @@ final class Resolver: AddressResolutionImplementation, EthernetReceiverImplement
   // MARK: EthernetReceiver
 
   func receive(offset: UInt, length: UInt, broadcast: UInt) {
-    guard offset <= 64 * 2048, length <= 2048 - 14 else { return }
-    let bytes = UnsafeRawBufferPointer(start: receiveBuffers + Int(offset), count: Int(length))
-    guard let packet = try? ArpPacket(bytes) else {
+    guard let bytes = areas.view(area: 0, offset: offset, length: length), let packet = try? ArpPacket(bytes)
+    else {
       mutex.withLock { counts.malformed += 1 }
       return
     }
     let sender = packet.senderProtocol
     let hardware = packet.senderHardware
     let time = now()
-    let (ready, ours, conflict) = mutex.withLock {
+    let (ready, ours, conflict, report) = mutex.withLock {
       if packet.operation == ArpPacket.request { counts.requestsIn += 1 } else { counts.repliesIn += 1 }
       let ours = address != .unspecified && packet.targetProtocol == address
       let conflict = address != .unspecified && sender == address && hardware != mac
-      if conflict { counts.conflicts += 1 }
+      var report = false
+      if conflict {
+        counts.conflicts += 1
+        // One line in 10 s at most: a flood of claims must not flood the console.
+        report = lastConflictReport == nil || time &- lastConflictReport! >= 10_000
+        if report { lastConflictReport = time }
+      }
       // RFC 826's merge: update a known sender; add one only if the packet is for us.
       let ready =
         sender == .unspecified || conflict ? [] : cache.learn(sender, at: hardware, now: time, add: ours)
-      return (ready, ours, conflict)
+      return (ready, ours, conflict, report)
     }
-    if conflict { say("arp: \(hardware) claims this host's address \(sender)") }
+    if report { say("arp: \(hardware) claims this host's address \(sender)") }
     for token in ready { transmit(Waiting(token: token), to: hardware) }
     if ours && packet.operation == ArpPacket.request {
       sendArp(operation: ArpPacket.reply, targetHardware: hardware, target: sender, to: hardware)

@@ -6,6 +6,7 @@
 
 import KernelCore
 import ServerRuntime
+import TesseraABI
 
 func say(_ message: KernelMessage) {
   message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
@@ -29,6 +30,11 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
   }
 
   private func now() -> UInt { (try? Required.clock.uptimeMilliseconds()) ?? 0 }
+
+  /// The client's clock: milliseconds since boot, never wrapping (leases outlive 49 days).
+  /// Only the client's thread reads it.
+  private var uptime = Uptime()
+  private func clientNow() -> UInt64 { uptime.extend(UInt32(truncatingIfNeeded: now())) }
 
   /// The prefix length of `mask` (its leading ones).
   private func prefixLength(_ mask: IPv4Address) -> UInt { UInt((~mask.value).leadingZeroBitCount) }
@@ -73,13 +79,13 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
       say("dhcp: port 68 is taken; no DHCP")
       return
     }
-    // The transaction number only needs to differ between clients on the link.
+    // A random transaction number: a forger off the link must guess it.
     let bytes = mac.bytes
-    let transaction =
-      UInt32(bytes.2) << 24 | UInt32(bytes.3) << 16 | UInt32(bytes.4) << 8 | UInt32(bytes.5)
-      ^ UInt32(truncatingIfNeeded: now() &* 2_654_435_761)
+    var random = RandomNumbers(
+      seed: UInt64(bytes.2) << 24 | UInt64(bytes.3) << 16 | UInt64(bytes.4) << 8 | UInt64(bytes.5))
+    let transaction = UInt32(truncatingIfNeeded: random.next(stirring: tessera_timestamp()) >> 32)
     var client = DhcpClient(hardware: mac, transaction: transaction)
-    perform(client.start(now: UInt64(now())), socket: socket)
+    perform(client.start(now: clientNow()), socket: socket)
     var message = [UInt8](repeating: 0, count: 1500)
     var sender = [UInt8](repeating: 0, count: 8)
     while true {
@@ -89,14 +95,15 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
         }
       }
       var actions: [DhcpClient.Action] = []
-      if sender[6] == 1,
+      // Servers answer from port 67 (RFC 2131 4.1); anything else is not a DHCP reply.
+      if sender[6] == 1, sender[4] == 0, sender[5] == 67,
         let parsed = message.withUnsafeBytes({
           try? DhcpMessage(UnsafeRawBufferPointer(rebasing: $0[0..<count]))
         })
       {
-        actions = client.receive(parsed, now: UInt64(now()))
+        actions = client.receive(parsed, now: clientNow())
       }
-      actions += client.tick(now: UInt64(now()))
+      actions += client.tick(now: clientNow())
       perform(actions, socket: socket)
       let current = client.state
       mutex.withLock { state = current }

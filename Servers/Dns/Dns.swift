@@ -1,14 +1,17 @@
 // Dns: see Dns.server. Message layout and parsing are KernelCore's (Dns.swift,
 // host-tested, including answers checked against the question asked).
 //
-// Contract: each resolve uses a socket of its own on a fresh port and a fresh identifier
-// (so concurrent lookups and forged answers do not mix: RFC 5452); 3 tries, 2 s apart;
+// Contract: each resolve uses a socket of its own on a random port (the UDP layer's) and a
+// random identifier (RandomNumbers, stirred with the time-stamp counter), so concurrent
+// lookups do not mix and an off-path forger must guess both (RFC 5452); 3 tries, 2 s apart;
 // answers are cached for their time to live (at most a day; 16 names, the one expiring
-// first goes). Thread-safe: one ServerMutex guards the server address, cache and the
-// identifier counter, never held across a call.
+// first goes). An ICMP error ends a lookup only if it names the server's port 53.
+// Thread-safe: one ServerMutex guards the server address, cache and the random numbers,
+// never held across a call.
 
 import KernelCore
 import ServerRuntime
+import TesseraABI
 
 func say(_ message: KernelMessage) {
   message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
@@ -33,12 +36,12 @@ final class Lookup: ResolverImplementation {
   private let mutex: ServerMutex
   private var dnsServer = IPv4Address.unspecified
   private var cached: [CacheEntry] = []
-  private var identifier: UInt16
+  private var random: RandomNumbers
 
   init?() {
     guard let lock = try? Required.sync.makeSemaphore(count: 0) else { return nil }
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
-    identifier = UInt16(truncatingIfNeeded: ((try? Required.clock.uptimeMilliseconds()) ?? 0) &* 40503)
+    random = RandomNumbers(seed: tessera_timestamp())
   }
 
   private func now() -> UInt { (try? Required.clock.uptimeMilliseconds()) ?? 0 }
@@ -56,7 +59,7 @@ final class Lookup: ResolverImplementation {
     let time = now()
     let (server, hit, first) = mutex.withLock {
       cached.removeAll { time &- $0.expires < 0x8000_0000 }  // expired (uptime wraps after 49 days)
-      defer { identifier &+= 0x9E37 }
+      let identifier = UInt16(truncatingIfNeeded: random.next(stirring: tessera_timestamp()) >> 17)
       return (dnsServer, cached.first(where: { $0.name == key })?.address, identifier)
     }
     if let hit { return UInt(hit.value) }
@@ -89,10 +92,12 @@ final class Lookup: ResolverImplementation {
         }
         guard sender[6] != 0 else { break }  // the time ran out
         // Only the server's answer to this query counts; anything else is ignored.
-        guard sender[6] == 1, IPv4Address(sender.withUnsafeBytes { $0 }, at: 0) == server,
-          sender[4] == 0, sender[5] == 53
-        else {
-          if sender[6] == 2 { return Lookup.noAnswer }  // nothing listens on the server's port 53
+        let fromServer =
+          IPv4Address(sender.withUnsafeBytes { $0 }, at: 0) == server && sender[4] == 0 && sender[5] == 53
+        guard sender[6] == 1, fromServer else {
+          // Nothing listens on the server's port 53 (an error about another address or
+          // port is someone else's business, or forged).
+          if sender[6] == 2 && fromServer { return Lookup.noAnswer }
           continue
         }
         let response = answer.withUnsafeBytes { bytes in

@@ -48,7 +48,7 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
   private var dropped = Reasons()
   private var counts = (received: 0, delivered: 0, sent: 0, fragmentsSent: 0, reassembled: 0, errorsSent: 0)
   /// ICMP errors sent in the current second, and which second that is.
-  private var errorBudget = (second: UInt(0), sent: 0)
+  private var errorBudget = (second: UInt64(0), sent: 0)
 
   init?() {
     guard let receive = (try? Required.link.receiveBuffers()) ?? nil,
@@ -68,7 +68,18 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
   }
 
-  private func now() -> UInt { (try? Required.clock.uptimeMilliseconds()) ?? 0 }
+  private var uptime = Uptime()
+
+  /// Milliseconds since boot, never wrapping (reassembly times outlive 49 days).
+  private func now() -> UInt64 {
+    let reading = UInt32(truncatingIfNeeded: (try? Required.clock.uptimeMilliseconds()) ?? 0)
+    return mutex.withLock { uptime.extend(reading) }
+  }
+
+  /// The datagram being delivered if its frame went to the link's broadcast or a group
+  /// address (area, header): no ICMP error may answer it (RFC 1122 3.2.2). One at a time:
+  /// deliveries come from the link's one receive thread.
+  private var linkBroadcast: (area: UInt, header: UInt)?
 
   /// Whether `destination` is this host, a broadcast, or a group it takes (all hosts).
   private func isForUs(_ destination: IPv4Address) -> Bool {
@@ -100,7 +111,7 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
     guard source != .broadcast, source.value >> 28 != 0xE else { return drop("source is a group address") }
     guard isForUs(packet.destination) else { return drop("not for this host") }
     if packet.isFragment {
-      let time = UInt64(now())
+      let time = now()
       let outcome = mutex.withLock { reassembly.add(packet, now: time) }
       switch outcome {
       case .incomplete: return
@@ -136,6 +147,8 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
       if found != nil { counts.delivered += 1 }
       return found
     }
+    if broadcast { mutex.withLock { linkBroadcast = (area, header) } }
+    defer { if broadcast { mutex.withLock { linkBroadcast = nil } } }
     guard let receiver else {
       drop("no protocol for the number")
       // RFC 1122 3.2.2.1: protocol unreachable (not for broadcasts: sendError checks).
@@ -245,9 +258,12 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
   // MARK: ICMP errors
 
   func sendError(type: UInt, code: UInt, area: UInt, header: UInt) -> UInt {
-    guard type <= 255, code <= 255, let first = areas.view(area: area, offset: header, length: 20) else {
-      return 0
+    let isLinkBroadcast = mutex.withLock {
+      linkBroadcast.map { $0.area == area && $0.header == header } ?? false
     }
+    guard !isLinkBroadcast, type <= 255, code <= 255,
+      let first = areas.view(area: area, offset: header, length: 20)
+    else { return 0 }
     let length = UInt(first[0] & 0x0F) * 4
     let total = UInt(first[2]) << 8 | UInt(first[3])
     // The header and 8 bytes of payload (RFC 792), as far as the datagram goes.
@@ -306,6 +322,12 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
     guard let original = areas.view(area: area, offset: offset, length: length), original.count >= 28 else {
       return
     }
+    // Only errors about datagrams this host sent: one quoting another source is forged or
+    // misrouted, and would end a lookup or a waiting echo for nothing.
+    let quotedSource = IPv4Address(original, at: IPv4Packet.Offset.source)
+    guard mutex.withLock({ hostAddress != .unspecified && quotedSource == hostAddress }) else {
+      return drop("ICMP error about a datagram this host did not send")
+    }
     let number = original[IPv4Packet.Offset.protocolNumber]
     let receiver = mutex.withLock { receivers.first(where: { $0.number == number })?.receiver }
     _ = try? receiver?.error(type: type, code: code, area: area, offset: offset, length: length)
@@ -339,7 +361,8 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
   func configure(address new: UInt, prefixLength length: UInt, gateway: UInt) -> UInt {
     let value = IPv4Address(value: UInt32(truncatingIfNeeded: new))
     let router = IPv4Address(value: UInt32(truncatingIfNeeded: gateway))
-    guard length <= 32 else { return 0 }
+    // A host address is unicast: no group, no limited broadcast (0 drops the configuration).
+    guard length <= 32, value.value >> 28 != 0xE, value.value >> 28 != 0xF else { return 0 }
     let mask = IPv4Address.mask(prefixLength: Int(length))
     guard router == .unspecified || router.value & mask == value.value & mask else { return 0 }
     mutex.withLock {
@@ -370,10 +393,12 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
   }
 
   func counters(text: UnsafeMutableRawBufferPointer) -> Int {
-    let (copy, reasons, held) = mutex.withLock { (counts, dropped.list, reassembly.bytesHeld) }
+    let (copy, reasons, held, evicted) = mutex.withLock {
+      (counts, dropped.list, reassembly.bytesHeld, reassembly.evicted)
+    }
     var writer = TextWriter(text)
     writer.line(
-      "ipv4: received \(copy.received), delivered \(copy.delivered), reassembled \(copy.reassembled) (\(held) bytes held), sent \(copy.sent) (\(copy.fragmentsSent) fragments), ICMP errors sent \(copy.errorsSent)"
+      "ipv4: received \(copy.received), delivered \(copy.delivered), reassembled \(copy.reassembled) (\(held) bytes held, \(evicted) evicted), sent \(copy.sent) (\(copy.fragmentsSent) fragments), ICMP errors sent \(copy.errorsSent)"
     )
     for (reason, count) in reasons { writer.line("ipv4: dropped \(count): \(reason)") }
     return writer.finish()
@@ -382,7 +407,7 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
   // MARK: Runnable (the timer): reassembly time-outs
 
   func run() {
-    let time = UInt64(now())
+    let time = now()
     let expired = mutex.withLock { reassembly.expire(now: time) }
     for datagram in expired {
       drop("reassembly timed out")

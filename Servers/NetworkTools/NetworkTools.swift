@@ -185,6 +185,8 @@ final class Commands: ShellToolsImplementation {
 
   /// The address of `host` (a dotted address or a name), or nil after saying why not.
   private func resolve(_ host: [UInt8], for command: StaticString) -> IPv4Address? {
+    // An address is no name: the resolver's answers under 256 are reasons, not addresses.
+    if let address = host.withUnsafeBufferPointer({ IPv4Address(parsing: $0) }) { return address }
     guard host.count <= 253 else {
       line("\(command): a name has at most 253 characters")
       return nil

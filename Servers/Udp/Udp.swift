@@ -10,6 +10,7 @@
 
 import KernelCore
 import ServerRuntime
+import TesseraABI
 
 func say(_ message: KernelMessage) {
   message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
@@ -41,7 +42,7 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
   let areas: PacketAreas
   let mutex: ServerMutex
   var bindings: [Binding] = []
-  private var nextEphemeral: UInt16 = 49152
+  private var random = RandomNumbers(seed: tessera_timestamp())
   var counts = (
     received: 0, delivered: 0, sent: 0, malformed: 0, closedPort: 0, queueFull: 0, tooLong: 0, errorsIn: 0
   )
@@ -69,10 +70,11 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
       guard bindings.count < Layer.maximumSockets else { return nil }
       var candidate = UInt16(port)
       if candidate == 0 {
-        // The next free ephemeral port (RFC 6335: 49152-65535).
-        for _ in 0..<16384 {
-          let next = nextEphemeral
-          nextEphemeral = nextEphemeral == 65535 ? 49152 : nextEphemeral + 1
+        // A free ephemeral port (RFC 6335: 49152-65535), from a random start (RFC 6056),
+        // so a reply's port cannot be guessed from the last one.
+        let start = UInt16(truncatingIfNeeded: random.next(stirring: tessera_timestamp()) >> 50)  // 0..<16384
+        for step in 0..<UInt16(16384) {
+          let next = 49152 + (start &+ step) % 16384
           if !bindings.contains(where: { $0.port == next }) {
             candidate = next
             break
@@ -126,24 +128,25 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
 
   /// Queues `arrival` on the socket of `port`; false if no socket has it.
   private func enqueue(_ arrival: Arrival, port: UInt16) -> Bool {
-    let (found, wake): (Bool, Semaphore?) = mutex.withLock {
+    mutex.withLock {
       guard let index = bindings.firstIndex(where: { $0.port == port }) else {
         if arrival.kind == 1 { counts.closedPort += 1 }
-        return (false, nil)
+        return false
       }
       guard bindings[index].queue.count < Layer.maximumQueued,
         bindings[index].queuedBytes + arrival.data.count <= Layer.maximumQueuedBytes
       else {
         counts.queueFull += 1
-        return (true, nil)
+        return true
       }
       bindings[index].queue.append(arrival)
       bindings[index].queuedBytes += arrival.data.count
       if arrival.kind == 1 { counts.delivered += 1 }
-      return (true, bindings[index].arrivals)
+      // Signalled under the lock (a kernel call, which calls nothing back): `close` could
+      // otherwise release the semaphore in between, and its handle go to the next socket.
+      try? bindings[index].arrivals.signal()
+      return true
     }
-    try? wake?.signal()
-    return found
   }
 
   func error(type: UInt, code: UInt, area: UInt, offset: UInt, length: UInt) {

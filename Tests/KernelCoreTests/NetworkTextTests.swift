@@ -75,3 +75,35 @@ import Testing
     #expect(areas.sendBuffer(1, from: PacketAreas.bufferSize + 1) == nil)
   }
 }
+
+@Suite struct RandomNumbersTests {
+  @Test func drawsDifferAndTheStirringMatters() {
+    var first = RandomNumbers(seed: 1)
+    var second = RandomNumbers(seed: 1)
+    let a = (0..<1000).map { first.next(stirring: UInt64($0)) }
+    let b = (0..<1000).map { second.next(stirring: UInt64($0) &+ 7) }
+    #expect(Set(a).count == 1000)
+    #expect(a != b, "the same seed stirred differently gives other numbers")
+    var zero = RandomNumbers(seed: 0)
+    #expect(zero.next(stirring: 0) != 0)
+    // 16-bit fields drawn from it spread over the range.
+    let low = Set(a.map { UInt16(truncatingIfNeeded: $0 >> 17) })
+    #expect(low.count > 950)
+  }
+}
+
+@Suite struct UptimeTests {
+  @Test func theWrapAfter49DaysDoesNotTurnTimeBack() {
+    var uptime = Uptime()
+    #expect(uptime.extend(1_000) == 1_000)
+    #expect(uptime.extend(1 << 31) == 1 << 31)  // read at least every 24 days
+    #expect(uptime.extend(UInt32.max - 10) == UInt64(UInt32.max - 10))
+    #expect(uptime.extend(5) == (1 << 32) + 5, "after the wrap")
+    // A late reading from before the wrap keeps its epoch; time goes on after it.
+    #expect(uptime.extend(UInt32.max - 3) == UInt64(UInt32.max - 3))
+    #expect(uptime.extend(20) == (1 << 32) + 20)
+    // A reading a little older than the last one is no wrap.
+    #expect(uptime.extend(15) == (1 << 32) + 15)
+    #expect(uptime.extend(30) == (1 << 32) + 30)
+  }
+}

@@ -54,6 +54,7 @@ private func runStackTest(_ arguments: [String]) throws -> (checks: [(String, Bo
     let expected: Set = [
       "arp_request_answered", "arp_retried_then_datagram_sent", "arp_gives_up_after_three_requests",
       "icmp_port_unreachable", "icmp_protocol_unreachable", "no_error_for_broadcast",
+      "no_error_for_link_broadcast",
       "bad_packets_not_answered",
       "fragments_reassembled_and_echo_fragmented", "overlapping_fragments_refused",
       "incomplete_datagram_times_out", "drops_counted_by_reason", "answers_after_fuzzing",
