@@ -38,7 +38,9 @@ struct Waiting {
   }
 }
 
-final class Resolver: AddressResolutionImplementation, EthernetReceiverImplementation, RunnableImplementation
+final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
+  EthernetReceiverImplementation,
+  RunnableImplementation
 {
   private let areas: PacketAreas
   private let mac: MacAddress
@@ -170,6 +172,8 @@ final class Resolver: AddressResolutionImplementation, EthernetReceiverImplement
     }
     return 1
   }
+
+  func status() -> ArpStatus { ArpStatus.export(self)! }
 
   func entries(text: UnsafeMutableRawBufferPointer) -> Int {
     let time = now()

@@ -27,7 +27,7 @@ struct Counts {
   var sendRefused = 0
 }
 
-final class Link: EthernetLinkImplementation, RunnableImplementation {
+final class Link: EthernetLinkImplementation, LinkStatusImplementation, RunnableImplementation {
   static let bufferSize = 2048
   static let sendBufferCount = 16
   private let port: FramePort
@@ -196,6 +196,8 @@ final class Link: EthernetLinkImplementation, RunnableImplementation {
   }
 
   func mtu() -> UInt { 1500 }
+
+  func status() -> LinkStatus { LinkStatus.export(self)! }
 
   func counters(text: UnsafeMutableRawBufferPointer) -> Int {
     var device = [UInt8](repeating: 0, count: 512)

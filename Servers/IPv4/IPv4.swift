@@ -28,7 +28,9 @@ struct Reasons {
   }
 }
 
-final class Layer: InternetImplementation, EthernetReceiverImplementation, RunnableImplementation {
+final class Layer: InternetImplementation, InternetStatusImplementation, EthernetReceiverImplementation,
+  RunnableImplementation
+{
   static let mtu = 1500
 
   private let receiveMemory: Memory
@@ -373,6 +375,8 @@ final class Layer: InternetImplementation, EthernetReceiverImplementation, Runna
     _ = try? Required.arp.setAddress(address: UInt(value.value))
     return 1
   }
+
+  func status() -> InternetStatus { InternetStatus.export(self)! }
 
   func address() -> UInt { mutex.withLock { UInt(hostAddress.value) } }
   func prefixLength() -> UInt { mutex.withLock { UInt(hostPrefixLength) } }
