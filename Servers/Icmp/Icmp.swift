@@ -40,23 +40,21 @@ final class Layer: EchoImplementation, IPv4ReceiverImplementation {
   )
 
   init?() {
-    guard let receive = (try? Required.ip.receiveBuffers()) ?? nil,
-      let reassembly = (try? Required.ip.reassemblyBuffer()) ?? nil,
-      let send = (try? Required.ip.sendBuffers()) ?? nil,
-      let receiveAddress = try? Required.memory.map(memory: receive, writable: 0), receiveAddress != 0,
-      let reassemblyAddress = try? Required.memory.map(memory: reassembly, writable: 0),
-      reassemblyAddress != 0,
-      let sendAddress = try? Required.memory.map(memory: send, writable: 1), sendAddress != 0,
+    guard
+      let areas = PacketAreas(
+        receive: (try? Required.ip.receiveBuffers()) ?? nil,
+        reassembly: (try? Required.ip.reassemblyBuffer()) ?? nil,
+        send: (try? Required.ip.sendBuffers()) ?? nil,
+        map: { memory, writable in (try? Required.memory.map(memory: memory, writable: writable)) ?? 0 }),
       let lock = try? Required.sync.makeSemaphore(count: 0)
     else { return nil }
-    for memory in [receive, reassembly, send] { _ = memory.release() }
     var semaphores: [Semaphore] = []
     for _ in 0..<Layer.waiters {
       guard let semaphore = try? Required.sync.makeSemaphore(count: 0) else { return nil }
       semaphores.append(semaphore)
     }
     wakeups = semaphores
-    areas = PacketAreas(receive: receiveAddress, reassembly: reassemblyAddress, send: sendAddress)
+    self.areas = areas
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
   }
 

@@ -257,3 +257,21 @@ public final class ServerMutex {
     return body()
   }
 }
+
+extension PacketAreas {
+  /// The areas of a protocol above IPv4, mapped in this server: `receive` and `reassembly`
+  /// read-only, `send` writable, as the IPv4 layer hands them out (nil: it did not), with
+  /// `map` (the server's `MemoryService.map`, giving the address or 0). The references are
+  /// released afterwards: the mappings keep the memory. Nil if one is missing or unmapped.
+  public init?<Area: InterfaceReference>(
+    receive: Area?, reassembly: Area?, send: Area?, map: (Area, UInt) -> UInt
+  ) {
+    guard let receive, let reassembly, let send else { return nil }
+    defer { for area in [receive, reassembly, send] { area.release() } }
+    let receiveAddress = map(receive, 0)
+    let reassemblyAddress = map(reassembly, 0)
+    let sendAddress = map(send, 1)
+    guard receiveAddress != 0, reassemblyAddress != 0, sendAddress != 0 else { return nil }
+    self.init(receive: receiveAddress, reassembly: reassemblyAddress, send: sendAddress)
+  }
+}
