@@ -48,6 +48,9 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
   private var cache = ArpCache()
   private var address = IPv4Address.unspecified
   private var lastConflictReport: UInt64?
+  /// The address a probe asks about, and whether someone answered for it.
+  private var probing: (address: IPv4Address, answered: Bool)?
+  private let probeAnswer: Semaphore
   private var counts = (
     requestsIn: 0, repliesIn: 0, requestsOut: 0, repliesOut: 0, malformed: 0, dropped: 0, conflicts: 0
   )
@@ -68,6 +71,8 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
     mac = bytes.withUnsafeBytes { MacAddress($0) }
     areas = PacketAreas(receive: receiveAddress, reassembly: 0, send: sendAddress)
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
+    guard let answer = try? Required.sync.makeSemaphore(count: 0) else { return nil }
+    probeAnswer = answer
   }
 
   private var uptime = Uptime()
@@ -93,12 +98,14 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
 
   /// Sends an ARP packet (request or reply).
   private func sendArp(
-    operation: UInt16, targetHardware: MacAddress, target: IPv4Address, to destination: MacAddress
+    operation: UInt16, targetHardware: MacAddress, target: IPv4Address, to destination: MacAddress,
+    probing: Bool = false
   ) {
     guard let buffer = try? Required.link.allocate(), buffer != 0,
       let frame = areas.sendBuffer(buffer, from: EthernetFrame.Offset.payload)
     else { return }
-    let source = mutex.withLock { address }
+    // A probe names no sender address (RFC 5227 2.1.1): it must not teach anyone ours.
+    let source = probing ? IPv4Address.unspecified : mutex.withLock { address }
     ArpPacket.emit(
       into: frame, operation: operation, senderHardware: mac, senderProtocol: source,
       targetHardware: targetHardware, targetProtocol: target)
@@ -161,6 +168,29 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
     }
   }
 
+  func probe(address: UInt, milliseconds: UInt) -> UInt {
+    let target = IPv4Address(value: UInt32(truncatingIfNeeded: address))
+    guard target != .unspecified, milliseconds <= 10_000 else { return 2 }
+    let started = mutex.withLock {
+      guard probing == nil else { return false }
+      probing = (target, false)
+      return true
+    }
+    guard started else { return 2 }
+    sendArp(
+      operation: ArpPacket.request, targetHardware: MacAddress(0, 0, 0, 0, 0, 0), target: target,
+      to: .broadcast,
+      probing: true)
+    _ = try? probeAnswer.waitFor(milliseconds: milliseconds)
+    let answered = mutex.withLock {
+      defer { probing = nil }
+      return probing?.answered ?? false
+    }
+    // An answer that came as the time ran out left a unit: take it for the next probe.
+    _ = try? probeAnswer.waitFor(milliseconds: 0)
+    return answered ? 1 : 0
+  }
+
   func setAddress(address new: UInt) -> UInt {
     let value = IPv4Address(value: UInt32(truncatingIfNeeded: new))
     mutex.withLock { address = value }
@@ -215,6 +245,14 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
         // One line in 10 s at most: a flood of claims must not flood the console.
         report = lastConflictReport == nil || time &- lastConflictReport! >= 10_000
         if report { lastConflictReport = time }
+      }
+      // A probe's address is taken if its owner speaks, or another station probes for it
+      // too (RFC 5227 2.1.1).
+      if let asked = probing, !asked.answered, hardware != mac,
+        sender == asked.address || (sender == .unspecified && packet.targetProtocol == asked.address)
+      {
+        probing?.answered = true
+        try? probeAnswer.signal()
       }
       // RFC 826's merge: update a known sender; add one only if the packet is for us.
       let ready =

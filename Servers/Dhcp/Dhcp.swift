@@ -18,6 +18,8 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
   private var state = DhcpClient.State.initial
   private var lease: DhcpClient.Lease?
   private var leasedAt: UInt = 0
+  /// The state machine: only the client's thread touches it.
+  private var machine: DhcpClient
 
   init?() {
     guard let lock = try? Required.sync.makeSemaphore(count: 0) else { return nil }
@@ -26,6 +28,12 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
       return nil
     }
     mac = bytes.withUnsafeBytes { MacAddress($0) }
+    // A random transaction number: a forger off the link must guess it.
+    var random = RandomNumbers(
+      seed: UInt64(bytes[2]) << 24 | UInt64(bytes[3]) << 16 | UInt64(bytes[4]) << 8 | UInt64(bytes[5]))
+    machine = DhcpClient(
+      hardware: mac, transaction: UInt32(truncatingIfNeeded: random.next(stirring: tessera_timestamp()) >> 32)
+    )
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
   }
 
@@ -65,6 +73,11 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
             "dhcp: the lease of \(lease.address) from \(lease.server) makes no sense to the IPv4 layer; not used"
           )
         }
+      case .probe(let lease):
+        // RFC 2131 4.4.1: make sure no other host uses the address before taking it.
+        let taken = (try? Required.arp.probe(address: UInt(lease.address.value), milliseconds: 1000)) == 1
+        if taken { say("dhcp: \(lease.address) is in use by another host; declined, starting over in 10 s") }
+        perform(machine.probed(inUse: taken, now: clientNow()), socket: socket)
       case .unconfigure:
         _ = try? Required.ip.configure(address: 0, prefixLength: 0, gateway: 0)
         mutex.withLock { lease = nil }
@@ -79,13 +92,7 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
       say("dhcp: port 68 is taken; no DHCP")
       return
     }
-    // A random transaction number: a forger off the link must guess it.
-    let bytes = mac.bytes
-    var random = RandomNumbers(
-      seed: UInt64(bytes.2) << 24 | UInt64(bytes.3) << 16 | UInt64(bytes.4) << 8 | UInt64(bytes.5))
-    let transaction = UInt32(truncatingIfNeeded: random.next(stirring: tessera_timestamp()) >> 32)
-    var client = DhcpClient(hardware: mac, transaction: transaction)
-    perform(client.start(now: clientNow()), socket: socket)
+    perform(machine.start(now: clientNow()), socket: socket)
     var message = [UInt8](repeating: 0, count: 1500)
     var sender = [UInt8](repeating: 0, count: 8)
     while true {
@@ -101,11 +108,11 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
           try? DhcpMessage(UnsafeRawBufferPointer(rebasing: $0[0..<count]))
         })
       {
-        actions = client.receive(parsed, now: clientNow())
+        actions = machine.receive(parsed, now: clientNow())
       }
-      actions += client.tick(now: clientNow())
+      actions += machine.tick(now: clientNow())
       perform(actions, socket: socket)
-      let current = client.state
+      let current = machine.state
       mutex.withLock { state = current }
     }
   }
@@ -116,6 +123,8 @@ final class Client: DhcpClientStateImplementation, RunnableImplementation {
     let names: [(DhcpClient.State, StaticString)] = [
       (.initial, "starting"), (.selecting, "selecting (discover sent)"), (.requesting, "requesting"),
       (.bound, "bound"), (.renewing, "renewing"), (.rebinding, "rebinding"),
+      (.checking, "checking the address (ARP probe)"),
+      (.declined, "declined an address in use; starting over"),
     ]
     let name = names.first(where: { $0.0 == state })?.1 ?? "unknown"
     writer.line("dhcp: \(name)")

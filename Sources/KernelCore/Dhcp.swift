@@ -43,6 +43,8 @@ public struct DhcpMessage {
     public static let offer: UInt8 = 2
     /// From a client: that address, please (or renew it).
     public static let request: UInt8 = 3
+    /// From a client: that address is in use by another host.
+    public static let decline: UInt8 = 4
     /// From a server: yours, for the lease.
     public static let acknowledge: UInt8 = 5
     /// From a server: no.
@@ -193,7 +195,7 @@ public struct DhcpMessage {
     option(Option.messageType, [type])
     if let requested { option(Option.requestedAddress, bytes(requested)) }
     if let server { option(Option.serverIdentifier, bytes(server)) }
-    if type != MessageType.release {
+    if type != MessageType.release && type != MessageType.decline {
       option(Option.parameterRequest, [Option.subnetMask, Option.router, Option.dnsServer, Option.leaseTime])
     }
     buffer[offset] = Option.end

@@ -3,7 +3,9 @@
 //
 // Contract: times are milliseconds of any monotonic clock. `start`, `receive` and `tick`
 // return the actions to take, in order: send a message (broadcast, or to the server once
-// bound), configure a lease, or drop the configuration. Discover and request are sent
+// bound), check that no other host uses a new address (an ARP probe, RFC 2131 4.4.1:
+// `probed` says what it found; an address in use is declined and the client starts over
+// after 10 s), configure a lease, or drop the configuration. Discover and request are sent
 // again with back-off (4, 8, 16, 32, 64 s); four requests without an answer start over
 // with a discover. Bound, the client renews with its server at T1 (option 58, else half
 // the lease), rebinds by broadcast at T2 (option 59, else seven eighths), asking again
@@ -28,6 +30,10 @@ public struct DhcpClient {
     public static let renewing = State(value: 4)
     /// Past T2: asking any server.
     public static let rebinding = State(value: 5)
+    /// Acknowledged: waiting for the probe of the new address (`probed`).
+    public static let checking = State(value: 6)
+    /// The address was in use and declined: starting over after 10 s.
+    public static let declined = State(value: 7)
   }
 
   /// An address and what came with it.
@@ -50,6 +56,9 @@ public struct DhcpClient {
   public enum Action: Sendable {
     /// Send `message` (a UDP payload, port 68 to 67): to `server`, or broadcast if nil.
     case send(message: [UInt8], to: IPv4Address?)
+    /// Check that no other host uses the lease's address (an ARP probe), then call
+    /// `probed(inUse:now:)` with what was found.
+    case probe(Lease)
     /// Use this lease (address, mask, gateway, DNS).
     case configure(Lease)
     /// The address is no longer ours.
@@ -65,6 +74,8 @@ public struct DhcpClient {
   private var attempts = 0
   private var nextSend: UInt64 = 0
   private var offered: (address: IPv4Address, server: IPv4Address)?
+  /// A new lease being probed.
+  private var pending: Lease?
   private var leaseStart: UInt64 = 0
   private var renewAt: UInt64 = 0
   private var rebindAt: UInt64 = 0
@@ -112,14 +123,20 @@ public struct DhcpClient {
         server: message.serverIdentifier ?? lease?.server ?? offered?.server ?? IPv4Address(value: 0),
         seconds: seconds)
       let changed = granted != lease
-      lease = granted
-      state = .bound
+      let isNewAddress = granted.address != lease?.address
       leaseStart = now
       let length = UInt64(seconds) * 1000
       renewAt = now + (message.renewalTime.map { UInt64($0) * 1000 } ?? length / 2)
       rebindAt = now + (message.rebindingTime.map { UInt64($0) * 1000 } ?? length * 7 / 8)
       endAt = now + length
       transaction &+= 1
+      if isNewAddress {
+        pending = granted
+        state = .checking
+        return [.probe(granted)]
+      }
+      lease = granted
+      state = .bound
       return changed ? [.configure(granted)] : []
     case (.requesting, DhcpMessage.MessageType.negativeAcknowledge),
       (.renewing, DhcpMessage.MessageType.negativeAcknowledge),
@@ -131,9 +148,39 @@ public struct DhcpClient {
     }
   }
 
+  /// What the probe of a new address found: free, the lease is configured; in use, it is
+  /// declined and the client starts over 10 s later (RFC 2131 3.1.5).
+  public mutating func probed(inUse: Bool, now: UInt64) -> [Action] {
+    guard state == .checking, let granted = pending else { return [] }
+    pending = nil
+    guard inUse else {
+      let replaced = lease != nil && lease != granted
+      lease = granted
+      state = .bound
+      return (replaced ? [.unconfigure] : []) + [.configure(granted)]
+    }
+    var buffer = [UInt8](repeating: 0, count: DhcpMessage.maximumEmitted)
+    let length = buffer.withUnsafeMutableBytes { bytes in
+      DhcpMessage.emit(
+        into: bytes, type: DhcpMessage.MessageType.decline, transaction: transaction, hardware: hardware,
+        requested: granted.address, server: granted.server)
+    }
+    transaction &+= 1
+    var actions: [Action] = [.send(message: Array(buffer.prefix(length)), to: nil)]
+    if lease != nil {
+      lease = nil
+      actions.append(.unconfigure)
+    }
+    state = .declined
+    nextSend = now + 10_000
+    return actions
+  }
+
   /// Time passed: what is due.
   public mutating func tick(now: UInt64) -> [Action] {
     switch state {
+    case .declined:
+      return now >= nextSend ? start(now: now) : []
     case .selecting, .requesting:
       guard now >= nextSend else { return [] }
       if state == .requesting && attempts >= Self.attemptsBeforeRestart {

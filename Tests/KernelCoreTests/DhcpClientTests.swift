@@ -35,6 +35,7 @@ import Testing
     _ = dhcp.start(now: 0)
     _ = try received(capture.dhcpPayload(1), by: &dhcp, now: 10)
     _ = try received(capture.dhcpPayload(3), by: &dhcp, now: 0)
+    _ = dhcp.probed(inUse: false, now: 0)
     return dhcp
   }
 
@@ -46,8 +47,13 @@ import Testing
     #expect(dhcp.state == .selecting && sent(discover.first)?.message == slirpsDiscover)
     let request = try received(capture.dhcpPayload(1), by: &dhcp, now: 10)
     #expect(dhcp.state == .requesting && sent(request.first)?.message == slirpsRequest)
-    let bound = try received(capture.dhcpPayload(3), by: &dhcp, now: 20)
-    guard case .configure(let lease) = bound.first else {
+    let acknowledged = try received(capture.dhcpPayload(3), by: &dhcp, now: 20)
+    guard case .probe(let probed) = acknowledged.first, dhcp.state == .checking else {
+      Issue.record("a new address is not probed first: \(acknowledged)")
+      return
+    }
+    let bound = dhcp.probed(inUse: false, now: 21)
+    guard case .configure(let lease) = bound.first, lease == probed else {
       Issue.record("no lease: \(bound)")
       return
     }
@@ -121,5 +127,27 @@ import Testing
       _ = requesting.tick(now: now)
     }
     #expect(requesting.state == .selecting && now == 60_000)
+  }
+
+  /// RFC 2131 4.4.1: an address another host answers for is declined, not used, and the
+  /// client starts over after 10 s.
+  @Test func anAddressInUseIsDeclinedAndTheClientStartsOver() throws {
+    var dhcp = DhcpClient(hardware: client, transaction: 0x5445_5353)
+    _ = dhcp.start(now: 0)
+    _ = try received(capture.dhcpPayload(1), by: &dhcp, now: 10)
+    _ = try received(capture.dhcpPayload(3), by: &dhcp, now: 20)
+    let actions = dhcp.probed(inUse: true, now: 1_000)
+    #expect(dhcp.state == .declined && dhcp.lease == nil && actions.count == 1)
+    guard let decline = sent(actions.first) else {
+      Issue.record("no decline sent: \(actions)")
+      return
+    }
+    #expect(decline.message[0] == 1 && decline.to == nil, "a client's message, broadcast")
+    // A decline (option 53 = 4) names the address (option 50) and the server (option 54).
+    let options = Array(decline.message[240...])
+    #expect(options.starts(with: [53, 1, 4, 50, 4, 10, 0, 2, 15, 54, 4, 10, 0, 2, 2]))
+    #expect(dhcp.tick(now: 10_999).isEmpty, "not before 10 s")
+    let again = dhcp.tick(now: 11_000)
+    #expect(dhcp.state == .selecting && sent(again.first) != nil)
   }
 }
