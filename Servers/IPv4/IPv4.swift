@@ -239,12 +239,13 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
     var offset = 0
     while offset < payload.count {
       let count = min(most, payload.count - offset)
-      guard let buffer = try? Required.link.allocate(), buffer != 0 else {
+      guard let buffer = try? Required.link.allocate(),
+        let fragment = areas.sendBuffer(buffer, from: PacketAreas.ipv4PayloadOffset)
+      else {
         drop("no send buffer")
         return 0
       }
-      areas.sendBuffer(buffer, from: PacketAreas.ipv4PayloadOffset)!.baseAddress!.copyMemory(
-        from: payload.baseAddress! + offset, byteCount: count)
+      fragment.baseAddress!.copyMemory(from: payload.baseAddress! + offset, byteCount: count)
       let last = offset + count == payload.count
       guard
         transmit(

@@ -156,7 +156,7 @@ final class Layer: EchoImplementation, IPv4ReceiverImplementation {
     case IcmpMessage.echoReply:
       mutex.withLock { counts.echoRepliesIn += 1 }
       let time = now()
-      answer(identifier: message.identifier, sequence: message.sequence) { sentAt in time &- sentAt + 1 }
+      answer(identifier: message.identifier, sequence: message.sequence) { sentAt in (time &- sentAt) &+ 1 }
     case IcmpMessage.destinationUnreachable, IcmpMessage.timeExceeded, 4, 12:
       // The quoted datagram (header and at least 8 bytes) follows the 8-byte header.
       mutex.withLock { counts.errorsIn += 1 }
