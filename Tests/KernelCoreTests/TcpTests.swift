@@ -1,0 +1,248 @@
+// TcpTests: TCP segments on the bytes Linux sent and answered on a veth pair
+// (Captures/linux-tcp.txt: a connection with Linux's SYN options, data, both FINs, and a
+// RST from a closed port), emit reproducing Linux's bytes, malformed segments each refused
+// with its reason, sequence numbers across the wrap, and RFC 6298's timeout.
+
+import Foundation
+import KernelCore
+import Testing
+
+@Suite struct TcpTests {
+  /// The captured frames, in order.
+  static let captured: [[UInt8]] = {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+      "Captures/linux-tcp.txt")
+    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
+      let hex = Array(line.split(separator: " ")[2].utf8)
+      return stride(from: 0, to: hex.count, by: 2).map {
+        UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
+      }
+    }
+  }()
+
+  let host = IPv4Address(10, 9, 0, 1)
+  let peer = IPv4Address(10, 9, 0, 2)
+
+  /// The TCP segment of captured frame `index` (after its IPv4 header), its addresses, and
+  /// its checksum completed the way the receiving side of a veth does when Linux left it
+  /// partial (the field then holds the pseudo-header's sum): the test's own arithmetic.
+  func segment(_ index: Int) -> (bytes: [UInt8], source: IPv4Address, destination: IPv4Address) {
+    let frame = Self.captured[index]
+    var bytes = Array(frame[34...])
+    let source = IPv4Address(UInt8(frame[26]), frame[27], frame[28], frame[29])
+    let destination = IPv4Address(frame[30], frame[31], frame[32], frame[33])
+    func fold(_ value: UInt32) -> UInt16 {
+      var total = value
+      while total > 0xFFFF { total = (total & 0xFFFF) + (total >> 16) }
+      return UInt16(total)
+    }
+    var pseudo: UInt32 = 6 + UInt32(bytes.count)
+    for address in [source, destination] { pseudo += address.value >> 16 + address.value & 0xFFFF }
+    let stored = UInt16(bytes[16]) << 8 | UInt16(bytes[17])
+    if stored == fold(pseudo) {
+      var sum = pseudo
+      bytes[16] = 0
+      bytes[17] = 0
+      for offset in stride(from: 0, to: bytes.count, by: 2) {
+        sum += UInt32(bytes[offset]) << 8 | (offset + 1 < bytes.count ? UInt32(bytes[offset + 1]) : 0)
+      }
+      let checksum = ~fold(sum)
+      bytes[16] = UInt8(checksum >> 8)
+      bytes[17] = UInt8(checksum & 0xFF)
+    }
+    return (bytes, source, destination)
+  }
+
+  func parse<Result>(_ index: Int, _ body: (TcpSegment) throws -> Result) throws -> Result {
+    let (bytes, source, destination) = segment(index)
+    return try bytes.withUnsafeBytes {
+      try body(try TcpSegment($0, source: source, destination: destination))
+    }
+  }
+
+  func reason(_ bytes: [UInt8], source: IPv4Address, destination: IPv4Address) -> String {
+    bytes.withUnsafeBytes { raw in
+      do throws(PacketError) {
+        _ = try TcpSegment(raw, source: source, destination: destination)
+        return "accepted"
+      } catch {
+        return error.reason.description
+      }
+    }
+  }
+
+  @Test func linuxsHandshakeParsesWithItsOptions() throws {
+    #expect(Self.captured.count == 12)
+    let syn = try parse(0) { segment in
+      #expect(segment.flags == .syn && segment.destinationPort == 7 && segment.window == 64240)
+      #expect(segment.options.maximumSegmentSize == 1460 && segment.options.windowScale == 10)
+      #expect(segment.options.sackPermitted && segment.options.timestamp?.echo == 0)
+      #expect(segment.sequenceLength == 1 && segment.payload.isEmpty)
+      return segment.sequence
+    }
+    try parse(1) { segment in
+      #expect(segment.flags == .syn | .ack && segment.sourcePort == 7)
+      #expect(segment.acknowledgment == syn + 1)
+      #expect(segment.options.maximumSegmentSize == 1460 && segment.options.sackPermitted)
+      #expect(segment.options.timestamp?.echo == 0xEF88_1107, "echoes the SYN's timestamp")
+    }
+    try parse(3) { segment in
+      #expect(segment.flags == .psh | .ack && segment.sequence == syn + 1)
+      #expect(Array(segment.payload) == Array("Tessera TCP test vector".utf8))
+      #expect(segment.options.timestamp != nil && segment.options.maximumSegmentSize == nil)
+    }
+    // Both FINs take one sequence number each.
+    for index in [7, 8] {
+      try parse(index) { segment in #expect(segment.flags == .fin | .ack && segment.sequenceLength == 1) }
+    }
+  }
+
+  @Test func linuxsResetVerifiesAsItCame() throws {
+    // Linux computed this one's checksum whole: our pseudo-header must agree with it.
+    let frame = Self.captured[11]
+    let bytes = Array(frame[34...])
+    try bytes.withUnsafeBytes { raw in
+      let segment = try TcpSegment(raw, source: peer, destination: host)
+      #expect(segment.flags == .rst | .ack && segment.sourcePort == 9 && segment.window == 0)
+    }
+  }
+
+  @Test func emitWritesLinuxsBytes() throws {
+    for index in [0, 1, 3, 7] {
+      let (bytes, source, destination) = segment(index)
+      let written = try bytes.withUnsafeBytes { raw in
+        let linux = try TcpSegment(raw, source: source, destination: destination)
+        var out = [UInt8](repeating: 0, count: 1500)
+        let length = out.withUnsafeMutableBytes { buffer in
+          let header = TcpSegment.headerLength(options: linux.options)
+          for (offset, byte) in linux.payload.enumerated() { buffer[header + offset] = byte }
+          return TcpSegment.emit(
+            into: buffer, sourcePort: linux.sourcePort, destinationPort: linux.destinationPort,
+            sequence: linux.sequence, acknowledgment: linux.acknowledgment, flags: linux.flags,
+            window: linux.window, options: linux.options, payloadLength: linux.payload.count, source: source,
+            destination: destination)
+        }
+        return Array(out[0..<length])
+      }
+      #expect(written == bytes, "segment \(index)")
+    }
+  }
+
+  @Test func malformedSegmentsAreRefusedWithTheirReasons() {
+    let (syn, source, destination) = segment(0)
+    #expect(
+      reason(Array(syn[0..<19]), source: source, destination: destination) == "shorter than a TCP header")
+    var short = syn
+    short[12] = 0x40
+    #expect(reason(short, source: source, destination: destination) == "TCP data offset under 5")
+    var long = syn
+    long[12] = 0xF0
+    #expect(reason(long, source: source, destination: destination) == "TCP header longer than the segment")
+    var corrupt = syn
+    corrupt[4] ^= 1
+    #expect(reason(corrupt, source: source, destination: destination) == "TCP checksum is wrong")
+    #expect(reason(syn, source: source, destination: IPv4Address(10, 9, 0, 3)) == "TCP checksum is wrong")
+
+    /// `syn`'s header with `options` instead of its own, its checksum redone.
+    func withOptions(_ options: [UInt8]) -> String {
+      var bytes = Array(syn[0..<20]) + options
+      bytes[12] = UInt8(bytes.count / 4) << 4
+      return reasonAfterFixing(bytes, source: source, destination: destination)
+    }
+    #expect(withOptions([2, 4, 5, 0xB4, 1, 1, 1, 0]) == "accepted")
+    #expect(withOptions([2, 3, 5, 0, 0, 0, 0, 0]) == "TCP MSS option is not 4 bytes")
+    #expect(withOptions([3, 2, 1, 1, 0, 0, 0, 0]) == "TCP window scale option is not 3 bytes")
+    #expect(withOptions([4, 3, 1, 1, 0, 0, 0, 0]) == "TCP SACK-permitted option is not 2 bytes")
+    #expect(withOptions([8, 8, 1, 1, 1, 1, 1, 1]) == "TCP timestamp option is not 10 bytes")
+    #expect(withOptions([5, 8, 1, 1, 1, 1, 1, 1]) == "TCP SACK option is not 2 + 8n bytes (n 1 to 4)")
+    #expect(withOptions([1, 1, 1, 1, 1, 1, 1, 99]) == "TCP option runs past the header")
+    #expect(withOptions([1, 1, 1, 1, 1, 1, 99, 3]) == "TCP option runs past the header")
+    #expect(withOptions([99, 0, 0, 0, 0, 0, 0, 0]) == "TCP option length under 2")
+    #expect(withOptions([99, 4, 7, 7, 0, 0, 0, 0]) == "accepted", "unknown options are skipped")
+    #expect(withOptions([3, 3, 20, 0, 0, 0, 0, 0]) == "accepted")
+  }
+
+  /// Recomputes `bytes`' checksum with the test's own arithmetic, then parses.
+  func reasonAfterFixing(_ bytes: [UInt8], source: IPv4Address, destination: IPv4Address) -> String {
+    var fixed = bytes
+    fixed[16] = 0
+    fixed[17] = 0
+    var sum: UInt32 = 6 + UInt32(fixed.count)
+    for address in [source, destination] { sum += address.value >> 16 + address.value & 0xFFFF }
+    for offset in stride(from: 0, to: fixed.count, by: 2) {
+      sum += UInt32(fixed[offset]) << 8 | (offset + 1 < fixed.count ? UInt32(fixed[offset + 1]) : 0)
+    }
+    while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+    let checksum = ~UInt16(sum)
+    fixed[16] = UInt8(checksum >> 8)
+    fixed[17] = UInt8(checksum & 0xFF)
+    return reason(fixed, source: source, destination: destination)
+  }
+
+  @Test func aWindowScaleOver14IsTakenAs14() throws {
+    var options = TcpSegment.Options()
+    options.windowScale = 20
+    var out = [UInt8](repeating: 0, count: 64)
+    let length = out.withUnsafeMutableBytes { buffer in
+      TcpSegment.emit(
+        into: buffer, sourcePort: 1, destinationPort: 2, sequence: SequenceNumber(5),
+        acknowledgment: SequenceNumber(0), flags: .syn, window: 100, options: options, payloadLength: 0,
+        source: host, destination: peer)
+    }
+    try out.withUnsafeBytes { raw in
+      let segment = try TcpSegment(
+        UnsafeRawBufferPointer(rebasing: raw[0..<length]), source: host, destination: peer)
+      #expect(segment.options.windowScale == 14)
+    }
+  }
+
+  @Test func sequenceNumbersCompareAcrossTheWrap() {
+    let late = SequenceNumber(0xFFFF_FFF0)
+    let early = late + 0x20  // wrapped to 0x10
+    #expect(early.value == 0x10 && late < early && early > late && early - late == 0x20)
+    #expect(late <= late && late >= late && !(late < late))
+    #expect(SequenceNumber(0) - SequenceNumber(0x8000_0001) > 0, "within half the space: after")
+  }
+
+  @Test func theTimeoutFollowsRfc6298() {
+    var timeout = RetransmissionTimeout()
+    #expect(timeout.milliseconds == 1_000 && timeout.smoothed == nil)
+    timeout.sample(100)  // SRTT 100, RTTVAR 50: RTO = 100 + 4 * 50
+    #expect(timeout.smoothed == 100 && timeout.milliseconds == 300)
+    timeout.sample(100)  // RTTVAR 37.5: RTO = 100 + 150
+    #expect(timeout.milliseconds == 250)
+    for _ in 0..<50 { timeout.sample(10) }
+    #expect(timeout.milliseconds == RetransmissionTimeout.minimum, "never under 200 ms")
+    for _ in 0..<20 { timeout.backOff() }
+    #expect(timeout.milliseconds == RetransmissionTimeout.maximum, "doubling stops at 60 s")
+    timeout.sample(40)
+    #expect(timeout.milliseconds < 1_000, "a new sample ends the back-off")
+  }
+
+  @Test func fuzzedSegmentsNeverTrap() {
+    var state: UInt64 = 0x1234_5678_9ABC_DEF0
+    func next() -> UInt64 {
+      state ^= state << 13
+      state ^= state >> 7
+      state ^= state << 17
+      return state
+    }
+    let (syn, source, destination) = segment(0)
+    var accepted = 0
+    for _ in 0..<20_000 {
+      var bytes = Array(syn.prefix(Int(next() % UInt64(syn.count + 1))))
+      for _ in 0..<Int(next() % 6) where !bytes.isEmpty {
+        bytes[Int(next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: next())
+      }
+      if reasonAfterFixing(
+        bytes + [UInt8](repeating: 0, count: max(0, 18 - bytes.count)), source: source,
+        destination: destination)
+        == "accepted"
+      {
+        accepted += 1
+      }
+    }
+    #expect(accepted > 0, "some mutations stay valid")
+  }
+}
