@@ -1,0 +1,506 @@
+// TcpConnection: one TCP connection's state machine (RFC 9293 3.3.2 and 3.10), driven by
+// segments, the application and time, for the TCP server (issue 13): a first, plain core
+// that later work extends (RFC 5961 checks, congestion control, SACK, delayed ACKs).
+//
+// Contract: times are milliseconds of any monotonic clock. `open`/`listen`, `receive`,
+// `send`, `close`, `abort` and `tick` update the state and queue what must go out in
+// `outgoing` (the caller drains it and adds IP and ports), and what the application must
+// hear in `events`. Data is acknowledged cumulatively; segments that arrive ahead of
+// `receiveNext` wait in an out-of-order queue of at most `receiveCapacity` bytes (with the
+// in-order data); what the application has not read counts against the advertised window.
+// Unacknowledged data is sent again from `sendUnacknowledged` when the retransmission
+// timeout (RetransmissionTimeout) runs out, the timeout doubling each time; after
+// `maximumRetransmissions` in a row the connection is reset. Round trips are sampled from
+// segments not sent twice (Karn). TIME-WAIT lasts `timeWait`. The peer's window is
+// respected, probing a zero window with one byte at the timeout. No window scaling (the
+// window is at most 65,535 bytes).
+
+/// A segment to send: the caller writes it with `TcpSegment.emit`.
+public struct OutgoingSegment: Equatable, Sendable {
+  /// Its sequence number.
+  public var sequence: SequenceNumber
+  /// What it acknowledges (with ACK).
+  public var acknowledgment: SequenceNumber
+  /// Its control bits.
+  public var flags: TcpSegment.Flags
+  /// The window advertised.
+  public var window: UInt16
+  /// The MSS option (SYN only).
+  public var maximumSegmentSize: UInt16?
+  /// The data.
+  public var payload: [UInt8]
+}
+
+/// One TCP connection.
+public struct TcpConnection {
+  /// Where the connection is (RFC 9293 3.3.2).
+  public struct State: Equatable, Sendable {
+    let value: UInt8
+    /// No connection.
+    public static let closed = State(value: 0)
+    /// Waiting for a SYN.
+    public static let listen = State(value: 1)
+    /// A SYN went out; waiting for the peer's.
+    public static let synSent = State(value: 2)
+    /// A SYN came and ours went out; waiting for its acknowledgment.
+    public static let synReceived = State(value: 3)
+    /// Open both ways.
+    public static let established = State(value: 4)
+    /// Our FIN went out; the peer may still send.
+    public static let finWait1 = State(value: 5)
+    /// Our FIN is acknowledged; waiting for the peer's.
+    public static let finWait2 = State(value: 6)
+    /// The peer's FIN came; we may still send.
+    public static let closeWait = State(value: 7)
+    /// Both FINs crossed; waiting for ours to be acknowledged.
+    public static let closing = State(value: 8)
+    /// The peer closed first and our FIN went out.
+    public static let lastAck = State(value: 9)
+    /// Both closed; old segments die out.
+    public static let timeWait = State(value: 10)
+  }
+
+  /// What the application must hear.
+  public struct Event: Equatable, Sendable {
+    let value: UInt8
+    /// The handshake completed.
+    public static let connected = Event(value: 0)
+    /// Data can be read.
+    public static let readable = Event(value: 1)
+    /// The peer will send no more (its FIN).
+    public static let peerClosed = Event(value: 2)
+    /// The connection was reset (by the peer, or after too many retransmissions).
+    public static let reset = Event(value: 3)
+    /// The connection is closed and can be forgotten.
+    public static let closed = Event(value: 4)
+  }
+
+  /// Bytes the receive side holds at most (in order and out of order).
+  public static let receiveCapacity = 65_535
+  /// Bytes the send side holds at most.
+  public static let sendCapacity = 65_535
+  /// Retransmissions of the same data before the connection is reset.
+  public static let maximumRetransmissions = 8
+  /// How long TIME-WAIT lasts (2 MSL, short: a host of this size cannot hold many).
+  public static let timeWait: UInt64 = 2_000
+
+  /// The state.
+  public private(set) var state = State.closed
+  /// Segments to send, oldest first.
+  public var outgoing: [OutgoingSegment] = []
+  /// Events for the application, oldest first.
+  public var events: [Event] = []
+  /// Retransmissions so far (a counter for `netstat`).
+  public private(set) var retransmissions = 0
+
+  // Send side (RFC 9293 3.3.1).
+  private var sendUnacknowledged = SequenceNumber(0)
+  private var sendNext = SequenceNumber(0)
+  private var initialSend = SequenceNumber(0)
+  private var peerWindow: UInt32 = 0
+  /// Data from `sendUnacknowledged` on: sent and not acknowledged, then not yet sent.
+  private var sendBuffer: [UInt8] = []
+  private var finQueued = false
+  private var finSent = false
+  private var peerMaximumSegment = 536
+  private let ourMaximumSegment: UInt16
+
+  // Receive side.
+  private var receiveNext = SequenceNumber(0)
+  /// In-order data the application has not read.
+  private var receiveBuffer: [UInt8] = []
+  /// Out-of-order data: start and bytes, sorted, apart.
+  private var outOfOrder: [(start: SequenceNumber, bytes: [UInt8])] = []
+  private var peerFinished = false
+
+  // Timers.
+  private var timeout = RetransmissionTimeout()
+  private var retransmitAt: UInt64?
+  private var retries = 0
+  /// The segment being timed: its end and when it was sent (Karn: none while resending).
+  private var timing: (end: SequenceNumber, sentAt: UInt64)?
+  private var timeWaitEnds: UInt64?
+
+  /// A connection that will use `initialSequence` (random, from the caller: RFC 6528) and
+  /// segments of at most `maximumSegment` bytes of data.
+  public init(initialSequence: SequenceNumber, maximumSegment: UInt16 = 1460) {
+    initialSend = initialSequence
+    sendUnacknowledged = initialSequence
+    sendNext = initialSequence
+    ourMaximumSegment = maximumSegment
+  }
+
+  // MARK: The application
+
+  /// Active open: sends a SYN.
+  public mutating func open(now: UInt64) {
+    guard state == .closed else { return }
+    state = .synSent
+    transmitSyn(acknowledging: false, now: now)
+  }
+
+  /// Passive open: waits for a SYN.
+  public mutating func listen() {
+    if state == .closed { state = .listen }
+  }
+
+  /// Queues `data` to send; returns how many bytes were taken (the rest does not fit).
+  public mutating func send(_ data: [UInt8], now: UInt64) -> Int {
+    guard state == .established || state == .closeWait || state == .synSent || state == .synReceived,
+      !finQueued
+    else { return 0 }
+    let taken = min(data.count, Self.sendCapacity - sendBuffer.count)
+    sendBuffer += data.prefix(taken)
+    transmitData(now: now)
+    return taken
+  }
+
+  /// Takes up to `count` bytes of received data.
+  public mutating func read(_ count: Int) -> [UInt8] {
+    let taken = Array(receiveBuffer.prefix(count))
+    let windowWasSmall = advertisedWindow < UInt16(min(Self.receiveCapacity / 2, 65_535))
+    receiveBuffer.removeFirst(taken.count)
+    // The window opened by at least half the buffer: tell the peer (no silly windows).
+    if !taken.isEmpty && windowWasSmall && advertisedWindow >= UInt16(Self.receiveCapacity / 2)
+      && state != .closed && state != .listen
+    {
+      acknowledge()
+    }
+    return taken
+  }
+
+  /// Bytes received and not read yet.
+  public var readable: Int { receiveBuffer.count }
+
+  /// Closes our side: a FIN follows the data queued.
+  public mutating func close(now: UInt64) {
+    switch state {
+    case .listen, .synSent:
+      state = .closed
+      events.append(.closed)
+    case .synReceived, .established:
+      finQueued = true
+      state = .finWait1
+      transmitData(now: now)
+    case .closeWait:
+      finQueued = true
+      state = .lastAck
+      transmitData(now: now)
+    default:
+      break
+    }
+  }
+
+  /// Ends the connection at once with a RST (RFC 9293 3.10.5).
+  public mutating func abort() {
+    if state != .closed && state != .listen && state != .synSent && state != .timeWait {
+      outgoing.append(segment(sendNext, flags: .rst))
+    }
+    becomeClosed(.reset)
+  }
+
+  // MARK: Segments
+
+  /// A segment for this connection arrived (checksum verified, ports matched).
+  public mutating func receive(_ incoming: TcpSegment, now: UInt64) {
+    receive(
+      sequence: incoming.sequence, acknowledgment: incoming.acknowledgment, flags: incoming.flags,
+      window: incoming.window, maximumSegmentSize: incoming.options.maximumSegmentSize,
+      payload: Array(incoming.payload), now: now)
+  }
+
+  /// A segment arrived, given by its fields (what `receive(_:now:)` reads from a segment).
+  public mutating func receive(
+    sequence: SequenceNumber, acknowledgment: SequenceNumber, flags: TcpSegment.Flags, window: UInt16,
+    maximumSegmentSize: UInt16?, payload: [UInt8], now: UInt64
+  ) {
+    switch state {
+    case .closed:
+      return
+    case .listen:
+      if flags.contains(.rst) { return }
+      if flags.contains(.ack) {
+        outgoing.append(
+          OutgoingSegment(
+            sequence: acknowledgment, acknowledgment: SequenceNumber(0), flags: .rst, window: 0,
+            maximumSegmentSize: nil, payload: []))
+        return
+      }
+      guard flags.contains(.syn) else { return }
+      receiveNext = sequence + 1
+      peerWindow = UInt32(window)
+      if let size = maximumSegmentSize { peerMaximumSegment = max(Int(size), 64) }
+      state = .synReceived
+      transmitSyn(acknowledging: true, now: now)
+      return
+    case .synSent:
+      if flags.contains(.ack) && (acknowledgment <= initialSend || acknowledgment > sendNext) {
+        if !flags.contains(.rst) {
+          outgoing.append(
+            OutgoingSegment(
+              sequence: acknowledgment, acknowledgment: SequenceNumber(0), flags: .rst, window: 0,
+              maximumSegmentSize: nil, payload: []))
+        }
+        return
+      }
+      if flags.contains(.rst) {
+        if flags.contains(.ack) { becomeClosed(.reset) }
+        return
+      }
+      guard flags.contains(.syn) else { return }
+      receiveNext = sequence + 1
+      peerWindow = UInt32(window)
+      if let size = maximumSegmentSize { peerMaximumSegment = max(Int(size), 64) }
+      if flags.contains(.ack) {
+        acknowledged(up: acknowledgment, now: now)
+        state = .established
+        events.append(.connected)
+        acknowledge()
+        transmitData(now: now)
+      } else {
+        // Simultaneous open: SYN-ACK ours again.
+        state = .synReceived
+        outgoing.append(
+          OutgoingSegment(
+            sequence: initialSend, acknowledgment: receiveNext, flags: .syn | .ack, window: advertisedWindow,
+            maximumSegmentSize: ourMaximumSegment, payload: []))
+      }
+      return
+    default:
+      break
+    }
+
+    // Synchronized states: is the segment acceptable (RFC 9293 3.10.7.4, first check)?
+    let length = UInt32(payload.count) + (flags.contains(.syn) ? 1 : 0) + (flags.contains(.fin) ? 1 : 0)
+    let window = UInt32(advertisedWindow)
+    let acceptable: Bool
+    if length == 0 {
+      acceptable =
+        window == 0 ? sequence == receiveNext : sequence >= receiveNext && sequence < receiveNext + window
+    } else {
+      let last = sequence + (length - 1)
+      acceptable =
+        window > 0
+        && ((sequence >= receiveNext && sequence < receiveNext + window)
+          || (last >= receiveNext && last < receiveNext + window))
+    }
+    guard acceptable else {
+      if !flags.contains(.rst) { acknowledge() }
+      return
+    }
+    if flags.contains(.rst) {
+      // RFC 5961 3.2: only a RST at exactly the next expected number resets; one elsewhere
+      // in the window gets a challenge ACK.
+      if sequence == receiveNext { becomeClosed(.reset) } else { acknowledge() }
+      return
+    }
+    if flags.contains(.syn) {
+      // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
+      acknowledge()
+      return
+    }
+    guard flags.contains(.ack) else { return }
+
+    // The acknowledgment.
+    if state == .synReceived {
+      guard acknowledgment > sendUnacknowledged, acknowledgment <= sendNext else {
+        outgoing.append(
+          OutgoingSegment(
+            sequence: acknowledgment, acknowledgment: SequenceNumber(0), flags: .rst, window: 0,
+            maximumSegmentSize: nil, payload: []))
+        return
+      }
+      state = .established
+      events.append(.connected)
+    }
+    if acknowledgment > sendNext {
+      acknowledge()  // acknowledges what we never sent
+      return
+    }
+    if acknowledgment > sendUnacknowledged { acknowledged(up: acknowledgment, now: now) }
+    if acknowledgment >= sendUnacknowledged { peerWindow = UInt32(window) }
+    let ourFinAcknowledged = finSent && sendUnacknowledged == sendNext
+    switch state {
+    case .finWait1 where ourFinAcknowledged: state = .finWait2
+    case .closing where ourFinAcknowledged: enterTimeWait(now: now)
+    case .lastAck where ourFinAcknowledged:
+      becomeClosed(.closed)
+      return
+    default: break
+    }
+
+    // The data.
+    if !payload.isEmpty && (state == .established || state == .finWait1 || state == .finWait2) {
+      accept(payload, at: sequence)
+    }
+    // The FIN, once everything before it has come.
+    if flags.contains(.fin) && sequence + UInt32(payload.count) == receiveNext && !peerFinished {
+      peerFinished = true
+      receiveNext = receiveNext + 1
+      events.append(.peerClosed)
+      switch state {
+      case .established, .synReceived: state = .closeWait
+      case .finWait1: state = ourFinAcknowledged ? .timeWait : .closing
+      case .finWait2: enterTimeWait(now: now)
+      default: break
+      }
+      if state == .timeWait { enterTimeWait(now: now) }
+    }
+    if length > 0 { acknowledge() }
+    transmitData(now: now)
+  }
+
+  /// Time passed: retransmissions, zero-window probes, the end of TIME-WAIT.
+  public mutating func tick(now: UInt64) {
+    if let ends = timeWaitEnds, now >= ends {
+      becomeClosed(.closed)
+      return
+    }
+    guard let due = retransmitAt, now >= due else { return }
+    retries += 1
+    guard retries <= Self.maximumRetransmissions else {
+      abort()
+      return
+    }
+    timeout.backOff()
+    timing = nil  // Karn: no sample from a segment sent twice
+    retransmissions += 1
+    if state == .synSent || state == .synReceived {
+      transmitSyn(acknowledging: state == .synReceived, now: now, again: true)
+      return
+    }
+    // Go back: send again from the first unacknowledged byte.
+    sendNext = sendUnacknowledged
+    finSent = false
+    transmitData(now: now, probe: peerWindow == 0)
+    retransmitAt = now + UInt64(timeout.milliseconds)
+  }
+
+  // MARK: Inside
+
+  private var advertisedWindow: UInt16 {
+    let held = receiveBuffer.count + outOfOrder.reduce(0) { $0 + $1.bytes.count }
+    return UInt16(max(0, min(Self.receiveCapacity - held, 65_535)))
+  }
+
+  private func segment(_ sequence: SequenceNumber, flags: TcpSegment.Flags, payload: [UInt8] = [])
+    -> OutgoingSegment
+  {
+    OutgoingSegment(
+      sequence: sequence, acknowledgment: receiveNext, flags: flags, window: advertisedWindow,
+      maximumSegmentSize: nil, payload: payload)
+  }
+
+  private mutating func acknowledge() {
+    // One ACK is enough: replace a pure ACK already queued.
+    if let last = outgoing.last, last.flags == .ack, last.payload.isEmpty { outgoing.removeLast() }
+    outgoing.append(segment(sendNext, flags: .ack))
+  }
+
+  private mutating func transmitSyn(acknowledging: Bool, now: UInt64, again: Bool = false) {
+    sendNext = initialSend + 1
+    outgoing.append(
+      OutgoingSegment(
+        sequence: initialSend, acknowledgment: acknowledging ? receiveNext : SequenceNumber(0),
+        flags: acknowledging ? .syn | .ack : .syn, window: advertisedWindow,
+        maximumSegmentSize: ourMaximumSegment,
+        payload: []))
+    if !again { timing = (sendNext, now) }
+    retransmitAt = now + UInt64(timeout.milliseconds)
+  }
+
+  /// Sends what the peer's window allows of the data not sent yet, then the FIN if queued.
+  private mutating func transmitData(now: UInt64, probe: Bool = false) {
+    guard state != .synSent && state != .synReceived && state != .closed && state != .listen else { return }
+    let sent = Int(sendNext - sendUnacknowledged)
+    var offset = min(sent, sendBuffer.count)
+    let limit = probe ? max(peerWindow, 1) : peerWindow
+    var inFlight = UInt32(offset)
+    while offset < sendBuffer.count && inFlight < limit {
+      let count = min(peerMaximumSegment, sendBuffer.count - offset, Int(limit - inFlight))
+      let payload = Array(sendBuffer[offset..<(offset + count)])
+      let isLast = offset + count == sendBuffer.count
+      outgoing.append(segment(sendNext, flags: isLast ? .ack | .psh : .ack, payload: payload))
+      if timing == nil { timing = (sendNext + UInt32(count), now) }
+      sendNext = sendNext + UInt32(count)
+      offset += count
+      inFlight += UInt32(count)
+    }
+    if offset == sendBuffer.count && finQueued && !finSent {
+      outgoing.append(segment(sendNext, flags: .fin | .ack))
+      finSent = true
+      sendNext = sendNext + 1
+    }
+    if sendNext != sendUnacknowledged && retransmitAt == nil {
+      retransmitAt = now + UInt64(timeout.milliseconds)
+    }
+    if sendNext == sendUnacknowledged && !sendBuffer.isEmpty && peerWindow == 0 && retransmitAt == nil {
+      retransmitAt = now + UInt64(timeout.milliseconds)  // probe the zero window
+    }
+  }
+
+  /// The peer acknowledged everything before `acknowledgment`.
+  private mutating func acknowledged(up acknowledgment: SequenceNumber, now: UInt64) {
+    var count = Int(acknowledgment - sendUnacknowledged)
+    if sendUnacknowledged == initialSend { count -= 1 }  // our SYN
+    if finSent && acknowledgment == sendNext { count -= 1 }  // our FIN
+    sendBuffer.removeFirst(max(0, min(count, sendBuffer.count)))
+    sendUnacknowledged = acknowledgment
+    if let measured = timing, acknowledgment >= measured.end {
+      timeout.sample(UInt32(truncatingIfNeeded: now - measured.sentAt))
+      timing = nil
+    }
+    retries = 0
+    retransmitAt = sendUnacknowledged == sendNext ? nil : now + UInt64(timeout.milliseconds)
+  }
+
+  /// Takes data at `sequence` into the receive buffer or the out-of-order queue.
+  private mutating func accept(_ payload: [UInt8], at sequence: SequenceNumber) {
+    var start = sequence
+    var bytes = payload
+    // What is old already: trim.
+    if start < receiveNext {
+      let old = Int(receiveNext - start)
+      guard old < bytes.count else { return }
+      bytes.removeFirst(old)
+      start = receiveNext
+    }
+    // Beyond the window: trim.
+    let room = Int(advertisedWindow)
+    let offset = Int(start - receiveNext)
+    guard offset < room else { return }
+    if offset + bytes.count > room { bytes.removeLast(offset + bytes.count - room) }
+    if start == receiveNext {
+      receiveBuffer += bytes
+      receiveNext = receiveNext + UInt32(bytes.count)
+      // Queued segments that now follow on.
+      while let first = outOfOrder.first, first.start <= receiveNext {
+        outOfOrder.removeFirst()
+        let skip = Int(receiveNext - first.start)
+        if skip < first.bytes.count {
+          receiveBuffer += first.bytes[skip...]
+          receiveNext = receiveNext + UInt32(first.bytes.count - skip)
+        }
+      }
+      events.append(.readable)
+    } else if !outOfOrder.contains(where: { $0.start == start && $0.bytes.count >= bytes.count }) {
+      let index = outOfOrder.firstIndex { $0.start > start } ?? outOfOrder.count
+      outOfOrder.insert((start, bytes), at: index)
+    }
+  }
+
+  private mutating func enterTimeWait(now: UInt64) {
+    state = .timeWait
+    retransmitAt = nil
+    timeWaitEnds = now + Self.timeWait
+  }
+
+  private mutating func becomeClosed(_ event: Event) {
+    guard state != .closed else { return }
+    state = .closed
+    retransmitAt = nil
+    timeWaitEnds = nil
+    events.append(event)
+    if event == .reset { events.append(.closed) }
+  }
+}
