@@ -13,7 +13,10 @@
 // `maximumRetransmissions` in a row the connection is reset. Round trips are sampled from
 // segments not sent twice (Karn). TIME-WAIT lasts `timeWait`. The peer's window is
 // respected, probing a zero window with one byte at the timeout. No window scaling (the
-// window is at most 65,535 bytes).
+// window is at most 65,535 bytes). Congestion control is RFC 5681's (slow start,
+// congestion avoidance, an initial window of RFC 5681 3.1) with fast retransmit on the
+// third duplicate ACK and NewReno's recovery (RFC 6582): partial ACKs send the next hole
+// at once; a timeout falls back to one segment.
 
 /// A segment to send: the caller writes it with `TcpSegment.emit`.
 public struct OutgoingSegment: Equatable, Sendable {
@@ -90,8 +93,12 @@ public struct TcpConnection {
   public var outgoing: [OutgoingSegment] = []
   /// Events for the application, oldest first.
   public var events: [Event] = []
-  /// Retransmissions so far (a counter for `netstat`).
+  /// Retransmissions so far (a counter for `netstat`), timeouts and fast ones.
   public private(set) var retransmissions = 0
+  /// Fast retransmissions (on duplicate ACKs) among them.
+  public private(set) var fastRetransmissions = 0
+  /// The congestion window in bytes.
+  public private(set) var congestionWindow: UInt32 = 0
 
   // Send side (RFC 9293 3.3.1).
   private var sendUnacknowledged = SequenceNumber(0)
@@ -102,7 +109,15 @@ public struct TcpConnection {
   private var sendBuffer: [UInt8] = []
   private var finQueued = false
   private var finSent = false
+  /// Our FIN's sequence number, once it was sent.
+  private var finSequence: SequenceNumber?
+  /// The highest sequence number sent (sendNext goes back after a timeout; this does not).
+  private var sendMaximum = SequenceNumber(0)
   private var peerMaximumSegment = 536
+  private var slowStartThreshold: UInt32 = 65_535
+  private var duplicateAcknowledgments = 0
+  /// In fast recovery: the highest sequence sent when it began (RFC 6582 "recover").
+  private var recover: SequenceNumber?
   private let ourMaximumSegment: UInt16
 
   // Receive side.
@@ -313,11 +328,23 @@ public struct TcpConnection {
       state = .established
       events.append(.connected)
     }
-    if acknowledgment > sendNext {
+    if acknowledgment > sendMaximum {
       acknowledge()  // acknowledges what we never sent
       return
     }
-    if acknowledgment > sendUnacknowledged { acknowledged(up: acknowledgment, now: now) }
+    // After a timeout sent from the start again, an ACK for what went out before it moves
+    // the next byte to send on.
+    if acknowledgment > sendNext { sendNext = acknowledgment }
+    if acknowledgment == sendUnacknowledged && payload.isEmpty && !flags.contains(.fin)
+      && UInt32(window) == peerWindow && sendNext != sendUnacknowledged
+    {
+      duplicateAcknowledgment(now: now)
+    }
+    if acknowledgment > sendUnacknowledged {
+      let newlyAcknowledged = UInt32(acknowledgment - sendUnacknowledged)
+      acknowledged(up: acknowledgment, now: now)
+      grow(acknowledging: newlyAcknowledged, upTo: acknowledgment, now: now)
+    }
     if acknowledgment >= sendUnacknowledged { peerWindow = UInt32(window) }
     let ourFinAcknowledged = finSent && sendUnacknowledged == sendNext
     switch state {
@@ -369,7 +396,12 @@ public struct TcpConnection {
       transmitSyn(acknowledging: state == .synReceived, now: now, again: true)
       return
     }
-    // Go back: send again from the first unacknowledged byte.
+    // Go back: send again from the first unacknowledged byte, with one segment's window
+    // (RFC 5681 3.1: the loss window).
+    slowStartThreshold = max(UInt32(sendNext - sendUnacknowledged) / 2, 2 * UInt32(peerMaximumSegment))
+    congestionWindow = UInt32(peerMaximumSegment)
+    recover = nil
+    duplicateAcknowledgments = 0
     sendNext = sendUnacknowledged
     finSent = false
     transmitData(now: now, probe: peerWindow == 0)
@@ -394,11 +426,14 @@ public struct TcpConnection {
   private mutating func acknowledge() {
     // One ACK is enough: replace a pure ACK already queued.
     if let last = outgoing.last, last.flags == .ack, last.payload.isEmpty { outgoing.removeLast() }
-    outgoing.append(segment(sendNext, flags: .ack))
+    // At the highest number sent, as BSD does: after a timeout `sendNext` went back, and a
+    // pure ACK numbered below what the peer has received would be dropped as old.
+    outgoing.append(segment(sendMaximum, flags: .ack))
   }
 
   private mutating func transmitSyn(acknowledging: Bool, now: UInt64, again: Bool = false) {
     sendNext = initialSend + 1
+    sendMaximum = sendNext
     outgoing.append(
       OutgoingSegment(
         sequence: initialSend, acknowledgment: acknowledging ? receiveNext : SequenceNumber(0),
@@ -414,7 +449,9 @@ public struct TcpConnection {
     guard state != .synSent && state != .synReceived && state != .closed && state != .listen else { return }
     let sent = Int(sendNext - sendUnacknowledged)
     var offset = min(sent, sendBuffer.count)
-    let limit = probe ? max(peerWindow, 1) : peerWindow
+    if congestionWindow == 0 { congestionWindow = initialWindow }
+    let allowed = min(peerWindow, congestionWindow)
+    let limit = probe ? max(peerWindow, 1) : allowed
     var inFlight = UInt32(offset)
     while offset < sendBuffer.count && inFlight < limit {
       let count = min(peerMaximumSegment, sendBuffer.count - offset, Int(limit - inFlight))
@@ -423,13 +460,16 @@ public struct TcpConnection {
       outgoing.append(segment(sendNext, flags: isLast ? .ack | .psh : .ack, payload: payload))
       if timing == nil { timing = (sendNext + UInt32(count), now) }
       sendNext = sendNext + UInt32(count)
+      if sendNext > sendMaximum { sendMaximum = sendNext }
       offset += count
       inFlight += UInt32(count)
     }
     if offset == sendBuffer.count && finQueued && !finSent {
       outgoing.append(segment(sendNext, flags: .fin | .ack))
       finSent = true
+      if finSequence == nil { finSequence = sendNext }
       sendNext = sendNext + 1
+      if sendNext > sendMaximum { sendMaximum = sendNext }
     }
     if sendNext != sendUnacknowledged && retransmitAt == nil {
       retransmitAt = now + UInt64(timeout.milliseconds)
@@ -441,10 +481,11 @@ public struct TcpConnection {
 
   /// The peer acknowledged everything before `acknowledgment`.
   private mutating func acknowledged(up acknowledgment: SequenceNumber, now: UInt64) {
-    var count = Int(acknowledgment - sendUnacknowledged)
-    if sendUnacknowledged == initialSend { count -= 1 }  // our SYN
-    if finSent && acknowledgment == sendNext { count -= 1 }  // our FIN
-    sendBuffer.removeFirst(max(0, min(count, sendBuffer.count)))
+    // Only data counts: not our SYN (before the first byte) nor our FIN (after the last).
+    let firstData = sendUnacknowledged == initialSend ? initialSend + 1 : sendUnacknowledged
+    let dataEnd = firstData + UInt32(sendBuffer.count)
+    let covered = acknowledgment < dataEnd ? acknowledgment : dataEnd
+    sendBuffer.removeFirst(max(0, min(Int(covered - firstData), sendBuffer.count)))
     sendUnacknowledged = acknowledgment
     if let measured = timing, acknowledgment >= measured.end {
       timeout.sample(UInt32(truncatingIfNeeded: now - measured.sentAt))
@@ -452,6 +493,68 @@ public struct TcpConnection {
     }
     retries = 0
     retransmitAt = sendUnacknowledged == sendNext ? nil : now + UInt64(timeout.milliseconds)
+  }
+
+  /// RFC 5681 3.1's initial window.
+  private var initialWindow: UInt32 {
+    let size = UInt32(peerMaximumSegment)
+    return size > 2190 ? 2 * size : size > 1095 ? 3 * size : 4 * size
+  }
+
+  /// The window grows with new acknowledgments (slow start, then congestion avoidance);
+  /// in fast recovery, a partial ACK sends the next hole and a full one ends recovery.
+  private mutating func grow(acknowledging count: UInt32, upTo acknowledgment: SequenceNumber, now: UInt64) {
+    let size = UInt32(peerMaximumSegment)
+    if congestionWindow == 0 { congestionWindow = initialWindow }
+    duplicateAcknowledgments = 0
+    if let point = recover {
+      if acknowledgment >= point {
+        // Full acknowledgment (RFC 6582 3.2 step 3): deflate.
+        congestionWindow = min(slowStartThreshold, UInt32(sendNext - sendUnacknowledged) + size)
+        recover = nil
+      } else {
+        // Partial: the next hole goes now; deflate by what was acknowledged.
+        retransmitFirst(now: now)
+        congestionWindow = congestionWindow > count ? congestionWindow - count + size : size
+      }
+      return
+    }
+    if congestionWindow < slowStartThreshold {
+      congestionWindow += min(count, size)
+    } else {
+      congestionWindow += max(1, size * size / congestionWindow)
+    }
+    congestionWindow = min(congestionWindow, 4 * 65_535)
+  }
+
+  /// A duplicate ACK: the third starts fast retransmit and recovery (RFC 5681 3.2); more
+  /// inflate the window by a segment each.
+  private mutating func duplicateAcknowledgment(now: UInt64) {
+    let size = UInt32(peerMaximumSegment)
+    duplicateAcknowledgments += 1
+    if recover != nil {
+      congestionWindow += size
+      return
+    }
+    guard duplicateAcknowledgments == 3 else { return }
+    slowStartThreshold = max(UInt32(sendNext - sendUnacknowledged) / 2, 2 * size)
+    recover = sendNext
+    retransmitFirst(now: now)
+    fastRetransmissions += 1
+    congestionWindow = slowStartThreshold + 3 * size
+  }
+
+  /// Sends the first unacknowledged segment again (data, or the FIN alone).
+  private mutating func retransmitFirst(now: UInt64) {
+    retransmissions += 1
+    timing = nil  // Karn
+    let count = min(peerMaximumSegment, sendBuffer.count)
+    if count > 0 {
+      outgoing.append(segment(sendUnacknowledged, flags: .ack, payload: Array(sendBuffer[0..<count])))
+    } else if finSent {
+      outgoing.append(segment(sendUnacknowledged, flags: .fin | .ack))
+    }
+    retransmitAt = now + UInt64(timeout.milliseconds)
   }
 
   /// Takes data at `sequence` into the receive buffer or the out-of-order queue.

@@ -117,6 +117,7 @@ struct Simulation {
   func dataArrivesIntactAndBothEndsClose(lossPercent: Int) {
     var failures: [String] = []
     var retransmissions = 0
+    var fastRetransmissions = 0
     let runs = lossPercent == 0 ? 200 : 1_000
     for seed in 1...UInt64(runs) {
       var simulation = Simulation(
@@ -124,6 +125,7 @@ struct Simulation {
         bytesA: Int(seed % 7) * 3_000 + 1, bytesB: Int(seed % 5) * 2_000)
       let closed = simulation.run()
       retransmissions += simulation.a.retransmissions + simulation.b.retransmissions
+      fastRetransmissions += simulation.a.fastRetransmissions + simulation.b.fastRetransmissions
       if !closed || simulation.receivedByB != simulation.sentByA
         || simulation.receivedByA != simulation.sentByB
       {
@@ -135,6 +137,7 @@ struct Simulation {
     }
     #expect(failures.isEmpty, "\(lossPercent)% loss: \(failures)")
     if lossPercent > 0 { #expect(retransmissions > 0, "losses were recovered by retransmitting") }
+    if lossPercent == 5 { #expect(fastRetransmissions > 0, "some losses were repaired on duplicate ACKs") }
   }
 
   @Test func aResetEndsBothSides() {
