@@ -8,17 +8,7 @@ import Testing
 
 @Suite struct NetworkHeaderTests {
   /// The captured frames, in order.
-  static let captured: [[UInt8]] = {
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-      "Captures/linux-veth.txt")
-    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
-      let hex = Array(line.split(separator: " ")[2].utf8)
-      return stride(from: 0, to: hex.count, by: 2).map {
-        UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
-      }
-    }
-  }()
+  static let captured: [[UInt8]] = capturedFrames("linux-veth.txt").map(\.bytes)
 
   let linux = MacAddress(0x42, 0xF4, 0xD3, 0x70, 0x62, 0xA4)  // 10.9.0.1
   let peer = MacAddress(0x3A, 0x03, 0x83, 0xFF, 0x79, 0xA7)  // 10.9.0.2

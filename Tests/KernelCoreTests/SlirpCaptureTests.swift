@@ -9,21 +9,9 @@ import Testing
 
 @Suite struct SlirpCaptureTests {
   /// The captured frames with their direction (0: slirp built it).
-  static let captured: [(fromSlirp: Bool, bytes: [UInt8])] = {
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-      "Captures/slirp.txt")
-    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
-      let fields = line.split(separator: " ")
-      let hex = Array(fields[2].utf8)
-      return (
-        fields[0] == "0",
-        stride(from: 0, to: hex.count, by: 2).map {
-          UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
-        }
-      )
-    }
-  }()
+  static let captured: [(fromSlirp: Bool, bytes: [UInt8])] = capturedFrames("slirp.txt").map {
+    ($0.direction == "0", $0.bytes)
+  }
 
   let client = MacAddress(0x02, 0, 0, 0, 0, 0x42)
   let transaction: UInt32 = 0x5445_5353

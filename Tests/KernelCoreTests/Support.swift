@@ -1,5 +1,7 @@
 // Support: helpers shared by the host unit tests of KernelCore.
 
+import Foundation
+
 @testable import KernelCore
 
 extension KernelMessage {
@@ -33,4 +35,27 @@ struct SeededRandom: RandomNumberGenerator {
 func withText<Result>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
   let bytes = Array(text.utf8)
   return bytes.withUnsafeBufferPointer(body)
+}
+
+/// The frames of `Captures/NAME` (one per line: direction, length, hex bytes; `#` lines are
+/// comments), with their direction field.
+func capturedFrames(_ name: String) -> [(direction: Substring, bytes: [UInt8])] {
+  let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    "Captures/\(name)")
+  let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+  return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
+    let fields = line.split(separator: " ")
+    let hex = Array(fields[2].utf8)
+    return (
+      fields[0],
+      stride(from: 0, to: hex.count, by: 2).map {
+        UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
+      }
+    )
+  }
+}
+
+extension SeededRandom {
+  /// True with probability `percent` / 100.
+  mutating func chance(_ percent: Int) -> Bool { Int(next() % 100) < percent }
 }

@@ -5,22 +5,9 @@
 import KernelCore
 import Testing
 
-/// A seeded generator for the link and the data.
-struct Xorshift {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state ^= state << 13
-    state ^= state >> 7
-    state ^= state << 17
-    return state
-  }
-  /// True with probability `percent` / 100.
-  mutating func chance(_ percent: Int) -> Bool { Int(next() % 100) < percent }
-}
-
 /// One simulated connection between `a` (the active opener) and `b` (the listener).
 struct Simulation {
-  var random: Xorshift
+  var random: SeededRandom
   let lossPercent: Int
   var a: TcpConnection
   var b: TcpConnection
@@ -38,13 +25,13 @@ struct Simulation {
   var bHeardFin = false
 
   init(seed: UInt64, lossPercent: Int, bytesA: Int, bytesB: Int) {
-    random = Xorshift(state: seed | 1)
+    random = SeededRandom(state: seed)
     self.lossPercent = lossPercent
     a = TcpConnection(
       initialSequence: SequenceNumber(UInt32(truncatingIfNeeded: random.next())), maximumSegment: 536)
     b = TcpConnection(
       initialSequence: SequenceNumber(UInt32(truncatingIfNeeded: random.next())), maximumSegment: 1460)
-    var data = Xorshift(state: seed &* 31 | 1)
+    var data = SeededRandom(state: seed &* 31)
     sentByA = (0..<bytesA).map { _ in UInt8(truncatingIfNeeded: data.next()) }
     sentByB = (0..<bytesB).map { _ in UInt8(truncatingIfNeeded: data.next()) }
   }

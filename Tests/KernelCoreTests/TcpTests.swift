@@ -9,17 +9,7 @@ import Testing
 
 @Suite struct TcpTests {
   /// The captured frames, in order.
-  static let captured: [[UInt8]] = {
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-      "Captures/linux-tcp.txt")
-    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
-      let hex = Array(line.split(separator: " ")[2].utf8)
-      return stride(from: 0, to: hex.count, by: 2).map {
-        UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
-      }
-    }
-  }()
+  static let captured: [[UInt8]] = capturedFrames("linux-tcp.txt").map(\.bytes)
 
   let host = IPv4Address(10, 9, 0, 1)
   let peer = IPv4Address(10, 9, 0, 2)
