@@ -11,12 +11,7 @@ import KernelCore
 import ServerRuntime
 
 func send(bytes: UnsafeRawBufferPointer) {
-  var start = 0
-  while start < bytes.count {
-    let end = min(start + 256, bytes.count)
-    _ = try? Required.terminal.write(data: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-    start = end
-  }
+  writeInPieces(bytes, of: 256) { _ = try? Required.terminal.write(data: $0) }
 }
 
 /// Writes `message` and a line end.
@@ -27,15 +22,7 @@ func line(_ message: KernelMessage) {
 }
 
 /// Writes text whose lines end in "\n" with the terminal's "\r\n".
-func text(_ bytes: UnsafeRawBufferPointer) {
-  var start = 0
-  for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
-    send(bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
-    line("")
-    start = index + 1
-  }
-  if start < bytes.count { send(bytes: UnsafeRawBufferPointer(rebasing: bytes[start...])) }
-}
+func text(_ bytes: UnsafeRawBufferPointer) { writeTerminalText(bytes) { send(bytes: $0) } }
 
 struct Tool {
   let name: StaticString
@@ -161,7 +148,8 @@ final class Commands: ShellToolsImplementation {
       return
     }
     let dns = (try? Required.resolver.currentServer()) ?? 0
-    let mask = IPv4Address.mask(prefixLength: Int(length))
+    // Words from another server: no conversion that could trap.
+    let mask = IPv4Address.mask(prefixLength: Int(truncatingIfNeeded: min(length, 32)))
     line("eth0: MAC \(mac.withUnsafeBytes { MacAddress($0) }) mtu \((try? Required.link.mtu()) ?? 0)")
     if address == 0 {
       line("eth0: no address yet")

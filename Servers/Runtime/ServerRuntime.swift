@@ -275,3 +275,28 @@ extension PacketAreas {
     self.init(receive: receiveAddress, reassembly: reassemblyAddress, send: sendAddress)
   }
 }
+
+/// Calls `write` with `bytes` in pieces of at most `size` (a device's block bound: the
+/// serial line takes 256 bytes a call).
+public func writeInPieces(
+  _ bytes: UnsafeRawBufferPointer, of size: Int, _ write: (UnsafeRawBufferPointer) -> Void
+) {
+  var start = 0
+  while start < bytes.count {
+    let end = min(start + size, bytes.count)
+    write(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+    start = end
+  }
+}
+
+/// Calls `write` with `text`, its "\n" line ends turned into the terminal's "\r\n".
+public func writeTerminalText(_ text: UnsafeRawBufferPointer, _ write: (UnsafeRawBufferPointer) -> Void) {
+  let lineEnd: StaticString = "\r\n"
+  var start = 0
+  for index in 0..<text.count where text[index] == UInt8(ascii: "\n") {
+    write(UnsafeRawBufferPointer(rebasing: text[start..<index]))
+    write(UnsafeRawBufferPointer(start: lineEnd.utf8Start, count: lineEnd.utf8CodeUnitCount))
+    start = index + 1
+  }
+  if start < text.count { write(UnsafeRawBufferPointer(rebasing: text[start...])) }
+}

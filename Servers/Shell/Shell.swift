@@ -12,12 +12,7 @@ import ServerRuntime
 
 /// Sends `bytes` to the terminal (it takes 256 bytes per call).
 func send(bytes: UnsafeRawBufferPointer) {
-  var start = 0
-  while start < bytes.count {
-    let end = min(start + 256, bytes.count)
-    _ = try? Required.terminal.write(data: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-    start = end
-  }
+  writeInPieces(bytes, of: 256) { _ = try? Required.terminal.write(data: $0) }
 }
 
 func send(_ message: KernelMessage) {
@@ -25,15 +20,7 @@ func send(_ message: KernelMessage) {
 }
 
 /// Sends text whose lines end in "\n" as the terminal needs them ("\r\n").
-func sendText(_ text: UnsafeRawBufferPointer) {
-  var start = 0
-  for index in 0..<text.count where text[index] == UInt8(ascii: "\n") {
-    send(bytes: UnsafeRawBufferPointer(rebasing: text[start..<index]))
-    send("\r\n")
-    start = index + 1
-  }
-  send(bytes: UnsafeRawBufferPointer(rebasing: text[start...]))
-}
+func sendText(_ text: UnsafeRawBufferPointer) { writeTerminalText(text) { send(bytes: $0) } }
 
 /// A command: its name, its argument (if it takes one) and what it does.
 struct Command {

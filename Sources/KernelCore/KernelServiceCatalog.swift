@@ -7,6 +7,17 @@ public struct KernelService: Sendable {
   public var name: StaticString
   /// The interface it implements.
   public var interface: StaticString
+  /// Whether one loaded server at a time may have it bound (configuration space: two bus
+  /// servers would each hand out the same device).
+  public var singleKeeper = false
+
+  /// The service `name`, implementing `interface`, held by one server at a time if
+  /// `singleKeeper`.
+  public init(name: StaticString, interface: StaticString, singleKeeper: Bool = false) {
+    self.name = name
+    self.interface = interface
+    self.singleKeeper = singleKeeper
+  }
 }
 
 /// The kernel services by name.
@@ -23,7 +34,7 @@ public enum KernelServiceCatalog {
     KernelService(name: "timers", interface: "Timers"),
     KernelService(name: "supervision", interface: "Supervision"),
     KernelService(name: "memory", interface: "MemoryService"),
-    KernelService(name: "pci", interface: "PciConfiguration"),
+    KernelService(name: "pci", interface: "PciConfiguration", singleKeeper: true),
     KernelService(name: "settings", interface: "Settings"),
   ]
 }

@@ -91,8 +91,8 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
   // As in the kernel (SystemLoader): an instance can be bound to once its own lines are
   // done and all its slots bound, and only until the `run` line that ends its group.
   var instances: [String: Instance] = [:]
-  // The instance of this group bound to kernel.pci: the kernel allows one at a time.
-  var pciKeeper: String?
+  // The instance of this group bound to each single-keeper service (kernel.pci).
+  var keepers: [String: String] = [:]
   var current: (name: String, data: Data, bound: Set<Int>, line: Int, kernelMode: Bool)?
   var kernelModeServers = 0
   var settingNames: Set<String> = []  // the current server's `set` lines
@@ -213,14 +213,14 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
               "\(location): the kernel offers no service \(serviceName) (it offers: \(offered))")
             continue
           }
-          if serviceName == "pci" {
-            if let keeper = pciKeeper, keeper != pending.name {
+          if entry.singleKeeper {
+            if let keeper = keepers[serviceName], keeper != pending.name {
               problems.append(
-                "\(location): cannot bind \(pending.name).\(slotName): kernel.pci is bound to \(keeper) already, and one PCI bus server at a time keeps configuration space"
+                "\(location): cannot bind \(pending.name).\(slotName): kernel.\(serviceName) is bound to \(keeper) already, and one server at a time may keep it"
               )
               continue
             }
-            pciKeeper = pending.name
+            keepers[serviceName] = pending.name
           }
           provided = interface.descriptor()
         case .none:
@@ -334,7 +334,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
         defer {
           instances = [:]
           kernelModeServers = 0
-          pciKeeper = nil
+          keepers = [:]
         }
         let name = string(instanceBytes)
         guard let instance = instances[name] else {

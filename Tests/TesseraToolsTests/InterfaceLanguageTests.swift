@@ -126,6 +126,8 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
       "run `make test`, which builds the servers first")
     for system in [
       "systems/default.system", "systems/isolated.system", "systems/bench.system", "systems/template.system",
+      "systems/network.system", "systems/network-isolated.system", "systems/tests/network-peer.system",
+      "systems/tests/network-peer-isolated.system",
     ] {
       #expect(try check(system) == [], "\(system)")
     }
@@ -153,6 +155,22 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
         $0.hasSuffix(
           "corrupt.system:11: badmanifest: server file BadManifest.srv rejected: manifest: manifest does not start with TSRV version 1"
         )
+      })
+  }
+
+  /// As the kernel: a second bus server is refused kernel.pci (and not started), and a slot
+  /// bound to `none` counts as bound.
+  @Test func configurationSpaceHasOneKeeper() throws {
+    let problems = try check("systems/tests/driver-refusals.system")
+    #expect(
+      problems.contains {
+        $0.hasSuffix(
+          "driver-refusals.system:37: cannot bind rival.config: kernel.pci is bound to pci already, and one server at a time may keep it"
+        )
+      }, "\(problems)")
+    #expect(
+      problems.contains {
+        $0.hasSuffix("driver-refusals.system:36: rival: slot config is not bound; not started")
       })
   }
 

@@ -275,12 +275,13 @@ enum SystemLoader {
         return report(
           line, "the kernel offers no service \(text: service) (it offers: \(KernelServices.names))")
       }
-      // Configuration space has one keeper: two bus servers would each hand out the same
-      // device (two drivers programming one card's DMA).
-      if equals(service, "pci"), let holder = slotHolder(of: object, other: current.server) {
+      // A single-keeper service (configuration space) is bound to one loaded server.
+      if KernelServiceCatalog.services.contains(where: { $0.singleKeeper && equals(service, $0.name) }),
+        let holder = slotHolder(of: object, other: current.server)
+      {
         return report(
           line,
-          "cannot bind \(text: current.name).\(text: slot): kernel.pci is bound to \(holder.name) already, and one PCI bus server at a time keeps configuration space"
+          "cannot bind \(text: current.name).\(text: slot): kernel.\(text: service) is bound to \(holder.name) already, and one server at a time may keep it"
         )
       }
       provider = object
