@@ -320,7 +320,6 @@ public struct RetransmissionTimeout: Sendable {
   private var scaledSmoothed: UInt32 = 0  // SRTT * 8
   private var scaledVariance: UInt32 = 0  // RTTVAR * 4
   private var sampled = false
-  private var backedOff: UInt32 = 0
   /// The current timeout, back-off included.
   public private(set) var milliseconds = RetransmissionTimeout.initial
 
@@ -344,13 +343,11 @@ public struct RetransmissionTimeout: Sendable {
       scaledVariance = scaledVariance - scaledVariance / 4 + deviation
       scaledSmoothed = scaledSmoothed - scaledSmoothed / 8 + rtt
     }
-    backedOff = 0
     milliseconds = Self.clamp(scaledSmoothed / 8 + max(Self.granularity, scaledVariance))
   }
 
   /// A retransmission timed out: the timeout doubles (RFC 6298 5.5), up to the maximum.
   public mutating func backOff() {
-    backedOff += 1
     milliseconds = min(milliseconds &* 2, Self.maximum)
   }
 
