@@ -244,9 +244,10 @@ $(HOST_TOOL): Package.swift $(CORE_SOURCES) $(wildcard Sources/tessera/*.swift) 
 
 # Kernel command line for `make run` and `make debug`, e.g. APPEND="loglevel=debug".
 APPEND ?=
-# QEMU's user-mode network (slirp) on an RTL8139: systems/network*.system use it (DHCP,
-# a gateway at 10.0.2.2, DNS at 10.0.2.3); the other systems leave the card alone.
-QEMU_NETWORK ?= -nic user,model=rtl8139
+# QEMU's user-mode network (slirp) on an RTL8139: the default and isolated systems use it
+# (DHCP, a gateway at 10.0.2.2, DNS at 10.0.2.3), and the host's 127.0.0.1:8080 reaches
+# the guest's web server (port 80), 8007 its echo (7) and 8009 its discard (9).
+QEMU_NETWORK ?= -nic user,model=rtl8139,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:8007-:7,hostfwd=tcp:127.0.0.1:8009-:9
 QEMU_FLAGS = -m $(QEMU_MEMORY) -display none -no-reboot -append "$(APPEND)" $(QEMU_NETWORK)
 
 # Boot modules: the symbol map, the composition, and every server file.

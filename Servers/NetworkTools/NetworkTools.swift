@@ -5,7 +5,9 @@
 // time=T ms", "no reply from A: icmp_seq=N", "A: destination unreachable: icmp_seq=N")
 // and a summary ("N packets transmitted, M received"); `nslookup` prints "NAME has address
 // A" or "NAME: no address (why)"; `udp` prints "sent N bytes to A:P" and then "reply from
-// A:P: TEXT" or "no reply within 2 s". Wrong arguments get the usage line.
+// A:P: TEXT" or "no reply within 2 s"; `get` prints a body of at most 2,048 bytes and then
+// "get: HTTP S, N bytes in T ms, sha256 H" or "get: why not". Wrong arguments get the
+// usage line. `tcp` may be bound to `none` where there is no TCP layer.
 
 import KernelCore
 import ServerRuntime
@@ -38,6 +40,10 @@ let tools: [Tool] = [
   Tool(name: "nslookup", arguments: "NAME", summary: "the IPv4 address of NAME, through DNS"),
   Tool(name: "udp", arguments: "HOST PORT TEXT", summary: "send TEXT in a UDP datagram, print the reply"),
   Tool(name: "udpecho", arguments: "PORT [-c N]", summary: "send N datagrams (1) back to their senders"),
+  Tool(name: "netstat", arguments: "", summary: "TCP connections and listeners, and TCP's counters"),
+  Tool(
+    name: "get", arguments: "URL",
+    summary: "fetch http://HOST[:PORT]/PATH; print it (if short) and its SHA-256"),
 ]
 
 func equals(_ word: [UInt8], _ name: StaticString) -> Bool {
@@ -106,6 +112,8 @@ final class Commands: ShellToolsImplementation {
         break
       }
       udpEcho(port: port, count: count)
+    case equals(name, "netstat") && arguments.isEmpty: netstat()
+    case equals(name, "get") && arguments.count == 1: get(arguments[0])
     default:
       var usage: KernelMessage = "usage: \(tool.name)"
       if tool.arguments.utf8CodeUnitCount > 0 {
@@ -224,6 +232,114 @@ final class Commands: ShellToolsImplementation {
     }
     line("--- \(target) ping statistics ---")
     line("\(count) packets transmitted, \(received) received")
+  }
+
+  private func netstat() {
+    do throws(CallError) {
+      let count = try Required.tcp.connections(text: buffer)
+      text(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+    } catch {
+      line("netstat: the TCP layer did not answer: \(error)")
+      return
+    }
+    show { (text) throws(CallError) in try Required.tcp.counters(text: text) }
+  }
+
+  /// Fetches `address` over HTTP/1.1 (one request, then the connection closes).
+  private func get(_ address: [UInt8]) {
+    guard let url = HttpUrl(address) else {
+      line("get: URL must be http://HOST[:PORT][/PATH]")
+      return
+    }
+    guard let target = resolve(url.host, for: "get") else { return }
+    let started = (try? Required.clock.uptimeMilliseconds()) ?? 0
+    guard
+      let stream =
+        (try? Required.tcp.connect(address: UInt(target.value), port: UInt(url.port), milliseconds: 5000))
+        ?? nil
+    else {
+      line("get: no connection could be made (no route, no address yet, or too many connections)")
+      return
+    }
+    defer { _ = stream.release() }
+    let status = (try? stream.status()) ?? 8
+    guard status & 1 != 0 else {
+      line(
+        status & 8 != 0
+          ? "get: \(target):\(url.port) refused the connection"
+          : "get: \(target):\(url.port) did not answer in 5 s")
+      return
+    }
+    var request = ascii("GET ")
+    request += url.path
+    request += ascii(" HTTP/1.1\r\nHost: ")
+    request += url.host
+    request += ascii("\r\nUser-Agent: Tessera\r\nConnection: close\r\n\r\n")
+    var sent = 0
+    while sent < request.count {
+      let taken = request.withUnsafeBytes {
+        (try? stream.write(data: UnsafeRawBufferPointer(rebasing: $0[sent...]), milliseconds: 5000)) ?? 0
+      }
+      guard taken > 0 else {
+        line("get: the request could not be sent")
+        return
+      }
+      sent += Int(taken)
+    }
+    // The head, then the body: its length, or up to the close.
+    var received: [UInt8] = []
+    var head: HttpResponseHead?
+    var shown: [UInt8] = []
+    var hash = Sha256()
+    var bodyBytes = 0
+    while true {
+      let count = (try? stream.read(data: buffer, milliseconds: 10000)) ?? 0
+      if count == 0 { break }
+      var piece = Array(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+      if head == nil {
+        received += piece
+        var failure: HttpFailure?
+        head = received.withUnsafeBytes { bytes in
+          do throws(HttpFailure) { return try HttpResponseHead.parse(bytes) } catch {
+            failure = error
+            return nil
+          }
+        }
+        if failure != nil {
+          line("get: the answer is not HTTP/1.x with a Content-Length or closing body")
+          return
+        }
+        guard let parsed = head else {
+          if received.count > 16384 {
+            line("get: the answer's head is longer than 16 KiB")
+            return
+          }
+          continue
+        }
+        piece = Array(received[parsed.headLength...])
+      }
+      if let length = head?.contentLength, bodyBytes + piece.count > length {
+        piece.removeLast(bodyBytes + piece.count - length)
+      }
+      piece.withUnsafeBytes { hash.add($0) }
+      if shown.count < 2049 { shown += piece.prefix(2049 - shown.count) }
+      bodyBytes += piece.count
+      if let length = head?.contentLength, bodyBytes >= length { break }
+    }
+    guard let head else {
+      line("get: no answer came")
+      return
+    }
+    if let length = head.contentLength, bodyBytes < length {
+      line("get: the body ended after \(bodyBytes) of \(length) bytes")
+      return
+    }
+    if shown.count <= 2048 && !shown.isEmpty { shown.withUnsafeBytes { text($0) } }
+    if let last = shown.last, last != 10, shown.count <= 2048 { line("") }
+    let elapsed = ((try? Required.clock.uptimeMilliseconds()) ?? 0) &- started
+    var summary: KernelMessage = "get: HTTP \(head.status), \(bodyBytes) bytes in \(elapsed) ms, sha256 "
+    hash.finishHex().withUnsafeBufferPointer { summary.append(text: $0) }
+    line(summary)
   }
 
   private func nslookup(_ name: [UInt8]) {

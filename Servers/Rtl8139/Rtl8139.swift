@@ -135,7 +135,9 @@ final class Card: InterruptHandlerImplementation {
       Rtl8139Register.transmitConfiguration,
       Rtl8139TransmitConfiguration.largestBurst | (loopback ? Rtl8139TransmitConfiguration.loopback : 0))
     write32(Rtl8139Register.missedPackets, 0)
-    write16(Rtl8139Register.interruptMask, Rtl8139Interrupt.handled)
+    write16(
+      Rtl8139Register.interruptMask, plus ? Rtl8139Interrupt.handled : Rtl8139Interrupt.handledWithFlowControl
+    )
   }
 
   /// C+ mode: every receive descriptor given to the card with its buffer, the transmit
@@ -283,6 +285,9 @@ final class Card: InterruptHandlerImplementation {
         write16(Rtl8139Register.readAddress, 0xFFF0)
         return
       case .frame(let offset, let length):
+        // No free slot: the frame stays in the ring until one is given back. The ring then
+        // fills and QEMU holds frames back instead of losing them (C mode's flow control).
+        guard !freeSlots.isEmpty else { return }
         deliver(ring + offset, length: length)
         write16(Rtl8139Register.readAddress, receiveRing.advance(pastLength: length + 4))
       }
@@ -387,7 +392,10 @@ final class Card: InterruptHandlerImplementation {
 
   func receive(frame: UnsafeMutableRawBufferPointer) -> Int {
     guard let slot = nextQueued() else { return 0 }
-    defer { freeSlots.append(slot) }
+    defer {
+      freeSlots.append(slot)
+      resumeReceiving()
+    }
     // Never cut short: a caller whose buffer is too small (the kernel passes the size it
     // gave, not the declared 1,514) gets nothing, and the frame is counted dropped.
     let length = slotLengths[slot]
@@ -415,7 +423,14 @@ final class Card: InterruptHandlerImplementation {
     guard slot < UInt(Self.queueCapacity), lentTo[Int(slot)] == port else { return 0 }
     lentTo[Int(slot)] = 0
     freeSlots.append(Int(slot))
+    resumeReceiving()
     return 1
+  }
+
+  /// A slot came back: frames left in the ring for want of one are taken now (C mode; the
+  /// card raises no interrupt for frames it already stored).
+  private func resumeReceiving() {
+    if !plus && freeSlots.count == 1 && receiveBuffer != nil { drainReceiveRing() }
   }
 
   /// Port `port` went: the slots lent to it come back, and its number is free again.
@@ -424,6 +439,7 @@ final class Card: InterruptHandlerImplementation {
       lentTo[slot] = 0
       freeSlots.append(slot)
     }
+    resumeReceiving()
     if port >= 1 && port <= portsInUse.count { portsInUse[port - 1] = false }
   }
 

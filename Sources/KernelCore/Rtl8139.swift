@@ -119,6 +119,11 @@ public enum Rtl8139Interrupt {
   /// What the driver asks for: receive events only. Sent descriptors are reclaimed when
   /// `send` needs one (an interrupt per sent frame cost more than the rest of sending).
   public static let handled: UInt16 = receiveOK | receiveError | receiveOverflow | linkChange | fifoOverflow
+  /// C mode's mask: without RxOverflow, QEMU holds frames back while the ring is full
+  /// (its `can_receive` says no) instead of dropping them, so a driver that leaves frames
+  /// in the ring while it has no free slot loses none (but for a frame that finds between
+  /// 1,514 and 1,524 bytes free: QEMU checks the room twice, differently, and drops it).
+  public static let handledWithFlowControl: UInt16 = handled & ~receiveOverflow
 }
 
 /// Receive configuration bits.

@@ -6,7 +6,7 @@
 // `send`, `close`, `abort` and `tick` update the state and queue what must go out in
 // `outgoing` (the caller drains it and adds IP and ports), and what the application must
 // hear in `events`. Data is acknowledged cumulatively; segments that arrive ahead of
-// `receiveNext` wait in an out-of-order queue of at most `receiveCapacity` bytes (with the
+// `receiveNext` wait in an out-of-order queue of at most the receive buffer's capacity in bytes (with the
 // in-order data); what the application has not read counts against the advertised window.
 // Unacknowledged data is sent again from `sendUnacknowledged` when the retransmission
 // timeout (RetransmissionTimeout) runs out, the timeout doubling each time; after
@@ -32,6 +32,37 @@ public struct OutgoingSegment: Equatable, Sendable {
   public var maximumSegmentSize: UInt16?
   /// The data.
   public var payload: [UInt8]
+
+  /// A segment with these fields.
+  public init(
+    sequence: SequenceNumber, acknowledgment: SequenceNumber, flags: TcpSegment.Flags, window: UInt16,
+    maximumSegmentSize: UInt16? = nil, payload: [UInt8] = []
+  ) {
+    self.sequence = sequence
+    self.acknowledgment = acknowledgment
+    self.flags = flags
+    self.window = window
+    self.maximumSegmentSize = maximumSegmentSize
+    self.payload = payload
+  }
+}
+
+extension OutgoingSegment {
+  /// The RST answering a segment that no connection takes (RFC 9293 3.10.7.1), given its
+  /// sequence number, acknowledgment, flags and sequence length; nil for a RST (never
+  /// answered).
+  public static func reset(
+    answering sequence: SequenceNumber, acknowledgment: SequenceNumber, flags: TcpSegment.Flags,
+    length: UInt32
+  ) -> OutgoingSegment? {
+    if flags.contains(.rst) { return nil }
+    if flags.contains(.ack) {
+      return OutgoingSegment(
+        sequence: acknowledgment, acknowledgment: SequenceNumber(0), flags: .rst, window: 0)
+    }
+    return OutgoingSegment(
+      sequence: SequenceNumber(0), acknowledgment: sequence + length, flags: .rst | .ack, window: 0)
+  }
 }
 
 /// One TCP connection.
@@ -61,6 +92,23 @@ public struct TcpConnection {
     public static let lastAck = State(value: 9)
     /// Both closed; old segments die out.
     public static let timeWait = State(value: 10)
+
+    /// The state's name as RFC 9293 spells it (for netstat).
+    public var name: StaticString {
+      switch value {
+      case 1: "LISTEN"
+      case 2: "SYN-SENT"
+      case 3: "SYN-RECEIVED"
+      case 4: "ESTABLISHED"
+      case 5: "FIN-WAIT-1"
+      case 6: "FIN-WAIT-2"
+      case 7: "CLOSE-WAIT"
+      case 8: "CLOSING"
+      case 9: "LAST-ACK"
+      case 10: "TIME-WAIT"
+      default: "CLOSED"
+      }
+    }
   }
 
   /// What the application must hear.
@@ -78,10 +126,6 @@ public struct TcpConnection {
     public static let closed = Event(value: 4)
   }
 
-  /// Bytes the receive side holds at most (in order and out of order).
-  public static let receiveCapacity = 65_535
-  /// Bytes the send side holds at most.
-  public static let sendCapacity = 65_535
   /// Retransmissions of the same data before the connection is reset.
   public static let maximumRetransmissions = 8
   /// How long TIME-WAIT lasts (2 MSL, short: a host of this size cannot hold many).
@@ -106,8 +150,9 @@ public struct TcpConnection {
   private var initialSend = SequenceNumber(0)
   private var peerWindow: UInt32 = 0
   /// Data from `sendUnacknowledged` on: sent and not acknowledged, then not yet sent.
-  private var sendBuffer: [UInt8] = []
-  private var finQueued = false
+  private var sendBuffer: ByteQueue
+  /// Whether our FIN is queued (the application closed or shut down its side).
+  public private(set) var finQueued = false
   private var finSent = false
   /// Our FIN's sequence number, once it was sent.
   private var finSequence: SequenceNumber?
@@ -123,10 +168,11 @@ public struct TcpConnection {
   // Receive side.
   private var receiveNext = SequenceNumber(0)
   /// In-order data the application has not read.
-  private var receiveBuffer: [UInt8] = []
+  private var receiveBuffer: ByteQueue
   /// Out-of-order data: start and bytes, sorted, apart.
   private var outOfOrder: [(start: SequenceNumber, bytes: [UInt8])] = []
-  private var peerFinished = false
+  /// Whether the peer's FIN came (after all its data).
+  public private(set) var peerFinished = false
 
   // Timers.
   private var timeout = RetransmissionTimeout()
@@ -138,7 +184,10 @@ public struct TcpConnection {
 
   /// A connection that will use `initialSequence` (random, from the caller: RFC 6528) and
   /// segments of at most `maximumSegment` bytes of data.
-  public init(initialSequence: SequenceNumber, maximumSegment: UInt16 = 1460) {
+  /// `bufferSize` bounds each direction's buffer (at most 65,535: no window scaling).
+  public init(initialSequence: SequenceNumber, maximumSegment: UInt16 = 1460, bufferSize: Int = 65_535) {
+    sendBuffer = ByteQueue(capacity: min(max(bufferSize, 1024), 65_535))
+    receiveBuffer = ByteQueue(capacity: min(max(bufferSize, 1024), 65_535))
     initialSend = initialSequence
     sendUnacknowledged = initialSequence
     sendNext = initialSequence
@@ -164,19 +213,17 @@ public struct TcpConnection {
     guard state == .established || state == .closeWait || state == .synSent || state == .synReceived,
       !finQueued
     else { return 0 }
-    let taken = min(data.count, Self.sendCapacity - sendBuffer.count)
-    sendBuffer += data.prefix(taken)
+    let taken = sendBuffer.append(contentsOf: data)
     transmitData(now: now)
     return taken
   }
 
   /// Takes up to `count` bytes of received data.
   public mutating func read(_ count: Int) -> [UInt8] {
-    let taken = Array(receiveBuffer.prefix(count))
-    let windowWasSmall = advertisedWindow < UInt16(min(Self.receiveCapacity / 2, 65_535))
-    receiveBuffer.removeFirst(taken.count)
+    let windowWasSmall = Int(advertisedWindow) < receiveBuffer.capacity / 2
+    let taken = receiveBuffer.take(count)
     // The window opened by at least half the buffer: tell the peer (no silly windows).
-    if !taken.isEmpty && windowWasSmall && advertisedWindow >= UInt16(Self.receiveCapacity / 2)
+    if !taken.isEmpty && windowWasSmall && Int(advertisedWindow) >= receiveBuffer.capacity / 2
       && state != .closed && state != .listen
     {
       acknowledge()
@@ -186,6 +233,15 @@ public struct TcpConnection {
 
   /// Bytes received and not read yet.
   public var readable: Int { receiveBuffer.count }
+
+  /// Bytes queued to send and not acknowledged yet.
+  public var sendQueued: Int { sendBuffer.count }
+
+  /// Room to queue more to send.
+  public var sendRoom: Int { sendBuffer.room }
+
+  /// Bytes received out of order, held until the gap before them fills.
+  public var outOfOrderBytes: Int { outOfOrder.reduce(0) { $0 + $1.bytes.count } }
 
   /// Closes our side: a FIN follows the data queued.
   public mutating func close(now: UInt64) {
@@ -244,7 +300,9 @@ public struct TcpConnection {
       guard flags.contains(.syn) else { return }
       receiveNext = sequence + 1
       peerWindow = UInt32(window)
-      if let size = maximumSegmentSize { peerMaximumSegment = max(Int(size), 64) }
+      if let size = maximumSegmentSize {
+        peerMaximumSegment = min(max(Int(size), 64), Int(ourMaximumSegment))
+      }
       state = .synReceived
       transmitSyn(acknowledging: true, now: now)
       return
@@ -265,7 +323,9 @@ public struct TcpConnection {
       guard flags.contains(.syn) else { return }
       receiveNext = sequence + 1
       peerWindow = UInt32(window)
-      if let size = maximumSegmentSize { peerMaximumSegment = max(Int(size), 64) }
+      if let size = maximumSegmentSize {
+        peerMaximumSegment = min(max(Int(size), 64), Int(ourMaximumSegment))
+      }
       if flags.contains(.ack) {
         acknowledged(up: acknowledgment, now: now)
         state = .established
@@ -412,7 +472,7 @@ public struct TcpConnection {
 
   private var advertisedWindow: UInt16 {
     let held = receiveBuffer.count + outOfOrder.reduce(0) { $0 + $1.bytes.count }
-    return UInt16(max(0, min(Self.receiveCapacity - held, 65_535)))
+    return UInt16(max(0, min(receiveBuffer.capacity - held, 65_535)))
   }
 
   private func segment(_ sequence: SequenceNumber, flags: TcpSegment.Flags, payload: [UInt8] = [])
@@ -455,7 +515,7 @@ public struct TcpConnection {
     var inFlight = UInt32(offset)
     while offset < sendBuffer.count && inFlight < limit {
       let count = min(peerMaximumSegment, sendBuffer.count - offset, Int(limit - inFlight))
-      let payload = Array(sendBuffer[offset..<(offset + count)])
+      let payload = sendBuffer.peek(from: offset, count: count)
       let isLast = offset + count == sendBuffer.count
       outgoing.append(segment(sendNext, flags: isLast ? .ack | .psh : .ack, payload: payload))
       if timing == nil { timing = (sendNext + UInt32(count), now) }
@@ -550,7 +610,8 @@ public struct TcpConnection {
     timing = nil  // Karn
     let count = min(peerMaximumSegment, sendBuffer.count)
     if count > 0 {
-      outgoing.append(segment(sendUnacknowledged, flags: .ack, payload: Array(sendBuffer[0..<count])))
+      outgoing.append(
+        segment(sendUnacknowledged, flags: .ack, payload: sendBuffer.peek(from: 0, count: count)))
     } else if finSent {
       outgoing.append(segment(sendUnacknowledged, flags: .fin | .ack))
     }
@@ -574,14 +635,14 @@ public struct TcpConnection {
     guard offset < room else { return }
     if offset + bytes.count > room { bytes.removeLast(offset + bytes.count - room) }
     if start == receiveNext {
-      receiveBuffer += bytes
+      receiveBuffer.append(contentsOf: bytes)
       receiveNext = receiveNext + UInt32(bytes.count)
       // Queued segments that now follow on.
       while let first = outOfOrder.first, first.start <= receiveNext {
         outOfOrder.removeFirst()
         let skip = Int(receiveNext - first.start)
         if skip < first.bytes.count {
-          receiveBuffer += first.bytes[skip...]
+          receiveBuffer.append(contentsOf: first.bytes[skip...])
           receiveNext = receiveNext + UInt32(first.bytes.count - skip)
         }
       }

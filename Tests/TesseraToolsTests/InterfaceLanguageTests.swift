@@ -126,7 +126,7 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
       "run `make test`, which builds the servers first")
     for system in [
       "systems/default.system", "systems/isolated.system", "systems/bench.system", "systems/template.system",
-      "systems/network.system", "systems/network-isolated.system", "systems/tests/network-peer.system",
+      "systems/tests/network-peer.system",
       "systems/tests/network-peer-isolated.system",
     ] {
       #expect(try check(system) == [], "\(system)")

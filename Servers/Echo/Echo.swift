@@ -1,0 +1,134 @@
+// Echo: see Echo.server. One thread serves both ports and every connection on them, never
+// blocking on any one connection: reads and writes are made with a 0 ms timeout after the
+// shared semaphore said something changed.
+//
+// Contract: at most 128 connections at once (later ones wait in the listeners' backlogs);
+// an echo connection holds at most 64 KiB read and not yet written back (beyond, it is
+// not read until the peer takes its echo); a connection is closed once the peer closed
+// and everything was echoed, or dropped when it ends otherwise.
+
+import KernelCore
+import ServerRuntime
+
+func say(_ message: KernelMessage) {
+  message.withBytes { bytes in _ = try? Required.console.write(text: UnsafeRawBufferPointer(bytes)) }
+}
+
+/// One connection being served.
+struct Client {
+  let stream: TcpStream
+  /// Echo (true) or discard.
+  let echoes: Bool
+  /// Read and not yet written back.
+  var pending: [UInt8] = []
+}
+
+final class Service: NetworkApplicationImplementation, RunnableImplementation {
+  static let echoPort: UInt = 7
+  static let discardPort: UInt = 9
+  static let maximumClients = 128
+  static let maximumPending = 64 * 1024
+
+  let changed: Semaphore
+  let echo: TcpListener
+  let discard: TcpListener
+  var clients: [Client] = []
+  var counts = (accepted: 0, echoed: 0, discarded: 0)
+  /// Where reads land: one buffer for every connection (one thread serves them all).
+  let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 16)
+
+  init?() {
+    guard let changed = try? Required.sync.makeSemaphore(count: 0),
+      let echo = (try? Required.tcp.listen(port: Service.echoPort, backlog: 64)) ?? nil,
+      let discard = (try? Required.tcp.listen(port: Service.discardPort, backlog: 64)) ?? nil
+    else { return nil }
+    self.changed = changed
+    self.echo = echo
+    self.discard = discard
+    _ = try? echo.watch(semaphore: changed)
+    _ = try? discard.watch(semaphore: changed)
+  }
+
+  func run() {
+    while true {
+      _ = try? changed.waitFor(milliseconds: 1000)
+      acceptWaiting()
+      var index = clients.count - 1
+      while index >= 0 {
+        if !serve(&clients[index]) {
+          _ = clients[index].stream.release()
+          clients.remove(at: index)
+        }
+        index -= 1
+      }
+    }
+  }
+
+  private func acceptWaiting() {
+    for (listener, echoes) in [(echo, true), (discard, false)] {
+      while clients.count < Service.maximumClients,
+        let stream = (try? listener.accept(milliseconds: 0)) ?? nil
+      {
+        _ = try? stream.watch(semaphore: changed)
+        clients.append(Client(stream: stream, echoes: echoes))
+        counts.accepted += 1
+      }
+    }
+  }
+
+  /// Moves what can move on `client` without waiting; false once it is done with.
+  private func serve(_ client: inout Client) -> Bool {
+    while true {
+      flush(&client)
+      guard client.pending.count < Service.maximumPending else { break }
+      let count = (try? client.stream.read(data: buffer, milliseconds: 0)) ?? 0
+      guard count > 0 else { break }
+      if client.echoes {
+        client.pending += UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+        counts.echoed += count
+      } else {
+        counts.discarded += count
+      }
+    }
+    let status = (try? client.stream.status()) ?? 8
+    if status & 8 != 0 { return false }  // reset or aborted: nothing more will move
+    // The peer is done and everything it sent was echoed: close our side too.
+    if status & 4 != 0 && status & 2 == 0 && client.pending.isEmpty { return false }
+    return true
+  }
+
+  private func flush(_ client: inout Client) {
+    while !client.pending.isEmpty {
+      let count = min(client.pending.count, 16384)
+      let taken = client.pending.withUnsafeBytes {
+        (try? client.stream.write(data: UnsafeRawBufferPointer(rebasing: $0[0..<count]), milliseconds: 0))
+          ?? 0
+      }
+      guard taken > 0 else { return }
+      client.pending.removeFirst(Int(taken))
+    }
+  }
+
+  func counters(text: UnsafeMutableRawBufferPointer) -> Int {
+    var writer = TextWriter(text)
+    writer.line(
+      "echo: ports \(Service.echoPort) (echo) and \(Service.discardPort) (discard); \(clients.count) connections, \(counts.accepted) accepted; \(counts.echoed) bytes echoed, \(counts.discarded) discarded"
+    )
+    return writer.finish()
+  }
+}
+
+func start() -> NetworkApplication {
+  guard let service = Service() else {
+    say("echo: ports 7 and 9 could not be listened on")
+    fatalError("echo: no listeners")
+  }
+  guard let work = Runnable.export(service), (try? Required.threads.spawn(work: work, priority: 2)) ?? 0 != 0
+  else {
+    say("echo: no thread could be started")
+    fatalError("echo: no thread")
+  }
+  _ = work.release()
+  say("echo: serving echo on port 7 and discard on port 9")
+  return NetworkApplication.export(service)!
+}
