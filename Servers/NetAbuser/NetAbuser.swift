@@ -82,8 +82,8 @@ final class Abuser: ProgramImplementation {
     var more: [FramePort] = []
     for _ in 0..<8 { if let port = (try? net.openPort()) ?? nil { more.append(port) } }
     for port in more { _ = port.release() }
-    // The second port takes the other 32 slots: every slot is lent, so a frame now is
-    // dropped (and counted).
+    // The second port takes the other 32 slots: every slot is lent, so a frame now waits
+    // in the card's ring (C mode) and is not dropped; it is taken once a slot comes back.
     for _ in 0..<32 {
       sendOne()
       _ = try? second.receive()
@@ -91,7 +91,8 @@ final class Abuser: ProgramImplementation {
     let dropsFull = drops()
     sendOne()
     let droppedWhenFull = drops() - dropsFull
-    // The first port goes holding 32 slots: they come back, so the next frame is kept.
+    // The first port goes holding 32 slots: they come back (the waiting frame takes one),
+    // so the next frame is kept too.
     _ = first.release()
     try? Required.clock.sleep(milliseconds: 50)
     let dropsBefore = drops()

@@ -62,11 +62,11 @@ import Testing
     #expect(log.contains("@@ABUSE small=0 after=1514 same=true"), "\(result.tail(20))")
     // Ports: the receive slots map read-only; a port cannot give back another's slot or
     // forged ones; a port holds at most 32 slots and a device has at most 8 ports; with
-    // every slot lent a frame is dropped and counted, and a port let go while holding 32
-    // gives them back.
+    // every slot lent a frame is not dropped (C mode: it waits in the card's ring until a
+    // slot comes back), and a port let go while holding 32 gives them back.
     #expect(
       log.contains(
-        "@@PORTS writable=false readable=true stolen=0 overLimit=0 extraPorts=6 droppedWhenFull=1 droppedAfterClose=0"
+        "@@PORTS writable=false readable=true stolen=0 overLimit=0 extraPorts=6 droppedWhenFull=0 droppedAfterClose=0"
       ), "\(result.tail(20))")
     // A method binding whose result cannot suit the slot is refused before the method runs:
     // it would have taken the card, and the next driver gets it (and fails on its mode).
