@@ -104,8 +104,10 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
         (try? client.stream.write(data: UnsafeRawBufferPointer(rebasing: $0[0..<count]), milliseconds: 0))
           ?? 0
       }
-      guard taken > 0 else { return }
-      client.pending.removeFirst(Int(taken))
+      // The count comes from another server: clamped, never a trapping Int().
+      let moved = min(Int(truncatingIfNeeded: taken), count)
+      guard moved > 0 else { return }
+      client.pending.removeFirst(moved)
     }
   }
 

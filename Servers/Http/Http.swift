@@ -6,8 +6,9 @@
 // is served at a time per connection (a pipelined next request waits in its input);
 // responses are framed by Content-Length. File names are one path segment of at most 64
 // bytes (the file system's root directory holds the files); a PUT that does not fit on
-// the disk is answered 507 with what was kept. `/bytes/N` sends byte i as i mod 251, up
-// to 1 GiB.
+// the disk is answered 507 with what was kept. `/bytes/N` sends byte i as i mod 251, N
+// of at most 9 digits. Counts from other servers (a file's size, bytes a write took) are
+// clamped, never converted with a trapping Int().
 
 import KernelCore
 import ServerRuntime
@@ -50,7 +51,6 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
   static let port: UInt = 80
   static let maximumSessions = 64
   static let piece = 16384
-  static let largestPattern = 1 << 30
 
   let changed: Semaphore
   let listener: TcpListener
@@ -138,9 +138,10 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
         (try? session.stream.write(data: UnsafeRawBufferPointer(rebasing: $0[0..<count]), milliseconds: 0))
           ?? 0
       }
-      guard taken > 0 else { break }
-      session.output.removeFirst(Int(taken))
-      counts.bytesOut += Int(taken)
+      let sent = min(Int(truncatingIfNeeded: taken), count)
+      guard sent > 0 else { break }
+      session.output.removeFirst(sent)
+      counts.bytesOut += sent
       moved = true
     }
     return moved
@@ -195,13 +196,13 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
             var done = 0
             while done < count {
               let piece = min(count - done, 4096)
-              let written =
-                Int(
-                  (try? file.write(
-                    offset: UInt(sink.offset + done),
-                    data: UnsafeRawBufferPointer(rebasing: part[done..<(done + piece)])))
-                    ?? 0)
-              done += written
+              let taken =
+                (try? file.write(
+                  offset: UInt(sink.offset + done),
+                  data: UnsafeRawBufferPointer(rebasing: part[done..<(done + piece)])))
+                ?? 0
+              let written = min(Int(truncatingIfNeeded: taken), piece)
+              done += max(written, 0)
               if written < piece {
                 sink.short = true
                 break
@@ -294,6 +295,12 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
         text: "GET, PUT /files/NAME, POST /sha256.\n")
       return
     }
+    if head.contentLength > 0 {
+      // A GET with a body: nothing here reads one, and left unread it would be taken for
+      // the next request.
+      refuse(&session, head, status: 400, reason: "Bad Request", text: "A GET takes no body.\n")
+      return
+    }
     if target == ascii("/") {
       respond(
         &session, status: 200, reason: "OK", type: "text/plain", body: statusPage(), keepAlive: keepAlive)
@@ -305,15 +312,13 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
         refuse(&session, head, status: 404, reason: "Not Found", text: "No such file.\n")
         return
       }
-      let size = Int((try? file.size()) ?? 0)
+      let size = fileSize(file)
       session.output += HttpResponseHead.emit(
         status: 200, reason: "OK", contentType: "application/octet-stream", contentLength: size,
         keepAlive: keepAlive)
       if size > 0 { session.source = BodySource(remaining: size, file: file) } else { _ = file.release() }
       if !keepAlive { session.closing = true }
-    } else if target.starts(with: bytesPrefix), let count = decimal(Array(target[bytesPrefix.count...])),
-      count <= Server.largestPattern
-    {
+    } else if target.starts(with: bytesPrefix), let count = decimalNumber(target[bytesPrefix.count...]) {
       session.output += HttpResponseHead.emit(
         status: 200, reason: "OK", contentType: "application/octet-stream", contentLength: count,
         keepAlive: keepAlive)
@@ -347,6 +352,12 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
       && name != ascii(".") && name != ascii("..")
   }
 
+  /// A file's size as the file system says, within 0 to Int.max (it is another server).
+  private func fileSize(_ file: File) -> Int {
+    let size = (try? file.size()) ?? 0
+    return size > UInt(Int.max) ? Int.max : Int(size)
+  }
+
   private func openFile(_ name: [UInt8], create: Bool) -> File? {
     guard let root = try? Required.files.getRootDirectory() else { return nil }
     defer { _ = root.release() }
@@ -354,11 +365,6 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
     if let found { return found }
     guard create else { return nil }
     return name.withUnsafeBytes { (try? root.createFile(name: $0)) ?? nil }
-  }
-
-  private func decimal(_ digits: [UInt8]) -> Int? {
-    guard !digits.isEmpty, digits.count <= 10, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-    return digits.reduce(0) { $0 * 10 + Int($1 - 48) }
   }
 
   // MARK: Pages
@@ -399,7 +405,7 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
       let nameBytes = Array(UnsafeRawBufferPointer(rebasing: name[0..<count]))
       var size = 0
       if let file = openFile(nameBytes, create: false) {
-        size = Int((try? file.size()) ?? 0)
+        size = fileSize(file)
         _ = file.release()
       }
       var line = KernelMessage()

@@ -51,10 +51,7 @@ func equals(_ word: [UInt8], _ name: StaticString) -> Bool {
 }
 
 /// A decimal number of at most 9 digits, or nil.
-func number(_ word: [UInt8]) -> UInt? {
-  guard !word.isEmpty, word.count <= 9, word.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-  return word.reduce(0) { $0 * 10 + UInt($1 - 0x30) }
-}
+func number(_ word: [UInt8]) -> UInt? { decimalNumber(word).map { UInt($0) } }
 
 final class Commands: ShellToolsImplementation {
   let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
@@ -280,11 +277,12 @@ final class Commands: ShellToolsImplementation {
       let taken = request.withUnsafeBytes {
         (try? stream.write(data: UnsafeRawBufferPointer(rebasing: $0[sent...]), milliseconds: 5000)) ?? 0
       }
-      guard taken > 0 else {
+      let moved = min(Int(truncatingIfNeeded: taken), request.count - sent)
+      guard moved > 0 else {
         line("get: the request could not be sent")
         return
       }
-      sent += Int(taken)
+      sent += moved
     }
     // The head, then the body: its length, or up to the close.
     var received: [UInt8] = []

@@ -287,7 +287,10 @@ final class Card: InterruptHandlerImplementation {
       case .frame(let offset, let length):
         // No free slot: the frame stays in the ring until one is given back. The ring then
         // fills and QEMU holds frames back instead of losing them (C mode's flow control).
-        guard !freeSlots.isEmpty else { return }
+        guard !freeSlots.isEmpty else {
+          receiveStalled = true
+          return
+        }
         deliver(ring + offset, length: length)
         write16(Rtl8139Register.readAddress, receiveRing.advance(pastLength: length + 4))
       }
@@ -430,8 +433,13 @@ final class Card: InterruptHandlerImplementation {
   /// A slot came back: frames left in the ring for want of one are taken now (C mode; the
   /// card raises no interrupt for frames it already stored).
   private func resumeReceiving() {
-    if !plus && freeSlots.count == 1 && receiveBuffer != nil { drainReceiveRing() }
+    guard receiveStalled else { return }
+    receiveStalled = false
+    drainReceiveRing()
   }
+
+  /// The C-mode ring holds frames left there for want of a free slot.
+  private var receiveStalled = false
 
   /// Port `port` went: the slots lent to it come back, and its number is free again.
   func releaseAll(from port: Int) {

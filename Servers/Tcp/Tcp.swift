@@ -6,10 +6,12 @@
 // 16 listeners. A listener holds at most its backlog of connections set up and not
 // accepted (a SYN beyond is dropped: the peer sends it again) and 64 handshakes in
 // progress (a SYN beyond replaces the oldest): a SYN flood costs at most 64 table entries
-// per listener and no buffers (a connection's buffers grow only with data). Segments to no connection and no listener get a RST (RFC 9293
-// 3.10.7.1). One thread ticks every connection's timers every 20 ms. Thread-safe: one
-// ServerMutex guards the table and counters; it is never held across a call to another
-// server except the kernel's semaphore signals, which call nothing back.
+// per listener and no buffers (a connection's buffers are allocated with its first data).
+// Segments to no connection and no listener get a RST (RFC 9293 3.10.7.1). One thread
+// ticks every connection's timers every 20 ms (every 250 ms while there is none).
+// Thread-safe: one ServerMutex guards the table and counters; it is never held across a
+// call to another server except the kernel's clock and semaphore signals, which call
+// nothing back.
 
 import KernelCore
 import ServerRuntime
@@ -90,6 +92,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   /// Handshakes in progress per listener (SYN-RECEIVED), apart from the backlog.
   static let maximumHandshakes = 64
   static let tick: UInt = 20
+  static let idleTick: UInt = 250
   /// Connections that get 64 KiB buffers; later ones get 16 KiB.
   static let roomyConnections = 32
 
@@ -100,6 +103,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   private var nextNumber: UInt32 = 1
   private var random = RandomNumbers(seed: tessera_timestamp())
   private var uptime = Uptime()
+  /// A connection closed since the last sweep.
+  private var sweepDue = false
   var counts = (
     segmentsIn: 0, segmentsOut: 0, retransmissions: 0, resetsIn: 0, resetsOut: 0, opened: 0, accepted: 0,
     malformed: 0, notForUs: 0, closedPort: 0, backlogFull: 0, backlogReplaced: 0, tableFull: 0, noBuffer: 0
@@ -119,9 +124,13 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   }
 
   /// Milliseconds since boot, never wrapping.
-  func now() -> UInt64 {
-    let reading = UInt32(truncatingIfNeeded: (try? Required.clock.uptimeMilliseconds()) ?? 0)
-    return mutex.withLock { uptime.extend(reading) }
+  func now() -> UInt64 { mutex.withLock { clock() } }
+
+  /// Milliseconds since boot, read holding the lock (a kernel call, which calls nothing
+  /// back): every locked section acts at the time it runs, not at a time read before it
+  /// waited for the lock or slept.
+  private func clock() -> UInt64 {
+    uptime.extend(UInt32(truncatingIfNeeded: (try? Required.clock.uptimeMilliseconds()) ?? 0))
   }
 
   // MARK: The table (callers hold the mutex)
@@ -182,6 +191,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       _ = entries[index].connection.read(entries[index].connection.readable)
     }
     if notify { wakeStream(index) }
+    if entries[index].connection.state == .closed { sweepDue = true }
   }
 
   /// Wakes entry `index`'s waiting threads and signals its watcher (once until it looks).
@@ -204,6 +214,9 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   /// Forgets connections that are closed and that no stream will ask about; returns the
   /// semaphores they held, to release outside the lock.
   private func sweep() -> [Semaphore] {
+    // Only after something closed: this runs on every segment's path.
+    guard sweepDue else { return [] }
+    sweepDue = false
     var semaphores: [Semaphore] = []
     var index = entries.count - 1
     while index >= 0 {
@@ -221,12 +234,12 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     return semaphores
   }
 
-  /// Runs `body` holding the lock, forgets closed connections, then (unlocked) sends the
-  /// segments `body` collected.
-  func locked<Result>(_ body: (inout [Outbound]) -> Result) -> Result {
+  /// Runs `body` holding the lock with the time now, forgets closed connections, then
+  /// (unlocked) sends the segments `body` collected.
+  func locked<Result>(_ body: (inout [Outbound], UInt64) -> Result) -> Result {
     var out: [Outbound] = []
     let (result, semaphores) = mutex.withLock {
-      let result = body(&out)
+      let result = body(&out, clock())
       return (result, sweep())
     }
     for semaphore in semaphores { _ = semaphore.release() }
@@ -282,8 +295,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       }
       return
     }
-    let time = now()
-    let delivered: Bool = locked { out in
+    let delivered: Bool = locked { out, time in
       counts.segmentsIn += 1
       if segment.flags.contains(.rst) { counts.resetsIn += 1 }
       guard
@@ -306,7 +318,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       return
     }
     let flags = segment.flags
-    locked { out in
+    locked { out, time in
       if flags.contains(.syn) && !flags.contains(.ack) && !flags.contains(.rst),
         let listener = listeners.firstIndex(where: { $0.port == segment.destinationPort })
       {
@@ -388,9 +400,11 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
 
   func run() {
     while true {
-      try? Required.clock.sleep(milliseconds: Layer.tick)
-      let time = now()
-      locked { out in
+      // With no connection there is nothing to time: look four times a second only (a new
+      // connection's first timeout is a second away).
+      let idle = mutex.withLock { entries.isEmpty }
+      try? Required.clock.sleep(milliseconds: idle ? Layer.idleTick : Layer.tick)
+      locked { out, time in
         for index in entries.indices {
           entries[index].connection.tick(now: time)
           settle(index, into: &out)
@@ -425,8 +439,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     guard port >= 1, port <= 0xFFFF, remote != .unspecified, remote != .broadcast, local != .unspecified,
       let wake = try? Required.sync.makeSemaphore(count: 0)
     else { return nil }
-    let time = now()
-    let number: UInt32? = locked { out in
+    let number: UInt32? = locked { out, time in
       guard entries.count < Layer.maximumConnections, let localPort = ephemeralPort() else { return nil }
       var connection = TcpConnection(initialSequence: initialSequence(), bufferSize: bufferSize())
       connection.open(now: time)
@@ -483,17 +496,15 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
 
   func connections(text: UnsafeMutableRawBufferPointer) -> Int {
     var writer = TextWriter(text)
-    writer.line("local                 remote                state         recv-q send-q    in   out retr")
     mutex.withLock {
       for listener in listeners {
-        writer.line(
-          "*:\(listener.port)                                     LISTEN        backlog \(listener.ready.count)/\(listener.backlog)"
-        )
+        writer.line("*:\(listener.port) LISTEN backlog \(listener.ready.count)/\(listener.backlog)")
       }
       for entry in entries {
         let endpoints = entry.endpoints
+        let connection = entry.connection
         writer.line(
-          "\(endpoints.localAddress):\(endpoints.localPort) \(endpoints.remoteAddress):\(endpoints.remotePort) \(entry.connection.state.name) \(entry.connection.readable) \(entry.connection.sendQueued) \(entry.segmentsIn) \(entry.segmentsOut) \(entry.connection.retransmissions)"
+          "\(endpoints.localAddress):\(endpoints.localPort) \(endpoints.remoteAddress):\(endpoints.remotePort) \(connection.state.name) recv-q \(connection.readable) send-q \(connection.sendQueued) segments in \(entry.segmentsIn) out \(entry.segmentsOut) retransmitted \(connection.retransmissions)"
         )
       }
     }
@@ -506,13 +517,13 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   /// on the entry's semaphore between tries for up to `milliseconds` in all; nil if the
   /// time ran out or the entry is gone.
   func wait<Result>(
-    for number: UInt32, milliseconds: UInt, _ attempt: (inout Entry, inout [Outbound]) -> Result?
+    for number: UInt32, milliseconds: UInt, _ attempt: (inout Entry, UInt64) -> Result?
   ) -> Result? {
     let deadline = now() + UInt64(milliseconds)
     while true {
-      let (result, semaphore): (Result?, Semaphore?) = locked { out in
+      let (result, semaphore): (Result?, Semaphore?) = locked { out, time in
         guard let index = index(of: number) else { return (nil, nil) }
-        if let result = attempt(&entries[index], &out) {
+        if let result = attempt(&entries[index], time) {
           settle(index, into: &out)
           return (result, nil)
         }
@@ -530,8 +541,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       }
       if left == 0 {
         // One last look (a wake-up may have raced the timeout), without sleeping.
-        return locked { out in
-          guard let index = index(of: number), let result = attempt(&entries[index], &out) else { return nil }
+        return locked { out, time in
+          guard let index = index(of: number), let result = attempt(&entries[index], time) else { return nil }
           settle(index, into: &out)
           return result
         }
@@ -539,11 +550,12 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     }
   }
 
-  /// Applies `change` to entry `number` under the lock and sends what follows.
-  func update<Result>(_ number: UInt32, _ change: (inout Entry) -> Result) -> Result? {
-    locked { out in
+  /// Applies `change` to entry `number` under the lock (with the time now) and sends what
+  /// follows.
+  func update<Result>(_ number: UInt32, _ change: (inout Entry, UInt64) -> Result) -> Result? {
+    locked { out, time in
       guard let index = index(of: number) else { return nil }
-      let result = change(&entries[index])
+      let result = change(&entries[index], time)
       settle(index, into: &out)
       return result
     }
@@ -552,8 +564,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   /// The stream of entry `number` went: close it (abort if data was left unread, as RFC
   /// 2525 2.17 asks) and let the layer finish alone.
   func release(_ number: UInt32) {
-    let time = now()
-    let semaphores: [Semaphore] = locked { out in
+    let semaphores: [Semaphore] = locked { out, time in
       guard let index = index(of: number) else { return [] }
       entries[index].holder = .released
       if entries[index].connection.readable > 0 {
@@ -572,7 +583,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
 
   /// Listener `number` went: its port is free, and connections it did not hand out are reset.
   func closeListener(_ number: UInt32) {
-    let semaphores: [Semaphore] = locked { out in
+    let semaphores: [Semaphore] = locked { out, _ in
       guard let listener = listenerIndex(of: number) else { return [] }
       let removed = listeners.remove(at: listener)
       for index in entries.indices
@@ -702,7 +713,7 @@ final class Stream: TcpStreamImplementation {
   deinit { layer.release(number) }
 
   func status() -> UInt {
-    layer.update(number) { entry in
+    layer.update(number) { entry, _ in
       entry.watcherSignalled = false
       let connection = entry.connection
       let state = connection.state
@@ -736,11 +747,9 @@ final class Stream: TcpStreamImplementation {
 
   func write(data: UnsafeRawBufferPointer, milliseconds: UInt) -> UInt {
     guard !data.isEmpty else { return 0 }
-    let layer = self.layer
-    let time = layer.now()
     let bytes = [UInt8](data)
     let taken: Int =
-      layer.wait(for: number, milliseconds: milliseconds) { entry, _ in
+      layer.wait(for: number, milliseconds: milliseconds) { entry, time in
         entry.watcherSignalled = false
         let state = entry.connection.state
         guard (state == .established || state == .closeWait) && !entry.connection.finQueued else { return 0 }
@@ -751,8 +760,7 @@ final class Stream: TcpStreamImplementation {
   }
 
   func shutdown() -> UInt {
-    let time = layer.now()
-    return layer.update(number) { entry in
+    return layer.update(number) { entry, time in
       let state = entry.connection.state
       guard
         (state == .established || state == .closeWait || state == .synReceived) && !entry.connection.finQueued
@@ -763,7 +771,7 @@ final class Stream: TcpStreamImplementation {
   }
 
   func abort() -> UInt {
-    _ = layer.update(number) { entry in entry.connection.abort() }
+    _ = layer.update(number) { entry, _ in entry.connection.abort() }
     return 1
   }
 

@@ -5,7 +5,7 @@
 
 /// Why a request cannot be served, as the status to answer with.
 public struct HttpFailure: Error, Equatable {
-  /// The status code (400, 413, 431, 501, 505).
+  /// The status code (400, 413, 431, 501, 505; a client reading a response: 502).
   public let status: Int
   /// Its reason phrase.
   public let reason: StaticString
@@ -38,8 +38,8 @@ public struct HttpRequestHead: Equatable {
 
   /// The head at the start of `bytes`, or nil if its blank line has not come yet.
   /// Throws the status to answer with if it is malformed, too long (more than `maximum`
-  /// bytes: 431), has a body framed otherwise than by Content-Length (501), or is not
-  /// HTTP/1.x (505).
+  /// bytes: 431), has a body framed otherwise than by Content-Length (501) or longer than
+  /// 999,999,999 bytes (413), or is not HTTP/1.x (505).
   public static func parse(_ bytes: UnsafeRawBufferPointer, maximum: Int = 8192) throws(HttpFailure)
     -> HttpRequestHead?
   {
@@ -71,8 +71,12 @@ public struct HttpRequestHead: Equatable {
       let name = lowercased(Array(line[0..<colon]))
       let value = trimmed(Array(line[(colon + 1)...]))
       if name == ascii("content-length") {
-        guard !value.isEmpty, value.count <= 12, value.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw bad }
-        let length = value.reduce(0) { $0 * 10 + Int($1 - 48) }
+        // At most 9 digits (under 1 GB): longer is refused as too large, not read (a
+        // tenth digit would overflow i686's Int).
+        guard !value.isEmpty, value.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw bad }
+        guard let length = decimalNumber(value) else {
+          throw HttpFailure(status: 413, reason: "Content Too Large")
+        }
         // Two different lengths are a smuggling attempt (RFC 9112 6.3).
         if sawLength && length != head.contentLength { throw bad }
         head.contentLength = length
@@ -94,7 +98,8 @@ public struct HttpRequestHead: Equatable {
 public struct HttpResponseHead: Equatable {
   /// The status code.
   public var status = 0
-  /// The body's length, if Content-Length gave one (else the body ends with the connection).
+  /// The body's length, if Content-Length gave one (else the body ends with the
+  /// connection); a length of more than 9 digits is refused as malformed.
   public var contentLength: Int?
   /// Bytes of the head, the blank line included.
   public var headLength = 0
@@ -108,17 +113,16 @@ public struct HttpResponseHead: Equatable {
     guard let statusLine = lines.first, statusLine.starts(with: ascii("HTTP/1.")), statusLine.count >= 12,
       statusLine[8] == UInt8(ascii: " ")
     else { throw bad }
-    let digits = statusLine[9..<12]
-    guard digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw bad }
+    guard let status = decimalNumber(statusLine[9..<12]) else { throw bad }
     var head = HttpResponseHead()
-    head.status = digits.reduce(0) { $0 * 10 + Int($1 - 48) }
+    head.status = status
     for line in lines.dropFirst() {
       guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw bad }
       let name = lowercased(Array(line[0..<colon]))
       let value = trimmed(Array(line[(colon + 1)...]))
       if name == ascii("content-length") {
-        guard !value.isEmpty, value.count <= 12, value.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw bad }
-        head.contentLength = value.reduce(0) { $0 * 10 + Int($1 - 48) }
+        guard let length = decimalNumber(value) else { throw bad }
+        head.contentLength = length
       } else if name == ascii("transfer-encoding") {
         throw HttpFailure(status: 501, reason: "Not Implemented")
       }

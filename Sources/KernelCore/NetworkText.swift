@@ -42,11 +42,7 @@ extension IPv4Address {
     guard let address = IPv4Address(parsing: UnsafeBufferPointer(rebasing: text[..<slash])) else {
       return nil
     }
-    let digits = text[(slash + 1)...]
-    guard !digits.isEmpty, digits.count <= 2,
-      digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
-    else { return nil }
-    let length = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+    guard let length = decimalNumber(text[(slash + 1)...], maximumDigits: 2) else { return nil }
     return length <= 32 ? (address, length) : nil
   }
 
@@ -122,4 +118,18 @@ public struct TextWriter {
     }
     return count
   }
+}
+
+/// The value of `digits`, decimal ASCII digits and nothing else, at most `maximumDigits`
+/// of them (at most 9, so the value fits an i686 `Int` and cannot trap); nil otherwise.
+/// Every number read from a packet, a request or a command line goes through here.
+public func decimalNumber<Digits: Collection>(_ digits: Digits, maximumDigits: Int = 9) -> Int?
+where Digits.Element == UInt8 {
+  guard !digits.isEmpty, digits.count <= min(maximumDigits, 9) else { return nil }
+  var value = 0
+  for digit in digits {
+    guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return nil }
+    value = value * 10 + Int(digit - UInt8(ascii: "0"))
+  }
+  return value
 }
