@@ -128,6 +128,10 @@ public struct TcpConnection {
 
   /// Retransmissions of the same data before the connection is reset.
   public static let maximumRetransmissions = 8
+  /// Retransmissions of our SYN or SYN-ACK before the handshake is given up: 3 (after
+  /// about 15 s; Linux tries 5 times, about a minute). A listener's half-open
+  /// connections, a SYN flood's among them, are gone that soon.
+  public static let maximumHandshakeRetransmissions = 3
   /// How long TIME-WAIT lasts (2 MSL, short: a host of this size cannot hold many).
   public static let timeWait: UInt64 = 2_000
 
@@ -445,7 +449,8 @@ public struct TcpConnection {
     }
     guard let due = retransmitAt, now >= due else { return }
     retries += 1
-    guard retries <= Self.maximumRetransmissions else {
+    let handshake = state == .synSent || state == .synReceived
+    guard retries <= (handshake ? Self.maximumHandshakeRetransmissions : Self.maximumRetransmissions) else {
       abort()
       return
     }

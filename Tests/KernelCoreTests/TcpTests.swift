@@ -235,4 +235,26 @@ import Testing
     }
     #expect(accepted > 0, "some mutations stay valid")
   }
+
+  @Test func anUnansweredHandshakeIsGivenUpAfterThreeRetransmissions() {
+    // A SYN-ACK to a peer that never answers (a SYN flood's): sent 4 times, 1, 2 and 4 s
+    // apart, then the connection resets itself 8 s later (about 15 s in all).
+    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+    connection.listen()
+    connection.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+      maximumSegmentSize: 1460, payload: [], now: 0)
+    var synAcknowledgments = connection.outgoing.filter { $0.flags == .syn | .ack }.count
+    connection.outgoing.removeAll()
+    var now: UInt64 = 0
+    while connection.state != .closed && now < 60_000 {
+      now += 100
+      connection.tick(now: now)
+      synAcknowledgments += connection.outgoing.filter { $0.flags == .syn | .ack }.count
+      connection.outgoing.removeAll()
+    }
+    #expect(synAcknowledgments == 1 + TcpConnection.maximumHandshakeRetransmissions)
+    #expect(connection.state == .closed && connection.events.contains(.reset))
+    #expect(now >= 14_000 && now <= 16_000, "given up after \(now) ms")
+  }
 }

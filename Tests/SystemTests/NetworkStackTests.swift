@@ -2,7 +2,9 @@
 // both placements against stacks nobody here wrote, through tools/network-stack-test:
 // QEMU's user-mode network (slirp: DHCP, ping, DNS, UDP both ways, fragments slirp made)
 // and a raw-frame peer on `-netdev dgram` (ARP, ICMP errors, reassembly limits, drops
-// counted by reason, and 100,000 fuzzed frames after which the stack must still answer);
+// counted by reason, and 100,000 fuzzed frames after which the stack must still answer;
+// TCP segments written by hand: a RST for a closed port, a connection during and after a
+// flood of 10,000 SYNs, the table empty again, 100,000 fuzzed segments);
 // and TCP with the applications on it against the host's TCP through tools/tcp-test
 // (curl and Python sockets through slirp's port forwarding, the shell's `get` to a host
 // HTTP server). Each harness prints one JSON object; every check it names must have passed.
@@ -62,6 +64,8 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
       "bad_packets_not_answered",
       "fragments_reassembled_and_echo_fragmented", "overlapping_fragments_refused",
       "incomplete_datagram_times_out", "drops_counted_by_reason", "answers_after_fuzzing",
+      "tcp_reset_for_closed_port", "tcp_connection_by_hand", "tcp_connection_during_syn_flood",
+      "tcp_connection_after_syn_flood", "tcp_table_empty_after_flood", "tcp_connection_after_fuzzing",
       "no_panic_or_server_fault",
     ]
     #expect(Set(checks.map(\.0)) == expected, "the peer run's checks: \(checks)")
