@@ -1,16 +1,19 @@
 // TcpConnection: one TCP connection's state machine (RFC 9293 3.3.2 and 3.10), driven by
-// segments, the application and time, for the TCP server (issue 13): a first, plain core
-// that later work extends (RFC 5961 checks, congestion control, SACK, delayed ACKs).
+// segments, the application and time, for the TCP server (issue 13). Not yet: window
+// scaling, SACK, timestamps.
 //
 // Contract: times are milliseconds of any monotonic clock. `open`/`listen`, `receive`,
 // `send`, `close`, `abort` and `tick` update the state and queue what must go out in
 // `outgoing` (the caller drains it and adds IP and ports), and what the application must
-// hear in `events`. Data is acknowledged cumulatively; segments that arrive ahead of
-// `receiveNext` wait in an out-of-order queue of at most the receive buffer's capacity in bytes (with the
-// in-order data); what the application has not read counts against the advertised window.
+// hear in `events`. Data is acknowledged cumulatively, a lone in-order segment after up
+// to `acknowledgmentDelay` (delayed ACK), anything else at once; segments that arrive
+// ahead of `receiveNext` wait in an out-of-order queue of at most the receive buffer's
+// capacity in bytes (with the in-order data); what the application has not read counts
+// against the advertised window.
 // Unacknowledged data is sent again from `sendUnacknowledged` when the retransmission
 // timeout (RetransmissionTimeout) runs out, the timeout doubling each time; after
-// `maximumRetransmissions` in a row the connection is reset. Round trips are sampled from
+// `maximumRetransmissions` in a row (`maximumHandshakeRetransmissions` for a SYN or
+// SYN-ACK) the connection is reset. Round trips are sampled from
 // segments not sent twice (Karn). TIME-WAIT lasts `timeWait`. The peer's window is
 // respected, probing a zero window with one byte at the timeout. No window scaling (the
 // window is at most 65,535 bytes). Congestion control is RFC 5681's (slow start,
@@ -132,6 +135,9 @@ public struct TcpConnection {
   /// about 15 s; Linux tries 5 times, about a minute). A listener's half-open
   /// connections, a SYN flood's among them, are gone that soon.
   public static let maximumHandshakeRetransmissions = 3
+  /// How long an ACK for one in-order segment may wait (RFC 1122 allows 500 ms; Linux
+  /// waits 40 ms at least).
+  public static let acknowledgmentDelay: UInt64 = 40
   /// How long TIME-WAIT lasts (2 MSL, short: a host of this size cannot hold many).
   public static let timeWait: UInt64 = 2_000
 
@@ -185,6 +191,8 @@ public struct TcpConnection {
   /// The segment being timed: its end and when it was sent (Karn: none while resending).
   private var timing: (end: SequenceNumber, sentAt: UInt64)?
   private var timeWaitEnds: UInt64?
+  /// When a delayed ACK is due (nil: none is owed).
+  private var acknowledgmentDue: UInt64?
 
   /// A connection that will use `initialSequence` (random, from the caller: RFC 6528) and
   /// segments of at most `maximumSegment` bytes of data.
@@ -421,9 +429,16 @@ public struct TcpConnection {
     }
 
     // The data.
+    let expected = receiveNext
     if !payload.isEmpty && (state == .established || state == .finWait1 || state == .finWait2) {
       accept(payload, at: sequence)
     }
+    // Delayed ACK (RFC 1122 4.2.3.2): the first in-order segment of data waits up to
+    // `acknowledgmentDelay` for a second one, or for data of ours to ride on; anything
+    // else (a second segment, a gap, a FIN, a duplicate) is acknowledged at once.
+    let delayable =
+      !payload.isEmpty && !flags.contains(.fin) && sequence == expected
+      && receiveNext == expected + UInt32(payload.count) && outOfOrder.isEmpty && acknowledgmentDue == nil
     // The FIN, once everything before it has come.
     if flags.contains(.fin) && sequence + UInt32(payload.count) == receiveNext && !peerFinished {
       peerFinished = true
@@ -437,12 +452,17 @@ public struct TcpConnection {
       }
       if state == .timeWait { enterTimeWait(now: now) }
     }
-    if length > 0 { acknowledge() }
+    if delayable {
+      acknowledgmentDue = now + Self.acknowledgmentDelay
+    } else if length > 0 {
+      acknowledge()
+    }
     transmitData(now: now)
   }
 
   /// Time passed: retransmissions, zero-window probes, the end of TIME-WAIT.
   public mutating func tick(now: UInt64) {
+    if let due = acknowledgmentDue, now >= due { acknowledge() }
     if let ends = timeWaitEnds, now >= ends {
       becomeClosed(.closed)
       return
@@ -489,6 +509,7 @@ public struct TcpConnection {
   }
 
   private mutating func acknowledge() {
+    acknowledgmentDue = nil
     // One ACK is enough: replace a pure ACK already queued.
     if let last = outgoing.last, last.flags == .ack, last.payload.isEmpty { outgoing.removeLast() }
     // At the highest number sent, as BSD does: after a timeout `sendNext` went back, and a
@@ -523,6 +544,7 @@ public struct TcpConnection {
       let payload = sendBuffer.peek(from: offset, count: count)
       let isLast = offset + count == sendBuffer.count
       outgoing.append(segment(sendNext, flags: isLast ? .ack | .psh : .ack, payload: payload))
+      acknowledgmentDue = nil  // the ACK rides on the data
       if timing == nil { timing = (sendNext + UInt32(count), now) }
       sendNext = sendNext + UInt32(count)
       if sendNext > sendMaximum { sendMaximum = sendNext }
@@ -531,6 +553,7 @@ public struct TcpConnection {
     }
     if offset == sendBuffer.count && finQueued && !finSent {
       outgoing.append(segment(sendNext, flags: .fin | .ack))
+      acknowledgmentDue = nil
       finSent = true
       if finSequence == nil { finSequence = sendNext }
       sendNext = sendNext + 1

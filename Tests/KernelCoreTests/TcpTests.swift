@@ -257,4 +257,59 @@ import Testing
     #expect(connection.state == .closed && connection.events.contains(.reset))
     #expect(now >= 14_000 && now <= 16_000, "given up after \(now) ms")
   }
+
+  @Test func aLoneSegmentIsAcknowledgedLateAndASecondAtOnce() {
+    // An established connection (a handshake by hand), then data from the peer.
+    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+    connection.listen()
+    connection.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+      maximumSegmentSize: 1460, payload: [], now: 0)
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [], now: 1)
+    connection.outgoing.removeAll()
+    func data(at sequence: UInt32, now: UInt64, flags: TcpSegment.Flags = .ack) {
+      connection.receive(
+        sequence: SequenceNumber(sequence), acknowledgment: SequenceNumber(1001), flags: flags, window: 65535,
+        maximumSegmentSize: nil, payload: [UInt8](repeating: 7, count: 100), now: now)
+    }
+    data(at: 5001, now: 10)
+    #expect(connection.outgoing.isEmpty, "a lone segment waits")
+    connection.tick(now: 10 + TcpConnection.acknowledgmentDelay - 1)
+    #expect(connection.outgoing.isEmpty)
+    connection.tick(now: 10 + TcpConnection.acknowledgmentDelay)
+    #expect(connection.outgoing.map(\.acknowledgment) == [SequenceNumber(5101)], "then it is acknowledged")
+    connection.outgoing.removeAll()
+    // Two in a row: the second is acknowledged at once, covering both.
+    data(at: 5101, now: 100)
+    data(at: 5201, now: 101)
+    #expect(connection.outgoing.map(\.acknowledgment) == [SequenceNumber(5301)])
+    connection.outgoing.removeAll()
+    // A gap, and data with a FIN: at once.
+    data(at: 5401, now: 200)
+    #expect(
+      connection.outgoing.map(\.acknowledgment) == [SequenceNumber(5301)], "a gap: a duplicate ACK at once")
+    connection.outgoing.removeAll()
+    data(at: 5301, now: 201, flags: .ack | .fin)
+    #expect(connection.outgoing.last?.acknowledgment == SequenceNumber(5501))
+    connection.outgoing.removeAll()
+    // Data of ours carries the ACK: none is owed after it.
+    var fresh = TcpConnection(initialSequence: SequenceNumber(1000))
+    fresh.listen()
+    fresh.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+      maximumSegmentSize: 1460, payload: [], now: 0)
+    fresh.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [UInt8](repeating: 1, count: 10), now: 1)
+    #expect(fresh.outgoing.filter { $0.payload.isEmpty && $0.flags == .ack }.isEmpty)
+    _ = fresh.send([1, 2, 3], now: 2)
+    #expect(
+      fresh.outgoing.last?.acknowledgment == SequenceNumber(5011)
+        && fresh.outgoing.last?.payload == [1, 2, 3])
+    fresh.outgoing.removeAll()
+    fresh.tick(now: 1000)
+    #expect(fresh.outgoing.filter { $0.payload.isEmpty }.isEmpty, "no ACK owed after the data carried it")
+  }
 }
