@@ -21,17 +21,20 @@ def free_port(kind=socket.SOCK_DGRAM):
 
 
 class Guest:
-    """QEMU with the composition, its serial console read by a thread."""
+    """QEMU with the composition (or, with `command`, any QEMU command line whose serial
+    console is stdio), its serial console read by a thread."""
 
-    def __init__(self, system, network_arguments, log_name):
-        servers = sorted(os.path.join("build/servers", name)
-                         for name in os.listdir(os.path.join(ROOT, "build/servers")) if name.endswith(".srv"))
-        modules = ",".join(["build/kernel.map", system] + servers)
+    def __init__(self, system, network_arguments, log_name, command=None):
+        if command is None:
+            servers = sorted(os.path.join("build/servers", name)
+                             for name in os.listdir(os.path.join(ROOT, "build/servers")) if name.endswith(".srv"))
+            modules = ",".join(["build/kernel.map", system] + servers)
+            command = ["qemu-system-i386", "-m", "128M", "-display", "none", "-no-reboot", "-monitor", "none",
+                       "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                       "-append", "on-panic=exit", "-kernel", "build/kernel.elf", "-initrd", modules]
         self.log_name = log_name
         self.process = subprocess.Popen(
-            ["qemu-system-i386", "-m", "128M", "-display", "none", "-no-reboot", "-monitor", "none",
-             "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-             "-append", "on-panic=exit", "-kernel", "build/kernel.elf", "-initrd", modules] + network_arguments,
+            command + network_arguments,
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.text = ""
         self.lock = threading.Lock()

@@ -89,7 +89,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   static let maximumConnections = 256
   static let maximumListeners = 16
   static let maximumBacklog = 64
-  /// Handshakes in progress per listener (SYN-RECEIVED), apart from the backlog.
+  /// Handshakes in progress with state per listener (SYN-RECEIVED), apart from the
+  /// backlog; beyond, SYN cookies.
   static let maximumHandshakes = 64
   static let tick: UInt = 20
   static let idleTick: UInt = 250
@@ -102,12 +103,14 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   var listeners: [ListenerEntry] = []
   private var nextNumber: UInt32 = 1
   private var random = RandomNumbers(seed: tessera_timestamp())
+  private let cookies: TcpSynCookies
   private var uptime = Uptime()
   /// A connection closed since the last sweep.
   private var sweepDue = false
   var counts = (
     segmentsIn: 0, segmentsOut: 0, retransmissions: 0, resetsIn: 0, resetsOut: 0, opened: 0, accepted: 0,
-    malformed: 0, notForUs: 0, closedPort: 0, backlogFull: 0, backlogReplaced: 0, tableFull: 0, noBuffer: 0
+    malformed: 0, notForUs: 0, closedPort: 0, backlogFull: 0, tableFull: 0, noBuffer: 0, cookiesSent: 0,
+    cookiesAccepted: 0
   )
 
   init?() {
@@ -121,6 +124,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     else { return nil }
     self.areas = areas
     mutex = ServerMutex(sleep: { try? lock.wait() }, wake: { try? lock.signal() })
+    cookies = TcpSynCookies(secret: random.next(stirring: tessera_timestamp()))
   }
 
   /// Milliseconds since boot, never wrapping.
@@ -325,6 +329,12 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
         admit(segment, from: source, to: destination, listener: listener, now: time, into: &out)
         return
       }
+      if flags.contains(.ack) && !flags.contains(.syn) && !flags.contains(.rst),
+        let listener = listeners.firstIndex(where: { $0.port == segment.destinationPort }),
+        completeCookie(segment, from: source, to: destination, listener: listener, now: time, into: &out)
+      {
+        return
+      }
       counts.closedPort += 1
       guard
         let reset = OutgoingSegment.reset(
@@ -353,43 +363,76 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       counts.backlogFull += 1
       return
     }
-    // Handshakes in progress are bounded apart: when they are full the oldest makes room,
-    // so a flood of SYNs pushes out its own and a real peer's handshake still completes.
-    let handshakes = entries.filter {
-      $0.listener == owner && $0.holder == .listener && $0.connection.state == .synReceived
-    }.count
-    if handshakes >= Layer.maximumHandshakes,
-      let oldest = entries.firstIndex(where: {
-        $0.listener == owner && $0.holder == .listener && $0.connection.state == .synReceived
-      })
-    {
-      entries.remove(at: oldest)
-      counts.backlogReplaced += 1
+    let endpoints = Endpoints(
+      localAddress: destination, localPort: segment.destinationPort, remoteAddress: source,
+      remotePort: segment.sourcePort)
+    // Handshakes in progress are bounded apart: beyond them (a SYN flood) the SYN is
+    // answered with a cookie and no state; the ACK that completes it makes the connection.
+    let handshakes = entries.reduce(0) {
+      $0 + ($1.listener == owner && $1.holder == .listener && $1.connection.state == .synReceived ? 1 : 0)
     }
-    if entries.count >= Layer.maximumConnections {
-      // Full: the oldest connection in TIME-WAIT or closing alone makes room.
-      guard
-        let oldest = entries.firstIndex(where: {
-          $0.connection.state == .timeWait || ($0.holder == .released && $0.connection.state != .established)
-        })
-      else {
-        counts.tableFull += 1
-        return
-      }
-      entries.remove(at: oldest)
+    if handshakes >= Layer.maximumHandshakes || entries.count >= Layer.maximumConnections {
+      let cookie = cookies.make(
+        local: destination, localPort: segment.destinationPort, remote: source,
+        remotePort: segment.sourcePort,
+        peerSequence: segment.sequence, maximumSegment: segment.options.maximumSegmentSize, now: now)
+      out.append(
+        Outbound(
+          endpoints: endpoints,
+          segment: OutgoingSegment(
+            sequence: cookie, acknowledgment: segment.sequence + 1, flags: .syn | .ack,
+            window: UInt16(bufferSize()), maximumSegmentSize: 1460)))
+      counts.segmentsOut += 1
+      counts.cookiesSent += 1
+      return
     }
     var connection = TcpConnection(initialSequence: initialSequence(), bufferSize: bufferSize())
     connection.listen()
     connection.receive(segment, now: now)
-    let endpoints = Endpoints(
-      localAddress: destination, localPort: segment.destinationPort, remoteAddress: source,
-      remotePort: segment.sourcePort)
     entries.append(
       Entry(
         number: takeNumber(), endpoints: endpoints, connection: connection, holder: .listener,
         listener: owner,
         segmentsIn: 1))
     settle(entries.count - 1, into: &out)
+  }
+
+  /// An ACK for a listener's port and no connection: if it acknowledges a SYN cookie, the
+  /// connection is made (and takes the ACK, and any data with it); false if not.
+  private func completeCookie(
+    _ segment: TcpSegment, from source: IPv4Address, to destination: IPv4Address, listener: Int, now: UInt64,
+    into out: inout [Outbound]
+  ) -> Bool {
+    guard
+      let size = cookies.check(
+        local: destination, localPort: segment.destinationPort, remote: source,
+        remotePort: segment.sourcePort,
+        sequence: segment.sequence, acknowledgment: segment.acknowledgment, now: now)
+    else { return false }
+    // The application is behind, or the table is full: as for a SYN, the ACK is dropped
+    // (the peer sends data or its ACK again, and the cookie holds for a minute or more).
+    guard listeners[listener].ready.count < listeners[listener].backlog else {
+      counts.backlogFull += 1
+      return true
+    }
+    guard entries.count < Layer.maximumConnections else {
+      counts.tableFull += 1
+      return true
+    }
+    var connection = TcpConnection(
+      cookie: segment.acknowledgment + UInt32.max, peerSequence: segment.sequence + UInt32.max,
+      peerMaximumSegment: size, bufferSize: bufferSize())
+    connection.receive(segment, now: now)
+    entries.append(
+      Entry(
+        number: takeNumber(),
+        endpoints: Endpoints(
+          localAddress: destination, localPort: segment.destinationPort, remoteAddress: source,
+          remotePort: segment.sourcePort), connection: connection, holder: .listener,
+        listener: listeners[listener].number, segmentsIn: 1))
+    counts.cookiesAccepted += 1
+    settle(entries.count - 1, into: &out)
+    return true
   }
 
   func error(type: UInt, code: UInt, area: UInt, offset: UInt, length: UInt) {
@@ -489,7 +532,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       "tcp: connections \(open), listeners \(listening); opened \(copy.opened), accepted \(copy.accepted)"
     )
     writer.line(
-      "tcp: dropped: malformed \(copy.malformed), not for us \(copy.notForUs), closed port \(copy.closedPort), backlog full \(copy.backlogFull), table full \(copy.tableFull), no send buffer \(copy.noBuffer); handshakes pushed out \(copy.backlogReplaced)"
+      "tcp: dropped: malformed \(copy.malformed), not for us \(copy.notForUs), closed port \(copy.closedPort), backlog full \(copy.backlogFull), table full \(copy.tableFull), no send buffer \(copy.noBuffer); SYN cookies sent \(copy.cookiesSent), accepted \(copy.cookiesAccepted)"
     )
     return writer.finish()
   }

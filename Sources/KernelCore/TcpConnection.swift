@@ -208,6 +208,23 @@ public struct TcpConnection {
 
   // MARK: The application
 
+  /// A connection whose SYN was answered without state (TcpSynCookies): our SYN-ACK had
+  /// sequence number `cookie`, the peer's SYN `peerSequence` and segment size
+  /// `peerMaximumSegment`. Give it the ACK that completes the handshake next: `receive`
+  /// makes it ESTABLISHED (or answers with a RST, as in SYN-RECEIVED). Nothing is ever
+  /// retransmitted for the SYN-ACK: the peer sends its SYN again if that was lost.
+  public init(
+    cookie: SequenceNumber, peerSequence: SequenceNumber, peerMaximumSegment: UInt16,
+    maximumSegment: UInt16 = 1460, bufferSize: Int = 65_535
+  ) {
+    self.init(initialSequence: cookie, maximumSegment: maximumSegment, bufferSize: bufferSize)
+    state = .synReceived
+    receiveNext = peerSequence + 1
+    sendNext = cookie + 1
+    sendMaximum = sendNext
+    self.peerMaximumSegment = min(max(Int(peerMaximumSegment), 64), Int(maximumSegment))
+  }
+
   /// Active open: sends a SYN.
   public mutating func open(now: UInt64) {
     guard state == .closed else { return }

@@ -313,3 +313,54 @@ import Testing
     #expect(fresh.outgoing.filter { $0.payload.isEmpty }.isEmpty, "no ACK owed after the data carried it")
   }
 }
+
+@Suite struct TcpSynCookieTests {
+  let cookies = TcpSynCookies(secret: 0x1234_5678_9ABC_DEF0)
+  let local = IPv4Address(value: 0x0A00_040F)
+  let remote = IPv4Address(value: 0x0A00_0402)
+
+  func make(mss: UInt16?, now: UInt64, peer: UInt32 = 777) -> SequenceNumber {
+    cookies.make(
+      local: local, localPort: 80, remote: remote, remotePort: 40000, peerSequence: SequenceNumber(peer),
+      maximumSegment: mss, now: now)
+  }
+
+  func check(_ cookie: SequenceNumber, now: UInt64, peer: UInt32 = 777, port: UInt16 = 40000) -> UInt16? {
+    cookies.check(
+      local: local, localPort: 80, remote: remote, remotePort: port, sequence: SequenceNumber(peer) + 1,
+      acknowledgment: cookie + 1, now: now)
+  }
+
+  @Test func aCookieIsAcceptedForItsConnectionAndTime() {
+    let cookie = make(mss: 1460, now: 1_000)
+    #expect(check(cookie, now: 1_000) == 1460)
+    #expect(check(cookie, now: 127_000) == 1460, "the previous period counts too")
+    #expect(check(cookie, now: 129_000) == nil, "two periods later it is stale")
+    #expect(check(cookie, now: 1_000, peer: 778) == nil, "another initial sequence")
+    #expect(check(cookie, now: 1_000, port: 40001) == nil, "another port")
+    #expect(check(cookie + 8, now: 1_000) == nil, "another number")
+    #expect(check(make(mss: 1300, now: 5), now: 5) == 1220, "segment sizes round down")
+    #expect(check(make(mss: nil, now: 5), now: 5) == 536)
+    #expect(check(make(mss: 100, now: 5), now: 5) == 536)
+    let accepted = (0..<10_000).filter {
+      check(SequenceNumber(UInt32($0) &* 2_654_435_761), now: 1_000) != nil
+    }
+    #expect(accepted.isEmpty, "guesses are refused")
+  }
+
+  @Test func aConnectionMadeFromACookieIsEstablishedByTheAck() {
+    let cookie = make(mss: 1460, now: 0)
+    var connection = TcpConnection(
+      cookie: cookie, peerSequence: SequenceNumber(777), peerMaximumSegment: 1460)
+    connection.receive(
+      sequence: SequenceNumber(778), acknowledgment: cookie + 1, flags: .ack | .psh, window: 65535,
+      maximumSegmentSize: nil, payload: Array("hello".utf8), now: 1)
+    #expect(connection.state == .established && connection.events.contains(.connected))
+    #expect(connection.read(100) == Array("hello".utf8))
+    var wrong = TcpConnection(cookie: cookie, peerSequence: SequenceNumber(777), peerMaximumSegment: 1460)
+    wrong.receive(
+      sequence: SequenceNumber(778), acknowledgment: cookie + 5, flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [], now: 1)
+    #expect(wrong.state != .established && wrong.outgoing.contains { $0.flags == .rst })
+  }
+}

@@ -7,7 +7,10 @@
 // flood of 10,000 SYNs, the table empty again, 100,000 fuzzed segments);
 // and TCP with the applications on it against the host's TCP through tools/tcp-test
 // (curl and Python sockets through slirp's port forwarding, the shell's `get` to a host
-// HTTP server). Each harness prints one JSON object; every check it names must have passed.
+// HTTP server); and TCP against Linux's (tools/tcp-test linux: the reference Linux guest
+// of tools/linux-guest on a socket link, 10 MiB each way, Linux's window scaling, SACK
+// and timestamps on and off). Each harness prints one JSON object; every check it names
+// must have passed.
 
 import Foundation
 import Testing
@@ -85,6 +88,26 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
     #expect(Set(checks.map(\.0)) == expected, "the TCP run's checks: \(checks)")
     for (name, passed, detail) in checks {
       #expect(passed, "\(system) TCP: \(name): \(detail) (serial log: \(log))")
+    }
+  }
+
+  @Test(arguments: [
+    ("systems/tests/network-linux.system", "1,1,1"), ("systems/tests/network-linux.system", "0,0,0"),
+    ("systems/tests/network-linux-isolated.system", "1,1,1"),
+    ("systems/tests/network-linux-isolated.system", "0,0,0"),
+  ])
+  func tcpMovesTenMebibytesEachWayWithLinuxsTcp(system: String, options: String) throws {
+    let (checks, log) = try runStackTest(["linux", system, "--tcp", options], tool: "tcp-test")
+    let expected: Set = [
+      "linux_guest_built", "linux_tcp_options", "tessera_receives_10MiB_from_linux",
+      "linux_receives_10MiB_from_tessera", "no_panic_or_server_fault",
+    ]
+    #expect(Set(checks.map(\.0)) == expected, "the Linux run's checks: \(checks)")
+    for (name, passed, detail) in checks {
+      #expect(
+        passed,
+        "\(system) with Linux (window scaling, SACK, timestamps \(options)): \(name): \(detail) (serial log: \(log))"
+      )
     }
   }
 }
