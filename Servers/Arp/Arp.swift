@@ -110,7 +110,7 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
       into: frame, operation: operation, senderHardware: mac, senderProtocol: source,
       targetHardware: targetHardware, targetProtocol: target)
     mutex.withLock {
-      if operation == ArpPacket.request { counts.requestsOut += 1 } else { counts.repliesOut += 1 }
+      if operation == ArpPacket.request { counts.requestsOut &+= 1 } else { counts.repliesOut &+= 1 }
     }
     transmit(
       Waiting(buffer: buffer, length: UInt(ArpPacket.length), checksums: 0), to: destination,
@@ -162,7 +162,7 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
     case .queued:
       return 2
     case .dropped:
-      mutex.withLock { counts.dropped += 1 }
+      mutex.withLock { counts.dropped &+= 1 }
       _ = try? Required.link.free(buffer: buffer)
       return 0
     }
@@ -229,19 +229,19 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
   func receive(offset: UInt, length: UInt, broadcast: UInt) {
     guard let bytes = areas.view(area: 0, offset: offset, length: length), let packet = try? ArpPacket(bytes)
     else {
-      mutex.withLock { counts.malformed += 1 }
+      mutex.withLock { counts.malformed &+= 1 }
       return
     }
     let sender = packet.senderProtocol
     let hardware = packet.senderHardware
     let time = now()
     let (ready, ours, conflict, report) = mutex.withLock {
-      if packet.operation == ArpPacket.request { counts.requestsIn += 1 } else { counts.repliesIn += 1 }
+      if packet.operation == ArpPacket.request { counts.requestsIn &+= 1 } else { counts.repliesIn &+= 1 }
       let ours = address != .unspecified && packet.targetProtocol == address
       let conflict = address != .unspecified && sender == address && hardware != mac
       var report = false
       if conflict {
-        counts.conflicts += 1
+        counts.conflicts &+= 1
         // One line in 10 s at most: a flood of claims must not flood the console.
         report = lastConflictReport == nil || time &- lastConflictReport! >= 10_000
         if report { lastConflictReport = time }
@@ -272,7 +272,7 @@ final class Resolver: AddressResolutionImplementation, ArpStatusImplementation,
     let time = now()
     let (requests, failed) = mutex.withLock {
       let due = cache.tick(now: time)
-      counts.dropped += due.failed.reduce(0) { $0 + $1.1.count }
+      counts.dropped &+= due.failed.reduce(0) { $0 + $1.1.count }
       return due
     }
     for (_, tokens) in failed { drop(tokens) }

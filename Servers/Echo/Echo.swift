@@ -3,7 +3,7 @@
 // shared semaphore said something changed.
 //
 // Contract: at most 128 connections at once (later ones wait in the listeners' backlogs);
-// an echo connection holds at most 64 KiB read and not yet written back (beyond, it is
+// an echo connection holds at most 16 KiB read and not yet written back (beyond, it is
 // not read until the peer takes its echo); a connection is closed once the peer closed
 // and everything was echoed, or dropped when it ends otherwise.
 
@@ -19,21 +19,23 @@ struct Client {
   let stream: TcpStream
   /// Echo (true) or discard.
   let echoes: Bool
-  /// Read and not yet written back.
-  var pending: [UInt8] = []
+  /// Read and not yet written back (a fixed ring: the heap holds every client's).
+  var pending = ByteQueue(capacity: Service.maximumPending)
 }
 
 final class Service: NetworkApplicationImplementation, RunnableImplementation {
   static let echoPort: UInt = 7
   static let discardPort: UInt = 9
   static let maximumClients = 128
-  static let maximumPending = 64 * 1024
+  /// 128 clients x 16 KiB = 2 MiB of the 4 MiB heap at most (an attack review exhausted
+  /// the heap with 48 clients that sent and never read, when each held up to 140 KiB).
+  static let maximumPending = 16 * 1024
 
   let changed: Semaphore
   let echo: TcpListener
   let discard: TcpListener
   var clients: [Client] = []
-  var counts = (accepted: 0, echoed: 0, discarded: 0)
+  var counts: (accepted: UInt64, echoed: UInt64, discarded: UInt64) = (0, 0, 0)
   /// Where reads land: one buffer for every connection (one thread serves them all).
   let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 16)
 
@@ -71,7 +73,7 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
       {
         _ = try? stream.watch(semaphore: changed)
         clients.append(Client(stream: stream, echoes: echoes))
-        counts.accepted += 1
+        counts.accepted &+= 1
       }
     }
   }
@@ -80,14 +82,19 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
   private func serve(_ client: inout Client) -> Bool {
     while true {
       flush(&client)
-      guard client.pending.count < Service.maximumPending else { break }
-      let count = (try? client.stream.read(data: buffer, milliseconds: 0)) ?? 0
+      // Read no more than the ring can take: what is not read waits in TCP's window.
+      let room = client.echoes ? client.pending.room : buffer.count
+      guard room > 0 else { break }
+      let count =
+        (try? client.stream.read(
+          data: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(room, buffer.count)]), milliseconds: 0))
+        ?? 0
       guard count > 0 else { break }
       if client.echoes {
-        client.pending += UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-        counts.echoed += count
+        client.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        counts.echoed &+= UInt64(count)
       } else {
-        counts.discarded += count
+        counts.discarded &+= UInt64(count)
       }
     }
     let status = (try? client.stream.status()) ?? 8
@@ -99,13 +106,10 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
 
   private func flush(_ client: inout Client) {
     while !client.pending.isEmpty {
-      let count = min(client.pending.count, 16384)
-      let taken = client.pending.withUnsafeBytes {
-        (try? client.stream.write(data: UnsafeRawBufferPointer(rebasing: $0[0..<count]), milliseconds: 0))
-          ?? 0
-      }
+      let piece = client.pending.peek(from: 0, count: min(client.pending.count, 16384))
+      let taken = piece.withUnsafeBytes { (try? client.stream.write(data: $0, milliseconds: 0)) ?? 0 }
       // The count comes from another server: clamped, never a trapping Int().
-      let moved = min(Int(truncatingIfNeeded: taken), count)
+      let moved = min(Int(truncatingIfNeeded: taken), piece.count)
       guard moved > 0 else { return }
       client.pending.removeFirst(moved)
     }

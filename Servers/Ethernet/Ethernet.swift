@@ -86,21 +86,21 @@ final class Link: EthernetLinkImplementation, LinkStatusImplementation, Runnable
     let start = slot * Link.bufferSize
     let bytes = UnsafeRawBufferPointer(start: receiveSlots + start, count: length)
     guard let frame = try? EthernetFrame(bytes) else {
-      mutex.withLock { counts.tooShort += 1 }
+      mutex.withLock { counts.tooShort &+= 1 }
       return
     }
     let destination = frame.destination
     guard destination == mac || destination.isGroup else {
-      mutex.withLock { counts.notForUs += 1 }
+      mutex.withLock { counts.notForUs &+= 1 }
       return
     }
     let type = frame.type
     let receiver: EthernetReceiver? = mutex.withLock {
       guard let entry = receivers.first(where: { $0.type == type }) else {
-        counts.noReceiver += 1
+        counts.noReceiver &+= 1
         return nil
       }
-      counts.delivered += 1
+      counts.delivered &+= 1
       return entry.receiver
     }
     guard let receiver else { return }
@@ -110,7 +110,7 @@ final class Link: EthernetLinkImplementation, LinkStatusImplementation, Runnable
         length: UInt(length - EthernetFrame.Offset.payload),
         broadcast: destination.isGroup ? 1 : 0)
     } catch {
-      mutex.withLock { counts.receiverFailed += 1 }
+      mutex.withLock { counts.receiverFailed &+= 1 }
     }
   }
 
@@ -166,7 +166,7 @@ final class Link: EthernetLinkImplementation, LinkStatusImplementation, Runnable
       && mutex.withLock { allocated[Int(buffer) - 1] }
     guard valid, length <= 1500, type <= 0xFFFF, destinationHigh <= 0xFFFF else {
       _ = release(buffer)
-      mutex.withLock { counts.sendRefused += 1 }
+      mutex.withLock { counts.sendRefused &+= 1 }
       return 0
     }
     let slot = Int(buffer) - 1
@@ -184,7 +184,7 @@ final class Link: EthernetLinkImplementation, LinkStatusImplementation, Runnable
       == 1
     _ = release(buffer)
     mutex.withLock {
-      if sent { counts.sent += 1 } else { counts.sendRefused += 1 }
+      if sent { counts.sent &+= 1 } else { counts.sendRefused &+= 1 }
     }
     return sent ? 1 : 0
   }

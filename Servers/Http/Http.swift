@@ -2,7 +2,7 @@
 // (host-tested); this server keeps each connection's progress and moves bytes when the
 // shared semaphore says something changed, never waiting on one connection.
 //
-// Contract: at most 64 connections at once; a request head of at most 8 KiB; one request
+// Contract: at most 32 connections at once; a request head of at most 8 KiB; one request
 // is served at a time per connection (a pipelined next request waits in its input);
 // responses are framed by Content-Length. File names are one path segment of at most 64
 // bytes (the file system's root directory holds the files); a PUT that does not fit on
@@ -49,13 +49,16 @@ struct Session {
 
 final class Server: NetworkApplicationImplementation, RunnableImplementation {
   static let port: UInt = 80
-  static let maximumSessions = 64
+  /// 32 x (16 KiB in + a piece out, about 40 KiB) stays well inside the 4 MiB heap.
+  static let maximumSessions = 32
   static let piece = 16384
 
   let changed: Semaphore
   let listener: TcpListener
   var sessions: [Session] = []
-  var counts = (accepted: 0, requests: 0, failures: 0, bytesIn: 0, bytesOut: 0)
+  var counts: (accepted: UInt64, requests: UInt64, failures: UInt64, bytesIn: UInt64, bytesOut: UInt64) = (
+    0, 0, 0, 0, 0
+  )
   let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Server.piece, alignment: 16)
 
   init?() {
@@ -75,7 +78,7 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
       {
         _ = try? stream.watch(semaphore: changed)
         sessions.append(Session(stream: stream))
-        counts.accepted += 1
+        counts.accepted &+= 1
       }
       var index = sessions.count - 1
       while index >= 0 {
@@ -110,10 +113,15 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
       if session.closing { return false }
       // In: take what came, then act on it.
       if session.input.count < Server.piece {
-        let count = (try? session.stream.read(data: buffer, milliseconds: 0)) ?? 0
+        // At most a piece in all: a client that sends and never reads holds no more.
+        let room = Server.piece - session.input.count
+        let count =
+          (try? session.stream.read(
+            data: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<room]), milliseconds: 0))
+          ?? 0
         if count > 0 {
           session.input += UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-          counts.bytesIn += count
+          counts.bytesIn &+= UInt64(count)
           progress = true
         }
       }
@@ -141,7 +149,7 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
       let sent = min(Int(truncatingIfNeeded: taken), count)
       guard sent > 0 else { break }
       session.output.removeFirst(sent)
-      counts.bytesOut += sent
+      counts.bytesOut &+= UInt64(sent)
       moved = true
     }
     return moved
@@ -246,7 +254,7 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
       }
     }
     if let failure {
-      counts.failures += 1
+      counts.failures &+= 1
       respond(
         &session, status: failure.status, reason: failure.reason, type: "text/plain", body: [],
         keepAlive: false)
@@ -255,7 +263,7 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
     }
     guard let head else { return false }
     session.input.removeFirst(head.headLength)
-    counts.requests += 1
+    counts.requests &+= 1
     handle(head, &session)
     return true
   }
@@ -334,7 +342,7 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
   private func refuse(
     _ session: inout Session, _ head: HttpRequestHead, status: Int, reason: StaticString, text: StaticString
   ) {
-    counts.failures += 1
+    counts.failures &+= 1
     if head.contentLength > 0 {
       // Not worth reading a large body we refuse: answer and close.
       respond(

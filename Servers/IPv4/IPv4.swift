@@ -100,7 +100,7 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
 
   func receive(offset: UInt, length: UInt, broadcast: UInt) {
     guard let bytes = areas.view(area: 0, offset: offset, length: length) else { return }
-    mutex.withLock { counts.received += 1 }
+    mutex.withLock { counts.received &+= 1 }
     let packet: IPv4Packet
     do throws(PacketError) {
       packet = try IPv4Packet(bytes)
@@ -119,7 +119,7 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
       case .incomplete: return
       case .refused(let reason): return drop(reason)
       case .complete(let whole):
-        mutex.withLock { counts.reassembled += 1 }
+        mutex.withLock { counts.reassembled &+= 1 }
         deliverReassembled(whole, broadcast: broadcast != 0)
         return
       }
@@ -146,7 +146,7 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
   ) {
     let receiver: IPv4Receiver? = mutex.withLock {
       let found = receivers.first(where: { $0.number == protocolNumber })?.receiver
-      if found != nil { counts.delivered += 1 }
+      if found != nil { counts.delivered &+= 1 }
       return found
     }
     if broadcast { mutex.withLock { linkBroadcast = (area, header) } }
@@ -197,7 +197,7 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
         buffer: buffer, length: UInt(IPv4Packet.minimumHeaderLength + payloadLength),
         nextHop: UInt(hop.value),
         checksums: checksums)) ?? 0
-    mutex.withLock { counts.sent += 1 }
+    mutex.withLock { counts.sent &+= 1 }
     return result != 0
   }
 
@@ -252,7 +252,7 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
           buffer: buffer, payloadLength: count, destination: target, hop: hop, number: UInt8(number),
           moreFragments: !last, fragmentOffset: offset, identification: identification, checksums: 0)
       else { return 0 }
-      mutex.withLock { counts.fragmentsSent += 1 }
+      mutex.withLock { counts.fragmentsSent &+= 1 }
       offset += count
     }
     return 1
@@ -306,7 +306,7 @@ final class Layer: InternetImplementation, InternetStatusImplementation, Etherne
       _ = try? Required.link.free(buffer: buffer)
       return false
     }
-    mutex.withLock { counts.errorsSent += 1 }
+    mutex.withLock { counts.errorsSent &+= 1 }
     return transmit(
       buffer: buffer, payloadLength: length, destination: source, hop: hop, number: IPv4Packet.icmp,
       checksums: 0)

@@ -85,7 +85,7 @@ final class Layer: EchoImplementation, IPv4ReceiverImplementation {
       sequence: UInt16(truncatingIfNeeded: sequence), data: UnsafeRawBufferPointer(data))!
     mutex.withLock {
       waiting[index].sentAt = now()
-      counts.requestsOut += 1
+      counts.requestsOut &+= 1
     }
     guard
       (try? Required.ip.send(
@@ -143,30 +143,30 @@ final class Layer: EchoImplementation, IPv4ReceiverImplementation {
     do throws(PacketError) {
       message = try IcmpMessage(bytes)
     } catch {
-      mutex.withLock { counts.malformed += 1 }
+      mutex.withLock { counts.malformed &+= 1 }
       return
     }
     let source = IPv4Address(headerBytes, at: IPv4Packet.Offset.source)
     let destination = IPv4Address(headerBytes, at: IPv4Packet.Offset.destination)
     switch message.type {
     case IcmpMessage.echoRequest:
-      mutex.withLock { counts.echoRequestsIn += 1 }
+      mutex.withLock { counts.echoRequestsIn &+= 1 }
       guard destination.value == UInt32(truncatingIfNeeded: (try? Required.ip.address()) ?? 0) else { return }
       reply(to: message, from: source)
     case IcmpMessage.echoReply:
-      mutex.withLock { counts.echoRepliesIn += 1 }
+      mutex.withLock { counts.echoRepliesIn &+= 1 }
       let time = now()
       answer(identifier: message.identifier, sequence: message.sequence) { sentAt in (time &- sentAt) &+ 1 }
     case IcmpMessage.destinationUnreachable, IcmpMessage.timeExceeded, 4, 12:
       // The quoted datagram (header and at least 8 bytes) follows the 8-byte header.
-      mutex.withLock { counts.errorsIn += 1 }
+      mutex.withLock { counts.errorsIn &+= 1 }
       guard length >= UInt(IcmpMessage.headerLength + 28) else { return }
       try? Required.ip.passError(
         type: UInt(message.type), code: UInt(message.code), area: area,
         offset: payload + UInt(IcmpMessage.headerLength),
         length: length - UInt(IcmpMessage.headerLength))
     default:
-      mutex.withLock { counts.otherIn += 1 }
+      mutex.withLock { counts.otherIn &+= 1 }
     }
   }
 
@@ -195,7 +195,7 @@ final class Layer: EchoImplementation, IPv4ReceiverImplementation {
           destination: UInt(source.value), number: UInt(IPv4Packet.icmp), payload: $0)
       }
     }
-    mutex.withLock { counts.repliesOut += 1 }
+    mutex.withLock { counts.repliesOut &+= 1 }
   }
 
   func error(type: UInt, code: UInt, area: UInt, offset: UInt, length: UInt) {

@@ -289,7 +289,8 @@ final class Commands: ShellToolsImplementation {
     var head: HttpResponseHead?
     var shown: [UInt8] = []
     var hash = Sha256()
-    var bodyBytes = 0
+    // 64 bits: a server may send more than 2 GiB without a length.
+    var bodyBytes: UInt64 = 0
     while true {
       let count = (try? stream.read(data: buffer, milliseconds: 10000)) ?? 0
       if count == 0 { break }
@@ -316,19 +317,19 @@ final class Commands: ShellToolsImplementation {
         }
         piece = Array(received[parsed.headLength...])
       }
-      if let length = head?.contentLength, bodyBytes + piece.count > length {
-        piece.removeLast(bodyBytes + piece.count - length)
+      if let length = head?.contentLength, bodyBytes + UInt64(piece.count) > UInt64(length) {
+        piece.removeLast(Int(bodyBytes + UInt64(piece.count) - UInt64(length)))
       }
       piece.withUnsafeBytes { hash.add($0) }
       if shown.count < 2049 { shown += piece.prefix(2049 - shown.count) }
-      bodyBytes += piece.count
-      if let length = head?.contentLength, bodyBytes >= length { break }
+      bodyBytes += UInt64(piece.count)
+      if let length = head?.contentLength, bodyBytes >= UInt64(length) { break }
     }
     guard let head else {
       line("get: no answer came")
       return
     }
-    if let length = head.contentLength, bodyBytes < length {
+    if let length = head.contentLength, bodyBytes < UInt64(length) {
       line("get: the body ended after \(bodyBytes) of \(length) bytes")
       return
     }

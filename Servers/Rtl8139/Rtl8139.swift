@@ -244,9 +244,9 @@ final class Card: InterruptHandlerImplementation {
       if plus { drainReceiveDescriptors() } else { drainReceiveRing() }
     }
     if status & (Rtl8139Interrupt.receiveOverflow | Rtl8139Interrupt.fifoOverflow) != 0 {
-      counts.overflows += 1
+      counts.overflows &+= 1
       // Frames the card could not store anywhere (C+: no descriptor was free).
-      counts.missed += Int(read32(Rtl8139Register.missedPackets) & 0x00FF_FFFF)
+      counts.missed &+= Int(read32(Rtl8139Register.missedPackets) & 0x00FF_FFFF)
       write32(Rtl8139Register.missedPackets, 0)
     }
   }
@@ -255,19 +255,19 @@ final class Card: InterruptHandlerImplementation {
   /// long to deliver whole).
   private func deliver(_ frame: UnsafeRawPointer, length: Int) {
     guard length <= 1514 else {
-      counts.errors += 1
+      counts.errors &+= 1
       return
     }
     guard let slot = freeSlots.popLast() else {
-      counts.drops += 1
+      counts.drops &+= 1
       return
     }
     (receiveSlots + slot * Self.slotSize).copyMemory(from: frame, byteCount: length)
     slotLengths[slot] = length
     queued[(firstQueued + queuedCount) % Self.queueCapacity] = slot
     queuedCount += 1
-    counts.framesIn += 1
-    counts.bytesIn += length
+    counts.framesIn &+= 1
+    counts.bytesIn &+= length
     _ = try? waiting.signal()
   }
 
@@ -278,7 +278,7 @@ final class Card: InterruptHandlerImplementation {
       switch packet {
       case .bad:
         // Not a packet the card could have written: start the receiver again from 0.
-        counts.errors += 1
+        counts.errors &+= 1
         write8(Rtl8139Register.command, Rtl8139Command.transmitterEnable)
         write8(Rtl8139Register.command, Rtl8139Command.receiverEnable | Rtl8139Command.transmitterEnable)
         receiveRing.reset()
@@ -304,7 +304,7 @@ final class Card: InterruptHandlerImplementation {
       guard let received = receiveDescriptors.take(first: ring.word(at: descriptor)) else { return }
       switch received {
       case .bad:
-        counts.errors += 1
+        counts.errors &+= 1
       case .frame(let index, let length):
         deliver(
           ring.address + Self.receiveDescriptorBytes + index * Rtl8139ReceiveDescriptors.bufferSize,
@@ -322,7 +322,7 @@ final class Card: InterruptHandlerImplementation {
         let (done, failed) = transmitDescriptors.complete(
           first: transmitMemory.word(at: oldest * Rtl8139Descriptor.size))
         guard done else { break }
-        if failed { counts.errors += 1 }
+        if failed { counts.errors &+= 1 }
       }
       return
     }
@@ -330,7 +330,7 @@ final class Card: InterruptHandlerImplementation {
       let status = read32(Rtl8139Register.transmitStatus + UInt32(oldest) * 4)
       let (done, failed) = transmitRing.complete(status: status)
       guard done else { break }
-      if failed { counts.errors += 1 }
+      if failed { counts.errors &+= 1 }
     }
   }
 
@@ -349,7 +349,7 @@ final class Card: InterruptHandlerImplementation {
     let buffer: UnsafeMutableRawPointer
     if plus {
       guard let (index, first) = transmitDescriptors.take(length: length, checksums: checksums) else {
-        counts.drops += 1
+        counts.drops &+= 1
         return 0
       }
       buffer =
@@ -359,7 +359,7 @@ final class Card: InterruptHandlerImplementation {
       write8(Rtl8139Register.transmitPoll, Rtl8139TransmitDescriptors.pollNormal)
     } else {
       guard let (descriptor, status) = transmitRing.take(length: frame.count) else {
-        counts.drops += 1
+        counts.drops &+= 1
         return 0
       }
       buffer = transmitMemory.address + descriptor * 2048
@@ -370,8 +370,8 @@ final class Card: InterruptHandlerImplementation {
       }
       write32(Rtl8139Register.transmitStatus + UInt32(descriptor) * 4, status)
     }
-    counts.framesOut += 1
-    counts.bytesOut += frame.count
+    counts.framesOut &+= 1
+    counts.bytesOut &+= frame.count
     return 1
   }
 
@@ -403,7 +403,7 @@ final class Card: InterruptHandlerImplementation {
     // gave, not the declared 1,514) gets nothing, and the frame is counted dropped.
     let length = slotLengths[slot]
     guard length <= frame.count, let destination = frame.baseAddress else {
-      counts.drops += 1
+      counts.drops &+= 1
       return 0
     }
     destination.copyMemory(from: receiveSlots + slot * Self.slotSize, byteCount: length)

@@ -5,8 +5,11 @@
 // Contract: at most 256 connections (TIME-WAIT and those not yet accepted included) and
 // 16 listeners. A listener holds at most its backlog of connections set up and not
 // accepted (a SYN beyond is dropped: the peer sends it again) and 64 handshakes in
-// progress (a SYN beyond replaces the oldest): a SYN flood costs at most 64 table entries
-// per listener and no buffers (a connection's buffers are allocated with its first data).
+// progress; a SYN beyond those, or when the table or the buffer budget is full, is
+// answered with a SYN cookie and no state (TcpSynCookies), so a SYN flood costs at most
+// 64 table entries per listener and no buffers. All connections' rings together stay
+// within `bufferBudget` (half the heap); a connection that cannot have 4 KiB each way is
+// refused.
 // Segments to no connection and no listener get a RST (RFC 9293 3.10.7.1). One thread
 // ticks every connection's timers every 20 ms (every 250 ms while there is none).
 // Thread-safe: one ServerMutex guards the table and counters; it is never held across a
@@ -94,8 +97,10 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   static let maximumHandshakes = 64
   static let tick: UInt = 20
   static let idleTick: UInt = 250
-  /// Connections that get 64 KiB buffers; later ones get 16 KiB.
-  static let roomyConnections = 32
+  /// Bytes all connections' send and receive rings may take together: half of a
+  /// kernel-mode server's 4 MiB heap (an attack review filled the heap with 32 connections
+  /// of 128 KiB each and the layer trapped).
+  static let bufferBudget = 2 * 1024 * 1024
 
   let areas: PacketAreas
   let mutex: ServerMutex
@@ -109,8 +114,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   private var sweepDue = false
   var counts = (
     segmentsIn: 0, segmentsOut: 0, retransmissions: 0, resetsIn: 0, resetsOut: 0, opened: 0, accepted: 0,
-    malformed: 0, notForUs: 0, closedPort: 0, backlogFull: 0, tableFull: 0, noBuffer: 0, cookiesSent: 0,
-    cookiesAccepted: 0
+    malformed: 0, notForUs: 0, closedPort: 0, backlogFull: 0, tableFull: 0, noBuffer: 0, noMemory: 0,
+    cookiesSent: 0, cookiesAccepted: 0
   )
 
   init?() {
@@ -149,10 +154,27 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     return number
   }
 
-  /// Each direction's buffer for a new connection: 64 KiB while few are open, 16 KiB
-  /// beyond, so that the table full of connections full of data stays within the heap
-  /// (32 x 128 KiB + 224 x 32 KiB = 11 MiB of the 16 MiB quota).
-  private func bufferSize() -> Int { entries.count < Layer.roomyConnections ? 65_535 : 16_384 }
+  /// Each direction's buffer for a new connection: 64 KiB while fewer than 8 are open,
+  /// 16 KiB while fewer than 48, then 4 KiB, and smaller still if the budget the open
+  /// connections leave (their rings are allocated with their first data, but the budget
+  /// counts them whole) does not hold the pair; nil when not even 4 KiB fits: the
+  /// connection is refused. A few connections get room for speed; many share the rest.
+  private func bufferSize() -> Int? {
+    // Handshakes in progress hold nothing yet and are bounded apart: a SYN flood must
+    // not use up the budget real connections need.
+    let reserved = entries.reduce(0) {
+      $0
+        + ($1.connection.state == .synReceived || $1.connection.state == .synSent
+          ? 0 : 2 * $1.connection.bufferCapacity)
+    }
+    let largest = entries.count < 8 ? 65_535 : entries.count < 48 ? 16_384 : 4_096
+    for size in [65_535, 32_768, 16_384, 8_192, 4_096]
+    where size <= largest && 2 * size <= Layer.bufferBudget - reserved {
+      return size
+    }
+    counts.noMemory &+= 1
+    return nil
+  }
 
   /// A random initial sequence number (RFC 6528 asks for one no one can predict).
   private func initialSequence() -> SequenceNumber {
@@ -165,10 +187,10 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     var notify = false
     for segment in entries[index].connection.outgoing {
       out.append(Outbound(endpoints: entries[index].endpoints, segment: segment))
-      if segment.flags.contains(.rst) { counts.resetsOut += 1 }
+      if segment.flags.contains(.rst) { counts.resetsOut &+= 1 }
     }
-    entries[index].segmentsOut += entries[index].connection.outgoing.count
-    counts.segmentsOut += entries[index].connection.outgoing.count
+    entries[index].segmentsOut &+= entries[index].connection.outgoing.count
+    counts.segmentsOut &+= entries[index].connection.outgoing.count
     entries[index].connection.outgoing.removeAll()
     for event in entries[index].connection.events {
       notify = true
@@ -184,7 +206,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     }
     entries[index].connection.events.removeAll()
     let retransmissions = entries[index].connection.retransmissions
-    counts.retransmissions += retransmissions - entries[index].retransmissionsCounted
+    counts.retransmissions &+= retransmissions &- entries[index].retransmissionsCounted
     entries[index].retransmissionsCounted = retransmissions
     // Room to write opened up: writers and watchers hear it.
     let queued = entries[index].connection.sendQueued
@@ -200,7 +222,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
 
   /// Wakes entry `index`'s waiting threads and signals its watcher (once until it looks).
   func wakeStream(_ index: Int) {
-    if entries[index].waiting > 0 { try? entries[index].wake?.signal() }
+    // Every waiter: after a reset or close nothing more would wake the others.
+    for _ in 0..<max(entries[index].waiting, 0) { try? entries[index].wake?.signal() }
     if let watcher = entries[index].watcher, !entries[index].watcherSignalled {
       entries[index].watcherSignalled = true
       try? watcher.signal()
@@ -208,7 +231,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   }
 
   func wakeListener(_ index: Int) {
-    if listeners[index].waiting > 0 { try? listeners[index].wake.signal() }
+    for _ in 0..<max(listeners[index].waiting, 0) { try? listeners[index].wake.signal() }
     if let watcher = listeners[index].watcher, !listeners[index].watcherSignalled {
       listeners[index].watcherSignalled = true
       try? watcher.signal()
@@ -261,7 +284,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       guard let buffer = try? Required.ip.allocate(), buffer != 0,
         let space = areas.sendBuffer(buffer, from: PacketAreas.ipv4PayloadOffset)
       else {
-        mutex.withLock { counts.noBuffer += 1 }
+        mutex.withLock { counts.noBuffer &+= 1 }
         continue
       }
       guard headerLength + segment.payload.count <= min(space.count, 1480) else {
@@ -294,21 +317,21 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     let destination = IPv4Address(headerBytes, at: IPv4Packet.Offset.destination)
     guard let segment = try? TcpSegment(bytes, source: source, destination: destination) else {
       mutex.withLock {
-        counts.segmentsIn += 1
-        counts.malformed += 1
+        counts.segmentsIn &+= 1
+        counts.malformed &+= 1
       }
       return
     }
     let delivered: Bool = locked { out, time in
-      counts.segmentsIn += 1
-      if segment.flags.contains(.rst) { counts.resetsIn += 1 }
+      counts.segmentsIn &+= 1
+      if segment.flags.contains(.rst) { counts.resetsIn &+= 1 }
       guard
         let index = entries.firstIndex(where: {
           $0.endpoints.localPort == segment.destinationPort && $0.endpoints.remotePort == segment.sourcePort
             && $0.endpoints.remoteAddress == source && $0.endpoints.localAddress == destination
         })
       else { return false }
-      entries[index].segmentsIn += 1
+      entries[index].segmentsIn &+= 1
       entries[index].connection.receive(segment, now: time)
       settle(index, into: &out)
       return true
@@ -318,7 +341,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     // with one. Only segments addressed to this host itself (not a broadcast) count.
     let ours = UInt32(truncatingIfNeeded: (try? Required.ip.address()) ?? 0)
     guard ours != 0, destination.value == ours, source != .broadcast, source != .unspecified else {
-      mutex.withLock { counts.notForUs += 1 }
+      mutex.withLock { counts.notForUs &+= 1 }
       return
     }
     let flags = segment.flags
@@ -335,7 +358,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       {
         return
       }
-      counts.closedPort += 1
+      counts.closedPort &+= 1
       guard
         let reset = OutgoingSegment.reset(
           answering: segment.sequence, acknowledgment: segment.acknowledgment, flags: flags,
@@ -345,8 +368,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
         localAddress: destination, localPort: segment.destinationPort, remoteAddress: source,
         remotePort: segment.sourcePort)
       out.append(Outbound(endpoints: endpoints, segment: reset))
-      counts.resetsOut += 1
-      counts.segmentsOut += 1
+      counts.resetsOut &+= 1
+      counts.segmentsOut &+= 1
     }
   }
 
@@ -360,7 +383,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     // The application is behind: connections it has not accepted fill the backlog. Drop
     // the SYN (the peer sends it again), as Linux does.
     if listeners[listener].ready.count >= listeners[listener].backlog {
-      counts.backlogFull += 1
+      counts.backlogFull &+= 1
       return
     }
     let endpoints = Endpoints(
@@ -371,7 +394,9 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     let handshakes = entries.reduce(0) {
       $0 + ($1.listener == owner && $1.holder == .listener && $1.connection.state == .synReceived ? 1 : 0)
     }
-    if handshakes >= Layer.maximumHandshakes || entries.count >= Layer.maximumConnections {
+    // No room for state (handshakes or table full, or no buffer budget): a cookie.
+    let size = bufferSize()
+    guard let size, handshakes < Layer.maximumHandshakes, entries.count < Layer.maximumConnections else {
       let cookie = cookies.make(
         local: destination, localPort: segment.destinationPort, remote: source,
         remotePort: segment.sourcePort,
@@ -381,12 +406,12 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
           endpoints: endpoints,
           segment: OutgoingSegment(
             sequence: cookie, acknowledgment: segment.sequence + 1, flags: .syn | .ack,
-            window: UInt16(bufferSize()), maximumSegmentSize: 1460)))
-      counts.segmentsOut += 1
-      counts.cookiesSent += 1
+            window: UInt16(size ?? 4_096), maximumSegmentSize: 1460)))
+      counts.segmentsOut &+= 1
+      counts.cookiesSent &+= 1
       return
     }
-    var connection = TcpConnection(initialSequence: initialSequence(), bufferSize: bufferSize())
+    var connection = TcpConnection(initialSequence: initialSequence(), bufferSize: size)
     connection.listen()
     connection.receive(segment, now: now)
     entries.append(
@@ -412,16 +437,17 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     // The application is behind, or the table is full: as for a SYN, the ACK is dropped
     // (the peer sends data or its ACK again, and the cookie holds for a minute or more).
     guard listeners[listener].ready.count < listeners[listener].backlog else {
-      counts.backlogFull += 1
+      counts.backlogFull &+= 1
       return true
     }
     guard entries.count < Layer.maximumConnections else {
-      counts.tableFull += 1
+      counts.tableFull &+= 1
       return true
     }
+    guard let buffers = bufferSize() else { return true }
     var connection = TcpConnection(
       cookie: segment.acknowledgment + UInt32.max, peerSequence: segment.sequence + UInt32.max,
-      peerMaximumSegment: size, bufferSize: bufferSize())
+      peerMaximumSegment: size, bufferSize: buffers)
     connection.receive(segment, now: now)
     entries.append(
       Entry(
@@ -430,7 +456,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
           localAddress: destination, localPort: segment.destinationPort, remoteAddress: source,
           remotePort: segment.sourcePort), connection: connection, holder: .listener,
         listener: listeners[listener].number, segmentsIn: 1))
-    counts.cookiesAccepted += 1
+    counts.cookiesAccepted &+= 1
     settle(entries.count - 1, into: &out)
     return true
   }
@@ -483,8 +509,9 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       let wake = try? Required.sync.makeSemaphore(count: 0)
     else { return nil }
     let number: UInt32? = locked { out, time in
-      guard entries.count < Layer.maximumConnections, let localPort = ephemeralPort() else { return nil }
-      var connection = TcpConnection(initialSequence: initialSequence(), bufferSize: bufferSize())
+      guard entries.count < Layer.maximumConnections, let localPort = ephemeralPort(), let size = bufferSize()
+      else { return nil }
+      var connection = TcpConnection(initialSequence: initialSequence(), bufferSize: size)
       connection.open(now: time)
       let endpoints = Endpoints(
         localAddress: local, localPort: localPort, remoteAddress: remote, remotePort: UInt16(port))
@@ -493,7 +520,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
         Entry(
           number: number, endpoints: endpoints, connection: connection, holder: .stream, listener: 0,
           wake: wake))
-      counts.opened += 1
+      counts.opened &+= 1
       settle(entries.count - 1, into: &out)
       return number
     }
@@ -532,7 +559,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       "tcp: connections \(open), listeners \(listening); opened \(copy.opened), accepted \(copy.accepted)"
     )
     writer.line(
-      "tcp: dropped: malformed \(copy.malformed), not for us \(copy.notForUs), closed port \(copy.closedPort), backlog full \(copy.backlogFull), table full \(copy.tableFull), no send buffer \(copy.noBuffer); SYN cookies sent \(copy.cookiesSent), accepted \(copy.cookiesAccepted)"
+      "tcp: dropped: malformed \(copy.malformed), not for us \(copy.notForUs), closed port \(copy.closedPort), backlog full \(copy.backlogFull), table full \(copy.tableFull), no send buffer \(copy.noBuffer), no buffer memory \(copy.noMemory); SYN cookies sent \(copy.cookiesSent), accepted \(copy.cookiesAccepted)"
     )
     return writer.finish()
   }
@@ -610,6 +637,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     let semaphores: [Semaphore] = locked { out, time in
       guard let index = index(of: number) else { return [] }
       entries[index].holder = .released
+      entries[index].connection.orphan()
       if entries[index].connection.readable > 0 {
         entries[index].connection.abort()
       } else {
@@ -651,7 +679,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
           let taken = listeners[listener].ready.removeFirst()
           if let index = index(of: taken) {
             entries[index].holder = .stream
-            counts.accepted += 1
+            counts.accepted &+= 1
           }
           return (taken, nil)
         }

@@ -110,9 +110,9 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
     else { return }
     let source = IPv4Address(headerBytes, at: IPv4Packet.Offset.source)
     let destination = IPv4Address(headerBytes, at: IPv4Packet.Offset.destination)
-    mutex.withLock { counts.received += 1 }
+    mutex.withLock { counts.received &+= 1 }
     guard let datagram = try? UdpDatagram(bytes, source: source, destination: destination) else {
-      mutex.withLock { counts.malformed += 1 }
+      mutex.withLock { counts.malformed &+= 1 }
       return
     }
     let arrival = Arrival(
@@ -128,18 +128,18 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
   private func enqueue(_ arrival: Arrival, port: UInt16) -> Bool {
     mutex.withLock {
       guard let index = bindings.firstIndex(where: { $0.port == port }) else {
-        if arrival.kind == 1 { counts.closedPort += 1 }
+        if arrival.kind == 1 { counts.closedPort &+= 1 }
         return false
       }
       guard bindings[index].queue.count < Layer.maximumQueued,
         bindings[index].queuedBytes + arrival.data.count <= Layer.maximumQueuedBytes
       else {
-        counts.queueFull += 1
+        counts.queueFull &+= 1
         return true
       }
       bindings[index].queue.append(arrival)
       bindings[index].queuedBytes += arrival.data.count
-      if arrival.kind == 1 { counts.delivered += 1 }
+      if arrival.kind == 1 { counts.delivered &+= 1 }
       // Signalled under the lock (a kernel call, which calls nothing back): `close` could
       // otherwise release the semaphore in between, and its handle go to the next socket.
       try? bindings[index].arrivals.signal()
@@ -155,7 +155,7 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
     }
     let headerLength = Int(quoted[0] & 0x0F) * 4
     guard headerLength >= 20, quoted.count >= headerLength + 4 else { return }
-    mutex.withLock { counts.errorsIn += 1 }
+    mutex.withLock { counts.errorsIn &+= 1 }
     let ourPort = UInt16(quoted[headerLength]) << 8 | UInt16(quoted[headerLength + 1])
     let theirPort = UInt16(quoted[headerLength + 2]) << 8 | UInt16(quoted[headerLength + 3])
     let arrival = Arrival(
@@ -201,7 +201,7 @@ final class Layer: UdpServiceImplementation, IPv4ReceiverImplementation {
           try? Required.ip.sendLarge(destination: address, number: UInt(IPv4Packet.udp), payload: $0)
         } == 1
     }
-    if sent { mutex.withLock { counts.sent += 1 } }
+    if sent { mutex.withLock { counts.sent &+= 1 } }
     return sent
   }
 
@@ -258,7 +258,7 @@ final class Socket: UdpSocketImplementation {
         return 0
       }
       guard arrival.data.count <= data.count else {
-        layer.mutex.withLock { layer.counts.tooLong += 1 }
+        layer.mutex.withLock { layer.counts.tooLong &+= 1 }
         continue
       }
       IPv4Address(value: arrival.address).write(to: sender, at: 0)

@@ -50,7 +50,9 @@ public struct HttpRequestHead: Equatable {
     guard end <= maximum else { throw HttpFailure(status: 431, reason: "Request Header Fields Too Large") }
     let lines = splitLines(UnsafeRawBufferPointer(rebasing: bytes[0..<(end - 4)]))
     let bad = HttpFailure(status: 400, reason: "Bad Request")
-    guard let requestLine = lines.first else { throw bad }
+    guard let requestLine = lines.first, !requestLine.contains(13), !requestLine.contains(10) else {
+      throw bad
+    }
     let parts = split(requestLine, on: UInt8(ascii: " "))
     guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else { throw bad }
     var head = HttpRequestHead()
@@ -66,8 +68,13 @@ public struct HttpRequestHead: Equatable {
     }
     head.keepAlive = head.minorVersion == 1
     var sawLength = false
+    // Strict, as RFC 9112 asks of a server: a bare CR or LF, a folded line, or a name with
+    // spaces or control characters is refused, not guessed at (a proxy in front reading it
+    // otherwise would see other requests than this server: smuggling).
     for line in lines.dropFirst() {
-      guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { throw bad }
+      guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0,
+        line[0..<colon].allSatisfy({ $0 > 32 && $0 < 127 }), !line.contains(13), !line.contains(10)
+      else { throw bad }
       let name = lowercased(Array(line[0..<colon]))
       let value = trimmed(Array(line[(colon + 1)...]))
       if name == ascii("content-length") {

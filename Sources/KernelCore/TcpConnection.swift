@@ -138,6 +138,14 @@ public struct TcpConnection {
   /// How long an ACK for one in-order segment may wait (RFC 1122 allows 500 ms; Linux
   /// waits 40 ms at least).
   public static let acknowledgmentDelay: UInt64 = 40
+  /// How long an orphaned connection waits in FIN-WAIT-2 for the peer's FIN (Linux: 60 s).
+  public static let orphanFinWait2: UInt64 = 60_000
+  /// Segments the out-of-order queue holds at most: beyond, later ones are dropped (the
+  /// peer sends them again). Bounds the queue's work per segment and its overhead: an
+  /// attack review queued 32,767 one-byte segments, each its own allocation.
+  public static let maximumOutOfOrderSegments = 32
+  /// The congestion window's ceiling: four full windows.
+  static let largestCongestionWindow: UInt32 = 4 * 65_535
   /// How long TIME-WAIT lasts (2 MSL, short: a host of this size cannot hold many).
   public static let timeWait: UInt64 = 2_000
 
@@ -191,6 +199,8 @@ public struct TcpConnection {
   /// The segment being timed: its end and when it was sent (Karn: none while resending).
   private var timing: (end: SequenceNumber, sentAt: UInt64)?
   private var timeWaitEnds: UInt64?
+  private var orphaned = false
+  private var finWait2Since: UInt64?
   /// When a delayed ACK is due (nil: none is owed).
   private var acknowledgmentDue: UInt64?
 
@@ -268,6 +278,14 @@ public struct TcpConnection {
 
   /// Room to queue more to send.
   public var sendRoom: Int { sendBuffer.room }
+
+  /// Each direction's buffer capacity in bytes (what the connection may hold at most).
+  public var bufferCapacity: Int { receiveBuffer.capacity }
+
+  /// No application will use the connection again (its stream went): once in FIN-WAIT-2
+  /// it waits at most `orphanFinWait2` for the peer's FIN, as Linux's tcp_fin_timeout, or
+  /// a peer that never closes would hold it for good.
+  public mutating func orphan() { orphaned = true }
 
   /// Bytes received out of order, held until the gap before them fills.
   public var outOfOrderBytes: Int { outOfOrder.reduce(0) { $0 + $1.bytes.count } }
@@ -437,7 +455,9 @@ public struct TcpConnection {
     if acknowledgment >= sendUnacknowledged { peerWindow = UInt32(window) }
     let ourFinAcknowledged = finSent && sendUnacknowledged == sendNext
     switch state {
-    case .finWait1 where ourFinAcknowledged: state = .finWait2
+    case .finWait1 where ourFinAcknowledged:
+      state = .finWait2
+      finWait2Since = now
     case .closing where ourFinAcknowledged: enterTimeWait(now: now)
     case .lastAck where ourFinAcknowledged:
       becomeClosed(.closed)
@@ -480,6 +500,10 @@ public struct TcpConnection {
   /// Time passed: retransmissions, zero-window probes, the end of TIME-WAIT.
   public mutating func tick(now: UInt64) {
     if let due = acknowledgmentDue, now >= due { acknowledge() }
+    if orphaned, state == .finWait2, let since = finWait2Since, now >= since + Self.orphanFinWait2 {
+      becomeClosed(.closed)
+      return
+    }
     if let ends = timeWaitEnds, now >= ends {
       becomeClosed(.closed)
       return
@@ -620,7 +644,8 @@ public struct TcpConnection {
       } else {
         // Partial: the next hole goes now; deflate by what was acknowledged.
         retransmitFirst(now: now)
-        congestionWindow = congestionWindow > count ? congestionWindow - count + size : size
+        congestionWindow = min(
+          congestionWindow > count ? congestionWindow - count + size : size, Self.largestCongestionWindow)
       }
       return
     }
@@ -629,7 +654,7 @@ public struct TcpConnection {
     } else {
       congestionWindow += max(1, size * size / congestionWindow)
     }
-    congestionWindow = min(congestionWindow, 4 * 65_535)
+    congestionWindow = min(congestionWindow, Self.largestCongestionWindow)
   }
 
   /// A duplicate ACK: the third starts fast retransmit and recovery (RFC 5681 3.2); more
@@ -638,7 +663,8 @@ public struct TcpConnection {
     let size = UInt32(peerMaximumSegment)
     duplicateAcknowledgments += 1
     if recover != nil {
-      congestionWindow += size
+      // Inflated by each duplicate, but bounded: a peer could send millions.
+      congestionWindow = min(congestionWindow + size, Self.largestCongestionWindow)
       return
     }
     guard duplicateAcknowledgments == 3 else { return }
@@ -692,7 +718,9 @@ public struct TcpConnection {
         }
       }
       events.append(.readable)
-    } else if !outOfOrder.contains(where: { $0.start == start && $0.bytes.count >= bytes.count }) {
+    } else if outOfOrder.count < Self.maximumOutOfOrderSegments
+      && !outOfOrder.contains(where: { $0.start == start && $0.bytes.count >= bytes.count })
+    {
       let index = outOfOrder.firstIndex { $0.start > start } ?? outOfOrder.count
       outOfOrder.insert((start, bytes), at: index)
     }

@@ -66,6 +66,11 @@ private func sha256(_ bytes: [UInt8]) -> String {
     #expect(
       (try? head("POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n"))??.contentLength == 999_999_999)
     #expect(failure("GET / HTTP/1.1\r\nno colon\r\n\r\n") == 400)
+    // What a lenient proxy might read otherwise (smuggling): refused.
+    #expect(failure("POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\n") == 400)
+    #expect(failure("POST / HTTP/1.1\r\nX: a\r\n Content-Length: 5\r\n\r\n") == 400)
+    #expect(failure("POST / HTTP/1.1\r\nX: a\nContent-Length: 5\r\n\r\n") == 400)
+    #expect(failure("GET / HTTP/1.1\rX\r\n\r\n") == 400)
     #expect(failure("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 9000) + "\r\n\r\n") == 431)
     #expect(failure(String(repeating: "a", count: 9000)) == 431)
   }

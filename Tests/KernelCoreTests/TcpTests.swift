@@ -314,6 +314,68 @@ import Testing
   }
 }
 
+@Suite struct TcpBoundsTests {
+  /// An established connection to a peer at 5001 (sequence numbers), ours from 1001.
+  func established() -> TcpConnection {
+    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+    connection.listen()
+    connection.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+      maximumSegmentSize: 1460, payload: [], now: 0)
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [], now: 1)
+    connection.outgoing.removeAll()
+    return connection
+  }
+
+  @Test func theCongestionWindowStaysBoundedInRecovery() {
+    // Recovery entered and kept going with duplicate ACKs and 1-byte partial ACKs: the
+    // window once grew by a segment per duplicate until it overflowed (an attack review).
+    var connection = established()
+    _ = connection.send([UInt8](repeating: 1, count: 60_000), now: 2)
+    var acknowledged: UInt32 = 1001
+    for round in 0..<2_000 {
+      for _ in 0..<50 {
+        connection.receive(
+          sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(acknowledged), flags: .ack,
+          window: 65535, maximumSegmentSize: nil, payload: [], now: UInt64(3 + round))
+      }
+      acknowledged += 1
+      connection.receive(
+        sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(acknowledged), flags: .ack,
+        window: 65535,
+        maximumSegmentSize: nil, payload: [], now: UInt64(3 + round))
+      connection.outgoing.removeAll()
+    }
+    #expect(connection.congestionWindow <= 4 * 65_535)
+  }
+
+  @Test func theOutOfOrderQueueHoldsAtMost32Segments() {
+    var connection = established()
+    for index in 0..<1_000 {
+      connection.receive(
+        sequence: SequenceNumber(5002 + 2 * UInt32(index)), acknowledgment: SequenceNumber(1001), flags: .ack,
+        window: 65535, maximumSegmentSize: nil, payload: [7], now: 2)
+    }
+    #expect(connection.outOfOrderBytes == TcpConnection.maximumOutOfOrderSegments)
+  }
+
+  @Test func anOrphanedConnectionLeavesFinWait2AfterAMinute() {
+    var connection = established()
+    connection.orphan()
+    connection.close(now: 10)
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1002), flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [], now: 20)
+    #expect(connection.state == .finWait2)
+    connection.tick(now: 20 + TcpConnection.orphanFinWait2 - 1)
+    #expect(connection.state == .finWait2)
+    connection.tick(now: 20 + TcpConnection.orphanFinWait2)
+    #expect(connection.state == .closed)
+  }
+}
+
 @Suite struct TcpSynCookieTests {
   let cookies = TcpSynCookies(secret: 0x1234_5678_9ABC_DEF0)
   let local = IPv4Address(value: 0x0A00_040F)
