@@ -91,10 +91,11 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
     }
   }
 
+  // Two of the four combinations: each placement once and Linux's options on and off once
+  // (all four together, two QEMUs each beside the other tests on CI's 2 cores, pushed an
+  // unrelated test past its 60 s limit). `tools/tcp-test linux` runs any of them.
   @Test(arguments: [
-    ("systems/tests/network-linux.system", "1,1,1"), ("systems/tests/network-linux.system", "0,0,0"),
-    ("systems/tests/network-linux-isolated.system", "1,1,1"),
-    ("systems/tests/network-linux-isolated.system", "0,0,0"),
+    ("systems/tests/network-linux.system", "1,1,1"), ("systems/tests/network-linux-isolated.system", "0,0,0"),
   ])
   func tcpMovesTenMebibytesEachWayWithLinuxsTcp(system: String, options: String) throws {
     let (checks, log) = try runStackTest(["linux", system, "--tcp", options], tool: "tcp-test")
