@@ -259,16 +259,7 @@ import Testing
   }
 
   @Test func aLoneSegmentIsAcknowledgedLateAndASecondAtOnce() {
-    // An established connection (a handshake by hand), then data from the peer.
-    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
-    connection.listen()
-    connection.receive(
-      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
-      maximumSegmentSize: 1460, payload: [], now: 0)
-    connection.receive(
-      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
-      maximumSegmentSize: nil, payload: [], now: 1)
-    connection.outgoing.removeAll()
+    var connection = established()
     func data(at sequence: UInt32, now: UInt64, flags: TcpSegment.Flags = .ack) {
       connection.receive(
         sequence: SequenceNumber(sequence), acknowledgment: SequenceNumber(1001), flags: flags, window: 65535,
@@ -295,11 +286,7 @@ import Testing
     #expect(connection.outgoing.last?.acknowledgment == SequenceNumber(5501))
     connection.outgoing.removeAll()
     // Data of ours carries the ACK: none is owed after it.
-    var fresh = TcpConnection(initialSequence: SequenceNumber(1000))
-    fresh.listen()
-    fresh.receive(
-      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
-      maximumSegmentSize: 1460, payload: [], now: 0)
+    var fresh = established()
     fresh.receive(
       sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
       maximumSegmentSize: nil, payload: [UInt8](repeating: 1, count: 10), now: 1)
@@ -314,20 +301,21 @@ import Testing
   }
 }
 
+/// An established connection to a peer at 5001 (sequence numbers), ours from 1001.
+func established() -> TcpConnection {
+  var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+  connection.listen()
+  connection.receive(
+    sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+    maximumSegmentSize: 1460, payload: [], now: 0)
+  connection.receive(
+    sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
+    maximumSegmentSize: nil, payload: [], now: 1)
+  connection.outgoing.removeAll()
+  return connection
+}
+
 @Suite struct TcpBoundsTests {
-  /// An established connection to a peer at 5001 (sequence numbers), ours from 1001.
-  func established() -> TcpConnection {
-    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
-    connection.listen()
-    connection.receive(
-      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
-      maximumSegmentSize: 1460, payload: [], now: 0)
-    connection.receive(
-      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
-      maximumSegmentSize: nil, payload: [], now: 1)
-    connection.outgoing.removeAll()
-    return connection
-  }
 
   @Test func theCongestionWindowStaysBoundedInRecovery() {
     // Recovery entered and kept going with duplicate ACKs and 1-byte partial ACKs: the
