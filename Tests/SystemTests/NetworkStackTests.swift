@@ -9,7 +9,8 @@
 // (curl and Python sockets through slirp's port forwarding, the shell's `get` to a host
 // HTTP server); and TCP against Linux's (tools/tcp-test linux: the reference Linux guest
 // of tools/linux-guest on a socket link, 10 MiB each way, Linux's window scaling, SACK
-// and timestamps on and off). Each harness prints one JSON object; every check it names
+// and timestamps on and off; tools/tcp-test lossy: 2 MiB each way through a relay that
+// drops, duplicates, reorders and corrupts 1% or 5% of frames each). Each harness prints one JSON object; every check it names
 // must have passed.
 
 import Foundation
@@ -109,6 +110,27 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
         passed,
         "\(system) with Linux (window scaling, SACK, timestamps \(options)): \(name): \(detail) (serial log: \(log))"
       )
+    }
+  }
+
+  // Both placements at 1% and at 5% of each impairment, one after the other (one more pair
+  // of QEMUs beside the other tests, not four).
+  @Test func tcpRecoversWithLinuxsTcpOverALossyLink() throws {
+    for (system, percent) in [
+      ("systems/tests/network-linux.system", 1), ("systems/tests/network-linux-isolated.system", 1),
+      ("systems/tests/network-linux.system", 5), ("systems/tests/network-linux-isolated.system", 5),
+    ] {
+      let (checks, log) = try runStackTest(["lossy", system, "--loss", String(percent)], tool: "tcp-test")
+      let expected: Set = [
+        "linux_guest_built", "linux_tcp_options", "tessera_receives_2MiB_from_linux",
+        "linux_receives_2MiB_from_tessera", "relay_impaired_both_ways", "both_ends_retransmitted",
+        "no_panic_or_server_fault",
+      ]
+      #expect(Set(checks.map(\.0)) == expected, "the lossy run's checks: \(checks)")
+      for (name, passed, detail) in checks {
+        #expect(
+          passed, "\(system) through a link with \(percent)% loss: \(name): \(detail) (serial log: \(log))")
+      }
     }
   }
 }
