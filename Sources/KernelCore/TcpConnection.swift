@@ -13,9 +13,11 @@
 // Unacknowledged data is sent again from `sendUnacknowledged` when the retransmission
 // timeout (RetransmissionTimeout) runs out, the timeout doubling each time; after
 // `maximumRetransmissions` in a row (`maximumHandshakeRetransmissions` for a SYN or
-// SYN-ACK) the connection is reset. Round trips are sampled from
+// SYN-ACK) the connection is reset; a SYN-ACK sent again has no MSS option (libslirp cut
+// streams short on one). Round trips are sampled from
 // segments not sent twice (Karn). TIME-WAIT lasts `timeWait`. The peer's window is
-// respected, probing a zero window with one byte at the timeout. No window scaling (the
+// respected, probing a zero window with one byte at the timeout for as long as the peer
+// answers the probes. No window scaling (the
 // window is at most 65,535 bytes). Congestion control is RFC 5681's (slow start,
 // congestion avoidance, an initial window of RFC 5681 3.1) with fast retransmit on the
 // third duplicate ACK and NewReno's recovery (RFC 6582): partial ACKs send the next hole
@@ -394,17 +396,19 @@ public struct TcpConnection {
 
     // Synchronized states: is the segment acceptable (RFC 9293 3.10.7.4, first check)?
     let length = UInt32(payload.count) + (flags.contains(.syn) ? 1 : 0) + (flags.contains(.fin) ? 1 : 0)
-    let window = UInt32(advertisedWindow)
+    // Ours, not the segment's `window` (the peer's), which this name once hid.
+    let ourWindow = UInt32(advertisedWindow)
     let acceptable: Bool
     if length == 0 {
       acceptable =
-        window == 0 ? sequence == receiveNext : sequence >= receiveNext && sequence < receiveNext + window
+        ourWindow == 0
+        ? sequence == receiveNext : sequence >= receiveNext && sequence < receiveNext + ourWindow
     } else {
       let last = sequence + (length - 1)
       acceptable =
-        window > 0
-        && ((sequence >= receiveNext && sequence < receiveNext + window)
-          || (last >= receiveNext && last < receiveNext + window))
+        ourWindow > 0
+        && ((sequence >= receiveNext && sequence < receiveNext + ourWindow)
+          || (last >= receiveNext && last < receiveNext + ourWindow))
     }
     guard acceptable else {
       if !flags.contains(.rst) { acknowledge() }
@@ -453,6 +457,9 @@ public struct TcpConnection {
       grow(acknowledging: newlyAcknowledged, upTo: acknowledgment, now: now)
     }
     if acknowledgment >= sendUnacknowledged { peerWindow = UInt32(window) }
+    // RFC 1122 4.2.2.17: a peer that answers the probes of its closed window is there; the
+    // connection stays as long as it answers (a silent one is still given up).
+    if window == 0 && acknowledgment == sendUnacknowledged { retries = 0 }
     let ourFinAcknowledged = finSent && sendUnacknowledged == sendNext
     switch state {
     case .finWait1 where ourFinAcknowledged:
@@ -565,7 +572,11 @@ public struct TcpConnection {
       OutgoingSegment(
         sequence: initialSend, acknowledgment: acknowledging ? receiveNext : SequenceNumber(0),
         flags: acknowledging ? .syn | .ack : .syn, window: advertisedWindow,
-        maximumSegmentSize: ourMaximumSegment,
+        // A SYN-ACK sent again carries no MSS option: libslirp (4.7) cut a connection's
+        // stream short, sending its FIN at once, when one did (seen with 100 connections
+        // at once, their SYN-ACKs timed out while the ACKs waited in QEMU's queue). A
+        // peer that lost the first SYN-ACK then sends 536-byte segments.
+        maximumSegmentSize: again && acknowledging ? nil : ourMaximumSegment,
         payload: []))
     if !again { timing = (sendNext, now) }
     retransmitAt = now + UInt64(timeout.milliseconds)

@@ -236,6 +236,26 @@ import Testing
     #expect(accepted > 0, "some mutations stay valid")
   }
 
+  @Test func aSynAckSentAgainCarriesNoMaximumSegmentSize() {
+    // libslirp cut a connection's stream short when a retransmitted SYN-ACK had the option.
+    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+    connection.listen()
+    connection.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+      maximumSegmentSize: 1460, payload: [], now: 0)
+    #expect(connection.outgoing.last?.maximumSegmentSize == 1460, "the first SYN-ACK has it")
+    connection.outgoing.removeAll()
+    connection.tick(now: 1_000)
+    #expect(connection.outgoing.count == 1 && connection.outgoing[0].flags == .syn | .ack)
+    #expect(connection.outgoing.first?.maximumSegmentSize == nil)
+    // An active open's SYN keeps it every time.
+    var opener = TcpConnection(initialSequence: SequenceNumber(1000))
+    opener.open(now: 0)
+    opener.outgoing.removeAll()
+    opener.tick(now: 1_000)
+    #expect(opener.outgoing.first?.maximumSegmentSize == 1460)
+  }
+
   @Test func anUnansweredHandshakeIsGivenUpAfterThreeRetransmissions() {
     // A SYN-ACK to a peer that never answers (a SYN flood's): sent 4 times, 1, 2 and 4 s
     // apart, then the connection resets itself 8 s later (about 15 s in all).
@@ -347,6 +367,62 @@ func established() -> TcpConnection {
         window: 65535, maximumSegmentSize: nil, payload: [7], now: 2)
     }
     #expect(connection.outOfOrderBytes == TcpConnection.maximumOutOfOrderSegments)
+  }
+
+  @Test func thePeersWindowLimitsWhatIsSent() {
+    // The window of an ACK was once read from our own (a local of the same name hid it):
+    // a peer with a small buffer was sent past its window.
+    var connection = established()
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 2_000,
+      maximumSegmentSize: nil, payload: [], now: 2)
+    var now: UInt64 = 3
+    _ = connection.send([UInt8](repeating: 9, count: 20_000), now: now)
+    var acknowledged: UInt32 = 1001
+    for _ in 0..<30 {
+      let sent = connection.outgoing.reduce(0) { $0 + $1.payload.count }
+      #expect(sent <= 2_000, "\(sent) bytes sent into a 2,000-byte window")
+      connection.outgoing.removeAll()
+      acknowledged += UInt32(sent)
+      now += 10
+      connection.receive(
+        sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(acknowledged), flags: .ack,
+        window: 2_000,
+        maximumSegmentSize: nil, payload: [], now: now)
+    }
+    #expect(acknowledged == 21_001, "everything went, 2,000 bytes at a time")
+  }
+
+  @Test func aZeroWindowIsProbedForAsLongAsThePeerAnswers() {
+    // The probes once counted as retransmissions, so a receiver keeping its window closed
+    // (allowed, RFC 1122 4.2.2.17) was reset after eight of them.
+    var connection = established()
+    _ = connection.send([1, 2, 3], now: 2)
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1004), flags: .ack, window: 0,
+      maximumSegmentSize: nil, payload: [], now: 3)
+    _ = connection.send([4, 5, 6], now: 4)
+    connection.outgoing.removeAll()
+    var now: UInt64 = 4
+    var probes = 0
+    for _ in 0..<40 {
+      now += 61_000
+      connection.tick(now: now)
+      probes += connection.outgoing.filter { $0.payload.count == 1 }.count
+      connection.outgoing.removeAll()
+      // The probe's byte is not taken: the answer acknowledges nothing new, window still 0.
+      connection.receive(
+        sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1004), flags: .ack, window: 0,
+        maximumSegmentSize: nil, payload: [], now: now)
+    }
+    #expect(probes == 40, "a probe at every timeout")
+    #expect(connection.state == .established, "the peer answered every probe")
+    // A peer that stops answering is given up after the usual retransmissions.
+    for _ in 0...TcpConnection.maximumRetransmissions {
+      now += 61_000
+      connection.tick(now: now)
+    }
+    #expect(connection.state == .closed)
   }
 
   @Test func anOrphanedConnectionLeavesFinWait2AfterAMinute() {
