@@ -60,6 +60,8 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
         if !serve(&clients[index]) {
           _ = clients[index].stream.release()
           clients.remove(at: index)
+          // The last one gone, the storage goes too: the heap is back to its base.
+          if clients.isEmpty { clients = [] }
         }
         index -= 1
       }

@@ -8,8 +8,8 @@
 // progress; a SYN beyond those, or when the table or the buffer budget is full, is
 // answered with a SYN cookie and no state (TcpSynCookies), so a SYN flood costs at most
 // 64 table entries per listener and no buffers. All connections' rings together stay
-// within `bufferBudget` (half the heap); a connection that cannot have 4 KiB each way is
-// refused.
+// within `bufferBudget` (half the heap), which keeps 2 KiB each way for every entry the
+// table could still take, so the budget runs out only with the table.
 // Segments to no connection and no listener get a RST (RFC 9293 3.10.7.1). One thread
 // ticks every connection's timers every 20 ms (every 250 ms while there is none).
 // Thread-safe: one ServerMutex guards the table and counters; it is never held across a
@@ -101,6 +101,8 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
   /// kernel-mode server's 4 MiB heap (an attack review filled the heap with 32 connections
   /// of 128 KiB each and the layer trapped).
   static let bufferBudget = 2 * 1024 * 1024
+  /// The smallest ring each way, kept in the budget for every entry of the table.
+  static let minimumBuffer = 2_048
 
   let areas: PacketAreas
   let mutex: ServerMutex
@@ -154,22 +156,23 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     return number
   }
 
-  /// Each direction's buffer for a new connection: 64 KiB while fewer than 8 are open,
-  /// 16 KiB while fewer than 48, then 4 KiB, and smaller still if the budget the open
-  /// connections leave (their rings are allocated with their first data, but the budget
-  /// counts them whole) does not hold the pair; nil when not even 4 KiB fits: the
-  /// connection is refused. A few connections get room for speed; many share the rest.
+  /// Each direction's buffer for a new connection: 64 KiB while fewer than 4 are open,
+  /// 16 KiB while fewer than 20, then 4 KiB, and smaller still (down to 2 KiB) if the
+  /// budget the open connections leave (their rings are allocated with their first data,
+  /// but the budget counts them whole) does not hold the pair. `minimumBuffer` each way
+  /// stays reserved for every entry the table could still take, so the budget runs out
+  /// only with the table (100 connections at once once found it empty at about 40: the
+  /// later ones' handshakes ended as cookies whose ACKs found no room and were reset).
+  /// A few connections get room for speed; many share the rest.
   private func bufferSize() -> Int? {
-    // Handshakes in progress hold nothing yet and are bounded apart: a SYN flood must
-    // not use up the budget real connections need.
-    let reserved = entries.reduce(0) {
-      $0
-        + ($1.connection.state == .synReceived || $1.connection.state == .synSent
-          ? 0 : 2 * $1.connection.bufferCapacity)
-    }
-    let largest = entries.count < 8 ? 65_535 : entries.count < 48 ? 16_384 : 4_096
-    for size in [65_535, 32_768, 16_384, 8_192, 4_096]
-    where size <= largest && 2 * size <= Layer.bufferBudget - reserved {
+    // Handshakes count at the size their SYN-ACK offered (counted as nothing, many
+    // completing at once took more than the budget). A SYN flood cannot use up what real
+    // connections need: every entry has its minimum reserved.
+    let reserved = entries.reduce(0) { $0 + 2 * $1.connection.bufferCapacity }
+    let others = max(0, Layer.maximumConnections - entries.count - 1) * 2 * Layer.minimumBuffer
+    let largest = entries.count < 4 ? 65_535 : entries.count < 20 ? 16_384 : 4_096
+    for size in [65_535, 32_768, 16_384, 8_192, 4_096, Layer.minimumBuffer]
+    where size <= largest && 2 * size <= Layer.bufferBudget - reserved - others {
       return size
     }
     counts.noMemory &+= 1
@@ -258,6 +261,9 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       }
       index -= 1
     }
+    // An empty table gives its storage back (a flood grows it to 256 entries): the heap
+    // returns to its base whenever no connection is left.
+    if entries.isEmpty { entries = [] }
     return semaphores
   }
 
@@ -677,6 +683,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
         listeners[listener].watcherSignalled = false
         if !listeners[listener].ready.isEmpty {
           let taken = listeners[listener].ready.removeFirst()
+          if listeners[listener].ready.isEmpty { listeners[listener].ready = [] }
           if let index = index(of: taken) {
             entries[index].holder = .stream
             counts.accepted &+= 1
