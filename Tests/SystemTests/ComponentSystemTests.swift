@@ -250,13 +250,15 @@ func expectHeapBackToBase(_ output: String, composition: String) {
       "refs shell, the edited rfs shell, and refs she<Tab>:\n\(result.tail(60))")
     #expect(
       output.matches(of: /frames: \d+ free of \d+/).count == 3, "mem, mem from history, memx<backspace>")
-    // Every server's quota use against its limits (the defaults here); a user-mode
-    // server's heap counts against its memory.
+    // Every server's quota use against its limits (the defaults here; a user-mode
+    // server's heap counts against its memory) and its heap (bytes in use in kernel mode,
+    // where the kernel runs the allocator).
     let memory = mode == "kernel" ? "0" : "[1-9][0-9]*"
+    let heap = mode == "kernel" ? "[0-9]+ bytes in [0-9]+ allocations" : "[0-9]+ KiB backed"
     #expect(
       output.contains(
         try Regex(
-          "SerialDriver: memory \(memory)/16384 KiB, threads 0/16 \\(priority at most 2\\), timers 0/32, mappings 0/256"
+          "SerialDriver: memory \(memory)/16384 KiB, threads 0/16 \\(priority at most 2\\), timers 0/32, mappings 0/256, heap \(heap)\n"
         )),
       "mem shows quotas:\n\(result.tail(40))")
     #expect(output.contains("unknown command 'bogus' (type help)"))

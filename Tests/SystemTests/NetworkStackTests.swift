@@ -4,7 +4,8 @@
 // and a raw-frame peer on `-netdev dgram` (ARP, ICMP errors, reassembly limits, drops
 // counted by reason, and 100,000 fuzzed frames after which the stack must still answer;
 // TCP segments written by hand: a RST for a closed port, a connection during and after a
-// flood of 10,000 SYNs, the table empty again, 100,000 fuzzed segments);
+// flood of 10,000 SYNs, the table empty again, 100,000 fuzzed segments, every way a
+// connection closes, and every heap back to its base after them and after the abuse);
 // and TCP with the applications on it against the host's TCP through tools/tcp-test
 // (curl and Python sockets through slirp's port forwarding, the shell's `get` to a host
 // HTTP server); and TCP against Linux's (tools/tcp-test linux: the reference Linux guest
@@ -70,7 +71,9 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
       "incomplete_datagram_times_out", "drops_counted_by_reason", "answers_after_fuzzing",
       "tcp_reset_for_closed_port", "tcp_connection_by_hand", "tcp_connection_during_syn_flood",
       "tcp_connection_after_syn_flood", "tcp_table_empty_after_flood", "tcp_connection_after_fuzzing",
-      "no_panic_or_server_fault",
+      "tcp_close_fin_from_peer", "tcp_close_fin_from_tessera", "tcp_close_simultaneous_close",
+      "tcp_close_reset_by_peer", "tcp_close_abort_by_tessera", "tcp_close_peer_vanishes",
+      "tcp_close_paths_leave_nothing", "tcp_memory_back_after_abuse", "no_panic_or_server_fault",
     ]
     #expect(Set(checks.map(\.0)) == expected, "the peer run's checks: \(checks)")
     for (name, passed, detail) in checks {

@@ -110,6 +110,7 @@ enum InterruptController {
 /// The single entry from Interrupts.S for every vector.
 @_cdecl("interrupt_dispatch")
 func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
+  Machine.endHalt()
   let vector = frame.pointee.vector
   switch vector {
   case 0..<32:

@@ -442,6 +442,10 @@ final class SystemInfoService: SystemInfoImplementation {
 
   func threads(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
+      // Timestamps since boot, and how many of them the processor was halted (guest
+      // instructions under -icount shift=0: tools/tcp-bench reads busy = elapsed - halted).
+      out.line(
+        "cpu: \(Machine.timestampsSinceBoot) timestamps since boot, \(Machine.haltedTimestamps) halted")
       let widths = [8, 10, 10, 10, 14]
       out.line(
         columns(
@@ -513,7 +517,17 @@ final class SystemInfoService: SystemInfoImplementation {
       for server in Server.loaded { serverBytes += server.heapBytes }
       out.line("server heaps: \(serverBytes / 1024) KiB mapped in \(Server.loaded.count) servers")
       out.line("quotas (held/limit):")
-      for server in Server.loaded { out.line("  \(server.account.summary)") }
+      // A kernel-mode server's heap is the kernel's allocator: bytes in use are exact. A
+      // user-mode server runs its own allocator, so the kernel sees only what it backed.
+      for server in Server.loaded {
+        if let heap = server.heap?.statistics {
+          out.line(
+            "  \(server.account.summary), heap \(heap.bytesInUse) bytes in \(heap.liveAllocations) allocations"
+          )
+        } else {
+          out.line("  \(server.account.summary), heap \(server.heapBytes / 1024) KiB backed")
+        }
+      }
     }
   }
 }
