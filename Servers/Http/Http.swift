@@ -41,6 +41,8 @@ struct Session {
   let stream: TcpStream
   var input: [UInt8] = []
   var output: [UInt8] = []
+  /// How much of `output` is written.
+  var written = 0
   var sink: BodySink?
   var source: BodySource?
   /// Close once the output is written.
@@ -60,6 +62,9 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
     0, 0, 0, 0, 0
   )
   let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Server.piece, alignment: 16)
+  /// `/bytes/N`'s pattern from every phase: byte i is i mod 251, for 251 + `piece` bytes,
+  /// so a piece is one copy (computed byte by byte, the pattern cost more than TCP).
+  let pattern: [UInt8] = (0..<(251 + Server.piece)).map { UInt8(truncatingIfNeeded: $0 % 251) }
 
   init?() {
     guard let changed = try? Required.sync.makeSemaphore(count: 0),
@@ -141,14 +146,21 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
   private func flush(_ session: inout Session) -> Bool {
     var moved = false
     while !session.output.isEmpty {
-      let count = min(session.output.count, Server.piece)
+      let count = min(session.output.count - session.written, Server.piece)
+      let start = session.written
       let taken = session.output.withUnsafeBytes {
-        (try? session.stream.write(data: UnsafeRawBufferPointer(rebasing: $0[0..<count]), milliseconds: 0))
+        (try? session.stream.write(
+          data: UnsafeRawBufferPointer(rebasing: $0[start..<(start + count)]), milliseconds: 0))
           ?? 0
       }
       let sent = min(Int(truncatingIfNeeded: taken), count)
       guard sent > 0 else { break }
-      session.output.removeFirst(sent)
+      // Written from an offset (removeFirst moved what was left for every write).
+      session.written += sent
+      if session.written == session.output.count {
+        session.output = []
+        session.written = 0
+      }
       counts.bytesOut &+= UInt64(sent)
       moved = true
     }
@@ -178,9 +190,18 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
         return
       }
     } else {
-      for index in 0..<count { buffer[index] = UInt8(truncatingIfNeeded: (source.offset + index) % 251) }
+      pattern.withUnsafeBytes { bytes in
+        buffer.baseAddress!.copyMemory(from: bytes.baseAddress! + source.offset % 251, byteCount: count)
+      }
     }
-    session.output += UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+    // Produced only once the output is empty: the piece becomes the output in one copy (an
+    // element-wise += of 16 KiB showed as a quarter of the instructions per byte sent).
+    session.output = [UInt8](unsafeUninitializedCapacity: count) { bytes, initialized in
+      UnsafeMutableRawBufferPointer(bytes).copyMemory(
+        from: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+      initialized = count
+    }
+    session.written = 0
     source.offset += count
     source.remaining -= count
     if source.remaining == 0 {

@@ -12,15 +12,41 @@ public enum InternetChecksum {
   /// The ones'-complement sum of `bytes` as big-endian 16-bit words (an odd last byte is
   /// padded with zero), added to `initial`, folded to 16 bits; not inverted.
   public static func sum(_ bytes: UnsafeRawBufferPointer, initial: UInt32 = 0) -> UInt16 {
-    var total = UInt64(initial)
+    // Summed as little-endian 32-bit words, 16 bytes a round: a ones' complement sum of
+    // byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), so one swap at the end
+    // gives the big-endian sum. Two bytes at a time cost most of TCP's time per byte.
+    var total: UInt64 = 0
+    let count = bytes.count
     var index = 0
-    while index + 1 < bytes.count {
-      total += UInt64(bytes[index]) << 8 | UInt64(bytes[index + 1])
-      index += 2
+    if let base = bytes.baseAddress {
+      while index + 16 <= count {
+        total &+=
+          UInt64(base.loadUnaligned(fromByteOffset: index, as: UInt32.self))
+          &+ UInt64(base.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))
+          &+ UInt64(base.loadUnaligned(fromByteOffset: index + 8, as: UInt32.self))
+          &+ UInt64(base.loadUnaligned(fromByteOffset: index + 12, as: UInt32.self))
+        index += 16
+      }
+      while index + 4 <= count {
+        total &+= UInt64(base.loadUnaligned(fromByteOffset: index, as: UInt32.self))
+        index += 4
+      }
+      if index + 2 <= count {
+        total &+= UInt64(base.loadUnaligned(fromByteOffset: index, as: UInt16.self))
+        index += 2
+      }
+      // A last odd byte is the high byte of a big-endian word: the low byte swapped.
+      if index < count { total &+= UInt64(base.load(fromByteOffset: index, as: UInt8.self)) }
     }
-    if index < bytes.count { total += UInt64(bytes[index]) << 8 }
-    while total > 0xFFFF { total = (total & 0xFFFF) + (total >> 16) }
-    return UInt16(total)
+    let swapped = UInt64(fold(total).byteSwapped)
+    return fold(swapped &+ UInt64(initial))
+  }
+
+  /// `total` folded to 16 bits with end-around carries.
+  private static func fold(_ total: UInt64) -> UInt16 {
+    var folded = total
+    while folded > 0xFFFF { folded = (folded & 0xFFFF) &+ (folded >> 16) }
+    return UInt16(folded)
   }
 
   /// Fills in the IPv4 header checksum and the TCP or UDP checksum of `frame` (see the

@@ -298,3 +298,41 @@ import Testing
     #expect(echo == nil && error == nil && small.allSatisfy { $0 == 0 }, "nothing written")
   }
 }
+
+@Suite struct InternetChecksumWordSumTests {
+  /// RFC 1071's definition, two bytes at a time (what `sum` did before it summed words).
+  func reference(_ bytes: [UInt8], initial: UInt32) -> UInt16 {
+    var total = UInt64(initial)
+    var index = 0
+    while index + 1 < bytes.count {
+      total += UInt64(bytes[index]) << 8 | UInt64(bytes[index + 1])
+      index += 2
+    }
+    if index < bytes.count { total += UInt64(bytes[index]) << 8 }
+    while total > 0xFFFF { total = (total & 0xFFFF) + (total >> 16) }
+    return UInt16(total)
+  }
+
+  @Test func theWordSumEqualsTheDefinitionAtEveryLengthAndAlignment() {
+    var state: UInt64 = 0x1234_5678
+    func next() -> UInt64 {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return state >> 33
+    }
+    for length in 0..<300 {
+      for offset in 0..<4 {
+        let buffer = (0..<(length + offset)).map { _ in UInt8(truncatingIfNeeded: next()) }
+        let initial = UInt32(truncatingIfNeeded: next()) & (length % 3 == 0 ? 0 : 0x3FFFF)
+        let bytes = Array(buffer[offset...])
+        let fast = buffer.withUnsafeBytes {
+          InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: $0[offset...]), initial: initial)
+        }
+        #expect(fast == reference(bytes, initial: initial), "length \(length), offset \(offset)")
+      }
+    }
+    // All ones and all zeros, the ends of ones' complement arithmetic.
+    for bytes in [[UInt8](repeating: 0xFF, count: 1500), [UInt8](repeating: 0, count: 1500)] {
+      #expect(bytes.withUnsafeBytes { InternetChecksum.sum($0) } == reference(bytes, initial: 0))
+    }
+  }
+}
