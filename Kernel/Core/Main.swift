@@ -55,6 +55,7 @@ func kernelMain(magic: UInt32, informationAddress: UInt32) -> Never {
   initializeMemory(information: information, memoryMap: memoryMap, modules: modules)
 
   InterruptController.initialize()
+  Profiler.startIfAsked()
   Timer.start()
   arch_chain_depth_address = CallChain.layout.depth  // before any call into a server
   Scheduler.initialize()

@@ -37,6 +37,9 @@ let commands: [Command] = [
   Command(name: "threads", argument: nil, summary: "threads, their state and the servers they are in"),
   Command(name: "refs", argument: "NAME", summary: "the reference table of instance NAME"),
   Command(name: "mem", argument: nil, summary: "frames, heaps and every server's quota use"),
+  Command(
+    name: "profile", argument: nil,
+    summary: "the addresses timer ticks hit most since the last profile (boot with profile)"),
   Command(name: "pci", argument: nil, summary: "the PCI functions the bus server found, like lspci"),
   Command(name: "uptime", argument: nil, summary: "time since boot"),
   Command(name: "run", argument: "NAME", summary: "run the Program instance NAME on this thread"),
@@ -175,6 +178,8 @@ final class Interpreter: ProgramImplementation {
       show { (buffer) throws(CallError) in try Int(Required.system.threads(text: buffer)) }
     } else if equals(command.name, "mem") {
       show { (buffer) throws(CallError) in try Int(Required.system.memory(text: buffer)) }
+    } else if equals(command.name, "profile") {
+      show { (buffer) throws(CallError) in try Int(Required.system.profile(text: buffer)) }
     } else if equals(command.name, "pci") {
       show { (buffer) throws(CallError) in try Int(Required.pci.list(text: buffer)) }
     } else if equals(command.name, "uptime") {

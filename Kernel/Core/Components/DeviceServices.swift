@@ -503,6 +503,10 @@ final class SystemInfoService: SystemInfoImplementation {
     }
   }
 
+  func profile(text: UnsafeMutableRawBufferPointer) -> Int {
+    write(text) { out in Profiler.report(&out, lines: 240) }
+  }
+
   func memory(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in
       let frames = PhysicalMemory.statistics
