@@ -278,7 +278,8 @@ gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
 # instructions; the report goes to the terminal and build/bench/results.json; the network
 # servers' lines and sizes (build/bench/sizes.json). Then frames
 # per second through the echo compositions with a host peer, in wall time
-# (build/bench/throughput.json).
+# (build/bench/throughput.json), and TCP through slirp for both placements and the
+# reference Linux guest in the same run (build/bench/tcp.json).
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
   $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
   $(BUILD)/servers/UserBenchmark.srv $(BUILD)/servers/PciBus.srv $(BUILD)/servers/Rtl8139.srv \
@@ -299,6 +300,8 @@ bench: $(BUILD)/kernel.elf $(BUILD)/kernel.map $(SERVER_FILES) $(HOST_TOOL) | de
 	@$(call step,BENCH,tools/network-throughput)
 	@command -v python3 >/dev/null || { echo "make bench: tools/network-throughput needs python3 (apt-get install -y python3)"; exit 1; }
 	$(Q)tools/network-throughput
+	@$(call step,BENCH,tools/tcp-bench)
+	$(Q)tools/tcp-bench
 
 # The whole output stays in build/test-logs/swift-test.log (the guests' serial logs are
 # there too); the last line counts passed and failed tests and names the failures' logs.
