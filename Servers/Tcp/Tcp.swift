@@ -286,6 +286,7 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
       let segment = item.segment
       var options = TcpSegment.Options()
       options.maximumSegmentSize = segment.maximumSegmentSize
+      options.windowScale = segment.windowScale
       let headerLength = TcpSegment.headerLength(options: options)
       guard let buffer = try? Required.ip.allocate(), buffer != 0,
         let space = areas.sendBuffer(buffer, from: PacketAreas.ipv4PayloadOffset)

@@ -1,6 +1,6 @@
 // TcpConnection: one TCP connection's state machine (RFC 9293 3.3.2 and 3.10), driven by
-// segments, the application and time, for the TCP server (issue 13). Not yet: window
-// scaling, SACK, timestamps.
+// segments, the application and time, for the TCP server (issue 13). Not yet: SACK,
+// timestamps.
 //
 // Contract: times are milliseconds of any monotonic clock. `open`/`listen`, `receive`,
 // `send`, `close`, `abort` and `tick` update the state and queue what must go out in
@@ -17,8 +17,9 @@
 // streams short on one). Round trips are sampled from
 // segments not sent twice (Karn). TIME-WAIT lasts `timeWait`. The peer's window is
 // respected, probing a zero window with one byte at the timeout for as long as the peer
-// answers the probes. No window scaling (the
-// window is at most 65,535 bytes). Congestion control is RFC 5681's (slow start,
+// answers the probes. Window scaling (RFC 7323) is offered in every SYN with a shift of 0
+// (our window is at most 65,535 bytes) and used for the peer's window when both SYNs
+// carried it. Congestion control is RFC 5681's (slow start,
 // congestion avoidance, an initial window of RFC 5681 3.1) with fast retransmit on the
 // third duplicate ACK and NewReno's recovery (RFC 6582): partial ACKs send the next hole
 // at once; a timeout falls back to one segment.
@@ -35,19 +36,22 @@ public struct OutgoingSegment: Equatable, Sendable {
   public var window: UInt16
   /// The MSS option (SYN only).
   public var maximumSegmentSize: UInt16?
+  /// The window scale option (SYN only, RFC 7323).
+  public var windowScale: UInt8?
   /// The data.
   public var payload: [UInt8]
 
   /// A segment with these fields.
   public init(
     sequence: SequenceNumber, acknowledgment: SequenceNumber, flags: TcpSegment.Flags, window: UInt16,
-    maximumSegmentSize: UInt16? = nil, payload: [UInt8] = []
+    maximumSegmentSize: UInt16? = nil, payload: [UInt8] = [], windowScale: UInt8? = nil
   ) {
     self.sequence = sequence
     self.acknowledgment = acknowledgment
     self.flags = flags
     self.window = window
     self.maximumSegmentSize = maximumSegmentSize
+    self.windowScale = windowScale
     self.payload = payload
   }
 }
@@ -169,6 +173,13 @@ public struct TcpConnection {
   private var sendNext = SequenceNumber(0)
   private var initialSend = SequenceNumber(0)
   private var peerWindow: UInt32 = 0
+  /// Window scaling (RFC 7323): on when both SYNs carried the option; then the peer's
+  /// window fields (but a SYN's) count in units of 2^peerShift bytes. Ours are sent with a
+  /// shift of 0 (our rings hold at most 65,535 bytes), which still lets the peer scale.
+  private var scaling = false
+  private var peerShift: UInt8 = 0
+  /// Whether our SYN offers scaling (not one answering a SYN without the option).
+  private var offersScaling = true
   /// Data from `sendUnacknowledged` on: sent and not acknowledged, then not yet sent.
   private var sendBuffer: ByteQueue
   /// Whether our FIN is queued (the application closed or shut down its side).
@@ -235,6 +246,7 @@ public struct TcpConnection {
     sendNext = cookie + 1
     sendMaximum = sendNext
     self.peerMaximumSegment = min(max(Int(peerMaximumSegment), 64), Int(maximumSegment))
+    offersScaling = false  // a cookie cannot carry the peer's shift: no scaling
   }
 
   /// Active open: sends a SYN.
@@ -326,13 +338,13 @@ public struct TcpConnection {
     receive(
       sequence: incoming.sequence, acknowledgment: incoming.acknowledgment, flags: incoming.flags,
       window: incoming.window, maximumSegmentSize: incoming.options.maximumSegmentSize,
-      payload: Array(incoming.payload), now: now)
+      payload: Array(incoming.payload), now: now, windowScale: incoming.options.windowScale)
   }
 
   /// A segment arrived, given by its fields (what `receive(_:now:)` reads from a segment).
   public mutating func receive(
     sequence: SequenceNumber, acknowledgment: SequenceNumber, flags: TcpSegment.Flags, window: UInt16,
-    maximumSegmentSize: UInt16?, payload: [UInt8], now: UInt64
+    maximumSegmentSize: UInt16?, payload: [UInt8], now: UInt64, windowScale: UInt8? = nil
   ) {
     switch state {
     case .closed:
@@ -348,10 +360,13 @@ public struct TcpConnection {
       }
       guard flags.contains(.syn) else { return }
       receiveNext = sequence + 1
-      peerWindow = UInt32(window)
+      peerWindow = UInt32(window)  // a SYN's window is never scaled
       if let size = maximumSegmentSize {
         peerMaximumSegment = min(max(Int(size), 64), Int(ourMaximumSegment))
       }
+      scaling = windowScale != nil
+      offersScaling = scaling
+      peerShift = min(windowScale ?? 0, 14)
       state = .synReceived
       transmitSyn(acknowledging: true, now: now)
       return
@@ -371,10 +386,12 @@ public struct TcpConnection {
       }
       guard flags.contains(.syn) else { return }
       receiveNext = sequence + 1
-      peerWindow = UInt32(window)
+      peerWindow = UInt32(window)  // a SYN's window is never scaled
       if let size = maximumSegmentSize {
         peerMaximumSegment = min(max(Int(size), 64), Int(ourMaximumSegment))
       }
+      scaling = windowScale != nil && offersScaling
+      peerShift = scaling ? min(windowScale ?? 0, 14) : 0
       if flags.contains(.ack) {
         acknowledged(up: acknowledgment, now: now)
         state = .established
@@ -387,7 +404,7 @@ public struct TcpConnection {
         outgoing.append(
           OutgoingSegment(
             sequence: initialSend, acknowledgment: receiveNext, flags: .syn | .ack, window: advertisedWindow,
-            maximumSegmentSize: ourMaximumSegment, payload: []))
+            maximumSegmentSize: ourMaximumSegment, payload: [], windowScale: scaling ? 0 : nil))
       }
       return
     default:
@@ -447,7 +464,7 @@ public struct TcpConnection {
     // the next byte to send on.
     if acknowledgment > sendNext { sendNext = acknowledgment }
     if acknowledgment == sendUnacknowledged && payload.isEmpty && !flags.contains(.fin)
-      && UInt32(window) == peerWindow && sendNext != sendUnacknowledged
+      && peerWindowBytes(window) == peerWindow && sendNext != sendUnacknowledged
     {
       duplicateAcknowledgment(now: now)
     }
@@ -456,7 +473,7 @@ public struct TcpConnection {
       acknowledged(up: acknowledgment, now: now)
       grow(acknowledging: newlyAcknowledged, upTo: acknowledgment, now: now)
     }
-    if acknowledgment >= sendUnacknowledged { peerWindow = UInt32(window) }
+    if acknowledgment >= sendUnacknowledged { peerWindow = peerWindowBytes(window) }
     // RFC 1122 4.2.2.17: a peer that answers the probes of its closed window is there; the
     // connection stays as long as it answers (a silent one is still given up).
     if window == 0 && acknowledgment == sendUnacknowledged { retries = 0 }
@@ -543,6 +560,11 @@ public struct TcpConnection {
 
   // MARK: Inside
 
+  /// A window field of the peer's (not in a SYN) in bytes.
+  private func peerWindowBytes(_ window: UInt16) -> UInt32 {
+    UInt32(window) << UInt32(scaling ? peerShift : 0)
+  }
+
   private var advertisedWindow: UInt16 {
     let held = receiveBuffer.count + outOfOrder.reduce(0) { $0 + $1.bytes.count }
     return UInt16(max(0, min(receiveBuffer.capacity - held, 65_535)))
@@ -577,7 +599,7 @@ public struct TcpConnection {
         // at once, their SYN-ACKs timed out while the ACKs waited in QEMU's queue). A
         // peer that lost the first SYN-ACK then sends 536-byte segments.
         maximumSegmentSize: again && acknowledging ? nil : ourMaximumSegment,
-        payload: []))
+        payload: [], windowScale: offersScaling ? 0 : nil))
     if !again { timing = (sendNext, now) }
     retransmitAt = now + UInt64(timeout.milliseconds)
   }

@@ -490,3 +490,71 @@ func established() -> TcpConnection {
     #expect(wrong.state != .established && wrong.outgoing.contains { $0.flags == .rst })
   }
 }
+
+@Suite struct TcpWindowScaleTests {
+  /// A connection made by a peer's SYN carrying `scale` (nil: no window scale option).
+  func accepted(scale: UInt8?) -> (TcpConnection, OutgoingSegment?) {
+    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+    connection.listen()
+    connection.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+      maximumSegmentSize: 1460, payload: [], now: 0, windowScale: scale)
+    let synAcknowledgment = connection.outgoing.last
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [], now: 1)
+    connection.outgoing.removeAll()
+    return (connection, synAcknowledgment)
+  }
+
+  /// Bytes sent after `send` of 10,000 when the peer's last ACK had window field `field`.
+  func sentInto(field: UInt16, _ connection: inout TcpConnection) -> Int {
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: field,
+      maximumSegmentSize: nil, payload: [], now: 2)
+    _ = connection.send([UInt8](repeating: 5, count: 10_000), now: 3)
+    return connection.outgoing.reduce(0) { $0 + $1.payload.count }
+  }
+
+  @Test func bothOfferingItTheWindowCountsInScaledUnits() {
+    var (connection, synAcknowledgment) = accepted(scale: 7)
+    #expect(synAcknowledgment?.windowScale == 0, "our SYN-ACK offers scaling (shift 0)")
+    #expect(sentInto(field: 10, &connection) == 1_280, "10 units of 128 bytes")
+  }
+
+  @Test func withoutThePeersOptionNothingIsScaled() {
+    var (connection, synAcknowledgment) = accepted(scale: nil)
+    #expect(synAcknowledgment?.windowScale == nil, "no option in the SYN-ACK either")
+    #expect(sentInto(field: 10, &connection) == 10)
+  }
+
+  @Test func anActiveOpenOffersItAndUsesThePeersShift() {
+    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+    connection.open(now: 0)
+    #expect(connection.outgoing.first?.windowScale == 0, "the SYN offers scaling")
+    connection.outgoing.removeAll()
+    // The SYN-ACK's own window (1) is not scaled; the ACKs' windows after it are.
+    connection.receive(
+      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(1001), flags: .syn | .ack, window: 1,
+      maximumSegmentSize: 1460, payload: [], now: 1, windowScale: 4)
+    #expect(connection.state == .established)
+    #expect(sentInto(field: 100, &connection) == 1_600, "100 units of 16 bytes")
+  }
+
+  @Test func aShiftOver14IsTakenAs14() {
+    var (connection, _) = accepted(scale: 200)
+    // 16,384 bytes allowed (the initial congestion window sends about 3 segments of it); a
+    // shift of 200 taken as it came would have made the window 0.
+    #expect(sentInto(field: 1, &connection) > 2 * 1_460)
+  }
+
+  @Test func aConnectionFromACookieDoesNotScale() {
+    var connection = TcpConnection(
+      cookie: SequenceNumber(1000), peerSequence: SequenceNumber(5000), peerMaximumSegment: 1460)
+    connection.receive(
+      sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
+      maximumSegmentSize: nil, payload: [], now: 1)
+    connection.outgoing.removeAll()
+    #expect(sentInto(field: 10, &connection) == 10)
+  }
+}
