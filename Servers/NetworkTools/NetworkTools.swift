@@ -55,6 +55,8 @@ func number(_ word: [UInt8]) -> UInt? { decimalNumber(word).map { UInt($0) } }
 
 final class Commands: ShellToolsImplementation {
   let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
+  /// The longest a `get` may take, milliseconds.
+  static let getDeadline: UInt = 600_000
 
   func commands(text: UnsafeMutableRawBufferPointer) -> Int {
     var count = 0
@@ -291,8 +293,17 @@ final class Commands: ShellToolsImplementation {
     var hash = Sha256()
     // 64 bits: a server may send more than 2 GiB without a length.
     var bodyBytes: UInt64 = 0
+    // A read waits up to a minute (a lossy link's retransmissions back off for many
+    // seconds; 10 s once cut a transfer short), and the whole body up to ten minutes, so a
+    // server trickling bytes cannot hold the shell for ever.
     while true {
-      let count = (try? stream.read(data: buffer, milliseconds: 10000)) ?? 0
+      let elapsed = ((try? Required.clock.uptimeMilliseconds()) ?? 0) &- started
+      if elapsed >= Self.getDeadline {
+        line("get: gave up after \(Self.getDeadline / 1000) s with \(bodyBytes) bytes of the body")
+        return
+      }
+      let wait = min(60_000, Self.getDeadline - elapsed)
+      let count = (try? stream.read(data: buffer, milliseconds: wait)) ?? 0
       if count == 0 { break }
       var piece = Array(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
       if head == nil {
