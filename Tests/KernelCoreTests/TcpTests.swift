@@ -238,11 +238,7 @@ import Testing
 
   @Test func aSynAckSentAgainCarriesNoMaximumSegmentSize() {
     // libslirp cut a connection's stream short when a retransmitted SYN-ACK had the option.
-    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
-    connection.listen()
-    connection.receive(
-      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
-      maximumSegmentSize: 1460, payload: [], now: 0)
+    var connection = answeredSyn()
     #expect(connection.outgoing.last?.maximumSegmentSize == 1460, "the first SYN-ACK has it")
     connection.outgoing.removeAll()
     connection.tick(now: 1_000)
@@ -259,11 +255,7 @@ import Testing
   @Test func anUnansweredHandshakeIsGivenUpAfterThreeRetransmissions() {
     // A SYN-ACK to a peer that never answers (a SYN flood's): sent 4 times, 1, 2 and 4 s
     // apart, then the connection resets itself 8 s later (about 15 s in all).
-    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
-    connection.listen()
-    connection.receive(
-      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
-      maximumSegmentSize: 1460, payload: [], now: 0)
+    var connection = answeredSyn()
     var synAcknowledgments = connection.outgoing.filter { $0.flags == .syn | .ack }.count
     connection.outgoing.removeAll()
     var now: UInt64 = 0
@@ -319,6 +311,17 @@ import Testing
     fresh.tick(now: 1000)
     #expect(fresh.outgoing.filter { $0.payload.isEmpty }.isEmpty, "no ACK owed after the data carried it")
   }
+}
+
+/// A listening connection that answered a SYN (5000, MSS 1460) at time 0: SYN-RECEIVED,
+/// its SYN-ACK (sequence 1000) in `outgoing`.
+func answeredSyn(windowScale: UInt8? = nil) -> TcpConnection {
+  var connection = TcpConnection(initialSequence: SequenceNumber(1000))
+  connection.listen()
+  connection.receive(
+    sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
+    maximumSegmentSize: 1460, payload: [], now: 0, windowScale: windowScale)
+  return connection
 }
 
 /// An established connection to a peer at 5001 (sequence numbers), ours from 1001.
@@ -494,11 +497,7 @@ func established() -> TcpConnection {
 @Suite struct TcpWindowScaleTests {
   /// A connection made by a peer's SYN carrying `scale` (nil: no window scale option).
   func accepted(scale: UInt8?) -> (TcpConnection, OutgoingSegment?) {
-    var connection = TcpConnection(initialSequence: SequenceNumber(1000))
-    connection.listen()
-    connection.receive(
-      sequence: SequenceNumber(5000), acknowledgment: SequenceNumber(0), flags: .syn, window: 65535,
-      maximumSegmentSize: 1460, payload: [], now: 0, windowScale: scale)
+    var connection = answeredSyn(windowScale: scale)
     let synAcknowledgment = connection.outgoing.last
     connection.receive(
       sequence: SequenceNumber(5001), acknowledgment: SequenceNumber(1001), flags: .ack, window: 65535,
