@@ -63,8 +63,14 @@ enum UserCalls {
     let stack = UnsafeMutablePointer<UInt32>(bitPattern: UInt(pointer))!
     stack[0] = AddressSpace.thunks.returnTrampoline
     _ = memcpy(stack + 1, arguments.baseAddress!, UInt32(4 * arguments.count))
-    space.threadsInside += 1
-    server.threadsInside += 1
+    // Read-modify-writes that generated upcall code and other threads make too: with
+    // interrupts off (one processor), so a preemption between the load and the store
+    // cannot lose another thread's count (it did: a lost increment underflowed later and
+    // trapped the kernel, seen with the shell's `get` into a user-mode Tcp under load).
+    Machine.withInterruptsDisabled {
+      space.threadsInside += 1
+      server.threadsInside += 1
+    }
     let running = user_mode_state.4
     user_mode_state.4 = UInt32(UInt(bitPattern: server.words))
     let result = arch_upcall(entry, pointer)
@@ -74,8 +80,10 @@ enum UserCalls {
         _ = memcpy(block.buffer, UnsafeRawPointer(bitPattern: UInt(arguments[block.word]))!, block.size)
       }
     }
-    server.threadsInside -= 1
-    space.threadsInside -= 1
+    Machine.withInterruptsDisabled {
+      server.threadsInside -= 1
+      space.threadsInside -= 1
+    }
     space.releaseStack(restore: restore, thread: thread)
     Paging.activate(previous)
     // The supervisor deals with a failed server once no thread is inside it; this may
