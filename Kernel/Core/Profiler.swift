@@ -56,7 +56,7 @@ enum Profiler {
     out.line(
       "profile: \(count + userSamples + dropped) samples, \(userSamples) in user mode, \(dropped) not kept")
     // The most frequent addresses, then where the three most frequent were called from.
-    let top = mostFrequent(taken, lines: lines - 24) { $0 >> 32 }
+    let top = mostFrequent(taken, lines: max(lines - 24, 1)) { $0 >> 32 }
     for entry in top { out.line("\(hex: UInt32(truncatingIfNeeded: entry.key), width: 8) \(entry.count)") }
     for entry in top.prefix(3) {
       let start = taken.firstIndex { $0 >> 32 == entry.key } ?? 0
@@ -78,6 +78,7 @@ enum Profiler {
   private static func mostFrequent(
     _ samples: UnsafeMutableBufferPointer<UInt64>, lines: Int, _ key: (UInt64) -> UInt64
   ) -> [(key: UInt64, count: Int)] {
+    guard lines > 0 else { return [] }
     var top: [(key: UInt64, count: Int)] = []
     top.reserveCapacity(lines + 1)
     var index = 0

@@ -401,9 +401,11 @@ final class Layer: TcpServiceImplementation, IPv4ReceiverImplementation, Runnabl
     let handshakes = entries.reduce(0) {
       $0 + ($1.listener == owner && $1.holder == .listener && $1.connection.state == .synReceived ? 1 : 0)
     }
-    // No room for state (handshakes or table full, or no buffer budget): a cookie.
-    let size = bufferSize()
-    guard let size, handshakes < Layer.maximumHandshakes, entries.count < Layer.maximumConnections else {
+    // No room for state (handshakes or table full, or no buffer budget): a cookie. The
+    // budget is asked only with room in the table (a full table counted as no memory).
+    let room = handshakes < Layer.maximumHandshakes && entries.count < Layer.maximumConnections
+    let size = room ? bufferSize() : nil
+    guard room, let size else {
       let cookie = cookies.make(
         local: destination, localPort: segment.destinationPort, remote: source,
         remotePort: segment.sourcePort,
