@@ -5,7 +5,8 @@
 // Contract: at most 128 connections at once (later ones wait in the listeners' backlogs);
 // an echo connection holds at most 16 KiB read and not yet written back (beyond, it is
 // not read until the peer takes its echo); a connection is closed once the peer closed
-// and everything was echoed, or dropped when it ends otherwise.
+// and everything was echoed, when nothing moved on it for 30 s (300 s while its peer
+// does not take its echo), or dropped when it ends otherwise.
 
 import KernelCore
 import ServerRuntime
@@ -21,6 +22,8 @@ struct Client {
   let echoes: Bool
   /// Read and not yet written back (a fixed ring: the heap holds every client's).
   var pending = ByteQueue(capacity: Service.maximumPending)
+  /// When a byte last moved (milliseconds since boot).
+  var lastActivity: UInt
 }
 
 final class Service: NetworkApplicationImplementation, RunnableImplementation {
@@ -30,6 +33,11 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
   /// 128 clients x 16 KiB = 2 MiB of the 4 MiB heap at most (an attack review exhausted
   /// the heap with 48 clients that sent and never read, when each held up to 140 KiB).
   static let maximumPending = 16 * 1024
+  /// A connection that moves nothing for this long is closed (milliseconds): idle ones
+  /// once held the table's every entry for as long as their peer liked. One whose echo
+  /// the peer does not take gets longer: a lossy link's retransmissions back off for long.
+  static let idleTimeout: UInt = 30_000
+  static let stalledTimeout: UInt = 300_000
 
   let changed: Semaphore
   let echo: TcpListener
@@ -57,10 +65,11 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
   func run() {
     while true {
       _ = try? changed.waitFor(milliseconds: 1000)
-      acceptWaiting()
+      let now = (try? Required.clock.uptimeMilliseconds()) ?? 0
+      acceptWaiting(now: now)
       var index = clients.count - 1
       while index >= 0 {
-        if !serve(&clients[index]) {
+        if !serve(&clients[index], now: now) {
           _ = clients[index].stream.release()
           clients.remove(at: index)
           // The last one gone, the storage goes too: the heap is back to its base.
@@ -71,22 +80,24 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
     }
   }
 
-  private func acceptWaiting() {
+  private func acceptWaiting(now: UInt) {
     for (listener, echoes) in [(echo, true), (discard, false)] {
       while clients.count < Service.maximumClients,
         let stream = (try? listener.accept(milliseconds: 0)) ?? nil
       {
         _ = try? stream.watch(semaphore: changed)
-        clients.append(Client(stream: stream, echoes: echoes))
+        clients.append(Client(stream: stream, echoes: echoes, lastActivity: now))
         counts.accepted &+= 1
       }
     }
   }
 
-  /// Moves what can move on `client` without waiting; false once it is done with.
-  private func serve(_ client: inout Client) -> Bool {
+  /// Moves what can move on `client` without waiting; false once it is done with (or
+  /// idle too long).
+  private func serve(_ client: inout Client, now: UInt) -> Bool {
+    var moved = false
     while true {
-      flush(&client)
+      if flush(&client) { moved = true }
       // Read no more than the ring can take: what is not read waits in TCP's window.
       let room = client.echoes ? client.pending.room : buffer.count
       guard room > 0 else { break }
@@ -95,12 +106,20 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
           data: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(room, buffer.count)]), milliseconds: 0))
         ?? 0
       guard count > 0 else { break }
+      moved = true
       if client.echoes {
         client.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         counts.echoed &+= UInt64(count)
       } else {
         counts.discarded &+= UInt64(count)
       }
+    }
+    if moved {
+      client.lastActivity = now
+    } else if now &- client.lastActivity
+      >= (client.pending.isEmpty ? Service.idleTimeout : Service.stalledTimeout)
+    {
+      return false
     }
     let status = (try? client.stream.status()) ?? 8
     if status & 8 != 0 { return false }  // reset or aborted: nothing more will move
@@ -109,15 +128,20 @@ final class Service: NetworkApplicationImplementation, RunnableImplementation {
     return true
   }
 
-  private func flush(_ client: inout Client) {
+  /// Writes what is pending; whether anything was written.
+  @discardableResult
+  private func flush(_ client: inout Client) -> Bool {
+    var moved = false
     while !client.pending.isEmpty {
       let piece = client.pending.peek(from: 0, count: min(client.pending.count, 16384))
       let taken = piece.withUnsafeBytes { (try? client.stream.write(data: $0, milliseconds: 0)) ?? 0 }
       // The count comes from another server: clamped, never a trapping Int().
-      let moved = min(Int(truncatingIfNeeded: taken), piece.count)
-      guard moved > 0 else { return }
-      client.pending.removeFirst(moved)
+      let written = min(Int(truncatingIfNeeded: taken), piece.count)
+      guard written > 0 else { return moved }
+      client.pending.removeFirst(written)
+      moved = true
     }
+    return moved
   }
 
   func counters(text: UnsafeMutableRawBufferPointer) -> Int {

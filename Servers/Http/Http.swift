@@ -7,8 +7,9 @@
 // responses are framed by Content-Length. File names are one path segment of at most 64
 // bytes (the file system's root directory holds the files); a PUT that does not fit on
 // the disk is answered 507 with what was kept. `/bytes/N` sends byte i as i mod 251, N
-// of at most 9 digits. Counts from other servers (a file's size, bytes a write took) are
-// clamped, never converted with a trapping Int().
+// of at most 9 digits. A connection on which nothing moved for 30 s is closed (300 s while
+// the client does not take a response). Counts from other servers (a file's size, bytes
+// a write took) are clamped, never converted with a trapping Int().
 
 import KernelCore
 import ServerRuntime
@@ -47,6 +48,8 @@ struct Session {
   var source: BodySource?
   /// Close once the output is written.
   var closing = false
+  /// When a byte last moved (milliseconds since boot).
+  var lastActivity: UInt
 }
 
 final class Server: NetworkApplicationImplementation, RunnableImplementation {
@@ -54,6 +57,11 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
   /// 32 x (16 KiB in + a piece out, about 40 KiB) stays well inside the 4 MiB heap.
   static let maximumSessions = 32
   static let piece = 16384
+  /// A session that moves nothing for this long is closed (milliseconds): 32 idle ones
+  /// once kept every client out for as long as they liked. One whose response the client
+  /// does not take gets longer: a lossy link's retransmissions back off for long.
+  static let idleTimeout: UInt = 30_000
+  static let stalledTimeout: UInt = 300_000
 
   let changed: Semaphore
   let listener: TcpListener
@@ -78,16 +86,17 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
   func run() {
     while true {
       _ = try? changed.waitFor(milliseconds: 1000)
+      let now = (try? Required.clock.uptimeMilliseconds()) ?? 0
       while sessions.count < Server.maximumSessions,
         let stream = (try? listener.accept(milliseconds: 0)) ?? nil
       {
         _ = try? stream.watch(semaphore: changed)
-        sessions.append(Session(stream: stream))
+        sessions.append(Session(stream: stream, lastActivity: now))
         counts.accepted &+= 1
       }
       var index = sessions.count - 1
       while index >= 0 {
-        if !serve(&sessions[index]) {
+        if !serve(&sessions[index], now: now) {
           finish(sessions[index])
           sessions.remove(at: index)
         }
@@ -102,10 +111,15 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
     _ = session.stream.release()
   }
 
-  /// Moves what can move on `session`; false once it is done with.
-  private func serve(_ session: inout Session) -> Bool {
+  /// Moves what can move on `session`; false once it is done with (or idle too long).
+  private func serve(_ session: inout Session, now: UInt) -> Bool {
     var progress = true
+    var moved = false
+    var rounds = 0
     while progress {
+      // A round after the first means something moved in the one before.
+      if rounds > 0 { moved = true }
+      rounds += 1
       progress = false
       // Out: what is produced, then more of a body being sent.
       if flush(&session) { progress = true }
@@ -131,6 +145,14 @@ final class Server: NetworkApplicationImplementation, RunnableImplementation {
         }
       }
       if consume(&session) { progress = true }
+    }
+    if moved {
+      session.lastActivity = now
+    } else {
+      let waiting = session.output.isEmpty && session.source == nil
+      if now &- session.lastActivity >= (waiting ? Server.idleTimeout : Server.stalledTimeout) {
+        return false
+      }
     }
     let status = (try? session.stream.status()) ?? 8
     if status & 8 != 0 { return false }

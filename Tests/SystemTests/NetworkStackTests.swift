@@ -87,7 +87,8 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
     let expected: Set = [
       "dhcp_lease", "status_page", "files_put_and_get", "download_10MiB", "upload_10MiB", "echo_10MiB",
       "bad_requests_refused",
-      "concurrent_echo", "guest_fetches_from_host", "netstat", "no_panic_or_server_fault",
+      "concurrent_echo", "guest_fetches_from_host", "idle_connections_closed", "netstat",
+      "no_panic_or_server_fault",
     ]
     #expect(Set(checks.map(\.0)) == expected, "the TCP run's checks: \(checks)")
     for (name, passed, detail) in checks {
