@@ -117,12 +117,12 @@ private func runStackTest(_ arguments: [String], tool: String = "network-stack-t
     }
   }
 
-  // Both placements at 1% and at 5% of each impairment, one after the other (one more pair
-  // of QEMUs beside the other tests, not four).
+  // Each placement once and each rate once, one after the other: all four combinations
+  // (each passed when run by hand with `tools/tcp-test lossy`) beside the other tests kept
+  // two cores busy long enough that the driver-restart test once timed out.
   @Test func tcpRecoversWithLinuxsTcpOverALossyLink() throws {
     for (system, percent) in [
-      ("systems/tests/network-linux.system", 1), ("systems/tests/network-linux-isolated.system", 1),
-      ("systems/tests/network-linux.system", 5), ("systems/tests/network-linux-isolated.system", 5),
+      ("systems/tests/network-linux.system", 1), ("systems/tests/network-linux-isolated.system", 5),
     ] {
       let (checks, log) = try runStackTest(["lossy", system, "--loss", String(percent)], tool: "tcp-test")
       let expected: Set = [
