@@ -22,6 +22,9 @@ enum Profiler {
   nonisolated(unsafe) private static var userSamples = 0
   nonisolated(unsafe) private static var dropped = 0
 
+  /// Whether ticks are sampled (the interrupt path asks first: off, a tick costs nothing).
+  static var isOn: Bool { samples != nil }
+
   /// Starts sampling if the command line asks for it.
   static func startIfAsked() {
     guard Boot.commandLine.value(of: "profile") != nil else { return }

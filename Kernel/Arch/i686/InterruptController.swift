@@ -116,7 +116,7 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
   case 0..<32:
     Exceptions.handle(frame)
   case InterruptController.firstVector..<(InterruptController.firstVector + 16):
-    if vector == InterruptController.firstVector {
+    if vector == InterruptController.firstVector && Profiler.isOn {
       // The interrupted function's return address from its frame (the processor pushed no
       // stack pointer in kernel mode: the stack went on where user_esp would be), read
       // only from a mapped word of the same stack: ebp may hold anything in assembly.
@@ -124,8 +124,8 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
       let stack = UInt32(UInt(bitPattern: frame)) &+ UInt32(MemoryLayout<InterruptFrame>.size - 8)
       let base = frame.pointee.ebp
       var caller: UInt32 = 0
-      if !user, base & 3 == 0, base >= stack, base - stack < 65_536, Paging.translate(base + 4) != nil {
-        caller = UnsafePointer<UInt32>(bitPattern: UInt(base + 4))!.pointee
+      if !user, base & 3 == 0, base >= stack, base - stack < 65_536, Paging.translate(base &+ 4) != nil {
+        caller = UnsafePointer<UInt32>(bitPattern: UInt(base &+ 4))!.pointee
       }
       Profiler.record(address: frame.pointee.eip, top: caller, user: user)
     }
