@@ -79,7 +79,7 @@ ifneq ($(MISNAMED),)
   $(error Servers/$(firstword $(MISNAMED)) has no $(firstword $(MISNAMED)).server: a server folder NAME holds NAME.server and its Swift sources (rename the files you copied from Servers/Template, and the name after "server" in the .server file))
 endif
 INTERFACE_FILES := $(wildcard Interfaces/*.tif)
-SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
+SERVER_SWIFT_FLAGS = $(SWIFT_FLAGS) -enable-experimental-feature Extern -Xfrontend -function-sections -I $(BUILD)/embedded -I Servers/Runtime/include
 
 .PHONY: all help gdb kernel servers bench run lint debug test unit-test system-test format dependencies clean
 .DELETE_ON_ERROR:
@@ -281,7 +281,7 @@ gdb: $(BUILD)/kernel.elf $(SERVER_FILES)
 # (build/bench/throughput.json), and TCP through slirp for both placements and the
 # reference Linux guest in the same run (build/bench/tcp.json).
 BENCH_MODULES = $(subst $(space),$(comma),$(strip $(BUILD)/kernel.map systems/bench.system \
-  $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/Benchmark.srv \
+  $(BUILD)/servers/ComputeTarget.srv $(BUILD)/servers/LockedComputeTarget.srv $(BUILD)/servers/TransferTarget.srv $(BUILD)/servers/Benchmark.srv \
   $(BUILD)/servers/UserBenchmark.srv $(BUILD)/servers/PciBus.srv $(BUILD)/servers/Rtl8139.srv \
   $(BUILD)/servers/NetworkBenchmark.srv $(BUILD)/servers/FrameSink.srv \
   $(BUILD)/servers/FramePassingBenchmark.srv $(BUILD)/servers/Ethernet.srv $(BUILD)/servers/Arp.srv \

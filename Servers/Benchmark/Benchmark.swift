@@ -11,6 +11,12 @@ import TesseraABI
 @_cdecl("benchmark_plain_compute")
 public func plainCompute(_ a: UInt32, _ b: UInt32, _ c: UInt32) -> UInt32 { a &+ b &+ c }
 
+/// The object this server exports to itself, so a call through a reference obtained at
+/// run time (not a bound slot) can be measured.
+final class LocalAdder: ComputeImplementation {
+  func compute(a: UInt, b: UInt, c: UInt) -> UInt { a &+ b &+ c }
+}
+
 /// The other half of the thread-switch ping-pong: waits for `ping`, signals `pong`.
 final class Ponger: RunnableImplementation {
   let ping: Semaphore
@@ -22,8 +28,7 @@ final class Ponger: RunnableImplementation {
 
   func run() {
     for _ in 0..<iterations {
-      try? ping.wait()
-      try? pong.signal()
+      guard (try? ping.wait()) != nil, (try? pong.signal()) != nil else { return }
     }
   }
 }
@@ -35,60 +40,89 @@ final class Runner: ProgramImplementation {
     let target = Required.target
     let locked = Required.locked
     let isolated = Required.isolated
+    let isolatedLocked = Required.isolatedLocked
     // Warm up once so every path has run before it is measured.
     _ = loop.measure { $0 }
     let empty = loop.measure { $0 }
     let function = loop.measure { plainCompute($0, 2, 3) }
-    let call = loop.measure { computeWord(target, $0) }
-    let reference = loop.measure { index in
-      _ = try? target.acquire()
-      target.release()
+    let call = loop.measure { index throws(CallError) in try computeWord(target, index) }
+    let lockedCall = loop.measure { index throws(CallError) in try computeWord(locked, index) }
+    let toUser = loop.measure { index throws(CallError) in try computeWord(isolated, index) }
+    let toLockedUser = loop.measure { index throws(CallError) in try computeWord(isolatedLocked, index) }
+    let reference = loop.measure { index throws(CallError) in
+      try target.acquire()
+      guard target.release() else { throw .invalidHandle }
       return index
     }
-    let lockedCall = loop.measure { computeWord(locked, $0) }
-    let toUser = loop.measure { computeWord(isolated, $0) }
-    let isolatedLocked = Required.isolatedLocked
-    let toLockedUser = loop.measure { computeWord(isolatedLocked, $0) }
-    report("empty_loop", empty, minus: 0)
+    report("empty_loop", empty, minus: Measured(total: 0))
     report("function_call", function, minus: empty)
-    report("kernel_call", call, minus: empty)
-    report("locked_kernel_call", lockedCall, minus: empty)
+    report("kernel_call_bound", call, minus: empty)
+    report("locked_kernel_call_bound", lockedCall, minus: empty)
+    report("kernel_to_user_call_bound", toUser, minus: empty)
+    report("kernel_to_locked_user_call_bound", toLockedUser, minus: empty)
     report("reference_acquire_release", reference, minus: empty)
-    report("kernel_to_user_call", toUser, minus: empty)
-    report("kernel_to_locked_user_call", toLockedUser, minus: empty)
+    measureRunTimeReference(empty: empty)
+    measureMarshaled(
+      loop, target: Required.transfer, reference: target, empty: empty,
+      names: ("marshaled_in_64_kernel", "marshaled_out_4096_kernel", "marshaled_reference_kernel"))
     measureThreadSwitch(empty: empty)
     return 0
+  }
+
+  /// A call through a reference this server made at run time (its own exported object:
+  /// the general gate, which checks handle and interface), and a reference's whole life:
+  /// made by `tessera_export`, then released, which frees the entry and destroys the
+  /// object (the destroy runs on this server's worker thread, within the measurement).
+  private func measureRunTimeReference(empty: Measured) {
+    guard let own = Compute.export(LocalAdder()) else {
+      return report("kernel_call_reference", Measured(total: 0, error: .outOfResources), minus: empty)
+    }
+    let call = loop.measure { index throws(CallError) in try computeWord(own, index) }
+    own.release()
+    report("kernel_call_reference", call, minus: empty)
+    let lifetimes: UInt32 = 2_000
+    let lifetime = loop.measure(count: lifetimes) { index throws(CallError) in
+      guard let made = Compute.export(LocalAdder()) else { throw .outOfResources }
+      guard made.release() else { throw .invalidHandle }
+      return index
+    }
+    let emptyShort = Measured(total: empty.total / UInt64(iterations / lifetimes), error: empty.error)
+    report("reference_export_release_destroy", lifetime, minus: emptyShort, count: lifetimes)
   }
 
   /// Two threads take turns through two semaphores: each round is two switches and two
   /// signal/wait pairs. The semaphore operations alone (no switch: the unit is there) are
   /// measured too and subtracted, leaving the switch.
-  private func measureThreadSwitch(empty: UInt64) {
+  private func measureThreadSwitch(empty: Measured) {
     guard let ping = try? Required.sync.makeSemaphore(count: 0),
       let pong = try? Required.sync.makeSemaphore(count: 0),
       let work = Runnable.export(Ponger(ping: ping, pong: pong))
-    else { return }
+    else {
+      return report("thread_switch", Measured(total: 0, error: .outOfResources), minus: empty)
+    }
     _ = try? Required.threads.spawn(work: work, priority: 2)
     work.release()
-    let start = tessera_timestamp()
-    for _ in 0..<iterations {
-      try? ping.signal()
-      try? pong.wait()
+    let roundTrips = loop.measure { index throws(CallError) in
+      try ping.signal()
+      try pong.wait()
+      return index
     }
-    let roundTrips = tessera_timestamp() &- start
     // The same four semaphore calls when no thread has to wait.
-    let operationsStart = tessera_timestamp()
-    for index in 0..<iterations {
-      try? ping.signal()
-      try? ping.wait()
-      try? pong.signal()
-      try? pong.wait()
-      loop.store(index)
+    let operations = loop.measure { index throws(CallError) in
+      try ping.signal()
+      try ping.wait()
+      try pong.signal()
+      try pong.wait()
+      return index
     }
-    let operations = tessera_timestamp() &- operationsStart
-    // Two switches per round trip.
-    report("thread_switch", (roundTrips &- (operations &- empty)) / 2, minus: 0)
-    report("semaphore_signal_wait", operations / 2, minus: empty / 2)
+    // Two switches per round trip; the loop is in both measurements, so it cancels.
+    let switches = Measured(
+      total: (roundTrips.total &- operations.total) / 2, error: roundTrips.error ?? operations.error)
+    report("thread_switch", switches, minus: Measured(total: 0))
+    // Two signal/wait pairs per round.
+    report(
+      "semaphore_signal_wait", Measured(total: operations.total / 2, error: operations.error),
+      minus: Measured(total: empty.total / 2))
     ping.release()
     pong.release()
   }

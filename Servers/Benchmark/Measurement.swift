@@ -1,12 +1,14 @@
-// Measurement: the loop and the report every benchmark server uses (Benchmark, and
+// Measurement: the loop and the report every call benchmark server uses (Benchmark, and
 // UserBenchmark through a link to this file).
 //
 // Contract: under `make bench` QEMU runs with `-icount shift=0`, so time-stamp-counter
 // deltas are guest instructions. `measure` runs its body `iterations` times and stores
 // each result through a volatile pointer, so the compiler can neither drop the body nor
-// merge iterations; benchmarks subtract the same loop without an operation. `report`
-// prints one `@@BENCH` line (the format `tessera bench-report` reads) on the console
-// slot every benchmark server has.
+// merge iterations; benchmarks subtract the same loop without an operation. A body that
+// throws stops the loop, and `report` then prints `@@BENCH failed NAME: ERROR` instead
+// of a figure, which fails `tessera bench-report` (so `make bench`) and the smoke test.
+// `report` prints one `@@BENCH` line (the format `tessera bench-report` reads) on the
+// console slot every benchmark server has.
 
 import KernelCore
 import ServerRuntime
@@ -15,6 +17,14 @@ import _Volatile
 
 /// Iterations of every measured loop.
 let iterations: UInt32 = 100_000
+
+/// What one measured loop took, or the error that stopped it.
+struct Measured {
+  /// Instructions for all iterations, loop included.
+  var total: UInt64
+  /// The error a call of the loop returned (the loop stopped there).
+  var error: CallError?
+}
 
 /// A volatile word the measured loops store into.
 final class Measurement {
@@ -28,26 +38,77 @@ final class Measurement {
   /// Stores `value` where the compiler must assume someone reads it.
   func store(_ value: UInt32) { sink.store(value) }
 
-  /// Instructions `iterations` rounds of `body` take, loop included.
-  func measure(_ body: (UInt32) -> UInt32) -> UInt64 {
+  /// Instructions `count` rounds of `body` take, loop included; the first error stops it.
+  func measure(count: UInt32 = iterations, _ body: (UInt32) throws(CallError) -> UInt32) -> Measured {
     let start = tessera_timestamp()
     var index: UInt32 = 0
-    while index < iterations {
-      sink.store(body(index))
+    while index < count {
+      do {
+        sink.store(try body(index))
+      } catch {
+        return Measured(total: 0, error: error)
+      }
       index &+= 1
     }
-    return tessera_timestamp() &- start
+    return Measured(total: tessera_timestamp() &- start, error: nil)
   }
 }
 
-/// Prints `name` with the instructions per iteration of `total` minus `baseline`.
-func report(_ name: StaticString, _ total: UInt64, minus baseline: UInt64) {
-  benchmarkLine("\(name)", total: total, minus: baseline, iterations: UInt64(iterations)).withBytes {
-    _ = try? Required.console.write(text: UnsafeRawBufferPointer($0))
+/// What a measured body throws when a call succeeded but its result was wrong.
+let wrongAnswer: UInt32 = 0x100
+
+/// Prints `name` with the instructions per iteration of `measured` minus `baseline`, or
+/// the error that stopped either loop.
+func report(_ name: StaticString, _ measured: Measured, minus baseline: Measured, count: UInt32 = iterations)
+{
+  let line: KernelMessage
+  if let error = measured.error ?? baseline.error {
+    if case .unknown(let status) = error, status >= wrongAnswer {
+      line = "@@BENCH failed \(name): the call succeeded, but its answer was wrong"
+    } else {
+      line = "@@BENCH failed \(name): \(error.description)"
+    }
+  } else {
+    line = benchmarkLine("\(name)", total: measured.total, minus: baseline.total, iterations: UInt64(count))
   }
+  line.withBytes { _ = try? Required.console.write(text: UnsafeRawBufferPointer($0)) }
 }
 
-/// The result word of `compute(a, 2, 3)` on `target`, or 0 if the call failed.
-func computeWord(_ target: Compute, _ a: UInt32) -> UInt32 {
-  (try? target.compute(a: UInt(a), b: 2, c: 3)).map { UInt32(truncatingIfNeeded: $0) } ?? 0
+/// The result word of `compute(a, 2, 3)` on `target`.
+@inline(__always)
+func computeWord(_ target: Compute, _ a: UInt32) throws(CallError) -> UInt32 {
+  UInt32(truncatingIfNeeded: try target.compute(a: UInt(a), b: 2, c: 3))
+}
+
+/// Measures the three marshaled calls of `Transfer` on `target` (a 64-byte block in, a
+/// 4 KiB block out, a reference passed) and reports them as `marshaled_*_PLACEMENT`.
+/// `reference` is what is passed (the callee releases its handle of it).
+func measureMarshaled(
+  _ loop: Measurement, target: Transfer, reference: Compute, empty: Measured,
+  names: (input: StaticString, output: StaticString, reference: StaticString)
+) {
+  let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 16)
+  let output = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+  defer {
+    input.deallocate()
+    output.deallocate()
+  }
+  input.initializeMemory(as: UInt8.self, repeating: 1)
+  let absorbed = loop.measure { index throws(CallError) in
+    let word = try target.absorb(data: UnsafeRawBufferPointer(input))
+    guard word == 2 else { throw .unknown(wrongAnswer) }  // the block did not arrive intact
+    return UInt32(truncatingIfNeeded: word) &+ index
+  }
+  let filled = loop.measure { index throws(CallError) in
+    output[4095] = 0
+    guard try target.fill(data: output) == 4096, output[4095] == 0x5A else { throw .unknown(wrongAnswer) }
+    return index
+  }
+  let held = loop.measure { index throws(CallError) in
+    guard try target.hold(target: reference) == 1 else { throw .unknown(wrongAnswer) }
+    return index
+  }
+  report(names.input, absorbed, minus: empty)
+  report(names.output, filled, minus: empty)
+  report(names.reference, held, minus: empty)
 }

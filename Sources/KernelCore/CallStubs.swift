@@ -38,6 +38,11 @@ public struct CodeBuffer {
     }
   }
 
+  /// Fills with `int3` up to `count` bytes.
+  public mutating func pad(to count: Int) {
+    while self.count < count { emit(0xCC) }
+  }
+
   /// Appends a little-endian 32-bit value.
   public mutating func emit32(_ value: UInt32) {
     emit(UInt8(value & 0xFF), UInt8((value >> 8) & 0xFF), UInt8((value >> 16) & 0xFF), UInt8(value >> 24))
@@ -149,7 +154,7 @@ public enum CallStubs {
   private static func displacement(_ word: Int) -> UInt8 { UInt8(word * 4) }
 
   /// Writes a failed call's return: result 0 and `status` in EDX (8 bytes).
-  private static func returnFailure(_ code: inout CodeBuffer, status: UInt32) {
+  static func returnFailure(_ code: inout CodeBuffer, status: UInt32) {
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xBA)
     code.emit32(status)  // mov edx, status

@@ -24,6 +24,14 @@ public protocol ReferenceOwner: AnyObject {
   var inboundReferences: Int { get set }
   /// Called when `inboundReferences` drops to zero.
   func unload()
+  /// Called when the entry of `handle` in the owner's own table is about to be freed (its
+  /// object is still there): code generated for the handle must stop using the entry.
+  func entryFreeing(handle: UInt32)
+}
+
+extension ReferenceOwner {
+  /// Nothing is generated per handle by default.
+  public func entryFreeing(handle: UInt32) {}
 }
 
 /// An object references point to.
@@ -170,6 +178,7 @@ public struct ReferenceTable<Object: ReferencedObject> {
     guard let object = object(handle), let index = index(handle) else { return false }
     let entry = entries! + index * Self.wordsPerEntry
     guard entry[Word.count] == 0 else { return true }
+    owner?.entryFreeing(handle: handle)
     for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
     entry[Self.nextFree] = firstFree
     firstFree = UInt(handle)

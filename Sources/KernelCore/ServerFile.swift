@@ -32,6 +32,7 @@ public enum ServerFileError: Error, Equatable, Sendable {
   case badSymbol(index: UInt32)
   case badDynamicSegment
   case unresolvedImport(KernelMessage)
+  case badBoundCall(name: KernelMessage, problem: KernelMessage)
 
   /// A one-line explanation.
   public var message: KernelMessage {
@@ -55,6 +56,7 @@ public enum ServerFileError: Error, Equatable, Sendable {
     case .badSymbol(let index): "dynamic symbol \(index) lies outside the image or names no section"
     case .badDynamicSegment: "the dynamic segment lies outside the file or the image"
     case .unresolvedImport(let name): "imports \(name), which the kernel does not offer"
+    case .badBoundCall(let name, let problem): "imports \(name), which \(problem)"
     }
   }
 }
@@ -208,6 +210,30 @@ public struct ServerFile {
       for method in 0..<interface.methodCount {
         try requireFunction(Self.dispatchSymbol(interface: interface.name, method: method))
       }
+    }
+
+    // Bound-call imports: each must name a method of one of the file's slots, with its
+    // number of words (the kernel generates a stub for each, see BoundCalls).
+    var boundProblem: ServerFileError? = nil
+    forEachImport { name in
+      guard boundProblem == nil, name.count >= 18,
+        equals(UnsafeBufferPointer(rebasing: name[0..<18]), "tessera_bound_call")
+      else { return }
+      guard let bound = BoundCallImport.parse(name) else {
+        boundProblem = .badBoundCall(name: "\(text: name)", problem: "is not tessera_bound_callW_SLOT_METHOD")
+        return
+      }
+      if let problem = bound.problem(in: manifest) {
+        boundProblem = .badBoundCall(name: "\(text: name)", problem: problem)
+      }
+    }
+    if let boundProblem { throw boundProblem }
+  }
+
+  /// Calls `body` with every bound-call import of the file (all valid: `init` checked them).
+  public func forEachBoundCall(_ body: (BoundCallImport) -> Void) {
+    forEachImport { name in
+      if let bound = BoundCallImport.parse(name) { body(bound) }
     }
   }
 

@@ -113,8 +113,32 @@ private func callWords(_ method: MethodDeclaration) -> [String] {
   return words
 }
 
-/// The proxy struct for `interface`, used by clients.
-func proxySource(_ interface: InterfaceDeclaration) -> String {
+/// The import through which a server calls `method` of its required slot `handle`
+/// (KernelCore's BoundCallImport).
+func boundCallName(words: Int, handle: Int, method: Int) -> String {
+  "tessera_bound_call\(words)_\(handle)_\(method)"
+}
+
+/// The declarations of the bound-call imports the proxies of a server with these required
+/// slots use.
+func boundCallDeclarations(_ slots: [(handle: Int, interface: InterfaceDeclaration)]) -> String {
+  var text = ""
+  for slot in slots {
+    for (index, method) in slot.interface.methods.enumerated() {
+      let words = callWords(method).count
+      let name = boundCallName(words: words, handle: slot.handle, method: index)
+      let parameters = ["_ handle: UInt32", "_ selector: UInt32"] + (0..<words).map { "_ w\($0): UInt32" }
+      text += "@_extern(c, \"\(name)\")\n"
+      text += "private func \(name)(\(parameters.joined(separator: ", "))) -> UInt64\n"
+    }
+  }
+  return text.isEmpty ? "" : text + "\n"
+}
+
+/// The proxy struct for `interface`, used by clients. A call on one of `boundHandles` (the
+/// server's required slots of this interface) goes through the slot's bound-call import;
+/// after inlining with a slot's constant handle that is one direct call.
+func proxySource(_ interface: InterfaceDeclaration, boundHandles: [Int] = []) -> String {
   var text = docComment(interface.documentation, indent: "")
   text += """
     public struct \(interface.name): InterfaceReference {
@@ -142,7 +166,18 @@ func proxySource(_ interface: InterfaceDeclaration) -> String {
         arguments.append("UInt32(truncatingIfNeeded: \(parameter.name).count)")
       }
     }
-    let call = "tessera_call\(callWords(method).count)(\(arguments.joined(separator: ", ")))"
+    let words = callWords(method).count
+    let argumentList = arguments.joined(separator: ", ")
+    var call = "tessera_call\(words)(\(argumentList))"
+    if !boundHandles.isEmpty {
+      text += "    let callResult: UInt64\n    switch handle {\n"
+      for handle in boundHandles {
+        text +=
+          "    case \(handle): callResult = \(boundCallName(words: words, handle: handle, method: index))(\(argumentList))\n"
+      }
+      text += "    default: callResult = \(call)\n    }\n"
+      call = "callResult"
+    }
     switch method.result {
     case .none: text += "    _ = try CallError.check(\(call))\n"
     case .word: text += "    return UInt(try CallError.check(\(call)))\n"
@@ -241,7 +276,14 @@ public func serverSource(_ server: ServerDeclaration, catalog: InterfaceCatalog)
 
 
     """
-  for interface in interfaces { text += proxySource(interface) }
+  let slots = server.requires.enumerated().map { position, slot in
+    (handle: position + 1, interface: catalog.interfaces[slot.interface]!)
+  }
+  text += boundCallDeclarations(slots)
+  for interface in interfaces {
+    text += proxySource(
+      interface, boundHandles: slots.filter { $0.interface.name == interface.name }.map(\.handle))
+  }
   for name in server.implemented {
     let interface = catalog.interfaces[name]!
     let index = interfaces.firstIndex { $0.name == name }!

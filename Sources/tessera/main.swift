@@ -243,8 +243,10 @@ case "graph":
 case "bench-report":
   reportingErrors {
     let results = try benchmarkResults(fromConsole: try readText(arguments[1]), file: arguments[1])
-    print(benchmarkTable(results))
-    try writeFile(arguments[2], Data(benchmarkJSON(results).utf8))
+    try checkExpectedFigures(results, file: arguments[1])
+    let targets = try judgeTargets(results, file: arguments[1])
+    print(benchmarkTable(results, targets: targets))
+    try writeFile(arguments[2], Data(benchmarkJSON(results, targets: targets).utf8))
     print("wrote \(arguments[2])")
   }
 case "symbolize":

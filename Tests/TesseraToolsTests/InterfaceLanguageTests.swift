@@ -96,6 +96,14 @@ let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().del
     let source = try serverSource(server, catalog: catalog)
     #expect(source.contains("public struct BlockDevice: InterfaceReference"))
     #expect(source.contains("tessera_call3(handle, Self.digest &+ 2"), "readBlock passes index and a block")
+    // Slot `device` (handle 1) is a BlockDevice: its calls go through the slot's bound-call
+    // imports, declared once; any other handle through the general tessera_callN.
+    #expect(source.contains("@_extern(c, \"tessera_bound_call3_1_2\")"))
+    #expect(
+      source.contains(
+        "case 1: callResult = tessera_bound_call3_1_2(handle, Self.digest &+ 2, UInt32(truncatingIfNeeded: index)"
+      ))
+    #expect(source.contains("default: callResult = tessera_call3(handle, Self.digest &+ 2"))
     #expect(source.contains("@_cdecl(\"tessera_dispatch_Directory_6\")"))
     #expect(source.contains("public static var device: BlockDevice { BlockDevice(handle: 1) }"))
   }

@@ -88,6 +88,10 @@ enum UserABI {
   /// is loaded at `base`: a user thunk, or for posix_memalign and free the file's own
   /// user-mode allocator.
   static func address(of name: UnsafeBufferPointer<UInt8>, file: ServerFile, base: UInt32) -> UInt32? {
+    if let call = BoundCallImport.parse(name) {
+      // A user-mode caller's bound calls take the general path (the thunk of tessera_callN).
+      return AddressSpace.thunks.thunks[call.words]
+    }
     if let code = UserCallCode.code(forImport: name) {
       return AddressSpace.thunks.thunks[Int(truncatingIfNeeded: code)]
     }

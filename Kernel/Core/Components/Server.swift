@@ -148,14 +148,18 @@ final class Server: ReferenceOwner {
       slot = free
     }
 
-    // Code: gate, acquire, release, then a vector and an entry per exported method.
+    // Code: gate, acquire, release, a stub per bound-call import (kernel mode; a user-mode
+    // server's go to the thunks of tessera_callN), then a vector and an entry per
+    // exported method.
     var methods = 0
     for export in 0..<file.manifest.exportCount {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
+    var boundCalls: [BoundCallImport] = []
+    if space == nil { file.forEachBoundCall { boundCalls.append($0) } }
     let codeSize =
-      CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + methods
-      * (CallStubs.methodEntrySize + 4)
+      CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + boundCalls.count
+      * CallStubs.boundStubSize + methods * (CallStubs.methodEntrySize + 4)
     guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else {
       return .failure(.outOfMemory)
     }
@@ -195,6 +199,12 @@ final class Server: ReferenceOwner {
     let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
     server.entries = entries
     server.words[ServerWords.gate] = entries.gate
+    for call in boundCalls {
+      let start = writer.count
+      server.boundStubs.append(BoundStub(call: call, address: writer.address))
+      CallStubs.writeBoundRedirect(into: &writer, gate: entries.gate)
+      writer.pad(to: start + CallStubs.boundStubSize)
+    }
     let previous = Paging.activeDirectory
     if let space { Paging.activate(space.directory) }  // the image is written where it runs
     do throws(ServerFileError) {
@@ -202,7 +212,10 @@ final class Server: ReferenceOwner {
         into: UnsafeMutableRawBufferPointer(start: image, count: Int(file.imageSize)),
         base: imageAddress,
         resolve: { name in
-          space == nil
+          if space == nil, let call = BoundCallImport.parse(name) {
+            return server.boundStubs.first { $0.call == call }?.address
+          }
+          return space == nil
             ? KernelABI.address(of: name, table: entries)
             : UserABI.address(of: name, file: file, base: imageAddress)
         })
@@ -264,6 +277,51 @@ final class Server: ReferenceOwner {
             into: &writer, chain: CallChain.layout, dispatch: dispatch, lock: UInt32(UInt(bitPattern: lock)),
             wait: ServerLock.waitAddress, release: ServerLock.releaseAddress)
         }
+      }
+    }
+  }
+
+  /// The stub of one bound-call import (BoundCalls): a redirect to the gate until its slot
+  /// is bound (`bindSlots`) and again once the slot's entry is freed.
+  struct BoundStub {
+    var call: BoundCallImport
+    var address: UInt32
+  }
+  /// The stubs of the server's bound-call imports (kernel mode only).
+  private var boundStubs: [BoundStub] = []
+
+  /// Specializes the bound-call stubs once the composition has installed the slots
+  /// (handles 1...n) and before the server runs: each calls its method of the object
+  /// bound to its slot directly.
+  func bindSlots() {
+    for stub in boundStubs {
+      guard let object = table.object(UInt32(stub.call.slot)) else { continue }
+      let words = object.entryWords
+      var writer = CodeBuffer(
+        memory: UnsafeMutableRawBufferPointer(
+          start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.boundStubSize),
+        base: stub.address)
+      CallStubs.writeBoundStub(
+        into: &writer, chain: CallChain.layout,
+        target: CallStubs.BoundTarget(
+          chainValue: UInt32(truncatingIfNeeded: words.chainValue),
+          context: UInt32(truncatingIfNeeded: words.context),
+          entry: UInt32(truncatingIfNeeded: words.methods) &+ UInt32(4 * stub.call.method)))
+    }
+  }
+
+  /// The entry of `handle` is being freed: its bound-call stubs go back to the gate (see
+  /// `CallStubs.writeBoundRedirect` for why rewriting a live stub is safe).
+  func entryFreeing(handle: UInt32) {
+    Machine.withInterruptsDisabled {
+      for stub in boundStubs where stub.call.slot == Int(handle) {
+        let body = stub.address + UInt32(CallStubs.boundStubBody)
+        var writer = CodeBuffer(
+          memory: UnsafeMutableRawBufferPointer(
+            start: UnsafeMutableRawPointer(bitPattern: UInt(body)),
+            count: CallStubs.boundStubSize - CallStubs.boundStubBody),
+          base: body)
+        CallStubs.writeBoundRedirectBody(into: &writer, gate: entries.gate)
       }
     }
   }

@@ -427,6 +427,7 @@ enum SystemLoader {
       return
     }
     for binding in current.bindings { _ = current.server.table.install(binding!) }
+    current.server.bindSlots()
     current.server.account.limits = current.quotas
     current.server.settings = current.settings
     let handle = current.server.start()
@@ -502,6 +503,7 @@ enum SystemLoader {
       return
     }
     for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
+    fresh.bindSlots()
     fresh.account.limits = entry.quotas
     fresh.settings = entry.settings
     fresh.instanceName = entry.name

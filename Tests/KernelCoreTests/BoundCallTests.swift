@@ -1,0 +1,127 @@
+// BoundCallTests: the bound-call imports (names, and their check against a server file's
+// slots, on the real Benchmark.srv and on copies with a name changed), and the stubs the
+// kernel generates for them, disassembled.
+
+import Foundation
+import Testing
+
+@testable import KernelCore
+
+@Suite struct BoundCallTests {
+  func parse(_ name: String) -> BoundCallImport? {
+    Array(name.utf8).withUnsafeBufferPointer { BoundCallImport.parse($0) }
+  }
+
+  @Test func namesParseOnlyInTheirOneForm() {
+    #expect(parse("tessera_bound_call3_1_0") == BoundCallImport(words: 3, slot: 1, method: 0))
+    #expect(parse("tessera_bound_call0_255_255") == BoundCallImport(words: 0, slot: 255, method: 255))
+    #expect(parse("tessera_bound_call8_12_7") == BoundCallImport(words: 8, slot: 12, method: 7))
+    for bad in [
+      "tessera_bound_call9_1_0", "tessera_bound_call3_0_0", "tessera_bound_call3_01_0",
+      "tessera_bound_call3_1_00",
+      "tessera_bound_call3_256_0", "tessera_bound_call3_1_1000", "tessera_bound_call3_1",
+      "tessera_bound_call3__1_0",
+      "tessera_bound_call3_1_0_", "tessera_bound_call3_1_0x", "tessera_bound_call_1_0",
+      "tessera_bound_call31_1_0",
+      "tessera_bound_call3_-1_0", "tessera_call3", "tessera_bound_call", "",
+    ] {
+      #expect(parse(bad) == nil, "\(bad)")
+    }
+  }
+
+  /// Benchmark.srv with `from` (an import name in its string table) replaced by `to`.
+  func benchmarkFile(replacing from: String, with to: String) throws -> [UInt8] {
+    let (_, data) = try #require(try BuiltServers.files().first { $0.name == "Benchmark.srv" })
+    var bytes = data
+    let pattern = Array(from.utf8) + [0]
+    let replacement = Array(to.utf8) + [0]
+    try #require(pattern.count == replacement.count)
+    let start = try #require(
+      (0...(bytes.count - pattern.count)).first { bytes[$0..<($0 + pattern.count)].elementsEqual(pattern) },
+      "Benchmark.srv imports \(from)")
+    bytes.replaceSubrange(start..<(start + pattern.count), with: replacement)
+    return bytes
+  }
+
+  @Test func theBenchmarkServersBoundCallsMatchItsSlots() throws {
+    let (_, data) = try #require(try BuiltServers.files().first { $0.name == "Benchmark.srv" })
+    var calls: [BoundCallImport] = []
+    try data.withUnsafeBytes { raw in
+      try ServerFile(bytes: raw).forEachBoundCall { calls.append($0) }
+    }
+    // target, locked, isolated and isolatedLocked are slots 1-4 of Compute; compute takes
+    // three words.
+    for slot in 1...4 { #expect(calls.contains(BoundCallImport(words: 3, slot: slot, method: 0))) }
+    #expect(calls.allSatisfy { $0.slot >= 1 && $0.slot <= 8 })
+  }
+
+  @Test func aBoundCallOfNoSuchSlotMethodOrWordCountIsRejected() throws {
+    for (name, expected) in [
+      ("tessera_bound_call3_9_0", "calls slot 9, and the server has 8 slots"),
+      ("tessera_bound_call3_1_5", "calls method 5 of slot 1, whose interface Compute has 1"),
+      ("tessera_bound_call4_1_0", "calls method 0 of slot 1 with 4 words; it takes 3"),
+      ("tessera_bound_call3_1_x", "is not tessera_bound_callW_SLOT_METHOD"),
+    ] {
+      let bytes = try benchmarkFile(replacing: "tessera_bound_call3_1_0", with: name)
+      bytes.withUnsafeBytes { raw in
+        do throws(ServerFileError) {
+          _ = try ServerFile(bytes: raw)
+          Issue.record("\(name) was accepted")
+        } catch {
+          #expect(error.message.string == "imports \(name), which \(expected)")
+        }
+      }
+    }
+  }
+
+  let chain = CallChainLayout(
+    depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304, threadNumber: 0x3404)
+
+  func write(_ body: (inout CodeBuffer) -> Void) -> [UInt8] {
+    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
+    defer { memory.deallocate() }
+    var buffer = CodeBuffer(memory: memory, base: 0x1000)
+    body(&buffer)
+    return Array(memory[0..<buffer.count])
+  }
+
+  @Test func aBoundStubPushesTheRecordAndCallsTheEntryThroughTheVector() throws {
+    let target = CallStubs.BoundTarget(chainValue: 0x8001, context: 0x9000, entry: 0xA004)
+    let bytes = write { CallStubs.writeBoundStub(into: &$0, chain: chain, target: target) }
+    #expect(bytes.count <= CallStubs.boundStubSize)
+    let listing = try CallStubTests().disassemble(bytes, base: 0x1000)
+    #expect(
+      listing == [
+        "pushf", "cli", "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x104a",
+        "mov DWORD PTR [edx*8+0x3008],0x8001", "inc edx", "mov DWORD PTR ds:0x3000,edx", "popf",
+        "pop DWORD PTR [edx*8+0x2ffc]", "mov DWORD PTR [esp],0x9000", "call DWORD PTR ds:0xa004",
+        "xor edx,edx",
+        "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "mov DWORD PTR ds:0x3000,ecx",
+        "jmp DWORD PTR [ecx*8+0x3004]",
+        "popf", "xor eax,eax", "mov edx,0x6", "ret",
+      ])
+  }
+
+  @Test func aRedirectedStubGoesToTheGateFromEveryInstructionAThreadCanBePreemptedOn() throws {
+    let gate = UInt32(0x7000)
+    let redirect = write { CallStubs.writeBoundRedirect(into: &$0, gate: gate) }
+    #expect(
+      try CallStubTests().disassemble(redirect, base: 0x1000) == ["pushf", "cli", "popf", "jmp 0x7000"])
+    // A live stub rewritten from its body on: the first two bytes (the only ones a thread
+    // can be preempted before, interrupts being off after them) are the same, so a thread
+    // resuming there runs into the redirect.
+    var stub = write {
+      CallStubs.writeBoundStub(
+        into: &$0, chain: chain,
+        target: CallStubs.BoundTarget(chainValue: 0x8001, context: 0x9000, entry: 0xA004))
+    }
+    #expect(Array(stub.prefix(CallStubs.boundStubBody)) == Array(redirect.prefix(CallStubs.boundStubBody)))
+    let body = write {
+      $0 = CodeBuffer(memory: $0.memory, base: 0x1000 + UInt32(CallStubs.boundStubBody))
+      CallStubs.writeBoundRedirectBody(into: &$0, gate: gate)
+    }
+    stub.replaceSubrange(CallStubs.boundStubBody..<(CallStubs.boundStubBody + body.count), with: body)
+    let listing = try CallStubTests().disassemble(stub, base: 0x1000)
+    #expect(Array(listing.prefix(4)) == ["pushf", "cli", "popf", "jmp 0x7000"])
+  }
+}
