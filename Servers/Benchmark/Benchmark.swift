@@ -37,6 +37,7 @@ final class Runner: ProgramImplementation {
   let loop = Measurement()
 
   func run() -> UInt {
+    readIterations()
     let target = Required.target
     let locked = Required.locked
     let isolated = Required.isolated
@@ -80,14 +81,14 @@ final class Runner: ProgramImplementation {
     let call = loop.measure { index throws(CallError) in try computeWord(own, index) }
     own.release()
     report("kernel_call_reference", call, minus: empty)
-    let lifetimes: UInt32 = 2_000
+    let lifetimes = min(iterations, 2_000)
     let lifetime = loop.measure(count: lifetimes) { index throws(CallError) in
       guard let made = Compute.export(LocalAdder()) else { throw .outOfResources }
       guard made.release() else { throw .invalidHandle }
       return index
     }
-    let emptyShort = Measured(total: empty.total / UInt64(iterations / lifetimes), error: empty.error)
-    report("reference_export_release_destroy", lifetime, minus: emptyShort, count: lifetimes)
+    report(
+      "reference_export_release_destroy", lifetime, minus: scaled(empty, to: lifetimes), count: lifetimes)
   }
 
   /// Two threads take turns through two semaphores: each round is two switches and two

@@ -15,8 +15,23 @@ import ServerRuntime
 import TesseraABI
 import _Volatile
 
-/// Iterations of every measured loop.
-let iterations: UInt32 = 100_000
+/// Iterations of every measured loop: 100,000, or the composition's `set iterations N`
+/// (the smoke test runs a few thousand), set by `readIterations` before anything runs.
+nonisolated(unsafe) var iterations: UInt32 = 100_000
+
+/// Sets `iterations` from the composition's `iterations` setting, if it has one (a
+/// decimal number, 1 or more).
+func readIterations() {
+  let text = setting("iterations") { name, value throws(CallError) in
+    try Required.settings.value(name: name, value: value)
+  }
+  if let count = decimalNumber(text, maximumDigits: 7), count > 0 { iterations = UInt32(count) }
+}
+
+/// `empty` (a loop of `iterations` rounds) scaled to a loop of `count` rounds.
+func scaled(_ empty: Measured, to count: UInt32) -> Measured {
+  Measured(total: empty.total * UInt64(count) / UInt64(max(iterations, 1)), error: empty.error)
+}
 
 /// What one measured loop took, or the error that stopped it.
 struct Measured {
@@ -94,21 +109,22 @@ func measureMarshaled(
     output.deallocate()
   }
   input.initializeMemory(as: UInt8.self, repeating: 1)
-  let absorbed = loop.measure { index throws(CallError) in
+  let count = iterations
+  let absorbed = loop.measure(count: count) { index throws(CallError) in
     let word = try target.absorb(data: UnsafeRawBufferPointer(input))
     guard word == 2 else { throw .unknown(wrongAnswer) }  // the block did not arrive intact
     return UInt32(truncatingIfNeeded: word) &+ index
   }
-  let filled = loop.measure { index throws(CallError) in
+  let filled = loop.measure(count: count) { index throws(CallError) in
     output[4095] = 0
     guard try target.fill(data: output) == 4096, output[4095] == 0x5A else { throw .unknown(wrongAnswer) }
     return index
   }
-  let held = loop.measure { index throws(CallError) in
+  let held = loop.measure(count: count) { index throws(CallError) in
     guard try target.hold(target: reference) == 1 else { throw .unknown(wrongAnswer) }
     return index
   }
-  report(names.input, absorbed, minus: empty)
-  report(names.output, filled, minus: empty)
-  report(names.reference, held, minus: empty)
+  report(names.input, absorbed, minus: empty, count: count)
+  report(names.output, filled, minus: empty, count: count)
+  report(names.reference, held, minus: empty, count: count)
 }

@@ -2,11 +2,13 @@
 // (Measurement.swift): a null system call, calls into another user address space and
 // into a kernel-mode server, and marshaled calls into another user address space.
 
+import KernelCore
 import ServerRuntime
 import TesseraABI
 
 final class Runner: ProgramImplementation {
   func run() -> UInt {
+    readIterations()
     let loop = Measurement()
     let target = Required.target
     let kernelTarget = Required.kernelTarget

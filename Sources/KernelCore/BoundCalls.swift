@@ -37,9 +37,7 @@ public struct BoundCallImport: Equatable, Sendable {
   /// zeros, S at least 1 and both at most 255. Anything else: nil.
   public static func parse(_ name: UnsafeBufferPointer<UInt8>) -> BoundCallImport? {
     let prefixLength = prefix.utf8CodeUnitCount
-    guard name.count > prefixLength + 4,
-      equals(UnsafeBufferPointer(rebasing: name[0..<prefixLength]), prefix)
-    else { return nil }
+    guard name.count > prefixLength + 4, hasPrefix(name) else { return nil }
     var position = prefixLength
     let wordsDigit = name[position]
     guard wordsDigit >= UInt8(ascii: "0"), wordsDigit <= UInt8(ascii: "8") else { return nil }
@@ -60,6 +58,19 @@ public struct BoundCallImport: Equatable, Sendable {
     }
     guard let slot = number(), slot >= 1, let method = number(), position == name.count else { return nil }
     return BoundCallImport(words: Int(wordsDigit - UInt8(ascii: "0")), slot: slot, method: method)
+  }
+
+  /// Whether `name` starts like a bound-call import (then it must be a valid one).
+  public static func hasPrefix(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+    let length = prefix.utf8CodeUnitCount
+    return name.count >= length && equals(UnsafeBufferPointer(rebasing: name[0..<length]), prefix)
+  }
+
+  /// Whether this import suits `manifest` (`problem(in:)` is nil).
+  public func fits(_ manifest: ServerManifest) -> Bool {
+    guard slot <= manifest.slotCount else { return false }
+    let interface = manifest.interface(manifest.slot(slot - 1).interface)
+    return method < interface.methodCount && interface.method(method).callWords == words
   }
 
   /// Why this import does not suit `manifest` (no such slot, no such method in the slot's
@@ -83,10 +94,31 @@ public struct BoundCallImport: Equatable, Sendable {
 
 extension CallStubs {
   /// Bytes at most of one bound-call stub (host tests check it).
-  public static let boundStubSize = 128
+  public static let boundStubSize = 256
   /// Where a bound stub's body starts: after `pushfd; cli`, the only bytes that stay the
   /// same when the kernel rewrites a stub (see `writeBoundRedirect`).
   public static let boundStubBody = 2
+
+  /// The lock of a bound object's server that is not thread-safe, in kernel mode: its
+  /// stub takes a free lock itself (as a lock stub would) and calls the dispatch function.
+  public struct BoundLock: Equatable, Sendable {
+    /// The lock word (the server's first word; `writeLockStub` describes its values).
+    public var lock: UInt32
+    /// The server's failed word: once set, calls take the method's entry (which refuses).
+    public var failed: UInt32
+    /// The method's dispatch function.
+    public var dispatch: UInt32
+    /// The kernel's function handing a contended lock to a waiter (ServerLock's release).
+    public var release: UInt32
+
+    /// A lock.
+    public init(lock: UInt32, failed: UInt32, dispatch: UInt32, release: UInt32) {
+      self.lock = lock
+      self.failed = failed
+      self.dispatch = dispatch
+      self.release = release
+    }
+  }
 
   /// What a bound stub has baked in.
   public struct BoundTarget: Equatable, Sendable {
@@ -98,12 +130,15 @@ extension CallStubs {
     /// The address of the method's word in the object's method vector (read at each call:
     /// a failed server's vector is switched to an entry that refuses).
     public var entry: UInt32
+    /// For a words-only method of a kernel-mode server that is not thread-safe: its lock.
+    public var lock: BoundLock?
 
     /// A target.
-    public init(chainValue: UInt32, context: UInt32, entry: UInt32) {
+    public init(chainValue: UInt32, context: UInt32, entry: UInt32, lock: BoundLock? = nil) {
       self.chainValue = chainValue
       self.context = context
       self.entry = entry
+      self.lock = lock
     }
   }
 
@@ -133,33 +168,87 @@ extension CallStubs {
   /// record and returns to the caller with status 0 (or what the entry returned, for
   /// entries that return to the caller themselves, as lock, marshaling and upcall stubs
   /// do). A full call chain returns `statusOutOfResources`.
+  ///
+  /// With `target.lock`, the stub first tries what the method's lock stub would do on its
+  /// fast path: take the free lock with one `lock cmpxchg`, flag the record, call the
+  /// dispatch function, clear the flag and free the lock with one `xchg` (handing a
+  /// contended one to a waiter through `release`). A lock that is held (by this thread:
+  /// re-entry, or another: waiting) and a failed server take the method's entry, whose lock
+  /// stub (or refusing entry) does the rest.
   public static func writeBoundStub(into code: inout CodeBuffer, chain: CallChainLayout, target: BoundTarget)
   {
     code.emit(0x9C)  // pushfd
     code.emit(0xFA)  // cli
     code.emit(0x8B, 0x15)
-    code.emit32(chain.depth)  // mov edx, [depth]
+    code.emit32(chain.depth)  // mov edx, [depth]          this record's index
     code.emit(0x83, 0xFA, UInt8(chainCapacity))  // cmp edx, capacity
-    code.emit(0x73)
+    code.emit(0x0F, 0x83)
     let toOverflow = code.count
-    code.emit(0)  // jae overflow (short)
+    code.emit32(0)  // jae overflow
     code.emit(0xC7, 0x04, 0xD5)
     code.emit32(chain.records + 4)
     code.emit32(target.chainValue)  // mov dword [records+edx*8+4], object
-    code.emit(0x42)  // inc edx
-    code.emit(0x89, 0x15)
-    code.emit32(chain.depth)  // mov [depth], edx         the record counts
+    code.emit(0xFF, 0x05)
+    code.emit32(chain.depth)  // inc dword [depth]        the record counts
     code.emit(0x9D)  // popfd
     code.emit(0x8F, 0x04, 0xD5)
-    code.emit32(chain.records &- 8)  // pop [records+edx*8-8]    caller's return address
+    code.emit32(chain.records)  // pop [records+edx*8]      caller's return address
     code.emit(0xC7, 0x04, 0x24)
     code.emit32(target.context)  // mov dword [esp], context  handle -> context
+    var toGeneral: [Int] = []
+    if let lock = target.lock {
+      code.emit(0x83, 0x3D)
+      code.emit32(lock.failed)
+      code.emit(0x00)  // cmp dword [failed], 0
+      code.emit(0x0F, 0x85)
+      toGeneral.append(code.count)
+      code.emit32(0)  // jne general
+      code.emit(0x8B, 0x0D)
+      code.emit32(chain.threadNumber)  // mov ecx, [thread]
+      code.emit(0x31, 0xC0)  // xor eax, eax
+      code.emit(0xF0, 0x0F, 0xB1, 0x0D)
+      code.emit32(lock.lock)  // lock cmpxchg [lock], ecx  take it if free
+      code.emit(0x0F, 0x85)
+      toGeneral.append(code.count)
+      code.emit32(0)  // jne general              held: the lock stub waits or re-enters
+      code.emit(0xC7, 0x04, 0x95)
+      code.emit32(chain.lockFlags)
+      code.emit32(1)  // mov dword [flags+edx*4], 1   this call took the lock
+      code.emit(0xE8)
+      code.emitRelative(to: lock.dispatch)  // call dispatch
+      code.emit(0xFF, 0x0D)
+      code.emit32(chain.depth)  // dec dword [depth]        the record is popped
+      code.emit(0x8B, 0x0D)
+      code.emit32(chain.depth)  // mov ecx, [depth]
+      code.emit(0xC7, 0x04, 0x8D)
+      code.emit32(chain.lockFlags)
+      code.emit32(0)  // mov dword [flags+ecx*4], 0   cleared before the lock is freed
+      code.emit(0x31, 0xD2)  // xor edx, edx
+      code.emit(0x87, 0x15)
+      code.emit32(lock.lock)  // xchg [lock], edx          free it
+      code.emit(0x85, 0xD2)  // test edx, edx
+      code.emit(0x78)
+      let toContended = code.count
+      code.emit(0)  // js contended
+      code.emit(0x31, 0xD2)  // xor edx, edx             status: success
+      code.emit(0xFF, 0x24, 0xCD)
+      code.emit32(chain.records)  // jmp [records+ecx*8]
+      code.memory[toContended] = UInt8(truncatingIfNeeded: code.count - (toContended + 1))
+      code.emit(0x50)  // contended: push eax      the result
+      callKernel(&code, lock.release, with: lock.lock)  // a waiter gets it
+      code.emit(0x58)  // pop eax
+      code.emit(0x31, 0xD2)  // xor edx, edx
+      code.emit(0x8B, 0x0D)
+      code.emit32(chain.depth)  // mov ecx, [depth]
+      code.emit(0xFF, 0x24, 0xCD)
+      code.emit32(chain.records)  // jmp [records+ecx*8]
+    }
+    for position in toGeneral { code.patchRelative(at: position, to: code.address) }
     code.emit(0xFF, 0x15)
-    code.emit32(target.entry)  // call [entry]
+    code.emit32(target.entry)  // general: call [entry]
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     popRecordAndReturn(&code, chain: chain)
-    let overflow = code.count
-    code.memory[toOverflow] = UInt8(truncatingIfNeeded: overflow - (toOverflow + 1))
+    code.patchRelative(at: toOverflow, to: code.address)
     code.emit(0x9D)  // overflow: popfd
     returnFailure(&code, status: statusOutOfResources)
   }

@@ -170,10 +170,14 @@ public enum CallStubs {
 
   /// Writes the pop of the innermost call-chain record and the return to the caller's
   /// address it holds.
+  ///
+  /// The record stays readable after the `dec`: a thread switch saves one record past the
+  /// depth (CallChain.save).
   static func popRecordAndReturn(_ code: inout CodeBuffer, chain: CallChainLayout) {
-    recordIndexInECX(&code, chain: chain)
-    code.emit(0x89, 0x0D)
-    code.emit32(chain.depth)  // mov [depth], ecx
+    code.emit(0xFF, 0x0D)
+    code.emit32(chain.depth)  // dec dword [depth]
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.depth)  // mov ecx, [depth]
     code.emit(0xFF, 0x24, 0xCD)
     code.emit32(chain.records)  // jmp [records+ecx*8]
   }
@@ -244,12 +248,11 @@ public enum CallStubs {
     code.emit(0x8B, 0x40, displacement(Entry.server))  // mov eax, [eax+server]
     code.emit(0x89, 0x04, 0xD5)
     code.emit32(chain.records + 4)  // mov [records+edx*8+4], eax
-    code.emit(0x42)  // inc edx
-    code.emit(0x89, 0x15)
-    code.emit32(chain.depth)  // mov [depth], edx         the record counts
+    code.emit(0xFF, 0x05)
+    code.emit32(chain.depth)  // inc dword [depth]        the record counts
     code.emit(0x9D)  // popfd                    interrupts as the caller had them
     code.emit(0x8F, 0x04, 0xD5)
-    code.emit32(chain.records &- 8)  // pop [records+edx*8-8]    caller's return address
+    code.emit32(chain.records)  // pop [records+edx*8]      caller's return address
     code.emit(0xFF, 0xD1)  // call ecx                 (returns the result word)
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     popRecordAndReturn(&code, chain: chain)

@@ -213,21 +213,27 @@ public struct ServerFile {
     }
 
     // Bound-call imports: each must name a method of one of the file's slots, with its
-    // number of words (the kernel generates a stub for each, see BoundCalls).
-    var boundProblem: ServerFileError? = nil
+    // number of words (the kernel generates a stub for each, see BoundCalls). The loop
+    // only finds the first bad one: the error (two KernelMessages) is made outside it, so
+    // the supervisor's small stack does not carry it through every import (restarts
+    // validate files on it).
+    var badBoundCall: UnsafeBufferPointer<UInt8>? = nil
     forEachImport { name in
-      guard boundProblem == nil, name.count >= 18,
-        equals(UnsafeBufferPointer(rebasing: name[0..<18]), "tessera_bound_call")
-      else { return }
-      guard let bound = BoundCallImport.parse(name) else {
-        boundProblem = .badBoundCall(name: "\(text: name)", problem: "is not tessera_bound_callW_SLOT_METHOD")
-        return
-      }
-      if let problem = bound.problem(in: manifest) {
-        boundProblem = .badBoundCall(name: "\(text: name)", problem: problem)
-      }
+      guard badBoundCall == nil, BoundCallImport.hasPrefix(name) else { return }
+      if let bound = BoundCallImport.parse(name), bound.fits(manifest) { return }
+      badBoundCall = name
     }
-    if let boundProblem { throw boundProblem }
+    if let badBoundCall { throw Self.boundCallError(badBoundCall, manifest: manifest) }
+  }
+
+  @inline(never)
+  private static func boundCallError(_ name: UnsafeBufferPointer<UInt8>, manifest: ServerManifest)
+    -> ServerFileError
+  {
+    guard let bound = BoundCallImport.parse(name) else {
+      return .badBoundCall(name: "\(text: name)", problem: "is not tessera_bound_callW_SLOT_METHOD")
+    }
+    return .badBoundCall(name: "\(text: name)", problem: bound.problem(in: manifest) ?? "")
   }
 
   /// Calls `body` with every bound-call import of the file (all valid: `init` checked them).

@@ -52,12 +52,15 @@ import Testing
     // target, locked, isolated and isolatedLocked are slots 1-4 of Compute; compute takes
     // three words.
     for slot in 1...4 { #expect(calls.contains(BoundCallImport(words: 3, slot: slot, method: 0))) }
-    #expect(calls.allSatisfy { $0.slot >= 1 && $0.slot <= 8 })
+    let slots = try data.withUnsafeBytes { try ServerFile(bytes: $0).manifest.slotCount }
+    #expect(calls.allSatisfy { $0.slot >= 1 && $0.slot <= slots })
   }
 
   @Test func aBoundCallOfNoSuchSlotMethodOrWordCountIsRejected() throws {
+    let (_, data) = try #require(try BuiltServers.files().first { $0.name == "Benchmark.srv" })
+    let slots = try data.withUnsafeBytes { try ServerFile(bytes: $0).manifest.slotCount }
     for (name, expected) in [
-      ("tessera_bound_call3_9_0", "calls slot 9, and the server has 8 slots"),
+      ("tessera_bound_call3_\(slots)_0", "calls method 0 of slot \(slots) with 3 words; it takes 4"),
       ("tessera_bound_call3_1_5", "calls method 5 of slot 1, whose interface Compute has 1"),
       ("tessera_bound_call4_1_0", "calls method 0 of slot 1 with 4 words; it takes 3"),
       ("tessera_bound_call3_1_x", "is not tessera_bound_callW_SLOT_METHOD"),
@@ -71,6 +74,14 @@ import Testing
           #expect(error.message.string == "imports \(name), which \(expected)")
         }
       }
+    }
+    // A slot past the last (a longer name than any the file has, so checked directly).
+    try data.withUnsafeBytes { raw in
+      let manifest = try ServerFile(bytes: raw).manifest
+      let beyond = BoundCallImport(words: 3, slot: slots + 1, method: 0)
+      #expect(!beyond.fits(manifest))
+      #expect(
+        beyond.problem(in: manifest)?.string == "calls slot \(slots + 1), and the server has \(slots) slots")
     }
   }
 
@@ -92,13 +103,41 @@ import Testing
     let listing = try CallStubTests().disassemble(bytes, base: 0x1000)
     #expect(
       listing == [
-        "pushf", "cli", "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x104a",
-        "mov DWORD PTR [edx*8+0x3008],0x8001", "inc edx", "mov DWORD PTR ds:0x3000,edx", "popf",
-        "pop DWORD PTR [edx*8+0x2ffc]", "mov DWORD PTR [esp],0x9000", "call DWORD PTR ds:0xa004",
-        "xor edx,edx",
-        "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "mov DWORD PTR ds:0x3000,ecx",
+        "pushf", "cli", "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x104c",
+        "mov DWORD PTR [edx*8+0x3008],0x8001", "inc DWORD PTR ds:0x3000", "popf",
+        "pop DWORD PTR [edx*8+0x3004]",
+        "mov DWORD PTR [esp],0x9000", "call DWORD PTR ds:0xa004", "xor edx,edx", "dec DWORD PTR ds:0x3000",
+        "mov ecx,DWORD PTR ds:0x3000", "jmp DWORD PTR [ecx*8+0x3004]", "popf", "xor eax,eax", "mov edx,0x6",
+        "ret",
+      ])
+  }
+
+  @Test func aBoundStubIntoALockedServerTakesAFreeLockItselfAndLeavesTheRestToTheLockStub() throws {
+    let lock = CallStubs.BoundLock(lock: 0x4000, failed: 0x4008, dispatch: 0x5000, release: 0x7000)
+    let target = CallStubs.BoundTarget(chainValue: 0x8001, context: 0x9000, entry: 0xA004, lock: lock)
+    let bytes = write { CallStubs.writeBoundStub(into: &$0, chain: chain, target: target) }
+    #expect(bytes.count <= CallStubs.boundStubSize)
+    let listing = try CallStubTests().disassemble(bytes, base: 0x1000)
+    let general = try #require(listing.firstIndex(of: "call DWORD PTR ds:0xa004"))
+    // A failed server, or a lock held by anyone (this thread included), goes to the entry.
+    let start = try #require(listing.firstIndex(of: "mov DWORD PTR [esp],0x9000")) + 1
+    #expect(
+      Array(listing[start..<(start + 9)]) == [
+        "cmp DWORD PTR ds:0x4008,0x0", listing[start + 1], "mov ecx,DWORD PTR ds:0x3404", "xor eax,eax",
+        "lock cmpxchg DWORD PTR ds:0x4000,ecx", listing[start + 5], "mov DWORD PTR [edx*4+0x3204],0x1",
+        "call 0x5000", "dec DWORD PTR ds:0x3000",
+      ])
+    #expect(listing[start + 1].hasPrefix("jne ") && listing[start + 5].hasPrefix("jne "))
+    #expect(listing[start + 1].dropFirst(4) == listing[start + 5].dropFirst(4), "both go to the general path")
+    // Freeing: the flag is cleared first, then one xchg; a contended lock goes to release.
+    let free = try #require(listing.firstIndex(of: "xchg DWORD PTR ds:0x4000,edx"))
+    #expect(listing[free - 2] == "mov DWORD PTR [ecx*4+0x3204],0x0")
+    #expect(listing[free + 1] == "test edx,edx" && listing[free + 3] == "xor edx,edx")
+    #expect(listing.contains("call 0x7000"))
+    #expect(
+      Array(listing[general..<(general + 5)]) == [
+        "call DWORD PTR ds:0xa004", "xor edx,edx", "dec DWORD PTR ds:0x3000", "mov ecx,DWORD PTR ds:0x3000",
         "jmp DWORD PTR [ecx*8+0x3004]",
-        "popf", "xor eax,eax", "mov edx,0x6", "ret",
       ])
   }
 

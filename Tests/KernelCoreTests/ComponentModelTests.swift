@@ -377,21 +377,21 @@ enum SampleManifest {
     #expect(bytes.count <= CallStubs.gateSize)
     let listing = try disassemble(bytes, base: 0x1000)
     #expect(
-      Array(listing.prefix(34)) == [
-        "pushf", "cli", "mov eax,DWORD PTR [esp+0x8]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1090",
+      Array(listing.prefix(32)) == [
+        "pushf", "cli", "mov eax,DWORD PTR [esp+0x8]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x108e",
         "shl eax,0x6", "add eax,DWORD PTR ds:0x2000", "mov ecx,DWORD PTR [esp+0xc]",
-        "sub ecx,DWORD PTR [eax+0x8]", "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x1081",
+        "sub ecx,DWORD PTR [eax+0x8]", "cmp ecx,DWORD PTR [eax+0xc]", "jae 0x107f",
         "mov edx,DWORD PTR [eax+0x0]",
         "mov DWORD PTR [esp+0x8],edx", "mov edx,DWORD PTR [eax+0x4]", "mov ecx,DWORD PTR [edx+ecx*4]",
-        "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x1078", "mov eax,DWORD PTR [eax+0x10]",
-        "mov DWORD PTR [edx*8+0x3008],eax", "inc edx", "mov DWORD PTR ds:0x3000,edx", "popf",
-        "pop DWORD PTR [edx*8+0x2ffc]", "call ecx", "xor edx,edx", "mov ecx,DWORD PTR ds:0x3000", "dec ecx",
-        "mov DWORD PTR ds:0x3000,ecx", "jmp DWORD PTR [ecx*8+0x3004]", "popf", "xor eax,eax", "mov edx,0x6",
+        "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x1076", "mov eax,DWORD PTR [eax+0x10]",
+        "mov DWORD PTR [edx*8+0x3008],eax", "inc DWORD PTR ds:0x3000", "popf",
+        "pop DWORD PTR [edx*8+0x3004]", "call ecx", "xor edx,edx", "dec DWORD PTR ds:0x3000",
+        "mov ecx,DWORD PTR ds:0x3000", "jmp DWORD PTR [ecx*8+0x3004]", "popf", "xor eax,eax", "mov edx,0x6",
         "ret",
       ])
     // Every way out restores the caller's flags; a free entry (count 0) is an invalid handle.
     #expect(listing.filter { $0 == "popf" }.count == 4)
-    #expect(listing.contains("je 0x1090"), "the free-entry check jumps to the invalid-handle return")
+    #expect(listing.contains("je 0x108e"), "the free-entry check jumps to the invalid-handle return")
     #expect(Array(listing.suffix(4)) == ["popf", "xor eax,eax", "mov edx,0x1", "ret"])
   }
 
@@ -424,13 +424,13 @@ enum SampleManifest {
     // After waiting, the thread enters like the fast path; a wait refused because it would
     // deadlock returns its status (EAX) to the gate's caller, popping the record.
     let wait = try #require(listing.firstIndex(of: "call 0x6000"))
-    // The refusal's target: `mov edx,eax`, 24 bytes before the end (2+2+6+1+6+7).
-    let refused = String(0x1000 + bytes.count - 24, radix: 16)
+    // The refusal's target: `mov edx,eax`, 23 bytes before the end (2+2+6+6+7).
+    let refused = String(0x1000 + bytes.count - 23, radix: 16)
     #expect(Array(listing[(wait + 2)..<(wait + 4)]) == ["test eax,eax", "jne 0x\(refused)"], "\(listing)")
     #expect(listing[wait + 7] == "jmp 0x102f")
     #expect(
       Array(listing.suffix(6)) == [
-        "mov edx,eax", "xor eax,eax", "mov ecx,DWORD PTR ds:0x3000", "dec ecx", "mov DWORD PTR ds:0x3000,ecx",
+        "jmp 0x102f", "mov edx,eax", "xor eax,eax", "dec DWORD PTR ds:0x3000", "mov ecx,DWORD PTR ds:0x3000",
         "jmp DWORD PTR [ecx*8+0x3004]",
       ])
   }

@@ -273,6 +273,8 @@ final class Server: ReferenceOwner {
           vector[method] = dispatch  // nothing to add: the gate calls the server directly
         } else {
           vector[method] = writer.address
+          lockedEntries.append(
+            LockedEntry(entry: UInt32(UInt(bitPattern: vector + method)), dispatch: dispatch))
           CallStubs.writeLockStub(
             into: &writer, chain: CallChain.layout, dispatch: dispatch, lock: UInt32(UInt(bitPattern: lock)),
             wait: ServerLock.waitAddress, release: ServerLock.releaseAddress)
@@ -290,23 +292,49 @@ final class Server: ReferenceOwner {
   /// The stubs of the server's bound-call imports (kernel mode only).
   private var boundStubs: [BoundStub] = []
 
+  /// A method-vector word holding a lock stub, and the dispatch function it calls.
+  struct LockedEntry {
+    var entry: UInt32
+    var dispatch: UInt32
+  }
+  /// The lock stubs of a kernel-mode server that is not thread-safe (its words-only
+  /// methods), for callers' bound stubs that take the lock themselves.
+  private var lockedEntries: [LockedEntry] = []
+
+  /// What a bound stub calling the method whose vector word is at `entry` needs to take
+  /// this server's lock itself; nil when that word is no lock stub.
+  func boundLock(entry: UInt32) -> CallStubs.BoundLock? {
+    guard let locked = lockedEntries.first(where: { $0.entry == entry }) else { return nil }
+    return CallStubs.BoundLock(
+      lock: UInt32(UInt(bitPattern: lock)), failed: UInt32(UInt(bitPattern: words + ServerWords.failed)),
+      dispatch: locked.dispatch, release: ServerLock.releaseAddress)
+  }
+
   /// Specializes the bound-call stubs once the composition has installed the slots
   /// (handles 1...n) and before the server runs: each calls its method of the object
-  /// bound to its slot directly.
+  /// bound to its slot directly. A stub whose slot holds something else than an object of
+  /// the slot's interface (`bind SLOT none`: an object without methods) stays a redirect
+  /// to the gate, which refuses the call as it would any.
   func bindSlots() {
+    let manifest = file.manifest
     for stub in boundStubs {
       guard let object = table.object(UInt32(stub.call.slot)) else { continue }
+      let required = manifest.interface(manifest.slot(stub.call.slot - 1).interface)
+      guard object.digest == required.digest, stub.call.method < object.interface.methodCount else {
+        continue
+      }
       let words = object.entryWords
       var writer = CodeBuffer(
         memory: UnsafeMutableRawBufferPointer(
           start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.boundStubSize),
         base: stub.address)
+      let entry = UInt32(truncatingIfNeeded: words.methods) &+ UInt32(4 * stub.call.method)
       CallStubs.writeBoundStub(
         into: &writer, chain: CallChain.layout,
         target: CallStubs.BoundTarget(
           chainValue: UInt32(truncatingIfNeeded: words.chainValue),
-          context: UInt32(truncatingIfNeeded: words.context),
-          entry: UInt32(truncatingIfNeeded: words.methods) &+ UInt32(4 * stub.call.method)))
+          context: UInt32(truncatingIfNeeded: words.context), entry: entry,
+          lock: object.owner?.boundLock(entry: entry)))
     }
   }
 
