@@ -57,6 +57,9 @@ func kernelMain(magic: UInt32, informationAddress: UInt32) -> Never {
   InterruptController.initialize()
   Profiler.startIfAsked()
   Timer.start()
+  guard CallChain.words == Int(arch_call_chain_words()) else {
+    panic("Calls.S reserves \(arch_call_chain_words()) call-chain words, CallChain uses \(CallChain.words)")
+  }
   arch_chain_depth_address = CallChain.layout.depth  // before any call into a server
   Scheduler.initialize()
   Supervisor.start()

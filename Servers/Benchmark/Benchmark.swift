@@ -67,6 +67,7 @@ final class Runner: ProgramImplementation {
       loop, target: Required.transfer, reference: target, empty: empty,
       names: ("marshaled_in_64_kernel", "marshaled_out_4096_kernel", "marshaled_reference_kernel"))
     measureThreadSwitch(empty: empty)
+    measureHandOffs()
     return 0
   }
 
@@ -89,6 +90,22 @@ final class Runner: ProgramImplementation {
     }
     report(
       "reference_export_release_destroy", lifetime, minus: scaled(empty, to: lifetimes), count: lifetimes)
+  }
+
+  /// The scheduler's switch alone: the kernel hands the processor between this thread and
+  /// a kernel thread by waking and blocking, `iterations` times each way, and returns the
+  /// instructions all of it took (loop included, a few instructions per switch).
+  private func measureHandOffs() {
+    let rounds = iterations
+    var measured = Measured(total: 0)
+    do throws(CallError) {
+      let ticks = try Required.system.handOffs(rounds: UInt(rounds))
+      if ticks == 0 { measured.error = .outOfResources }
+      measured.total = UInt64(ticks)
+    } catch {
+      measured.error = error
+    }
+    report("thread_switch_handoff", measured, minus: Measured(total: 0), count: 2 * rounds)
   }
 
   /// Two threads take turns through two semaphores: each round is two switches and two

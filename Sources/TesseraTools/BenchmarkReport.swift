@@ -25,7 +25,8 @@ public let expectedBenchmarkFigures: Set<String> = {
   var names: Set<String> = [
     "empty_loop", "function_call", "kernel_call_bound", "kernel_call_reference", "locked_kernel_call_bound",
     "reference_acquire_release", "reference_export_release_destroy", "kernel_to_user_call_bound",
-    "kernel_to_locked_user_call_bound", "thread_switch", "semaphore_signal_wait", "null_syscall",
+    "kernel_to_locked_user_call_bound", "thread_switch", "thread_switch_handoff", "semaphore_signal_wait",
+    "null_syscall",
     "inter_as_call_bound", "user_to_kernel_call_bound",
   ]
   for placement in ["kernel", "user"] {
@@ -129,7 +130,7 @@ public let benchmarkTargets: [BenchmarkTarget] = [
   BenchmarkTarget(figure: "locked_kernel_call_bound", relativeTo: "kernel_call_bound", limit: 1.5),
   BenchmarkTarget(figure: "reference_acquire_release", relativeTo: "kernel_call_bound", limit: 1.0),
   BenchmarkTarget(figure: "reference_export_release_destroy", relativeTo: "kernel_call_bound", limit: 1.0),
-  BenchmarkTarget(figure: "thread_switch", relativeTo: nil, limit: 400),
+  BenchmarkTarget(figure: "thread_switch_handoff", relativeTo: nil, limit: 400),
   BenchmarkTarget(figure: "inter_as_call_bound", relativeTo: nil, limit: 150),
   BenchmarkTarget(figure: "inter_as_call_bound", relativeTo: "null_syscall", limit: 3.0),
 ]

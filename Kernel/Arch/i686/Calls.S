@@ -15,6 +15,9 @@ arch_resume_point:          // the running thread's innermost resume frame (0: n
 .global arch_chain_depth_address
 arch_chain_depth_address:   // the call chain's depth word (CallChain), set at boot
     .long 0
+.global call_chain_storage
+call_chain_storage:         // the running thread's call chain (CallChain; CALL_CHAIN_WORDS words)
+    .space 4 * 258
 
 // A resume frame, on the kernel stack, 9 words (arch_call_words) or 4 (UserMode.S's call
 // entry), lowest address first: previous resume frame, call-chain depth at entry, resume

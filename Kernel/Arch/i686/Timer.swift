@@ -35,6 +35,9 @@ enum Timer {
     Machine.withInterruptsDisabled { tickCount }  // a 64-bit read must not tear
   }
 
+  /// `ticks` for a caller that has interrupts disabled already (the scheduler's switch).
+  static var ticksWithInterruptsDisabled: UInt64 { tickCount }
+
   /// Nanoseconds since `start`.
   static var uptimeNanoseconds: UInt64 {
     let scaled = ticks * divisor  // in PIT input cycles; overflows only after millennia

@@ -18,11 +18,9 @@ enum CallChain {
   // each; then a return slot each for lock stubs; then the running thread's number.
   static let words = 2 + 4 * Int(CallStubs.chainCapacity)
   private static let capacity = Int(CallStubs.chainCapacity)
-  private static let storage: UnsafeMutablePointer<UInt32> = {
-    let memory = UnsafeMutablePointer<UInt32>.allocate(capacity: words)
-    memory.initialize(repeating: 0, count: words)
-    return memory
-  }()
+  // In the kernel image (Calls.S), zeroed at boot: a fixed address with no lazy
+  // initialization to check on each use (a thread switch uses it twice).
+  private static var storage: UnsafeMutablePointer<UInt32> { arch_call_chain_storage() }
 
   /// The addresses generated stubs use.
   static var layout: CallChainLayout {
@@ -57,16 +55,24 @@ enum CallChain {
     copy(from: buffer, to: storage, used: min(Int(buffer[0]) + 1, capacity))
   }
 
-  /// Copies the depth and the first `used` records, lock flags and return slots (with
-  /// the kernel's word-wise memcpy: this runs on every thread switch).
+  /// Copies the depth and the first `used` records, lock flags and return slots, four
+  /// words per call, in one loop with wrapping index arithmetic (this runs twice on every
+  /// thread switch: three `memcpy` calls cost about 100 instructions more per switch).
   private static func copy(
     from source: UnsafeMutablePointer<UInt32>, to destination: UnsafeMutablePointer<UInt32>, used: Int
   ) {
     destination[0] = source[0]
-    let word = MemoryLayout<UInt32>.size
-    _ = memcpy(destination + 1, source + 1, UInt32(2 * used * word))
-    _ = memcpy(destination + 1 + 2 * capacity, source + 1 + 2 * capacity, UInt32(used * word))
-    _ = memcpy(destination + 1 + 3 * capacity, source + 1 + 3 * capacity, UInt32(used * word))
+    let flags = 1 &+ 2 &* capacity
+    let returns = 1 &+ 3 &* capacity
+    var index = 0
+    while index < used {
+      let record = 1 &+ 2 &* index
+      destination[record] = source[record]
+      destination[record &+ 1] = source[record &+ 1]
+      destination[flags &+ index] = source[flags &+ index]
+      destination[returns &+ index] = source[returns &+ index]
+      index &+= 1
+    }
   }
 
   /// Calls currently recorded.

@@ -503,6 +503,14 @@ final class SystemInfoService: SystemInfoImplementation {
     }
   }
 
+  func handOffs(rounds: UInt) -> UInt {
+    // Words are 32 bits: a count of ticks past that reads as 0, like a failure.
+    guard let rounds = Int(exactly: rounds), rounds <= 1_000_000,
+      let ticks = Scheduler.measureHandOffs(rounds: rounds), let word = UInt(exactly: ticks)
+    else { return 0 }
+    return word
+  }
+
   func profile(text: UnsafeMutableRawBufferPointer) -> Int {
     write(text) { out in Profiler.report(&out, lines: 240) }
   }

@@ -124,6 +124,49 @@ enum Scheduler {
     }
   }
 
+  /// Hands the processor back and forth `rounds` times between the running thread and a
+  /// helper thread of the same priority, each waking the other and blocking (the
+  /// scheduler's part of a blocking hand-off, no semaphore); the timestamp ticks for all
+  /// `2 x rounds` switches (guest instructions under -icount), or nil if no helper thread
+  /// could be made. For the benchmarks (SystemInfo.handOffs).
+  static func measureHandOffs(rounds: Int) -> UInt64? {
+    let caller = current!
+    var remaining = rounds
+    var done = false
+    guard
+      let helper = spawn(
+        name: "hand-off", priority: caller.priority,
+        entry: {
+          while true {
+            let finished = Machine.withInterruptsDisabled { () -> Bool in
+              guard !done else { return true }
+              wake(caller)
+              block()
+              return done
+            }
+            if finished { break }
+          }
+        })
+    else { return nil }
+    // The helper runs first (this thread blocks), wakes this one and blocks in turn: from
+    // here on every round is two switches.
+    Machine.withInterruptsDisabled { block() }
+    let start = cpu_timestamp()
+    while remaining > 0 {
+      remaining -= 1
+      Machine.withInterruptsDisabled {
+        wake(helper)
+        block()
+      }
+    }
+    let ticks = cpu_timestamp() &- start
+    Machine.withInterruptsDisabled {
+      done = true
+      wake(helper)
+    }
+    return ticks
+  }
+
   /// Sleeps the running thread until tick `deadline` (or until woken).
   static func sleep(until deadline: UInt64) {
     Machine.withInterruptsDisabled {
@@ -187,7 +230,7 @@ enum Scheduler {
     guard let (oldStack, newStack) = prepareSwitch() else { return }
     arch_switch_stack(oldStack, newStack)
     // Back on this thread's stack, running again.
-    freeFinished()
+    if finished != nil { freeFinished() }
   }
 
   /// Makes the next ready thread current and returns where to save the running thread's
@@ -199,7 +242,7 @@ enum Scheduler {
       panic("no thread to run (the idle thread is gone)")
     }
     let previous = current!
-    sliceEnd = Timer.ticks + timeSlice
+    sliceEnd = Timer.ticksWithInterruptsDisabled + timeSlice
     guard next !== previous else {
       previous.state = .running
       return nil
