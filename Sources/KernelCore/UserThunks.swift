@@ -37,23 +37,10 @@ public enum UserCallCode {
   /// What the return trampoline passes: the upcall's function has returned.
   public static let `return`: UInt32 = 0xFFFF_FFFF
 
-  /// The code of the kernel call that replaces import `name` in user mode, if any.
+  /// The code of the kernel call that replaces import `name` in user mode, if any (see
+  /// KernelImport, the one table of importable names).
   public static func code(forImport name: UnsafeBufferPointer<UInt8>) -> UInt32? {
-    if name.count == 13, equals(UnsafeBufferPointer(rebasing: name[0..<12]), "tessera_call"),
-      name[12] >= UInt8(ascii: "0"), name[12] <= UInt8(ascii: "8")
-    {
-      return UInt32(name[12] - UInt8(ascii: "0"))
-    }
-    if equals(name, "tessera_export") { return export }
-    if equals(name, "tessera_acquire") { return acquire }
-    if equals(name, "tessera_release") { return release }
-    if equals(name, "putchar") { return putchar }
-    if equals(name, "tessera_heap_start") { return heapStart }
-    if equals(name, "tessera_heap_grow") { return heapGrow }
-    if equals(name, "tessera_heap_shrink") { return heapShrink }
-    if equals(name, "tessera_null_call") { return null }
-    if equals(name, "tessera_pause") { return pause }
-    return nil
+    KernelImport(name: name)?.userCode
   }
 }
 

@@ -59,8 +59,21 @@ import Testing
   @Test func aBoundCallOfNoSuchSlotMethodOrWordCountIsRejected() throws {
     let (_, data) = try #require(try BuiltServers.files().first { $0.name == "Benchmark.srv" })
     let slots = try data.withUnsafeBytes { try ServerFile(bytes: $0).manifest.slotCount }
+    // A one-digit slot whose method 0 takes other than three words (a name of the same
+    // length as the one replaced).
+    let (other, words) = try #require(
+      try data.withUnsafeBytes { raw -> (Int, Int)? in
+        let manifest = try ServerFile(bytes: raw).manifest
+        for slot in 1...min(slots, 9) {
+          let interface = manifest.interface(manifest.slot(slot - 1).interface)
+          if interface.methodCount > 0, interface.method(0).callWords != 3 {
+            return (slot, interface.method(0).callWords)
+          }
+        }
+        return nil
+      })
     for (name, expected) in [
-      ("tessera_bound_call3_\(slots)_0", "calls method 0 of slot \(slots) with 3 words; it takes 4"),
+      ("tessera_bound_call3_\(other)_0", "calls method 0 of slot \(other) with 3 words; it takes \(words)"),
       ("tessera_bound_call3_1_5", "calls method 5 of slot 1, whose interface Compute has 1"),
       ("tessera_bound_call4_1_0", "calls method 0 of slot 1 with 4 words; it takes 3"),
       ("tessera_bound_call3_1_x", "is not tessera_bound_callW_SLOT_METHOD"),

@@ -1,9 +1,8 @@
 // KernelABI: the functions a server file may import, and how the loader binds them.
 //
-// Contract: `address(of:table:)` answers for exactly the names in
+// Contract: `address(of:table:)` binds exactly the names KernelImport lists (the names in
 // Servers/Runtime/include/TesseraABI.h plus the C functions the embedded Swift runtime
-// uses (posix_memalign, free, putchar; and memcpy, memmove, memset, memcmp for files
-// that do not carry their own); anything else is refused and the server file rejected.
+// uses); anything else is refused and the server file rejected.
 // `UserABI` binds the same names for a server loaded in user mode. Allocation is charged to the server whose code is
 // running (the top of the call chain), from that server's own heap.
 
@@ -31,40 +30,28 @@ enum KernelABI {
     }
   }
 
-  /// The kernel address bound to import `name` of the server owning `table`.
+  /// The kernel address bound to import `name` of the server owning `table` (bound calls
+  /// are resolved by the server itself, to its stubs: Server.load).
   static func address(of name: UnsafeBufferPointer<UInt8>, table: TableEntries) -> UInt32? {
-    if name.count == 13, equals(UnsafeBufferPointer(rebasing: name[0..<12]), "tessera_call"),
-      name[12] >= UInt8(ascii: "0"), name[12] <= UInt8(ascii: "8")
-    {
-      return table.gate
-    }
-    if equals(name, "tessera_export") {
-      return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
-    }
-    if equals(name, "tessera_acquire") { return table.acquire }
-    if equals(name, "tessera_release") { return table.release }
-    if equals(name, "posix_memalign") {
+    guard let kind = KernelImport(name: name) else { return nil }
+    switch kind {
+    case .call: return table.gate
+    case .boundCall: return nil
+    case .export: return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
+    case .acquire: return table.acquire
+    case .release: return table.release
+    case .posixMemalign:
       return address(
         serverPosixMemalign
           as @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, Int) -> Int32)
-    }
-    if equals(name, "free") {
-      return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void)
-    }
-    if equals(name, "putchar") { return address(putchar as @convention(c) (Int32) -> Int32) }
-    if equals(name, "tessera_null_call") || equals(name, "tessera_pause") {
-      return address(tesseraKernelNullCall as @convention(c) () -> UInt32)
-    }
+    case .free: return address(serverFree as @convention(c) (UnsafeMutableRawPointer?) -> Void)
+    case .putchar: return address(putchar as @convention(c) (Int32) -> Int32)
+    case .nullCall, .pause: return address(tesseraKernelNullCall as @convention(c) () -> UInt32)
     // The user-mode heap's calls: a kernel-mode server's runtime never makes them.
-    if equals(name, "tessera_heap_start") || equals(name, "tessera_heap_grow")
-      || equals(name, "tessera_heap_shrink")
-    {
+    case .heapStart, .heapGrow, .heapShrink:
       return address(tesseraKernelNoHeap as @convention(c) () -> UInt32)
+    case .memcpy, .memmove, .memset, .memcmp: return arch_string_function(name.baseAddress)
     }
-    if equals(name, "memcpy") || equals(name, "memmove") || equals(name, "memset") || equals(name, "memcmp") {
-      return arch_string_function(name.baseAddress)
-    }
-    return nil
   }
 
   /// The address of marshal_call, which marshaling stubs call.
@@ -88,18 +75,14 @@ enum UserABI {
   /// is loaded at `base`: a user thunk, or for posix_memalign and free the file's own
   /// user-mode allocator.
   static func address(of name: UnsafeBufferPointer<UInt8>, file: ServerFile, base: UInt32) -> UInt32? {
-    if let call = BoundCallImport.parse(name) {
-      // A user-mode caller's bound calls take the general path (the thunk of tessera_callN).
-      return AddressSpace.thunks.thunks[call.words]
+    guard let kind = KernelImport(name: name) else { return nil }
+    // A user-mode caller's bound calls take the general path (the thunk of tessera_callN).
+    if let code = kind.userCode { return AddressSpace.thunks.thunks[Int(truncatingIfNeeded: code)] }
+    switch kind {
+    case .posixMemalign: return file.functionAddress("tessera_user_posix_memalign").map { base + $0 }
+    case .free: return file.functionAddress("tessera_user_free").map { base + $0 }
+    default: return nil  // the string functions: every server file links its own
     }
-    if let code = UserCallCode.code(forImport: name) {
-      return AddressSpace.thunks.thunks[Int(truncatingIfNeeded: code)]
-    }
-    if equals(name, "posix_memalign") {
-      return file.functionAddress("tessera_user_posix_memalign").map { base + $0 }
-    }
-    if equals(name, "free") { return file.functionAddress("tessera_user_free").map { base + $0 } }
-    return nil
   }
 }
 
