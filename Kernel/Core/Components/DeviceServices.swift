@@ -503,11 +503,22 @@ final class SystemInfoService: SystemInfoImplementation {
     }
   }
 
+  /// Whether a hand-off measurement runs (one at a time: each takes a kernel thread).
+  nonisolated(unsafe) private static var measuring = false
+
   func handOffs(rounds: UInt) -> UInt {
-    // Words are 32 bits: a count of ticks past that reads as 0, like a failure.
     guard let rounds = Int(exactly: rounds), rounds <= 1_000_000,
-      let ticks = Scheduler.measureHandOffs(rounds: rounds), let word = UInt(exactly: ticks)
+      Machine.withInterruptsDisabled({ () -> Bool in
+        guard !Self.measuring else { return false }
+        Self.measuring = true
+        return true
+      })
     else { return 0 }
+    defer { Machine.withInterruptsDisabled { Self.measuring = false } }
+    // Words are 32 bits: a count of ticks past that reads as 0, like a failure.
+    guard let ticks = Scheduler.measureHandOffs(rounds: rounds), let word = UInt(exactly: ticks) else {
+      return 0
+    }
     return word
   }
 
