@@ -177,14 +177,14 @@ extension CallStubs {
   /// stub (or refusing entry) does the rest.
   public static func writeBoundStub(into code: inout CodeBuffer, chain: CallChainLayout, target: BoundTarget)
   {
+    let overflow = code.label()
+    let general = code.label()
     code.emit(0x9C)  // pushfd
     code.emit(0xFA)  // cli
     code.emit(0x8B, 0x15)
     code.emit32(chain.depth)  // mov edx, [depth]          this record's index
     code.emit(0x83, 0xFA, UInt8(chainCapacity))  // cmp edx, capacity
-    code.emit(0x0F, 0x83)
-    let toOverflow = code.count
-    code.emit32(0)  // jae overflow
+    code.jump(.aboveOrEqual, to: overflow)  // jae overflow
     code.emit(0xC7, 0x04, 0xD5)
     code.emit32(chain.records + 4)
     code.emit32(target.chainValue)  // mov dword [records+edx*8+4], object
@@ -195,22 +195,18 @@ extension CallStubs {
     code.emit32(chain.records)  // pop [records+edx*8]      caller's return address
     code.emit(0xC7, 0x04, 0x24)
     code.emit32(target.context)  // mov dword [esp], context  handle -> context
-    var toGeneral: [Int] = []
     if let lock = target.lock {
+      let contended = code.label()
       code.emit(0x83, 0x3D)
       code.emit32(lock.failed)
       code.emit(0x00)  // cmp dword [failed], 0
-      code.emit(0x0F, 0x85)
-      toGeneral.append(code.count)
-      code.emit32(0)  // jne general
+      code.jump(.notEqual, to: general)  // jne general
       code.emit(0x8B, 0x0D)
       code.emit32(chain.threadNumber)  // mov ecx, [thread]
       code.emit(0x31, 0xC0)  // xor eax, eax
       code.emit(0xF0, 0x0F, 0xB1, 0x0D)
       code.emit32(lock.lock)  // lock cmpxchg [lock], ecx  take it if free
-      code.emit(0x0F, 0x85)
-      toGeneral.append(code.count)
-      code.emit32(0)  // jne general              held: the lock stub waits or re-enters
+      code.jump(.notEqual, to: general)  // jne general              held: the lock stub waits or re-enters
       code.emit(0xC7, 0x04, 0x95)
       code.emit32(chain.lockFlags)
       code.emit32(1)  // mov dword [flags+edx*4], 1   this call took the lock
@@ -227,13 +223,11 @@ extension CallStubs {
       code.emit(0x87, 0x15)
       code.emit32(lock.lock)  // xchg [lock], edx          free it
       code.emit(0x85, 0xD2)  // test edx, edx
-      code.emit(0x78)
-      let toContended = code.count
-      code.emit(0)  // js contended
+      code.jump(.sign, to: contended, short: true)  // js contended
       code.emit(0x31, 0xD2)  // xor edx, edx             status: success
       code.emit(0xFF, 0x24, 0xCD)
       code.emit32(chain.records)  // jmp [records+ecx*8]
-      code.memory[toContended] = UInt8(truncatingIfNeeded: code.count - (toContended + 1))
+      code.bind(contended)
       code.emit(0x50)  // contended: push eax      the result
       callKernel(&code, lock.release, with: lock.lock)  // a waiter gets it
       code.emit(0x58)  // pop eax
@@ -243,13 +237,14 @@ extension CallStubs {
       code.emit(0xFF, 0x24, 0xCD)
       code.emit32(chain.records)  // jmp [records+ecx*8]
     }
-    for position in toGeneral { code.patchRelative(at: position, to: code.address) }
+    code.bind(general)
     code.emit(0xFF, 0x15)
     code.emit32(target.entry)  // general: call [entry]
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     popRecordAndReturn(&code, chain: chain)
-    code.patchRelative(at: toOverflow, to: code.address)
+    code.bind(overflow)
     code.emit(0x9D)  // overflow: popfd
     returnFailure(&code, status: statusOutOfResources)
+    precondition(code.isComplete)
   }
 }

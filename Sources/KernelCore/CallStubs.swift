@@ -11,6 +11,28 @@
 // dispatch function itself (thread-safe server, words only), a lock stub (server not
 // thread-safe), or a marshaling stub (references or blocks in the signature).
 
+/// A place in code that jumps go to, bound once (`CodeBuffer.bind`); jumps written before
+/// it is bound are patched then.
+public struct CodeLabel {
+  fileprivate let index: Int
+}
+
+/// The conditions of the jumps the generators use (x86 condition codes).
+public enum JumpCondition: UInt8 {
+  /// Unsigned below (carry set).
+  case below = 0x2
+  /// Unsigned above or equal (carry clear).
+  case aboveOrEqual = 0x3
+  /// Equal, zero.
+  case equal = 0x4
+  /// Not equal, not zero.
+  case notEqual = 0x5
+  /// Sign set (negative).
+  case sign = 0x8
+  /// Sign clear.
+  case notSign = 0x9
+}
+
 /// Bytes of machine code being written for a known run address.
 public struct CodeBuffer {
   /// Where the code will be placed.
@@ -19,6 +41,57 @@ public struct CodeBuffer {
   public let base: UInt32
   /// Bytes written so far.
   public private(set) var count = 0
+  /// Each label's position once bound.
+  private var labels: [Int?] = []
+  /// Jumps to labels not bound yet: the label, where the displacement is, and its size.
+  private var pending: [(label: Int, position: Int, short: Bool)] = []
+
+  /// A new label, to bind later at the place it names.
+  public mutating func label() -> CodeLabel {
+    labels.append(nil)
+    return CodeLabel(index: labels.count - 1)
+  }
+
+  /// Binds `label` here and patches the jumps already written to it.
+  public mutating func bind(_ label: CodeLabel) {
+    precondition(labels[label.index] == nil, "a label is bound once")
+    labels[label.index] = count
+    for jump in pending where jump.label == label.index { patch(jump.position, short: jump.short, to: count) }
+    pending.removeAll { $0.label == label.index }
+  }
+
+  /// Writes a jump to `label` (unconditional when `condition` is nil): two bytes when
+  /// `short` (the generator knows the distance fits in -128...127; a patch that does not
+  /// fit traps, which the host tests would show), else five or six.
+  public mutating func jump(_ condition: JumpCondition? = nil, to label: CodeLabel, short: Bool = false) {
+    switch (condition, short) {
+    case (nil, true): emit(0xEB)
+    case (nil, false): emit(0xE9)
+    case (let condition?, true): emit(0x70 | condition.rawValue)
+    case (let condition?, false): emit(0x0F, 0x80 | condition.rawValue)
+    }
+    let position = count
+    if short { emit(0) } else { emit32(0) }
+    if let target = labels[label.index] {
+      patch(position, short: short, to: target)
+    } else {
+      pending.append((label.index, position, short))
+    }
+  }
+
+  /// Writes the displacement at `position` to reach byte `target` of this buffer.
+  private mutating func patch(_ position: Int, short: Bool, to target: Int) {
+    if short {
+      let distance = target - (position + 1)
+      precondition(distance >= -128 && distance <= 127, "a short jump's target is out of reach")
+      memory[position] = UInt8(bitPattern: Int8(distance))
+    } else {
+      patchRelative(at: position, to: base &+ UInt32(truncatingIfNeeded: target))
+    }
+  }
+
+  /// Whether every label jumped to has been bound (generators check before they finish).
+  public var isComplete: Bool { pending.isEmpty }
 
   /// A buffer writing into `memory`, which will run at `base`.
   public init(memory: UnsafeMutableRawBufferPointer, base: UInt32) {
@@ -52,7 +125,7 @@ public struct CodeBuffer {
   public mutating func emitRelative(to target: UInt32) { emit32(target &- (address &+ 4)) }
 
   /// Rewrites the 32-bit displacement at `position` to reach `target`.
-  public mutating func patchRelative(at position: Int, to target: UInt32) {
+  private mutating func patchRelative(at position: Int, to target: UInt32) {
     let value = target &- (base &+ UInt32(position) &+ 4)
     memory.storeBytes(of: value.littleEndian, toByteOffset: position, as: UInt32.self)
   }
@@ -198,20 +271,18 @@ public enum CallStubs {
     code.emit(0xC3)  // ret
   }
 
-  /// Writes `eax = &entries[handle]` for the handle at [esp+handleOffset], jumping to the
-  /// returned fixup position when the handle is past the table.
-  private static func loadEntry(_ code: inout CodeBuffer, table: TableLayout, handleOffset: UInt8 = 4) -> Int
-  {
+  /// Writes `eax = &entries[handle]` for the handle at [esp+handleOffset], jumping to
+  /// `invalid` when the handle is past the table.
+  private static func loadEntry(
+    _ code: inout CodeBuffer, table: TableLayout, handleOffset: UInt8 = 4, invalid: CodeLabel
+  ) {
     code.emit(0x8B, 0x44, 0x24, handleOffset)  // mov eax, [esp+4]         handle
     code.emit(0x3B, 0x05)
     code.emit32(table.capacity)  // cmp eax, [capacity]
-    code.emit(0x0F, 0x83)
-    let fixup = code.count
-    code.emit32(0)  // jae invalid
+    code.jump(.aboveOrEqual, to: invalid)  // jae invalid
     code.emit(0xC1, 0xE0, entryShift)  // shl eax, 6
     code.emit(0x03, 0x05)
     code.emit32(table.base)  // add eax, [base]
-    return fixup
   }
 
   /// Writes a table's gate, the target of its owner's tessera_callN imports: it checks the
@@ -226,15 +297,16 @@ public enum CallStubs {
   /// two objects or reads a freed entry, and once interrupts are back on the callee is
   /// in this thread's call chain, which keeps it loaded (Server.unload waits).
   public static func writeGate(into code: inout CodeBuffer, table: TableLayout, chain: CallChainLayout) {
+    let invalid = code.label()
+    let wrong = code.label()
+    let overflow = code.label()
     code.emit(0x9C)  // pushfd
     code.emit(0xFA)  // cli
-    let toInvalid = loadEntry(&code, table: table, handleOffset: 8)
+    loadEntry(&code, table: table, handleOffset: 8, invalid: invalid)
     code.emit(0x8B, 0x4C, 0x24, 0x0C)  // mov ecx, [esp+12]       selector
     code.emit(0x2B, 0x48, displacement(Entry.digest))  // sub ecx, [eax+digest]    method index
     code.emit(0x3B, 0x48, displacement(Entry.methodCount))  // cmp ecx, [eax+count]
-    code.emit(0x0F, 0x83)
-    let toWrong = code.count
-    code.emit32(0)  // jae wrong
+    code.jump(.aboveOrEqual, to: wrong)  // jae wrong
     code.emit(0x8B, 0x50, displacement(Entry.context))  // mov edx, [eax+context]
     code.emit(0x89, 0x54, 0x24, 0x08)  // mov [esp+8], edx         handle -> context
     code.emit(0x8B, 0x50, displacement(Entry.methods))  // mov edx, [eax+methods]
@@ -242,9 +314,7 @@ public enum CallStubs {
     code.emit(0x8B, 0x15)
     code.emit32(chain.depth)  // mov edx, [depth]
     code.emit(0x83, 0xFA, UInt8(chainCapacity))  // cmp edx, capacity
-    code.emit(0x0F, 0x83)
-    let toOverflow = code.count
-    code.emit32(0)  // jae overflow
+    code.jump(.aboveOrEqual, to: overflow)  // jae overflow
     code.emit(0x8B, 0x40, displacement(Entry.server))  // mov eax, [eax+server]
     code.emit(0x89, 0x04, 0xD5)
     code.emit32(chain.records + 4)  // mov [records+edx*8+4], eax
@@ -256,18 +326,19 @@ public enum CallStubs {
     code.emit(0xFF, 0xD1)  // call ecx                 (returns the result word)
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     popRecordAndReturn(&code, chain: chain)
-    code.patchRelative(at: toOverflow, to: code.address)
+    code.bind(overflow)
     code.emit(0x9D)  // popfd
     returnFailure(&code, status: statusOutOfResources)
     // wrong: a free entry has no methods, so it is an invalid handle, not a wrong interface.
-    code.patchRelative(at: toWrong, to: code.address)
+    code.bind(wrong)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x09)  // je invalid (+9, past the next return)
+    code.jump(.equal, to: invalid, short: true)  // je invalid
     code.emit(0x9D)  // popfd
     returnFailure(&code, status: statusWrongInterface)
-    code.patchRelative(at: toInvalid, to: code.address)
+    code.bind(invalid)
     code.emit(0x9D)  // popfd
     returnFailure(&code, status: statusInvalidHandle)
+    precondition(code.isComplete)
   }
 
   /// The bit a lock word carries while threads wait for it (the rest is the owner's
@@ -287,6 +358,12 @@ public enum CallStubs {
     into code: inout CodeBuffer, chain: CallChainLayout, dispatch: UInt32, lock: UInt32,
     wait: UInt32, release: UInt32
   ) {
+    let busy = code.label()
+    let enter = code.label()
+    let done = code.label()
+    let contended = code.label()
+    let other = code.label()
+    let refused = code.label()
     recordIndexInECX(&code, chain: chain)  // this call's record
     code.emit(0x8F, 0x04, 0x8D)
     code.emit32(chain.innerReturns)  // pop [inner+ecx*4]        the gate's return address
@@ -295,20 +372,18 @@ public enum CallStubs {
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xF0, 0x0F, 0xB1, 0x15)
     code.emit32(lock)  // lock cmpxchg [lock], edx  take it if free
-    code.emit(0x0F, 0x85)
-    let toBusy = code.count
-    code.emit32(0)  // jne busy
+    code.jump(.notEqual, to: busy)  // jne busy
     code.emit(0xC7, 0x04, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit32(1)  // mov dword [flags+ecx*4], 1   this call took the lock
-    let callDispatch = code.address
+    code.bind(enter)
     code.emit(0xE8)
     code.emitRelative(to: dispatch)  // enter: call dispatch
     recordIndexInECX(&code, chain: chain)
     code.emit(0x83, 0x3C, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit(0x00)  // cmp dword [flags+ecx*4], 0
-    code.emit(0x74, 0x17)  // je done (+23)
+    code.jump(.equal, to: done, short: true)  // je done
     // The flag is cleared on the way out: a later call at this depth that takes no lock
     // (a thread-safe callee) must not find it set, or a sleep there would release and
     // take again a lock it does not hold.
@@ -319,39 +394,42 @@ public enum CallStubs {
     code.emit(0x87, 0x15)
     code.emit32(lock)  // xchg [lock], edx          free it
     code.emit(0x85, 0xD2)  // test edx, edx
-    code.emit(0x78, 0x07)  // js contended (+7)
+    code.jump(.sign, to: contended, short: true)  // js contended
+    code.bind(done)
     code.emit(0xFF, 0x24, 0x8D)
     code.emit32(chain.innerReturns)  // done: jmp [inner+ecx*4]
+    code.bind(contended)
     code.emit(0x50)  // contended: push eax   the result
     callKernel(&code, release, with: lock)  // wake a waiter
     code.emit(0x58)  // pop eax
     recordIndexInECX(&code, chain: chain)
     code.emit(0xFF, 0x24, 0x8D)
     code.emit32(chain.innerReturns)  // jmp [inner+ecx*4]
-    code.patchRelative(at: toBusy, to: code.address)
+    code.bind(busy)
     code.emit(0x25)
     code.emit32(~lockContended)  // busy: and eax, ~contended     the owner
     code.emit(0x39, 0xD0)  // cmp eax, edx
-    code.emit(0x75, 0x10)  // jne other (+16)
+    code.jump(.notEqual, to: other, short: true)  // jne other
     code.emit(0xC7, 0x04, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit32(0)  // mov dword [flags+ecx*4], 0   re-entry: not ours to free
-    code.emit(0xE9)
-    code.emitRelative(to: callDispatch)  // jmp enter
+    code.jump(to: enter)  // jmp enter
+    code.bind(other)
     callKernel(&code, wait, with: lock)  // other: blocks until handed the lock (EAX 0)
     code.emit(0x85, 0xC0)  // test eax, eax
-    code.emit(0x75, 0x17)  // jnz refused (+23)
+    code.jump(.notEqual, to: refused, short: true)  // jnz refused
     recordIndexInECX(&code, chain: chain)
     code.emit(0xC7, 0x04, 0x8D)
     code.emit32(chain.lockFlags)
     code.emit32(1)  // mov dword [flags+ecx*4], 1
-    code.emit(0xE9)
-    code.emitRelative(to: callDispatch)  // jmp enter
+    code.jump(to: enter)  // jmp enter
     // refused: waiting would deadlock; EAX holds the status for the gate's caller (the
     // gate's return address is already off the stack).
+    code.bind(refused)
     code.emit(0x89, 0xC2)  // mov edx, eax
     code.emit(0x31, 0xC0)  // xor eax, eax
     popRecordAndReturn(&code, chain: chain)
+    precondition(code.isComplete)
   }
 
   /// Writes the entry of a method that needs marshaling (references or blocks). Called by
@@ -403,19 +481,23 @@ public enum CallStubs {
   /// 1 for an invalid handle, or `statusOutOfResources` when the count is at its largest
   /// (it never wraps to 0, which would free the entry under its holders).
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
-    let toInvalid = loadEntry(&code, table: table)
+    let invalid = code.label()
+    let full = code.label()
+    loadEntry(&code, table: table, invalid: invalid)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x12)  // je invalid (+18)
+    code.jump(.equal, to: invalid, short: true)  // je invalid
     code.emit(0x83, 0x40, displacement(Entry.count), 0x01)  // add dword [eax+entry count], 1
-    code.emit(0x72, 0x03)  // jc full (+3)
+    code.jump(.below, to: full, short: true)  // jc full
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
+    code.bind(full)
     code.emit(0xFF, 0x48, displacement(Entry.count))  // full: dec dword [eax+entry count]
     code.emit(0xB8)
     code.emit32(statusOutOfResources)  // mov eax, 6
     code.emit(0xC3)  // ret
-    code.patchRelative(at: toInvalid, to: code.address)
+    code.bind(invalid)
     returnInvalidHandle(&code)
+    precondition(code.isComplete)
   }
 
   /// Writes a table's `tessera_release(handle)`: one `dec` of the entry's count (a single
@@ -424,16 +506,20 @@ public enum CallStubs {
   /// object or unloading a server) with the same arguments. Returns 0, or 1 for an
   /// invalid handle.
   public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, lastCount: UInt32) {
-    let toInvalid = loadEntry(&code, table: table)
+    let invalid = code.label()
+    let last = code.label()
+    loadEntry(&code, table: table, invalid: invalid)
     code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
-    code.emit(0x74, 0x0D)  // je invalid (+13)
+    code.jump(.equal, to: invalid, short: true)  // je invalid
     code.emit(0xFF, 0x48, displacement(Entry.count))  // dec dword [eax+entry count]
-    code.emit(0x74, 0x03)  // jz last (+3)
+    code.jump(.equal, to: last, short: true)  // jz last
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
+    code.bind(last)
     code.emit(0xE9)
     code.emitRelative(to: lastCount)  // last: jmp lastCount
-    code.patchRelative(at: toInvalid, to: code.address)
+    code.bind(invalid)
     returnInvalidHandle(&code)
+    precondition(code.isComplete)
   }
 }

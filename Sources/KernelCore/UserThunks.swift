@@ -182,13 +182,17 @@ extension CallStubs {
     let activeDirectory = layout.state + 12
     let runningServer = layout.state + 16
     let frameBytes = UInt32(4 + 4 * (layout.words + 2) + 15) & ~15
+    let slowPath = code.label()
+    let have = code.label()
+    let overflowOrBusy = code.label()
+    let same = code.label()
+    let sameAgain = code.label()
+    let done = code.label()
     code.emit(0x83, 0xC4, 0x04)  // add esp, 4                 drop the gate's return address
     code.emit(0x83, 0x3D)
     code.emit32(failed)
     code.emit(0x00)  // cmp dword [failed], 0
-    code.emit(0x0F, 0x85)
-    let toSlow = code.count
-    code.emit32(0)  // jne slow
+    code.jump(.notEqual, to: slowPath)  // jne slow
     code.emit(0x53, 0x56, 0x57, 0x55)  // push ebx, esi, edi, ebp
     code.emit(0x89, 0xE6)  // mov esi, esp               context at [esi+16]
     code.emit(0x8B, 0x3D)
@@ -198,11 +202,12 @@ extension CallStubs {
     code.emit(0x8D, 0x6C, 0xBD, 0x00)  // lea ebp, [ebp+edi*4+0]   this thread's slot
     code.emit(0x8B, 0x45, 0x00)  // mov eax, [ebp]
     code.emit(0x85, 0xC0)  // test eax, eax
-    code.emit(0x75, 0x0A)  // jnz have (+10)
+    code.jump(.notEqual, to: have, short: true)  // jnz have
     code.emit(0x89, 0xF8)  // mov eax, edi
     code.emit(0xC1, 0xE0, layout.stackShift)  // shl eax, shift
     code.emit(0x05)
     code.emit32(layout.stacksStart &+ (1 << UInt32(layout.stackShift)))  // add eax, top of slot 0
+    code.bind(have)
     code.emit(0x2D)
     code.emit32(frameBytes)  // have: sub eax, frame
     code.emit(0x89, 0xF9)  // mov ecx, edi
@@ -210,18 +215,13 @@ extension CallStubs {
     code.emit(0x81, 0xC1)
     code.emit32(layout.stacksStart &+ 4096 &+ 64)  // add ecx, lowest usable + slack
     code.emit(0x39, 0xC8)  // cmp eax, ecx
-    code.emit(0x0F, 0x82)
-    let toOverflow = code.count
-    code.emit32(0)  // jb overflow
-    var toBusy: Int? = nil
+    code.jump(.below, to: overflowOrBusy)  // jb overflow
     if layout.lockRelease != nil {
       code.emit(0x89, 0xC1)  // mov ecx, eax              the new user stack pointer
       code.emit(0x31, 0xC0)  // xor eax, eax
       code.emit(0xF0, 0x0F, 0xB1, 0x3D)
       code.emit32(words)  // lock cmpxchg [lock], edi  take it if free
-      code.emit(0x0F, 0x85)
-      toBusy = code.count
-      code.emit32(0)  // jne busy
+      code.jump(.notEqual, to: overflowOrBusy)  // jne busy
       code.emit(0x89, 0xC8)  // mov eax, ecx
       code.emit(0x8B, 0x15)
       code.emit32(layout.chain.depth)  // mov edx, [depth]
@@ -239,12 +239,13 @@ extension CallStubs {
     let directory = words + UInt32(4 * ServerWords.directory)
     code.emit(0x3B, 0x15)
     code.emit32(directory)  // cmp edx, [directory]
-    code.emit(0x74, 0x0F)  // je same (+15)
+    code.jump(.equal, to: same, short: true)  // je same
     code.emit(0x8B, 0x15)
     code.emit32(directory)  // mov edx, [directory]
     code.emit(0x89, 0x15)
     code.emit32(activeDirectory)  // mov [active directory], edx
     code.emit(0x0F, 0x22, 0xDA)  // mov cr3, edx
+    code.bind(same)
     code.emit(0xC7, 0x00)
     code.emit32(layout.trampoline)  // same: mov dword [eax], trampoline
     for word in 0..<(layout.words + 2) {
@@ -277,10 +278,11 @@ extension CallStubs {
     code.emit(0x59)  // pop ecx                   the caller's directory
     code.emit(0x3B, 0x0D)
     code.emit32(activeDirectory)  // cmp ecx, [active directory]
-    code.emit(0x74, 0x09)  // je same2 (+9)
+    code.jump(.equal, to: sameAgain, short: true)  // je same2
     code.emit(0x89, 0x0D)
     code.emit32(activeDirectory)  // mov [active directory], ecx
     code.emit(0x0F, 0x22, 0xD9)  // mov cr3, ecx
+    code.bind(sameAgain)
     code.emit(0x59)  // same2: pop ecx            the slot
     code.emit(0x8F, 0x01)  // pop dword [ecx]
     if let release = layout.lockRelease {
@@ -294,15 +296,17 @@ extension CallStubs {
       code.emit(0x87, 0x0D)
       code.emit32(words)  // xchg [lock], ecx          free it
       code.emit(0x85, 0xC9)  // test ecx, ecx
-      code.emit(0x79, 0x11)  // jns freed (+17)
+      let freed = code.label()
+      code.jump(.notSign, to: freed, short: true)  // jns freed
       code.emit(0x50, 0x52)  // push eax, edx
       callKernel(&code, release, with: words)  // a waiter gets it
       code.emit(0x5A, 0x58)  // pop edx, eax
+      code.bind(freed)
     }
     code.emit(0x83, 0x3D)
     code.emit32(failed)
     code.emit(0x00)  // cmp dword [failed], 0
-    code.emit(0x74, 0x18)  // je done (+24)
+    code.jump(.equal, to: done, short: true)  // je done
     code.emit(0x55)  // push ebp
     code.emit(0x89, 0xE5)  // mov ebp, esp
     code.emit(0x83, 0xE4, 0xF0)  // and esp, -16             (a C call)
@@ -314,12 +318,13 @@ extension CallStubs {
     code.emit(0x5A, 0x58)  // pop edx, eax
     code.emit(0x89, 0xEC)  // mov esp, ebp
     code.emit(0x5D)  // pop ebp
+    code.bind(done)
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // done: pop ebp, edi, esi, ebx
     popRecordAndReturn(&code, chain: layout.chain)
-    code.patchRelative(at: toOverflow, to: code.address)
-    if let toBusy { code.patchRelative(at: toBusy, to: code.address) }
+    code.bind(overflowOrBusy)
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // overflow, busy: pop ebp, edi, esi, ebx
-    code.patchRelative(at: toSlow, to: code.address)
+    code.bind(slowPath)
     writeMarshalStubBody(into: &code, chain: layout.chain, information: information, marshal: slow)
+    precondition(code.isComplete)
   }
 }
