@@ -46,7 +46,7 @@ LD := ld.lld
 # module-cache file it names.
 SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
   -O -g -Xfrontend -disable-stack-protector -Xfrontend -no-clang-module-breadcrumbs -Xcc -ffreestanding
-ASM_FLAGS := -target $(TARGET) -c -g
+ASM_FLAGS := -target $(TARGET) -c -g -I $(BUILD)/generated
 
 ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
@@ -116,7 +116,14 @@ servers: $(SERVER_FILES) $(GENERATED_SOURCES)
 dependencies:
 	@tools/ensure-dependencies
 
-$(BUILD)/arch/%.o: $(ARCH)/%.S | dependencies
+# The kernel ABI's constants for assembly and C, generated from KernelCore's (one source).
+ABI_HEADER := $(BUILD)/generated/KernelABI.h
+$(ABI_HEADER): $(HOST_TOOL)
+	@mkdir -p $(dir $@)
+	@$(call step,GENERATE,$@)
+	$(Q)$(HOST_TOOL) abi-header $@
+
+$(BUILD)/arch/%.o: $(ARCH)/%.S $(ABI_HEADER) | dependencies
 	@mkdir -p $(dir $@)
 	@$(call step,AS,$@)
 	$(Q)$(CLANG) $(ASM_FLAGS) $< -o $@
@@ -138,17 +145,17 @@ $(BUILD)/embedded/KernelCore.o: $(CORE_SOURCES)
 	  -emit-module-path $(BUILD)/embedded/KernelCore.swiftmodule -c $(CORE_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-$(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
+$(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(ABI_HEADER) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
 	@$(call step,SWIFT,$@)
-	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include -Xcc -I$(BUILD)/generated \
 	  -c $(KERNEL_SOURCES) $(SYSTEM_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-$(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(BUILD)/embedded/KernelCore.o
+$(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(ABI_HEADER) $(BUILD)/embedded/KernelCore.o
 	@mkdir -p $(dir $@)
 	@$(call step,SWIFT,$@)
-	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include \
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include -Xcc -I$(BUILD)/generated \
 	  -I Kernel/Tests/include -c $(KERNEL_SOURCES) $(TEST_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 

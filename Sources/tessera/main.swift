@@ -71,6 +71,10 @@ let commands: [Command] = [
     summary: "generate dispatch functions for interfaces the kernel implements (the build runs it)",
     minimum: 3, maximum: Int.max, names: ["INTERFACES-DIR", "OUTPUT.swift", "INTERFACE"]),
   Command(
+    name: "abi-header", arguments: "OUTPUT.h",
+    summary: "write the kernel ABI's constants for assembly and C (the build runs it)",
+    minimum: 1, maximum: 1, names: ["OUTPUT.h"]),
+  Command(
     name: "bench-report", arguments: "CONSOLE.log RESULTS.json",
     summary: "turn the @@BENCH lines of a benchmark run into a table and a JSON file (make bench runs it)",
     minimum: 2, maximum: 2, names: ["CONSOLE.log", "RESULTS.json"]),
@@ -191,6 +195,8 @@ case "generate-kernel":
     let used = Set(try catalog.closure(of: Array(arguments[3...]), file: "kernel").map(\.file)).sorted()
     try writeDependencies(targets: [arguments[2]], sources: used, next: arguments[2])
   }
+case "abi-header":
+  reportingErrors { try writeFile(arguments[1], Data(kernelABIHeader().utf8)) }
 case "inspect":
   reportingErrors {
     for path in arguments.dropFirst() {

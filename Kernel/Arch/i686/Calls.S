@@ -7,6 +7,8 @@
 // resume point: a Swift trap in a kernel-mode server it called returns from it with a
 // status instead of panicking (arch_resume, KernelFaults in Exceptions.swift).
 
+#include "KernelABI.h"
+
 .section .bss
 .align 4
 .global arch_resume_point
@@ -16,8 +18,8 @@ arch_resume_point:          // the running thread's innermost resume frame (0: n
 arch_chain_depth_address:   // the call chain's depth word (CallChain), set at boot
     .long 0
 .global call_chain_storage
-call_chain_storage:         // the running thread's call chain (CallChain; CALL_CHAIN_WORDS words)
-    .space 4 * 258
+call_chain_storage:         // the running thread's call chain (CallChain)
+    .space 4 * TESSERA_CALL_CHAIN_WORDS
 
 // A resume frame, on the kernel stack, 9 words (arch_call_words) or 4 (UserMode.S's call
 // entry), lowest address first: previous resume frame, call-chain depth at entry, resume

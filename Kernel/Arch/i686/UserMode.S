@@ -13,17 +13,18 @@
 // arch_copy_user and the call entry's argument copy are the only code that reads user
 // memory on behalf of a caller; a page fault inside either resumes at its fixup.
 
-.set RETURN_CODE, 0xFFFFFFFF
-.set NULL_CODE, 16          // UserCallCode.null: the benchmarks' null system call
-.set MAXIMUM_CALL, 8        // UserCallCode.maximumCall: tessera_call0 ... tessera_call8
-.set INVALID_HANDLE, 1      // CallStubs.statusInvalidHandle
-.set BAD_BLOCK, 4           // CallStubs.statusBadBlock
+#include "KernelABI.h"          // generated from KernelCore's constants (tessera abi-header)
+.set RETURN_CODE, TESSERA_RETURN_CODE
+.set NULL_CODE, TESSERA_NULL_CODE
+.set MAXIMUM_CALL, TESSERA_MAXIMUM_CALL
+.set INVALID_HANDLE, TESSERA_STATUS_INVALID_HANDLE
+.set BAD_BLOCK, TESSERA_STATUS_BAD_BLOCK
+.set WORD_FAILED, TESSERA_SERVER_WORD_FAILED
+.set WORD_GATE, TESSERA_SERVER_WORD_GATE
+.set WORD_STACK_POINTERS, TESSERA_SERVER_WORD_STACK_POINTERS
+// The kernel's own layout (Kernel/Core/Components/AddressSpace.swift), checked at boot.
 .set STACKS_START, 0xB0000000  // AddressSpace.stacksStart
 .set STACK_SHIFT, 16        // AddressSpace.stackSize is 1 << 16
-// Byte offsets of ServerWords (KernelCore/UserThunks.swift), checked at boot.
-.set WORD_FAILED, 8
-.set WORD_GATE, 16
-.set WORD_STACK_POINTERS, 20
 
 .section .bss
 .align 4

@@ -5,6 +5,7 @@
 // Nothing outside Kernel/Arch/i686 imports this module.
 #pragma once
 #include <stdint.h>
+#include "KernelABI.h"  // build/generated, from KernelCore's constants (tessera abi-header)
 
 /// The registers the interrupt entry stubs (Interrupts.S) save, lowest address first.
 typedef struct InterruptFrame {
@@ -105,9 +106,9 @@ uint64_t arch_call_words_callee(uint32_t function, uint32_t context, uint32_t se
 extern uint32_t arch_resume_point;
 extern uint32_t arch_chain_depth_address;
 /// The running thread's call chain (Calls.S), at a fixed address generated code bakes in:
-/// CALL_CHAIN_WORDS words (CallChain checks that it agrees).
+/// TESSERA_CALL_CHAIN_WORDS words (CallChain checks that it agrees).
 extern uint32_t call_chain_storage[];
-#define CALL_CHAIN_WORDS 258
+#define CALL_CHAIN_WORDS TESSERA_CALL_CHAIN_WORDS
 static inline __attribute__((always_inline)) uint32_t *arch_call_chain_storage(void) { return call_chain_storage; }
 static inline __attribute__((always_inline)) uint32_t arch_call_chain_words(void) { return CALL_CHAIN_WORDS; }
 /// Continues at resume frame `frame` as if its call had returned status `status`.
