@@ -212,10 +212,12 @@ extension CallStubs {
       code.emit32(1)  // mov dword [flags+edx*4], 1   this call took the lock
       code.emit(0xE8)
       code.emitRelative(to: lock.dispatch)  // call dispatch
-      code.emit(0xFF, 0x0D)
-      code.emit32(chain.depth)  // dec dword [depth]        the record is popped
+      // The lock is freed while the record still names the callee: popped first, a
+      // preempted thread would hold the lock of a server nothing pins (its words could be
+      // freed by an unload before the `xchg`).
       code.emit(0x8B, 0x0D)
       code.emit32(chain.depth)  // mov ecx, [depth]
+      code.emit(0x49)  // dec ecx                  this call's record
       code.emit(0xC7, 0x04, 0x8D)
       code.emit32(chain.lockFlags)
       code.emit32(0)  // mov dword [flags+ecx*4], 0   cleared before the lock is freed
@@ -225,6 +227,8 @@ extension CallStubs {
       code.emit(0x85, 0xD2)  // test edx, edx
       code.jump(.sign, to: contended, short: true)  // js contended
       code.emit(0x31, 0xD2)  // xor edx, edx             status: success
+      code.emit(0x89, 0x0D)
+      code.emit32(chain.depth)  // mov [depth], ecx         the record is popped
       code.emit(0xFF, 0x24, 0xCD)
       code.emit32(chain.records)  // jmp [records+ecx*8]
       code.bind(contended)
@@ -232,10 +236,7 @@ extension CallStubs {
       callKernel(&code, lock.release, with: lock.lock)  // a waiter gets it
       code.emit(0x58)  // pop eax
       code.emit(0x31, 0xD2)  // xor edx, edx
-      code.emit(0x8B, 0x0D)
-      code.emit32(chain.depth)  // mov ecx, [depth]
-      code.emit(0xFF, 0x24, 0xCD)
-      code.emit32(chain.records)  // jmp [records+ecx*8]
+      popRecordAndReturn(&code, chain: chain)
     }
     code.bind(general)
     code.emit(0xFF, 0x15)

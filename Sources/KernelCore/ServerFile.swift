@@ -33,6 +33,7 @@ public enum ServerFileError: Error, Equatable, Sendable {
   case badDynamicSegment
   case unresolvedImport(KernelMessage)
   case badBoundCall(name: KernelMessage, problem: KernelMessage)
+  case tooManyBoundCalls(Int)
 
   /// A one-line explanation.
   public var message: KernelMessage {
@@ -57,6 +58,8 @@ public enum ServerFileError: Error, Equatable, Sendable {
     case .badDynamicSegment: "the dynamic segment lies outside the file or the image"
     case .unresolvedImport(let name): "imports \(name), which the kernel does not offer"
     case .badBoundCall(let name, let problem): "imports \(name), which \(problem)"
+    case .tooManyBoundCalls(let count):
+      "imports \(count) bound calls; at most \(ServerFile.maximumBoundCalls)"
     }
   }
 }
@@ -218,13 +221,21 @@ public struct ServerFile {
     // the supervisor's small stack does not carry it through every import (restarts
     // validate files on it).
     var badBoundCall: UnsafeBufferPointer<UInt8>? = nil
+    var boundCalls = 0
     forEachImport { name in
       guard badBoundCall == nil, BoundCallImport.hasPrefix(name) else { return }
+      boundCalls += 1
       if let bound = BoundCallImport.parse(name), bound.fits(manifest) { return }
       badBoundCall = name
     }
     if let badBoundCall { throw Self.boundCallError(badBoundCall, manifest: manifest) }
+    // Each costs a stub of kernel memory (and the loader looks them up by name).
+    guard boundCalls <= Self.maximumBoundCalls else { throw .tooManyBoundCalls(boundCalls) }
   }
+
+  /// The most bound-call imports a file may have (a server calling every method of 16
+  /// slots of 32 methods each has 512).
+  public static let maximumBoundCalls = 512
 
   @inline(never)
   private static func boundCallError(_ name: UnsafeBufferPointer<UInt8>, manifest: ServerManifest)

@@ -138,14 +138,27 @@ import Testing
       Array(listing[start..<(start + 9)]) == [
         "cmp DWORD PTR ds:0x4008,0x0", listing[start + 1], "mov ecx,DWORD PTR ds:0x3404", "xor eax,eax",
         "lock cmpxchg DWORD PTR ds:0x4000,ecx", listing[start + 5], "mov DWORD PTR [edx*4+0x3204],0x1",
-        "call 0x5000", "dec DWORD PTR ds:0x3000",
+        "call 0x5000", "mov ecx,DWORD PTR ds:0x3000",
       ])
     #expect(listing[start + 1].hasPrefix("jne ") && listing[start + 5].hasPrefix("jne "))
     #expect(listing[start + 1].dropFirst(4) == listing[start + 5].dropFirst(4), "both go to the general path")
-    // Freeing: the flag is cleared first, then one xchg; a contended lock goes to release.
+    // Freeing: the flag is cleared first, then one xchg, and only then is the record
+    // popped (a record still names the callee while its lock is freed); a contended lock
+    // goes to release.
     let free = try #require(listing.firstIndex(of: "xchg DWORD PTR ds:0x4000,edx"))
     #expect(listing[free - 2] == "mov DWORD PTR [ecx*4+0x3204],0x0")
-    #expect(listing[free + 1] == "test edx,edx" && listing[free + 3] == "xor edx,edx")
+    #expect(listing[free - 3] == "dec ecx" && listing[free - 4] == "mov ecx,DWORD PTR ds:0x3000")
+    #expect(
+      Array(listing[(free + 1)...(free + 5)]) == [
+        "test edx,edx", listing[free + 2], "xor edx,edx", "mov DWORD PTR ds:0x3000,ecx",
+        "jmp DWORD PTR [ecx*8+0x3004]",
+      ])
+    let release = try #require(listing.firstIndex(of: "call 0x7000"))
+    #expect(
+      Array(listing[(release + 2)...(release + 6)]) == [
+        "pop eax", "xor edx,edx", "dec DWORD PTR ds:0x3000", "mov ecx,DWORD PTR ds:0x3000",
+        "jmp DWORD PTR [ecx*8+0x3004]",
+      ], "a contended lock is handed on before the record is popped")
     #expect(listing.contains("call 0x7000"))
     #expect(
       Array(listing[general..<(general + 5)]) == [

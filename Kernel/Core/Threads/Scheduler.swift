@@ -133,24 +133,31 @@ enum Scheduler {
     let caller = current!
     var remaining = rounds
     var done = false
+    // Made and run first in one interrupts-off region: were the helper to run before this
+    // thread blocks, its wake would find it running and both would then block for good.
+    // The helper wakes this thread and blocks in turn: from here on every round is two
+    // switches.
     guard
-      let helper = spawn(
-        name: "hand-off", priority: caller.priority,
-        entry: {
-          while true {
-            let finished = Machine.withInterruptsDisabled { () -> Bool in
-              guard !done else { return true }
-              wake(caller)
-              block()
-              return done
-            }
-            if finished { break }
-          }
-        })
+      let helper = Machine.withInterruptsDisabled({ () -> Thread? in
+        guard
+          let helper = spawn(
+            name: "hand-off", priority: caller.priority,
+            entry: {
+              while true {
+                let finished = Machine.withInterruptsDisabled { () -> Bool in
+                  guard !done else { return true }
+                  wake(caller)
+                  block()
+                  return done
+                }
+                if finished { break }
+              }
+            })
+        else { return nil }
+        block()
+        return helper
+      })
     else { return nil }
-    // The helper runs first (this thread blocks), wakes this one and blocks in turn: from
-    // here on every round is two switches.
-    Machine.withInterruptsDisabled { block() }
     let start = cpu_timestamp()
     while remaining > 0 {
       remaining -= 1
