@@ -98,22 +98,16 @@ import Testing
     }
   }
 
-  let chain = CallChainLayout(
-    depth: 0x3000, records: 0x3004, lockFlags: 0x3204, innerReturns: 0x3304, threadNumber: 0x3404)
-
-  func write(_ body: (inout CodeBuffer) -> Void) -> [UInt8] {
-    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
-    defer { memory.deallocate() }
-    var buffer = CodeBuffer(memory: memory, base: 0x1000)
-    body(&buffer)
-    return Array(memory[0..<buffer.count])
-  }
+  /// The layout, writer (base 0x1000) and disassembler the gate's tests use.
+  let stubs = CallStubTests()
+  var chain: CallChainLayout { stubs.chain }
+  func write(_ body: (inout CodeBuffer) -> Void) -> [UInt8] { stubs.write(body) }
 
   @Test func aBoundStubPushesTheRecordAndCallsTheEntryThroughTheVector() throws {
     let target = CallStubs.BoundTarget(chainValue: 0x8001, context: 0x9000, entry: 0xA004)
     let bytes = write { CallStubs.writeBoundStub(into: &$0, chain: chain, target: target) }
     #expect(bytes.count <= CallStubs.boundStubSize)
-    let listing = try CallStubTests().disassemble(bytes, base: 0x1000)
+    let listing = try stubs.disassemble(bytes, base: 0x1000)
     #expect(
       listing == [
         "pushf", "cli", "mov edx,DWORD PTR ds:0x3000", "cmp edx,0x40", "jae 0x104c",
@@ -130,7 +124,7 @@ import Testing
     let target = CallStubs.BoundTarget(chainValue: 0x8001, context: 0x9000, entry: 0xA004, lock: lock)
     let bytes = write { CallStubs.writeBoundStub(into: &$0, chain: chain, target: target) }
     #expect(bytes.count <= CallStubs.boundStubSize)
-    let listing = try CallStubTests().disassemble(bytes, base: 0x1000)
+    let listing = try stubs.disassemble(bytes, base: 0x1000)
     let general = try #require(listing.firstIndex(of: "call DWORD PTR ds:0xa004"))
     // A failed server, or a lock held by anyone (this thread included), goes to the entry.
     let start = try #require(listing.firstIndex(of: "mov DWORD PTR [esp],0x9000")) + 1
@@ -171,7 +165,7 @@ import Testing
     let gate = UInt32(0x7000)
     let redirect = write { CallStubs.writeBoundRedirect(into: &$0, gate: gate) }
     #expect(
-      try CallStubTests().disassemble(redirect, base: 0x1000) == ["pushf", "cli", "popf", "jmp 0x7000"])
+      try stubs.disassemble(redirect, base: 0x1000) == ["pushf", "cli", "popf", "jmp 0x7000"])
     // A live stub rewritten from its body on: the first two bytes (the only ones a thread
     // can be preempted before, interrupts being off after them) are the same, so a thread
     // resuming there runs into the redirect.
@@ -186,7 +180,7 @@ import Testing
       CallStubs.writeBoundRedirectBody(into: &$0, gate: gate)
     }
     stub.replaceSubrange(CallStubs.boundStubBody..<(CallStubs.boundStubBody + body.count), with: body)
-    let listing = try CallStubTests().disassemble(stub, base: 0x1000)
+    let listing = try stubs.disassemble(stub, base: 0x1000)
     #expect(Array(listing.prefix(4)) == ["pushf", "cli", "popf", "jmp 0x7000"])
   }
 }
