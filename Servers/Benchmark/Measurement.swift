@@ -30,7 +30,7 @@ func readIterations() {
 
 /// `empty` (a loop of `iterations` rounds) scaled to a loop of `count` rounds.
 func scaled(_ empty: Measured, to count: UInt32) -> Measured {
-  Measured(total: empty.total * UInt64(count) / UInt64(max(iterations, 1)), error: empty.error)
+  Measured(total: empty.total &* UInt64(count) / UInt64(max(iterations, 1)), error: empty.error)
 }
 
 /// What one measured loop took, or the error that stopped it.

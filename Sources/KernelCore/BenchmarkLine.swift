@@ -8,7 +8,11 @@ public func benchmarkLine(
 )
   -> KernelMessage
 {
-  let perOperation = (total &- baseline) * 100 / max(iterations, 1)
+  // Outside -icount (the smoke test) the clock is wall time: a loop may take less than the
+  // baseline, which counts as 0, and no figure may trap the benchmark.
+  let difference = total > baseline ? total - baseline : 0
+  let (hundredths, overflow) = difference.multipliedReportingOverflow(by: 100)
+  let perOperation = (overflow ? UInt64.max : hundredths) / max(iterations, 1)
   let padding: StaticString = perOperation % 100 < 10 ? "0" : ""
   return
     "@@BENCH \(name) instructions=\(perOperation / 100).\(padding)\(perOperation % 100) total=\(total) iterations=\(iterations)"

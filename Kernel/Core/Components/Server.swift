@@ -342,7 +342,7 @@ final class Server: ReferenceOwner {
   /// `CallStubs.writeBoundRedirect` for why rewriting a live stub is safe).
   func entryFreeing(handle: UInt32) {
     Machine.withInterruptsDisabled {
-      for stub in boundStubs where stub.call.slot == Int(handle) {
+      for stub in boundStubs where UInt32(truncatingIfNeeded: stub.call.slot) == handle {
         let body = stub.address + UInt32(CallStubs.boundStubBody)
         var writer = CodeBuffer(
           memory: UnsafeMutableRawBufferPointer(
