@@ -36,12 +36,6 @@ public enum UserCallCode {
   public static let count = 18
   /// What the return trampoline passes: the upcall's function has returned.
   public static let `return`: UInt32 = 0xFFFF_FFFF
-
-  /// The code of the kernel call that replaces import `name` in user mode, if any (see
-  /// KernelImport, the one table of importable names).
-  public static func code(forImport name: UnsafeBufferPointer<UInt8>) -> UInt32? {
-    KernelImport(name: name)?.userCode
-  }
 }
 
 /// Where the thunks of a user thunk page are.
