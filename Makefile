@@ -50,6 +50,10 @@ ASM_FLAGS := -target $(TARGET) -c -g -I $(BUILD)/generated
 
 ARCH := Kernel/Arch/i686
 CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
+# The call path's code generators: i686 code, a module of its own so `swift test` checks
+# their bytes on the host.
+GENERATOR_SOURCES := $(wildcard $(ARCH)/CodeGeneration/*.swift)
+GENERATORS := $(BUILD)/embedded/I686CodeGeneration.o
 KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine Supervision \
   Memory MemoryService Pager \
   InterruptHandler SystemInfo Timers PciConfiguration Settings
@@ -145,14 +149,24 @@ $(BUILD)/embedded/KernelCore.o: $(CORE_SOURCES)
 	  -emit-module-path $(BUILD)/embedded/KernelCore.swiftmodule -c $(CORE_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-$(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(ABI_HEADER) $(BUILD)/embedded/KernelCore.o
+$(GENERATORS): $(GENERATOR_SOURCES) $(BUILD)/embedded/KernelCore.o
+	@mkdir -p $(dir $@)
+	@$(call step,SWIFT,$@)
+	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -Xfrontend -function-sections -module-name I686CodeGeneration -emit-module \
+	  -emit-module-path $(BUILD)/embedded/I686CodeGeneration.swiftmodule -I $(BUILD)/embedded \
+	  -c $(GENERATOR_SOURCES) -o $@
+	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
+
+$(BUILD)/kernel/Kernel.o: $(KERNEL_SOURCES) $(SYSTEM_SOURCES) $(C_HEADERS) $(ABI_HEADER) $(BUILD)/embedded/KernelCore.o \
+  $(GENERATORS)
 	@mkdir -p $(dir $@)
 	@$(call step,SWIFT,$@)
 	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include -Xcc -I$(BUILD)/generated \
 	  -c $(KERNEL_SOURCES) $(SYSTEM_SOURCES) -o $@
 	@touch $@  # swiftc leaves an unchanged output untouched; make needs it newer
 
-$(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(ABI_HEADER) $(BUILD)/embedded/KernelCore.o
+$(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(ABI_HEADER) $(BUILD)/embedded/KernelCore.o \
+  $(GENERATORS)
 	@mkdir -p $(dir $@)
 	@$(call step,SWIFT,$@)
 	$(Q)$(SWIFTC) $(SWIFT_FLAGS) -module-name Kernel -I $(BUILD)/embedded -I $(ARCH)/include -Xcc -I$(BUILD)/generated \
@@ -164,10 +178,11 @@ $(BUILD)/kernel-test/Kernel.o: $(KERNEL_SOURCES) $(TEST_SOURCES) $(C_HEADERS) $(
 LINK = $(Q)$(call step,LD,$@); $(LD) -m elf_i386 -T $(ARCH)/Kernel.ld -o $@ $(filter %.o,$^) $(BUILTINS) \
   && $(OBJCOPY) --remove-section=.debug_names $@
 
-$(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel/Kernel.o $(ARCH)/Kernel.ld
+$(BUILD)/kernel.elf: $(ARCH_OBJECTS) $(BUILD)/embedded/KernelCore.o $(GENERATORS) $(BUILD)/kernel/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
 
-$(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/KernelCore.o $(BUILD)/kernel-test/Kernel.o $(ARCH)/Kernel.ld
+$(BUILD)/kernel-test.elf: $(ARCH_OBJECTS) $(TEST_OBJECTS) $(BUILD)/embedded/KernelCore.o $(GENERATORS) \
+  $(BUILD)/kernel-test/Kernel.o $(ARCH)/Kernel.ld
 	$(LINK)
 
 # Generated sources depend on the interface files they use (the .d files `tessera

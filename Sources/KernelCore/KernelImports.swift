@@ -1,6 +1,6 @@
 // KernelImports: every function a server file may import, by name, in one table: the
 // kernel-mode binding (the kernel's KernelABI), the user-mode binding (UserABI and the
-// thunk codes, UserThunks.swift) and the host test that compares it with
+// thunk codes, CallABI.swift) and the host test that compares it with
 // Servers/Runtime/include/TesseraABI.h all read it.
 //
 // Contract: `KernelImport(name:)` answers for exactly the names servers may import; any

@@ -1,7 +1,7 @@
 // ReferenceTable: a server's (or the kernel's) table of references; handles are indices.
 //
 // Contract: handle 0 is the null reference and never valid. Every entry holds one object
-// and a count, in the layout the generated code reads (CallStubs.Entry; one machine word
+// and a count, in the layout the generated code reads (CallABI.Entry; one machine word
 // per field). A free entry has method count 0, so gates and acquire/release refuse it.
 // Lifetime rules, all enforced here:
 //   - an entry's count is how often the table's owner holds the reference (acquire adds
@@ -42,7 +42,7 @@ public protocol ReferencedObject: AnyObject {
   /// Entries, in all tables, holding the object.
   var references: Int { get set }
   /// The words generated code reads: context, method vector, digest, method count,
-  /// call-chain value (see CallStubs.Entry).
+  /// call-chain value (see CallABI.Entry).
   var entryWords: (context: UInt, methods: UInt, digest: UInt, methodCount: UInt, chainValue: UInt) { get }
   /// Called when no entry holds the object any more.
   func destroy()
@@ -50,10 +50,10 @@ public protocol ReferencedObject: AnyObject {
 
 /// The table of references of one owner.
 public struct ReferenceTable<Object: ReferencedObject> {
-  private typealias Word = CallStubs.Entry
-  private static var wordsPerEntry: Int { CallStubs.entryWords }
+  private typealias Word = CallABI.Entry
+  private static var wordsPerEntry: Int { CallABI.entryWords }
   // A free entry keeps the next free handle in its context word.
-  private static var nextFree: Int { CallStubs.Entry.context }
+  private static var nextFree: Int { CallABI.Entry.context }
   private static var initialCapacity: Int { 32 }
   /// The most entries a table may have.
   public static var maximumCapacity: Int { 4096 }
@@ -91,7 +91,7 @@ public struct ReferenceTable<Object: ReferencedObject> {
   private var entries: UnsafeMutablePointer<UInt>? { UnsafeMutablePointer(bitPattern: header[0]) }
 
   // In the entry of handle 0 (never used): the array this one replaced.
-  private static var retiredLink: Int { CallStubs.entryWords - 1 }
+  private static var retiredLink: Int { CallABI.entryWords - 1 }
 
   /// Frees the table's memory, the arrays it grew out of too; every entry must have been
   /// released.

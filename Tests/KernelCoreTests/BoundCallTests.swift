@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 
+@testable import I686CodeGeneration
 @testable import KernelCore
 
 @Suite struct BoundCallTests {

@@ -2,6 +2,7 @@
 
 import Testing
 
+@testable import I686CodeGeneration
 @testable import KernelCore
 
 @Suite struct CodeBufferTests {

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 
+@testable import I686CodeGeneration
 @testable import KernelCore
 
 /// Descriptor bytes built by hand, following the format in InterfaceDescriptor.swift.

@@ -70,13 +70,13 @@ final class FakeObject: ReferencedObject {
   @Test func entriesCarryWhatGeneratedCodeReads() {
     var table = ReferenceTable<FakeObject>(owner: nil)
     let handle = table.install(FakeObject("o", owner: nil))
-    let entry = UnsafeMutablePointer<UInt>(bitPattern: table.header[0])! + Int(handle) * CallStubs.entryWords
-    #expect(entry[CallStubs.Entry.context] == 0xC0 && entry[CallStubs.Entry.methods] == 0x100)
-    #expect(entry[CallStubs.Entry.digest] == 0xD1 && entry[CallStubs.Entry.methodCount] == 3)
-    #expect(entry[CallStubs.Entry.server] == 0x5E && entry[CallStubs.Entry.count] == 1)
+    let entry = UnsafeMutablePointer<UInt>(bitPattern: table.header[0])! + Int(handle) * CallABI.entryWords
+    #expect(entry[CallABI.Entry.context] == 0xC0 && entry[CallABI.Entry.methods] == 0x100)
+    #expect(entry[CallABI.Entry.digest] == 0xD1 && entry[CallABI.Entry.methodCount] == 3)
+    #expect(entry[CallABI.Entry.server] == 0x5E && entry[CallABI.Entry.count] == 1)
     #expect(table.capacity == Int(table.header[1]))
     _ = table.release(handle)
-    #expect(entry[CallStubs.Entry.methodCount] == 0, "a free entry has no methods, so gates refuse it")
+    #expect(entry[CallABI.Entry.methodCount] == 0, "a free entry has no methods, so gates refuse it")
   }
 
   @Test func countsAcquireAndReleaseUntilTheObjectIsDestroyed() {

@@ -1,5 +1,5 @@
 // Calls.S: the one fixed piece of the cross-server call path (the rest is generated at
-// load time, see KernelCore/CallStubs.swift).
+// load time, see CodeGeneration/CallStubs.swift).
 //
 // Contract: arch_call_words calls `function(context, selector, words[0..count))` with the
 // C convention and a 16-byte aligned stack and returns its 64-bit result (EDX:EAX); the

@@ -9,10 +9,11 @@
 // looping in a failed server may be). All changes happen with interrupts disabled.
 
 import CPU
+import I686CodeGeneration
 import KernelCore
 
 final class AddressSpace {
-  /// The page of user thunks (UserThunks.swift), the same frame in every space.
+  /// The page of user thunks (CodeGeneration/UserStubs.swift), the same frame in every space.
   static let thunkPage = Paging.userStart
   /// Where server images and heaps start.
   static let regionsStart: UInt32 = 0x4010_0000
@@ -80,8 +81,8 @@ final class AddressSpace {
     // UserMode.S's call entry has these offsets built in.
     precondition(
       ServerWords.failed == 2 && ServerWords.gate == 4 && ServerWords.stackPointers == 5
-        && UserCallCode.maximumCall == 8 && UserCallCode.null == 16 && CallStubs.statusInvalidHandle == 1
-        && CallStubs.statusBadBlock == 4 && stacksStart == 0xB000_0000 && stackSize == 1 << 16,
+        && UserCallCode.maximumCall == 8 && UserCallCode.null == 16 && CallABI.statusInvalidHandle == 1
+        && CallABI.statusBadBlock == 4 && stacksStart == 0xB000_0000 && stackSize == 1 << 16,
       "UserMode.S disagrees with ServerWords or UserCallCode")
   }
 

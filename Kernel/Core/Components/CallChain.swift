@@ -16,8 +16,8 @@ import KernelCore
 enum CallChain {
   // Layout: word 0 depth; then `chainCapacity` records of 2 words; then a lock flag
   // each; then a return slot each for lock stubs; then the running thread's number.
-  static let words = 2 + 4 * Int(CallStubs.chainCapacity)
-  private static let capacity = Int(CallStubs.chainCapacity)
+  static let words = 2 + 4 * Int(CallABI.chainCapacity)
+  private static let capacity = Int(CallABI.chainCapacity)
   // In the kernel image (Calls.S), zeroed at boot: a fixed address with no lazy
   // initialization to check on each use (a thread switch uses it twice).
   private static var storage: UnsafeMutablePointer<UInt32> { arch_call_chain_storage() }
@@ -26,9 +26,9 @@ enum CallChain {
   static var layout: CallChainLayout {
     let base = UInt32(UInt(bitPattern: storage))
     return CallChainLayout(
-      depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallStubs.chainCapacity,
-      innerReturns: base + 4 + 12 * CallStubs.chainCapacity,
-      threadNumber: base + 4 + 16 * CallStubs.chainCapacity)
+      depth: base, records: base + 4, lockFlags: base + 4 + 8 * CallABI.chainCapacity,
+      innerReturns: base + 4 + 12 * CallABI.chainCapacity,
+      threadNumber: base + 4 + 16 * CallABI.chainCapacity)
   }
 
   /// The running thread's number, as lock stubs see it.
@@ -121,11 +121,11 @@ enum CallChain {
   /// Enters `server` from kernel code; false if the chain is full.
   static func push(_ server: Server?) -> Bool {
     let level = depth
-    guard level < Int(CallStubs.chainCapacity) else { return false }
+    guard level < Int(CallABI.chainCapacity) else { return false }
     storage[1 + 2 * level] = 0
     storage[1 + 2 * level + 1] =
       server.map { UInt32(UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque())) } ?? 0
-    storage[1 + 2 * Int(CallStubs.chainCapacity) + level] = 0
+    storage[1 + 2 * Int(CallABI.chainCapacity) + level] = 0
     storage[0] = UInt32(level + 1)
     return true
   }

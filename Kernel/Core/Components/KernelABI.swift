@@ -7,6 +7,7 @@
 // running (the top of the call chain), from that server's own heap.
 
 import CPU
+import I686CodeGeneration
 import KernelCore
 
 enum KernelABI {
@@ -121,7 +122,7 @@ func tesseraKernelExport(_ interfaceIndex: UInt32, _ context: UInt32) -> UInt32 
 func tesseraKernelReleaseLast(_ handle: UInt32) -> UInt32 {
   let server = caller()
   return Machine.withInterruptsDisabled { server.table.freeIfUnheld(handle) }
-    ? 0 : CallStubs.statusInvalidHandle
+    ? 0 : CallABI.statusInvalidHandle
 }
 
 @_cdecl("tessera_server_posix_memalign")

@@ -10,6 +10,7 @@
 // for the server that called them (the call chain's innermost server).
 
 import CPU
+import I686CodeGeneration
 import KernelCore
 
 /// The kernel's Console: one log line per write, prefixed with the writing server.

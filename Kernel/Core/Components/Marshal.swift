@@ -11,6 +11,7 @@
 // callee never sees the caller's memory.
 
 import CPU
+import I686CodeGeneration
 import KernelCore
 
 /// What the marshaling path needs to know about one method, kept for the server's life.
@@ -66,7 +67,7 @@ enum KernelReferences {
   )
     -> UInt64
   {
-    guard let object = table.object(handle) else { return UInt64(CallStubs.statusInvalidHandle) << 32 }
+    guard let object = table.object(handle) else { return UInt64(CallABI.statusInvalidHandle) << 32 }
     return arch_call_words(
       gate, handle, object.digest &+ UInt32(method), words.baseAddress, UInt32(words.count))
   }
@@ -123,7 +124,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
 {
   // Nested calls use kernel stack: refuse one that would leave too little (the guard
   // below the stack would stop the kernel, not the server that nests them).
-  guard KernelStacks.roomForCall else { return failure(CallStubs.statusOutOfResources) }
+  guard KernelStacks.roomForCall else { return failure(CallABI.statusOutOfResources) }
   let information = informationAddress.assumingMemoryBound(to: MarshalInformation.self).pointee
   let callee = information.server?.takeUnretainedValue()
   // The caller: the innermost server below the callee's record (which the gate pushed),
@@ -151,17 +152,17 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       let handle = arguments[2 + word]
       if handle != 0 {
         guard let object = withTable(of: caller, { $0.object(handle) }) else {
-          status = CallStubs.statusInvalidHandle
+          status = CallABI.statusInvalidHandle
           break
         }
         guard let expected = information.parameterInterfaces[position], object.interface.matches(expected)
         else {
-          status = CallStubs.statusWrongInterface
+          status = CallABI.statusWrongInterface
           break
         }
         let installed = withTable(of: callee) { $0.install(object) }
         guard installed != 0 else {
-          status = CallStubs.statusOutOfResources
+          status = CallABI.statusOutOfResources
           break
         }
         words[word] = installed
@@ -172,16 +173,16 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       let address = arguments[2 + word]
       let size = arguments[3 + word]
       guard size <= parameter.maximumSize else {
-        status = CallStubs.statusBlockTooLarge
+        status = CallABI.statusBlockTooLarge
         break
       }
       guard isBlockAccessible(caller, address, size, write: parameter.direction!.copiesOut) else {
-        status = CallStubs.statusBadBlock
+        status = CallABI.statusBadBlock
         break
       }
       guard let buffer = KernelHeap.allocate(byteCount: max(Int(truncatingIfNeeded: size), 1), alignment: 16)
       else {
-        status = CallStubs.statusOutOfResources
+        status = CallABI.statusOutOfResources
         break
       }
       buffers[blockCount] = UInt(bitPattern: buffer)
@@ -190,7 +191,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       blockCount += 1
       if parameter.direction!.copiesIn && size > 0 {
         guard copyBlock(caller, to: buffer, from: UnsafeRawPointer(bitPattern: UInt(address))!, size) else {
-          status = CallStubs.statusBadBlock
+          status = CallABI.statusBadBlock
           break
         }
       } else {
@@ -211,10 +212,10 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     let tookLock = acquisition.took
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
     if acquisition == .wouldDeadlock {
-      status = CallStubs.statusWouldDeadlock
+      status = CallABI.statusWouldDeadlock
     } else if let callee, callee.failed {
       // It failed while this call waited for its lock: nothing of it may run any more.
-      status = CallStubs.statusServerUnavailable
+      status = CallABI.statusServerUnavailable
     } else if let callee, callee.space != nil {
       // User mode: the words after the context and selector, blocks copied to its stack.
       var frame: InlineArray<10, UInt32> = .init(repeating: 0)
@@ -254,12 +255,12 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
         let size = arguments[3 + word]
         let length = method.result == .filled && method.filledParameter == position ? value : size
         if length > size {
-          status = CallStubs.statusBlockTooLarge
+          status = CallABI.statusBlockTooLarge
         } else if length > 0,
           !copyBlock(
             caller, to: UnsafeMutableRawPointer(bitPattern: UInt(arguments[2 + word]))!, from: buffer, length)
         {
-          status = CallStubs.statusBadBlock
+          status = CallABI.statusBadBlock
         }
       }
       if let buffer { KernelHeap.free(UnsafeMutableRawPointer(mutating: buffer)) }
@@ -272,7 +273,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   // A returned reference moves from the callee's table to the caller's.
   if status == 0 && (method.result == .reference || method.result == .optionalReference) {
     if value == 0 {
-      if method.result == .reference { status = CallStubs.statusNullReference }
+      if method.result == .reference { status = CallABI.statusNullReference }
     } else if let object = withTable(of: callee, { $0.object(value) }) {
       // The callee's word names a reference of the declared interface, or the call fails:
       // a caller's table never holds a reference of a type it did not ask for.
@@ -280,13 +281,13 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       value = 0
       if let expected = information.resultInterface, object.interface.matches(expected) {
         value = withTable(of: caller) { $0.install(object) }
-        if value == 0 { status = CallStubs.statusOutOfResources }
+        if value == 0 { status = CallABI.statusOutOfResources }
       } else {
-        status = CallStubs.statusWrongInterface
+        status = CallABI.statusWrongInterface
       }
       _ = withTable(of: callee) { $0.release(returned) }
     } else {
-      status = CallStubs.statusInvalidHandle
+      status = CallABI.statusInvalidHandle
     }
   }
 

@@ -13,6 +13,7 @@
 // server's own table (which may unload others), then frees image, code, table and heap.
 
 import CPU
+import I686CodeGeneration
 import KernelCore
 
 final class Server: ReferenceOwner {
@@ -384,11 +385,11 @@ final class Server: ReferenceOwner {
   /// call-chain record (and its lock, when `locked`, as a call through a gate would take
   /// it); a status in the high word if it failed.
   func enter(_ function: UInt32, context: UInt32, locked: Bool = false) -> UInt64 {
-    guard !failed else { return UInt64(CallStubs.statusServerUnavailable) << 32 }
-    guard CallChain.push(self) else { return UInt64(CallStubs.statusOutOfResources) << 32 }
+    guard !failed else { return UInt64(CallABI.statusServerUnavailable) << 32 }
+    guard CallChain.push(self) else { return UInt64(CallABI.statusOutOfResources) << 32 }
     defer { CallChain.pop() }
     let acquisition = locked ? ServerLock.acquire(lock) : .reentered
-    guard acquisition != .wouldDeadlock else { return UInt64(CallStubs.statusWouldDeadlock) << 32 }
+    guard acquisition != .wouldDeadlock else { return UInt64(CallABI.statusWouldDeadlock) << 32 }
     let tookLock = acquisition.took
     CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
     defer {

@@ -624,7 +624,7 @@ enum SystemLoader {
     if found.server.failed, let restarted = restartedMainHandle(named: name) { handle = restarted }
     var result = KernelReferences.call(handle, method: 0)
     // Failing while it runs, a supervised program runs again once restarted (as `run` lines do).
-    if UInt32(truncatingIfNeeded: result >> 32) == CallStubs.statusServerUnavailable,
+    if UInt32(truncatingIfNeeded: result >> 32) == CallABI.statusServerUnavailable,
       let restarted = restartedMainHandle(named: name)
     {
       result = KernelReferences.call(restarted, method: 0)
@@ -632,7 +632,7 @@ enum SystemLoader {
     let status = UInt32(truncatingIfNeeded: result >> 32)
     guard status == 0 else {
       let reason: StaticString =
-        status == CallStubs.statusServerUnavailable ? "serverUnavailable" : "a call error"
+        status == CallABI.statusServerUnavailable ? "serverUnavailable" : "a call error"
       return "\(text: name) failed (status \(status), \(reason))"
     }
     return "\(text: name) finished with \(UInt32(truncatingIfNeeded: result))"
@@ -648,7 +648,7 @@ enum SystemLoader {
     let switchesBefore = Scheduler.switches
     var result = KernelReferences.call(found.handle, method: 0)
     // A program that failed and was restarted (its line says `restart`) runs again.
-    while UInt32(truncatingIfNeeded: result >> 32) == CallStubs.statusServerUnavailable,
+    while UInt32(truncatingIfNeeded: result >> 32) == CallABI.statusServerUnavailable,
       let restarted = restartedMainHandle(named: name)
     {
       Log.info("system: \(text: name) failed while running; running the restarted instance")

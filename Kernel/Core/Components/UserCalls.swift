@@ -14,6 +14,7 @@
 // innermost upcall returns `statusServerUnavailable`; so does every later call into it.
 
 import CPU
+import I686CodeGeneration
 import KernelCore
 
 /// A memory block of an upcall: the kernel buffer holding it, copied onto the callee's
@@ -39,9 +40,9 @@ enum UserCalls {
     blocks: UnsafeMutableBufferPointer<UserBlock> = UnsafeMutableBufferPointer(start: nil, count: 0)
   ) -> UInt64 {
     guard !server.failed, let space = server.space else {
-      return UInt64(CallStubs.statusServerUnavailable) << 32
+      return UInt64(CallABI.statusServerUnavailable) << 32
     }
-    guard KernelStacks.roomForCall else { return UInt64(CallStubs.statusOutOfResources) << 32 }
+    guard KernelStacks.roomForCall else { return UInt64(CallABI.statusOutOfResources) << 32 }
     let thread = CallChain.threadNumber
     let frameBytes = UInt32(4 + 4 * arguments.count + 15) & ~15
     var blockBytes: UInt32 = 0
@@ -51,7 +52,7 @@ enum UserCalls {
     guard let (pointer, restore) = space.claimStack(bytes: frameBytes + blockBytes, thread: thread) else {
       Paging.activate(previous)
       Log.error("\(server.name): user stack of thread \(thread) exhausted")
-      return UInt64(CallStubs.statusOutOfResources) << 32
+      return UInt64(CallABI.statusOutOfResources) << 32
     }
     var blockAddress = pointer + frameBytes
     for index in blocks.indices {
@@ -132,22 +133,22 @@ func userUpcallFailed() { Supervisor.wake() }
 func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   // Checked before any reference is taken: the abort abandons this frame, and a
   // reference held in it would keep the server's object alive for ever.
-  if UserCalls.callingServerFailed() { arch_upcall_abort(CallStubs.statusServerUnavailable) }
+  if UserCalls.callingServerFailed() { arch_upcall_abort(CallABI.statusServerUnavailable) }
   let server = UserCalls.callingServer()
   var arguments: InlineArray<10, UInt32> = .init(repeating: 0)
   let count = argumentCountFor(code)
   let source = UInt64(userStack) + 8
   guard source + UInt64(4 * count) <= UInt64(Paging.userEnd), userStack >= Paging.userStart else {
-    return failure(CallStubs.statusInvalidHandle)
+    return failure(CallABI.statusInvalidHandle)
   }
   let copied = arguments.withMutableBuffer { buffer in
     arch_copy_user(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(source)), UInt32(4 * count))
   }
-  guard copied == 0 else { return failure(CallStubs.statusInvalidHandle) }
+  guard copied == 0 else { return failure(CallABI.statusInvalidHandle) }
   let space = server.space!
   let thread = CallChain.threadNumber
   guard let restore = space.enterKernel(userStack: userStack, thread: thread) else {
-    return failure(CallStubs.statusBadBlock)
+    return failure(CallABI.statusBadBlock)
   }
   defer { space.releaseStack(restore: restore, thread: thread) }
   switch code {
@@ -179,7 +180,7 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
     Scheduler.sleep(ticks: 1)
     return 0
   default:
-    return failure(CallStubs.statusInvalidHandle)
+    return failure(CallABI.statusInvalidHandle)
   }
 }
 
@@ -204,7 +205,7 @@ func userCallWords(_ informationAddress: UnsafeMutableRawPointer, _ arguments: U
   let count = 2 + information.pointee.method.callWords
   var acquisition = ServerLock.Acquisition.reentered
   if !server.file.manifest.isThreadSafe { acquisition = ServerLock.acquire(server.lock) }
-  guard acquisition != .wouldDeadlock else { return UInt64(CallStubs.statusWouldDeadlock) << 32 }
+  guard acquisition != .wouldDeadlock else { return UInt64(CallABI.statusWouldDeadlock) << 32 }
   let tookLock = acquisition.took
   CallChain.setTookLock(tookLock, at: CallChain.depth - 1)
   let result = UserCalls.upcall(
@@ -245,7 +246,7 @@ enum UserFaults {
     } else {
       Log.info("\(server.name) (failed): a thread still inside it stopped: \(reason)")
     }
-    return CallStubs.statusServerUnavailable
+    return CallABI.statusServerUnavailable
   }
 }
 
@@ -271,7 +272,7 @@ enum KernelFaults {
   static func contain(_ frame: UnsafeMutablePointer<InterruptFrame>) {
     let resume = arch_resume_point
     guard stopServers(frame, resume: resume) else { return }
-    arch_resume(resume, CallStubs.statusServerUnavailable)
+    arch_resume(resume, CallABI.statusServerUnavailable)
   }
 
   // Everything that holds references happens here, so nothing on the abandoned frames

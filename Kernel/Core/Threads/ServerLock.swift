@@ -2,7 +2,7 @@
 // thread-safe, and what happens when threads compete for it.
 //
 // Contract: a lock is two words: the owner's thread number (0 when free, with
-// `CallStubs.lockContended` set while threads wait) and the server it belongs to. Lock
+// `CallABI.lockContended` set while threads wait) and the server it belongs to. Lock
 // stubs take and free uncontended locks themselves; they call `server_lock_wait` when
 // another thread holds the lock (the caller sleeps, it does not spin) and
 // `server_lock_release` after freeing a lock that threads wait for (the lock goes to the
@@ -36,7 +36,7 @@ enum ServerLock {
   static func acquire(_ lock: UnsafeMutablePointer<UInt32>) -> Acquisition {
     let me = CallChain.threadNumber
     return Machine.withInterruptsDisabled {
-      if lock[0] & ~CallStubs.lockContended == me { return .reentered }
+      if lock[0] & ~CallABI.lockContended == me { return .reentered }
       return wait(lock) ? .took : .wouldDeadlock
     }
   }
@@ -46,13 +46,13 @@ enum ServerLock {
   @discardableResult
   fileprivate static func wait(_ lock: UnsafeMutablePointer<UInt32>, detectCycles: Bool = true) -> Bool {
     let me = CallChain.threadNumber
-    while lock[0] & ~CallStubs.lockContended != me {
+    while lock[0] & ~CallABI.lockContended != me {
       if lock[0] == 0 {
         lock[0] = me
         return true
       }
       if detectCycles && closesCycle(lock) { return false }
-      lock[0] |= CallStubs.lockContended
+      lock[0] |= CallABI.lockContended
       server(of: lock).lockWaiters.append(me)
       Scheduler.current?.waitingForLock = lock
       Scheduler.block()
@@ -69,7 +69,7 @@ enum ServerLock {
   /// (Interrupts disabled: no owner or waiting changes during the walk.)
   private static func closesCycle(_ lock: UnsafeMutablePointer<UInt32>) -> Bool {
     let me = CallChain.threadNumber
-    var owner = lock[0] & ~CallStubs.lockContended
+    var owner = lock[0] & ~CallABI.lockContended
     for _ in 0..<maximumThreads {
       if owner == me {
         Log.warning(
@@ -78,7 +78,7 @@ enum ServerLock {
         return true
       }
       guard let thread = Scheduler.thread(owner), let next = thread.waitingForLock else { return false }
-      owner = next[0] & ~CallStubs.lockContended
+      owner = next[0] & ~CallABI.lockContended
     }
     return false
   }
@@ -92,7 +92,7 @@ enum ServerLock {
         lock[0] = 0
         return
       }
-      lock[0] = next | (server.lockWaiters.count > 0 ? CallStubs.lockContended : 0)
+      lock[0] = next | (server.lockWaiters.count > 0 ? CallABI.lockContended : 0)
       if let thread = Scheduler.thread(next) {
         thread.waitingForLock = nil  // it owns it now
         Scheduler.wake(thread)
@@ -136,7 +136,7 @@ enum ServerLock {
 /// owns it, or `statusWouldDeadlock` (the stub then returns that to its caller).
 @_cdecl("server_lock_wait")
 func serverLockWait(_ lock: UnsafeMutablePointer<UInt32>) -> UInt32 {
-  Machine.withInterruptsDisabled { ServerLock.wait(lock) } ? 0 : CallStubs.statusWouldDeadlock
+  Machine.withInterruptsDisabled { ServerLock.wait(lock) } ? 0 : CallABI.statusWouldDeadlock
 }
 
 /// Called by lock stubs after they freed (set to 0) a lock that had waiters.
@@ -148,7 +148,7 @@ func serverLockRelease(_ lock: UnsafeMutablePointer<UInt32>) {
     } else {
       // Another thread took the free lock before we got here: it must hand over on its
       // way out, so mark the lock contended again.
-      lock[0] |= CallStubs.lockContended
+      lock[0] |= CallABI.lockContended
     }
   }
 }

@@ -3,7 +3,7 @@
 // Contract: these names (plus posix_memalign, free and putchar, which the embedded Swift
 // runtime uses) are everything the kernel resolves when it loads a server; any other
 // import makes the file invalid. A server in kernel mode gets kernel functions; one in
-// user mode gets the user thunks (KernelCore/UserThunks.swift), and its own runtime's
+// user mode gets the user thunks (Kernel/Arch/i686/CodeGeneration/UserStubs.swift), and its own runtime's
 // allocator for posix_memalign and free. memcpy and friends are linked into every server. Handles are indices into
 // the calling server's own reference table; 0 is the null reference.
 //

@@ -11,208 +11,10 @@
 // dispatch function itself (thread-safe server, words only), a lock stub (server not
 // thread-safe), or a marshaling stub (references or blocks in the signature).
 
-/// A place in code that jumps go to, bound once (`CodeBuffer.bind`); jumps written before
-/// it is bound are patched then.
-public struct CodeLabel {
-  fileprivate let index: Int
-}
+import KernelCore
 
-/// The conditions of the jumps the generators use (x86 condition codes).
-public enum JumpCondition: UInt8 {
-  /// Unsigned below (carry set).
-  case below = 0x2
-  /// Unsigned above or equal (carry clear).
-  case aboveOrEqual = 0x3
-  /// Equal, zero.
-  case equal = 0x4
-  /// Not equal, not zero.
-  case notEqual = 0x5
-  /// Sign set (negative).
-  case sign = 0x8
-  /// Sign clear.
-  case notSign = 0x9
-}
-
-/// Bytes of machine code being written for a known run address.
-public struct CodeBuffer {
-  /// Where the code will be placed.
-  public let memory: UnsafeMutableRawBufferPointer
-  /// The address the first byte will run at.
-  public let base: UInt32
-  /// Bytes written so far.
-  public private(set) var count = 0
-  /// Each label's position once bound.
-  private var labels: [Int?] = []
-  /// Jumps to labels not bound yet: the label, where the displacement is, and its size.
-  private var pending: [(label: Int, position: Int, short: Bool)] = []
-
-  /// A new label, to bind later at the place it names.
-  public mutating func label() -> CodeLabel {
-    labels.append(nil)
-    return CodeLabel(index: labels.count - 1)
-  }
-
-  /// Binds `label` here and patches the jumps already written to it.
-  public mutating func bind(_ label: CodeLabel) {
-    precondition(labels[label.index] == nil, "a label is bound once")
-    labels[label.index] = count
-    for jump in pending where jump.label == label.index { patch(jump.position, short: jump.short, to: count) }
-    pending.removeAll { $0.label == label.index }
-  }
-
-  /// Writes a jump to `label` (unconditional when `condition` is nil): two bytes when
-  /// `short` (the generator knows the distance fits in -128...127; a patch that does not
-  /// fit traps, which the host tests would show), else five or six.
-  public mutating func jump(_ condition: JumpCondition? = nil, to label: CodeLabel, short: Bool = false) {
-    switch (condition, short) {
-    case (nil, true): emit(0xEB)
-    case (nil, false): emit(0xE9)
-    case (let condition?, true): emit(0x70 | condition.rawValue)
-    case (let condition?, false): emit(0x0F, 0x80 | condition.rawValue)
-    }
-    let position = count
-    if short { emit(0) } else { emit32(0) }
-    if let target = labels[label.index] {
-      patch(position, short: short, to: target)
-    } else {
-      pending.append((label.index, position, short))
-    }
-  }
-
-  /// Writes the displacement at `position` to reach byte `target` of this buffer.
-  private mutating func patch(_ position: Int, short: Bool, to target: Int) {
-    if short {
-      let distance = target - (position + 1)
-      precondition(distance >= -128 && distance <= 127, "a short jump's target is out of reach")
-      memory[position] = UInt8(bitPattern: Int8(distance))
-    } else {
-      patchRelative(at: position, to: base &+ UInt32(truncatingIfNeeded: target))
-    }
-  }
-
-  /// Whether every label jumped to has been bound (generators check before they finish).
-  public var isComplete: Bool { pending.isEmpty }
-
-  /// A buffer writing into `memory`, which will run at `base`.
-  public init(memory: UnsafeMutableRawBufferPointer, base: UInt32) {
-    self.memory = memory
-    self.base = base
-  }
-
-  /// The run address of the next byte.
-  public var address: UInt32 { base + UInt32(count) }
-
-  /// Appends bytes; traps when the buffer is full (sizes are computed in advance).
-  public mutating func emit(_ bytes: UInt8...) {
-    for byte in bytes {
-      precondition(count < memory.count, "code buffer too small")
-      memory[count] = byte
-      count += 1
-    }
-  }
-
-  /// Fills with `int3` up to `count` bytes.
-  public mutating func pad(to count: Int) {
-    while self.count < count { emit(0xCC) }
-  }
-
-  /// Appends a little-endian 32-bit value.
-  public mutating func emit32(_ value: UInt32) {
-    emit(UInt8(value & 0xFF), UInt8((value >> 8) & 0xFF), UInt8((value >> 16) & 0xFF), UInt8(value >> 24))
-  }
-
-  /// Appends a 32-bit displacement to `target`, relative to the end of the field.
-  public mutating func emitRelative(to target: UInt32) { emit32(target &- (address &+ 4)) }
-
-  /// Rewrites the 32-bit displacement at `position` to reach `target`.
-  private mutating func patchRelative(at position: Int, to target: UInt32) {
-    let value = target &- (base &+ UInt32(position) &+ 4)
-    memory.storeBytes(of: value.littleEndian, toByteOffset: position, as: UInt32.self)
-  }
-}
-
-/// Addresses of the call chain (see the kernel's CallChain) baked into generated code.
-public struct CallChainLayout {
-  /// Address of the depth word.
-  public var depth: UInt32
-  /// Address of the records: 8 bytes each, the caller's return address then the callee.
-  public var records: UInt32
-  /// Address of the lock flags: one word per record, 1 if that call took the lock.
-  public var lockFlags: UInt32
-  /// Address of the lock stubs' return slots: one word per record.
-  public var innerReturns: UInt32
-  /// Address of the running thread's number (what a lock holds while it is taken).
-  public var threadNumber: UInt32
-
-  /// A layout.
-  public init(depth: UInt32, records: UInt32, lockFlags: UInt32, innerReturns: UInt32, threadNumber: UInt32) {
-    self.depth = depth
-    self.records = records
-    self.lockFlags = lockFlags
-    self.innerReturns = innerReturns
-    self.threadNumber = threadNumber
-  }
-}
-
-/// Addresses of one reference table's header: the words holding the entries' address
-/// and the number of entries.
-public struct TableLayout {
-  /// Address of the word holding the entries' address.
-  public var base: UInt32
-  /// Address of the word holding the number of entries.
-  public var capacity: UInt32
-
-  /// A layout.
-  public init(base: UInt32, capacity: UInt32) {
-    self.base = base
-    self.capacity = capacity
-  }
-}
-
-/// The generators of call-path machine code, and the layouts they share with the kernel.
+/// The generators of call-path machine code (the constants they share: CallABI).
 public enum CallStubs {
-  /// log2 of the bytes of one reference-table entry.
-  public static let entryShift: UInt8 = 6
-  /// Words of one entry (the rest of the 64 bytes are the kernel's bookkeeping).
-  public static let entryWords = 16
-  /// Word offsets inside an entry that generated code reads.
-  public enum Entry {
-    /// The callee object's context (for a free entry: the next free handle).
-    public static let context = 0
-    /// The address of the object's method vector.
-    public static let methods = 1
-    /// The digest of the object's interface.
-    public static let digest = 2
-    /// The number of methods; 0 marks a free entry.
-    public static let methodCount = 3
-    /// The callee's call-chain value (its Server, or 0 for a kernel service).
-    public static let server = 4
-    /// The KernelObject (kernel bookkeeping).
-    public static let object = 5
-    /// The entry's count: how often the owner of the table holds this reference.
-    public static let count = 6
-  }
-  /// Calls that may be nested in one call chain.
-  public static let chainCapacity: UInt32 = 64
-  /// Status words returned in EDX (and by acquire/release in EAX); ServerRuntime's
-  /// CallError names them for servers.
-  /// The handle is not a live entry of the caller's table.
-  public static let statusInvalidHandle: UInt32 = 1
-  /// The selector names a method of another interface.
-  public static let statusWrongInterface: UInt32 = 2
-  /// A block exceeds its declared maximum (or `filled` exceeds the block).
-  public static let statusBlockTooLarge: UInt32 = 3
-  /// A block's memory is not the caller's to pass.
-  public static let statusBadBlock: UInt32 = 4
-  /// A method declared to return a reference returned none.
-  public static let statusNullReference: UInt32 = 5
-  /// The call chain or a table is full.
-  public static let statusOutOfResources: UInt32 = 6
-  /// The callee's server has failed (it faulted and was stopped).
-  public static let statusServerUnavailable: UInt32 = 7
-  /// The callee's server is not thread-safe and its lock is held by a thread that waits,
-  /// directly or through others, for a lock this thread holds: waiting would deadlock.
-  public static let statusWouldDeadlock: UInt32 = 8
   /// Upper bounds of the sizes, for allocating code memory (host tests check them).
   /// Bytes at most: A table's gate.
   public static let gateSize = 160
@@ -267,7 +69,7 @@ public enum CallStubs {
   /// Writes acquire's or release's return for an invalid handle: EAX = 1.
   private static func returnInvalidHandle(_ code: inout CodeBuffer) {
     code.emit(0xB8)
-    code.emit32(statusInvalidHandle)  // mov eax, 1
+    code.emit32(CallABI.statusInvalidHandle)  // mov eax, 1
     code.emit(0xC3)  // ret
   }
 
@@ -280,7 +82,7 @@ public enum CallStubs {
     code.emit(0x3B, 0x05)
     code.emit32(table.capacity)  // cmp eax, [capacity]
     code.jump(.aboveOrEqual, to: invalid)  // jae invalid
-    code.emit(0xC1, 0xE0, entryShift)  // shl eax, 6
+    code.emit(0xC1, 0xE0, CallABI.entryShift)  // shl eax, 6
     code.emit(0x03, 0x05)
     code.emit32(table.base)  // add eax, [base]
   }
@@ -304,18 +106,18 @@ public enum CallStubs {
     code.emit(0xFA)  // cli
     loadEntry(&code, table: table, handleOffset: 8, invalid: invalid)
     code.emit(0x8B, 0x4C, 0x24, 0x0C)  // mov ecx, [esp+12]       selector
-    code.emit(0x2B, 0x48, displacement(Entry.digest))  // sub ecx, [eax+digest]    method index
-    code.emit(0x3B, 0x48, displacement(Entry.methodCount))  // cmp ecx, [eax+count]
+    code.emit(0x2B, 0x48, displacement(CallABI.Entry.digest))  // sub ecx, [eax+digest]    method index
+    code.emit(0x3B, 0x48, displacement(CallABI.Entry.methodCount))  // cmp ecx, [eax+count]
     code.jump(.aboveOrEqual, to: wrong)  // jae wrong
-    code.emit(0x8B, 0x50, displacement(Entry.context))  // mov edx, [eax+context]
+    code.emit(0x8B, 0x50, displacement(CallABI.Entry.context))  // mov edx, [eax+context]
     code.emit(0x89, 0x54, 0x24, 0x08)  // mov [esp+8], edx         handle -> context
-    code.emit(0x8B, 0x50, displacement(Entry.methods))  // mov edx, [eax+methods]
+    code.emit(0x8B, 0x50, displacement(CallABI.Entry.methods))  // mov edx, [eax+methods]
     code.emit(0x8B, 0x0C, 0x8A)  // mov ecx, [edx+ecx*4]     the method's entry
     code.emit(0x8B, 0x15)
     code.emit32(chain.depth)  // mov edx, [depth]
-    code.emit(0x83, 0xFA, UInt8(chainCapacity))  // cmp edx, capacity
+    code.emit(0x83, 0xFA, UInt8(CallABI.chainCapacity))  // cmp edx, capacity
     code.jump(.aboveOrEqual, to: overflow)  // jae overflow
-    code.emit(0x8B, 0x40, displacement(Entry.server))  // mov eax, [eax+server]
+    code.emit(0x8B, 0x40, displacement(CallABI.Entry.server))  // mov eax, [eax+server]
     code.emit(0x89, 0x04, 0xD5)
     code.emit32(chain.records + 4)  // mov [records+edx*8+4], eax
     code.emit(0xFF, 0x05)
@@ -328,25 +130,21 @@ public enum CallStubs {
     popRecordAndReturn(&code, chain: chain)
     code.bind(overflow)
     code.emit(0x9D)  // popfd
-    returnFailure(&code, status: statusOutOfResources)
+    returnFailure(&code, status: CallABI.statusOutOfResources)
     // wrong: a free entry has no methods, so it is an invalid handle, not a wrong interface.
     code.bind(wrong)
-    code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    code.emit(0x83, 0x78, displacement(CallABI.Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
     code.emit(0x9D)  // popfd
-    returnFailure(&code, status: statusWrongInterface)
+    returnFailure(&code, status: CallABI.statusWrongInterface)
     code.bind(invalid)
     code.emit(0x9D)  // popfd
-    returnFailure(&code, status: statusInvalidHandle)
+    returnFailure(&code, status: CallABI.statusInvalidHandle)
     precondition(code.isComplete)
   }
 
-  /// The bit a lock word carries while threads wait for it (the rest is the owner's
-  /// thread number).
-  public static let lockContended: UInt32 = 0x8000_0000
-
   /// Writes the entry of one method of a server that is not thread-safe. The lock word
-  /// holds the owning thread's number (0 when free, `lockContended` set while threads
+  /// holds the owning thread's number (0 when free, `CallABI.lockContended` set while threads
   /// wait). The fast path takes a free lock with one `lock cmpxchg` and frees it with one
   /// `xchg`. A thread whose call chain already holds the lock goes straight in (re-entry);
   /// when another thread holds it, `wait(lock)` (the kernel) blocks until the lock is
@@ -407,7 +205,7 @@ public enum CallStubs {
     code.emit32(chain.innerReturns)  // jmp [inner+ecx*4]
     code.bind(busy)
     code.emit(0x25)
-    code.emit32(~lockContended)  // busy: and eax, ~contended     the owner
+    code.emit32(~CallABI.lockContended)  // busy: and eax, ~contended     the owner
     code.emit(0x39, 0xD0)  // cmp eax, edx
     code.jump(.notEqual, to: other, short: true)  // jne other
     code.emit(0xC7, 0x04, 0x8D)
@@ -467,33 +265,33 @@ public enum CallStubs {
   public static let unavailableEntrySize = 32
 
   /// Writes the method entry every method of a failed kernel-mode server is switched to:
-  /// called by a gate like any entry, it returns 0 with `statusServerUnavailable` straight
+  /// called by a gate like any entry, it returns 0 with `CallABI.statusServerUnavailable` straight
   /// to the gate's caller, popping the call-chain record itself (as a marshaling stub does).
   public static func writeUnavailableEntry(into code: inout CodeBuffer, chain: CallChainLayout) {
     code.emit(0x83, 0xC4, 0x04)  // add esp, 4               drop the gate's return address
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xBA)
-    code.emit32(statusServerUnavailable)  // mov edx, 7
+    code.emit32(CallABI.statusServerUnavailable)  // mov edx, 7
     popRecordAndReturn(&code, chain: chain)
   }
 
   /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
-  /// 1 for an invalid handle, or `statusOutOfResources` when the count is at its largest
+  /// 1 for an invalid handle, or `CallABI.statusOutOfResources` when the count is at its largest
   /// (it never wraps to 0, which would free the entry under its holders).
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
     let invalid = code.label()
     let full = code.label()
     loadEntry(&code, table: table, invalid: invalid)
-    code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    code.emit(0x83, 0x78, displacement(CallABI.Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
-    code.emit(0x83, 0x40, displacement(Entry.count), 0x01)  // add dword [eax+entry count], 1
+    code.emit(0x83, 0x40, displacement(CallABI.Entry.count), 0x01)  // add dword [eax+entry count], 1
     code.jump(.below, to: full, short: true)  // jc full
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.bind(full)
-    code.emit(0xFF, 0x48, displacement(Entry.count))  // full: dec dword [eax+entry count]
+    code.emit(0xFF, 0x48, displacement(CallABI.Entry.count))  // full: dec dword [eax+entry count]
     code.emit(0xB8)
-    code.emit32(statusOutOfResources)  // mov eax, 6
+    code.emit32(CallABI.statusOutOfResources)  // mov eax, 6
     code.emit(0xC3)  // ret
     code.bind(invalid)
     returnInvalidHandle(&code)
@@ -509,9 +307,9 @@ public enum CallStubs {
     let invalid = code.label()
     let last = code.label()
     loadEntry(&code, table: table, invalid: invalid)
-    code.emit(0x83, 0x78, displacement(Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    code.emit(0x83, 0x78, displacement(CallABI.Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
-    code.emit(0xFF, 0x48, displacement(Entry.count))  // dec dword [eax+entry count]
+    code.emit(0xFF, 0x48, displacement(CallABI.Entry.count))  // dec dword [eax+entry count]
     code.jump(.equal, to: last, short: true)  // jz last
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret

@@ -10,33 +10,7 @@
 // function it replaces returns. The return trampoline is where every upcall's user
 // function returns to: it hands EAX back to the kernel (EAX = `UserCallCode.return`).
 
-/// The codes of the kernel calls a user-mode server makes (EAX at `sysenter`).
-public enum UserCallCode {
-  /// `tessera_callN` is code N (0...8).
-  public static let maximumCall: UInt32 = 8
-  /// `tessera_export(interfaceIndex, context)`.
-  public static let export: UInt32 = 9
-  /// `tessera_acquire(handle)`.
-  public static let acquire: UInt32 = 10
-  /// `tessera_release(handle)`.
-  public static let release: UInt32 = 11
-  /// `putchar(character)`.
-  public static let putchar: UInt32 = 12
-  /// `tessera_heap_start()`: where the server's heap begins.
-  public static let heapStart: UInt32 = 13
-  /// `tessera_heap_grow(end, bytes)`: backs more of the heap; 0 on success.
-  public static let heapGrow: UInt32 = 14
-  /// `tessera_heap_shrink(oldEnd, newEnd)`: gives pages at the top back.
-  public static let heapShrink: UInt32 = 15
-  /// `tessera_null_call()`: enters and leaves the kernel, nothing else (benchmarks).
-  public static let null: UInt32 = 16
-  /// `tessera_pause()`: sleeps one timer tick.
-  public static let pause: UInt32 = 17
-  /// The number of codes.
-  public static let count = 18
-  /// What the return trampoline passes: the upcall's function has returned.
-  public static let `return`: UInt32 = 0xFFFF_FFFF
-}
+import KernelCore
 
 /// Where the thunks of a user thunk page are.
 public struct UserThunkAddresses {
@@ -83,29 +57,6 @@ extension CallStubs {
     }
     return addresses
   }
-}
-
-/// Word offsets of a server's kernel words (one small allocation per server whose address
-/// generated code has baked in): its lock and what the user-mode call paths read.
-public enum ServerWords {
-  /// The lock word (CallStubs.writeLockStub).
-  public static let lock = 0
-  /// The Server object (for the kernel's lock code).
-  public static let server = 1
-  /// Nonzero once the server has failed.
-  public static let failed = 2
-  /// Upcalls into the server in progress.
-  public static let threadsInside = 3
-  /// The address of the server's gate (its tessera_callN target).
-  public static let gate = 4
-  /// User mode: the address of its space's per-thread user stack pointers.
-  public static let stackPointers = 5
-  /// User mode: its space's page directory.
-  public static let directory = 6
-  /// User mode: the address of its space's count of threads inside.
-  public static let spaceThreadsInside = 7
-  /// Words in all.
-  public static let count = 8
 }
 
 /// What a user-mode upcall stub has baked in (see `CallStubs.writeUpcallStub`).

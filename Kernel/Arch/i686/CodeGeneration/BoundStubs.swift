@@ -1,96 +1,10 @@
-// BoundCalls: the imports through which a server calls the methods of its required slots
-// (`tessera_bound_call<words>_<slot>_<method>`), and the per-import stubs the kernel
-// generates for them once the composition has bound the slot.
+// BoundStubs: the stub the kernel generates for each bound-call import of a kernel-mode
+// server (BoundCallImport names them), and the redirect that sends it back to the gate.
 //
-// Contract: a generated proxy calls the bound import for a handle that is one of its
-// server's required slots of the proxy's interface, and `tessera_call<words>` for every
-// other handle; both take the same arguments (handle, selector, words). The kernel
-// resolves each bound import to a stub of its own. Until the slot is bound, and again
-// once the entry of its handle is freed, the stub only jumps to the table's gate (the
-// general path, which checks everything). While the slot is bound the stub calls the
-// method's entry in the bound object's method vector directly: the handle, the interface
-// and the method were checked when the file was loaded and the slot bound, so only the
-// call-chain record remains to be done. `parse` and `check` decide whether a name is a
-// valid bound import of a file (a name that is not is refused like any unknown import).
+// Contract: see `writeBoundStub` and `writeBoundRedirect`; the kernel (Server.bindSlots)
+// writes them, and rewrites a live stub only from `boundStubBody` on.
 
-/// One bound-call import: method `method` (0-based) of the interface of required slot
-/// `slot` (1-based: the slot's handle), called with `words` call words.
-public struct BoundCallImport: Equatable, Sendable {
-  /// Call words after the handle and the selector (0...8).
-  public var words: Int
-  /// The slot's handle (1...255).
-  public var slot: Int
-  /// The method's index in the slot's interface (0...255).
-  public var method: Int
-
-  /// An import.
-  public init(words: Int, slot: Int, method: Int) {
-    self.words = words
-    self.slot = slot
-    self.method = method
-  }
-
-  private static let prefix: StaticString = "tessera_bound_call"
-
-  /// The import named `name`, if it has the form `tessera_bound_call<W>_<S>_<M>` with W a
-  /// single digit 0...8 and S, M decimal numbers of at most three digits without leading
-  /// zeros, S at least 1 and both at most 255. Anything else: nil.
-  public static func parse(_ name: UnsafeBufferPointer<UInt8>) -> BoundCallImport? {
-    let prefixLength = prefix.utf8CodeUnitCount
-    guard name.count > prefixLength + 4, hasPrefix(name) else { return nil }
-    var position = prefixLength
-    let wordsDigit = name[position]
-    guard wordsDigit >= UInt8(ascii: "0"), wordsDigit <= UInt8(ascii: "8") else { return nil }
-    position += 1
-    func number() -> Int? {
-      guard position < name.count, name[position] == UInt8(ascii: "_") else { return nil }
-      position += 1
-      var value = 0
-      var digits = 0
-      while position < name.count, name[position] >= UInt8(ascii: "0"), name[position] <= UInt8(ascii: "9") {
-        if digits == 1 && value == 0 { return nil }  // a leading zero
-        value = value * 10 + Int(name[position] - UInt8(ascii: "0"))
-        digits += 1
-        position += 1
-        guard digits <= 3 else { return nil }
-      }
-      return digits > 0 && value <= 255 ? value : nil
-    }
-    guard let slot = number(), slot >= 1, let method = number(), position == name.count else { return nil }
-    return BoundCallImport(words: Int(wordsDigit - UInt8(ascii: "0")), slot: slot, method: method)
-  }
-
-  /// Whether `name` starts like a bound-call import (then it must be a valid one).
-  public static func hasPrefix(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
-    let length = prefix.utf8CodeUnitCount
-    return name.count >= length && equals(UnsafeBufferPointer(rebasing: name[0..<length]), prefix)
-  }
-
-  /// Whether this import suits `manifest` (`problem(in:)` is nil).
-  public func fits(_ manifest: ServerManifest) -> Bool {
-    guard slot <= manifest.slotCount else { return false }
-    let interface = manifest.interface(manifest.slot(slot - 1).interface)
-    return method < interface.methodCount && interface.method(method).callWords == words
-  }
-
-  /// Why this import does not suit `manifest` (no such slot, no such method in the slot's
-  /// interface, or another number of call words than the method has); nil if it does.
-  public func problem(in manifest: ServerManifest) -> KernelMessage? {
-    guard slot <= manifest.slotCount else {
-      return "calls slot \(slot), and the server has \(manifest.slotCount) slots"
-    }
-    let interface = manifest.interface(manifest.slot(slot - 1).interface)
-    guard method < interface.methodCount else {
-      return
-        "calls method \(method) of slot \(slot), whose interface \(text: interface.name) has \(interface.methodCount)"
-    }
-    let expected = interface.method(method).callWords
-    guard expected == words else {
-      return "calls method \(method) of slot \(slot) with \(words) words; it takes \(expected)"
-    }
-    return nil
-  }
-}
+import KernelCore
 
 extension CallStubs {
   /// Bytes at most of one bound-call stub (host tests check it).
@@ -167,7 +81,7 @@ extension CallStubs {
   /// context, calls the method's entry through the object's method vector, pops the
   /// record and returns to the caller with status 0 (or what the entry returned, for
   /// entries that return to the caller themselves, as lock, marshaling and upcall stubs
-  /// do). A full call chain returns `statusOutOfResources`.
+  /// do). A full call chain returns `CallABI.statusOutOfResources`.
   ///
   /// With `target.lock`, the stub first tries what the method's lock stub would do on its
   /// fast path: take the free lock with one `lock cmpxchg`, flag the record, call the
@@ -183,7 +97,7 @@ extension CallStubs {
     code.emit(0xFA)  // cli
     code.emit(0x8B, 0x15)
     code.emit32(chain.depth)  // mov edx, [depth]          this record's index
-    code.emit(0x83, 0xFA, UInt8(chainCapacity))  // cmp edx, capacity
+    code.emit(0x83, 0xFA, UInt8(CallABI.chainCapacity))  // cmp edx, capacity
     code.jump(.aboveOrEqual, to: overflow)  // jae overflow
     code.emit(0xC7, 0x04, 0xD5)
     code.emit32(chain.records + 4)
@@ -245,7 +159,7 @@ extension CallStubs {
     popRecordAndReturn(&code, chain: chain)
     code.bind(overflow)
     code.emit(0x9D)  // overflow: popfd
-    returnFailure(&code, status: statusOutOfResources)
+    returnFailure(&code, status: CallABI.statusOutOfResources)
     precondition(code.isComplete)
   }
 }
