@@ -54,9 +54,6 @@ CORE_SOURCES := $(wildcard Sources/KernelCore/*.swift)
 # their bytes on the host.
 GENERATOR_SOURCES := $(wildcard $(ARCH)/CodeGeneration/*.swift)
 GENERATORS := $(BUILD)/embedded/I686CodeGeneration.o
-KERNEL_INTERFACES := Console Clock Threads Synchronization Semaphore Runnable IOPorts InterruptLine Supervision \
-  Memory MemoryService Pager \
-  InterruptHandler SystemInfo Timers PciConfiguration Settings
 KERNEL_SOURCES := $(wildcard Kernel/Core/*.swift) $(wildcard Kernel/Core/Components/*.swift) \
   $(wildcard Kernel/Core/Threads/*.swift) \
   $(wildcard $(ARCH)/*.swift) $(BUILD)/generated/KernelInterfaces.swift
@@ -196,7 +193,7 @@ SERVER_INTERFACE_FILES = $(if $(wildcard $(dir $@)Interfaces.d),Interfaces,$(INT
 
 $(BUILD)/generated/KernelInterfaces.swift: $(KERNEL_INTERFACE_FILES) $(HOST_TOOL)
 	@$(call step,GENERATE,$@)
-	$(Q)$(HOST_TOOL) generate-kernel Interfaces $@ $(KERNEL_INTERFACES)
+	$(Q)$(HOST_TOOL) generate-kernel Interfaces $@
 
 $(BUILD)/embedded/ServerRuntime.o: Servers/Runtime/ServerRuntime.swift $(wildcard Servers/Runtime/include/*) \
   $(BUILD)/embedded/KernelCore.o

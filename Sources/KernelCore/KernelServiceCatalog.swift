@@ -1,42 +1,68 @@
 // KernelServiceCatalog: the services the kernel offers to compositions (`kernel.NAME`),
 // shared by the kernel and by `tessera check`, so both agree on what exists.
 
-/// A service the kernel provides.
-public struct KernelService: Sendable {
+/// A service the kernel provides. The kernel makes each one (KernelServices.make, a switch
+/// over these cases, so a service cannot be listed without being made).
+public enum KernelService: CaseIterable, Sendable {
+  case console, clock, threads, synchronization, com1, irq4, system, timers, supervision, memory
+  case pciConfiguration, settings
+
   /// The name used in compositions (`kernel.console`).
-  public var name: StaticString
+  public var name: StaticString {
+    switch self {
+    case .console: "console"
+    case .clock: "clock"
+    case .threads: "threads"
+    case .synchronization: "sync"
+    case .com1: "com1"
+    case .irq4: "irq4"
+    case .system: "system"
+    case .timers: "timers"
+    case .supervision: "supervision"
+    case .memory: "memory"
+    case .pciConfiguration: "pci"
+    case .settings: "settings"
+    }
+  }
+
   /// The interface it implements.
-  public var interface: StaticString
+  public var interface: StaticString {
+    switch self {
+    case .console: "Console"
+    case .clock: "Clock"
+    case .threads: "Threads"
+    case .synchronization: "Synchronization"
+    case .com1: "IOPorts"
+    case .irq4: "InterruptLine"
+    case .system: "SystemInfo"
+    case .timers: "Timers"
+    case .supervision: "Supervision"
+    case .memory: "MemoryService"
+    case .pciConfiguration: "PciConfiguration"
+    case .settings: "Settings"
+    }
+  }
+
   /// Whether one loaded server at a time may have it bound (configuration space: two bus
   /// servers would each hand out the same device).
-  public var singleKeeper = false
-
-  /// The service `name`, implementing `interface`, held by one server at a time if
-  /// `singleKeeper`.
-  public init(name: StaticString, interface: StaticString, singleKeeper: Bool = false) {
-    self.name = name
-    self.interface = interface
-    self.singleKeeper = singleKeeper
-  }
+  public var singleKeeper: Bool { self == .pciConfiguration }
 }
 
-/// The kernel services by name.
+/// The kernel services by name, and every interface the kernel's generated code covers.
 public enum KernelServiceCatalog {
   /// Every service, in the order the kernel creates them.
-  public static let services: [KernelService] = [
-    KernelService(name: "console", interface: "Console"),
-    KernelService(name: "clock", interface: "Clock"),
-    KernelService(name: "threads", interface: "Threads"),
-    KernelService(name: "sync", interface: "Synchronization"),
-    KernelService(name: "com1", interface: "IOPorts"),
-    KernelService(name: "irq4", interface: "InterruptLine"),
-    KernelService(name: "system", interface: "SystemInfo"),
-    KernelService(name: "timers", interface: "Timers"),
-    KernelService(name: "supervision", interface: "Supervision"),
-    KernelService(name: "memory", interface: "MemoryService"),
-    KernelService(name: "pci", interface: "PciConfiguration", singleKeeper: true),
-    KernelService(name: "settings", interface: "Settings"),
+  public static let services: [KernelService] = KernelService.allCases
+
+  /// Interfaces the kernel implements or calls that no service offers: the objects
+  /// services make (semaphores, memory objects) and what the kernel calls in servers
+  /// (threads' `Runnable`, interrupt handlers, pagers).
+  public static let otherInterfaces: [StaticString] = [
+    "Semaphore", "Runnable", "Memory", "Pager", "InterruptHandler",
   ]
+
+  /// Every interface `tessera generate-kernel` makes dispatch functions and proxies for:
+  /// the services' interfaces, then `otherInterfaces`.
+  public static var kernelInterfaces: [StaticString] { services.map { $0.interface } + otherInterfaces }
 }
 
 /// Limits of the kernel that `tessera check` applies too, so the two agree.

@@ -67,9 +67,10 @@ let commands: [Command] = [
     summary: "generate a server's proxies, dispatch functions and binary manifest (the build runs it)",
     minimum: 4, maximum: 4, names: ["SERVER.server", "INTERFACES-DIR", "OUTPUT.swift", "MANIFEST.bin"]),
   Command(
-    name: "generate-kernel", arguments: "INTERFACES-DIR OUTPUT.swift INTERFACE...",
-    summary: "generate dispatch functions for interfaces the kernel implements (the build runs it)",
-    minimum: 3, maximum: Int.max, names: ["INTERFACES-DIR", "OUTPUT.swift", "INTERFACE"]),
+    name: "generate-kernel", arguments: "INTERFACES-DIR OUTPUT.swift",
+    summary:
+      "generate the kernel's dispatch functions and proxies for the interfaces of KernelServiceCatalog\n(the build runs it)",
+    minimum: 2, maximum: 2, names: ["INTERFACES-DIR", "OUTPUT.swift"]),
   Command(
     name: "abi-header", arguments: "OUTPUT.h",
     summary: "write the kernel ABI's constants for assembly and C (the build runs it)",
@@ -191,8 +192,9 @@ case "generate":
 case "generate-kernel":
   reportingErrors {
     let catalog = try loadInterfaces(directory: arguments[1])
-    try writeFile(arguments[2], Data(try kernelSource(Array(arguments[3...]), catalog: catalog).utf8))
-    let used = Set(try catalog.closure(of: Array(arguments[3...]), file: "kernel").map(\.file)).sorted()
+    let names = KernelServiceCatalog.kernelInterfaces.map(\.description)
+    try writeFile(arguments[2], Data(try kernelSource(names, catalog: catalog).utf8))
+    let used = Set(try catalog.closure(of: names, file: "kernel").map(\.file)).sorted()
     try writeDependencies(targets: [arguments[2]], sources: used, next: arguments[2])
   }
 case "abi-header":

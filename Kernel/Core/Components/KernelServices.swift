@@ -198,7 +198,7 @@ enum KernelServices {
     }
     for (index, entry) in KernelServiceCatalog.services.enumerated() where equals(name, entry.name) {
       if services[index] == nil {
-        let object = make(index)
+        let object = make(entry)
         object.references += 1  // kept for good
         services[index] = object
       }
@@ -207,66 +207,53 @@ enum KernelServices {
     return nil
   }
 
-  private static func make(_ index: Int) -> KernelObject {
-    let name = KernelServiceCatalog.services[index].name
-    let bytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-    if equals(bytes, "console") {
+  private static func make(_ service: KernelService) -> KernelObject {
+    switch service {
+    case .console:
       return makeObject(
         interface: consoleDescriptor, dispatch: consoleDispatchAddresses(), box: ConsoleBox(ConsoleService()))
-    }
-    if equals(bytes, "clock") {
+    case .clock:
       return makeObject(
         interface: clockDescriptor, dispatch: clockDispatchAddresses(), box: ClockBox(ClockService()))
-    }
-    if equals(bytes, "threads") {
+    case .threads:
       return makeObject(
         interface: threadsDescriptor, dispatch: threadsDispatchAddresses(), box: ThreadsBox(ThreadsService()))
-    }
-    if equals(bytes, "sync") {
+    case .synchronization:
       return makeObject(
         interface: synchronizationDescriptor, dispatch: synchronizationDispatchAddresses(),
         box: SynchronizationBox(SynchronizationService()))
-    }
-    if equals(bytes, "pci") {
+    case .pciConfiguration:
       return makeObject(
         interface: pciConfigurationDescriptor, dispatch: pciConfigurationDispatchAddresses(),
         box: PciConfigurationBox(PciConfigurationService()))
-    }
-    if equals(bytes, "settings") {
+    case .settings:
       return makeObject(
         interface: settingsDescriptor, dispatch: settingsDispatchAddresses(),
         box: SettingsBox(SettingsService()))
-    }
-    if equals(bytes, "com1") {
+    case .com1:
       return makeObject(
         interface: iOPortsDescriptor, dispatch: iOPortsDispatchAddresses(),
         box: IOPortsBox(IOPortsService(base: 0x3F8, count: 8)))
-    }
-    if equals(bytes, "irq4") {
+    case .irq4:
       return makeObject(
         interface: interruptLineDescriptor, dispatch: interruptLineDispatchAddresses(),
         box: InterruptLineBox(InterruptLineService(line: 4)))
-    }
-    if equals(bytes, "system") {
+    case .system:
       return makeObject(
         interface: systemInfoDescriptor, dispatch: systemInfoDispatchAddresses(),
         box: SystemInfoBox(SystemInfoService()))
-    }
-    if equals(bytes, "timers") {
+    case .timers:
       return makeObject(
         interface: timersDescriptor, dispatch: timersDispatchAddresses(), box: TimersBox(TimerService()))
-    }
-    if equals(bytes, "memory") {
+    case .memory:
       return makeObject(
         interface: memoryServiceDescriptor, dispatch: memoryServiceDispatchAddresses(),
         box: MemoryServiceBox(KernelMemoryService()))
-    }
-    if equals(bytes, "supervision") {
+    case .supervision:
       return makeObject(
         interface: supervisionDescriptor, dispatch: supervisionDispatchAddresses(),
         box: SupervisionBox(SupervisionService()))
     }
-    panic("kernel service \(name) is in the catalog but not implemented")
   }
 
   /// Creates every service, and the method vectors of the objects they make, now (they
@@ -281,10 +268,14 @@ enum KernelServices {
     _ = kernelInterface(memoryDescriptor, dispatch: memoryDispatchAddresses())
     for service in KernelServiceCatalog.services {
       let name = service.name
+      // The catalog names each service's interface for `tessera check`; the kernel's
+      // object must implement that one.
       guard
-        self.service(named: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)) != nil
+        let object = self.service(
+          named: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)),
+        equals(object.interface.name, service.interface)
       else {
-        panic("kernel service \(name) is in the catalog but not implemented")
+        panic("kernel service \(name) does not implement \(service.interface), as the catalog says")
       }
     }
   }
