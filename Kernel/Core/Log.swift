@@ -4,7 +4,6 @@
 // interrupts disabled so lines never interleave. Lines below `Log.threshold` (set by
 // `loglevel=` on the command line) are dropped. Nothing here allocates.
 
-import CPU
 import KernelCore
 
 enum LogLevel: Int {
@@ -53,7 +52,7 @@ enum Log {
     // with interrupts off (interrupt and fault handlers, boot) or by the idle thread go
     // out at once, under interrupts off.
     let thread = Scheduler.current
-    guard cpu_flags() & 0x200 != 0, let thread, thread.priority > 0 else {
+    guard Processor.interruptsEnabled(), let thread, thread.priority > 0 else {
       Machine.withInterruptsDisabled { writeLine(prefix, message) }
       return
     }

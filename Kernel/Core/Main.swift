@@ -6,7 +6,6 @@
 // (the default system, or the test suite in the test image). Any failure on the way is
 // a panic with the reason.
 
-import CPU
 import KernelCore
 
 /// The kernel version printed in the banner.
@@ -57,13 +56,14 @@ func kernelMain(magic: UInt32, informationAddress: UInt32) -> Never {
   InterruptController.initialize()
   Profiler.startIfAsked()
   Timer.start()
-  guard CallChain.words == Int(arch_call_chain_words()) else {
-    panic("Calls.S reserves \(arch_call_chain_words()) call-chain words, CallChain uses \(CallChain.words)")
+  guard CallChain.words == Int(Processor.callChainWords()) else {
+    panic(
+      "Calls.S reserves \(Processor.callChainWords()) call-chain words, CallChain uses \(CallChain.words)")
   }
-  arch_chain_depth_address = CallChain.layout.depth  // before any call into a server
+  Processor.setChainDepthAddress(CallChain.layout.depth)  // before any call into a server
   Scheduler.initialize()
   Supervisor.start()
-  cpu_enable_interrupts()
+  Processor.enableInterrupts()
   calibrateTimestampCounter()
   findSymbolMap(modules)
   printBanner()
@@ -82,7 +82,7 @@ private func applyCommandLine() {
 /// turns on paging and makes the heap usable.
 private func initializeMemory(information: MultibootInformation, memoryMap: MemoryMap, modules: ModuleTable) {
   typealias Reservation = PhysicalMemory.Reservation
-  let kernelStart = arch_kernel_image_start()
+  let kernelStart = Processor.kernelImageStart()
   // Two ranges per boot module (its bytes and its command line) and four more: room for
   // 510 modules, on the 64 KiB boot stack (16 KiB).
   var reservations: InlineArray<1024, Reservation> = .init(repeating: Reservation(base: 0, length: 0))
@@ -94,7 +94,7 @@ private func initializeMemory(information: MultibootInformation, memoryMap: Memo
     reservations[count] = Reservation(base: UInt64(base), length: UInt64(length))
     count += 1
   }
-  reserve(kernelStart, Int(arch_kernel_image_end() - kernelStart))
+  reserve(kernelStart, Int(Processor.kernelImageEnd() - kernelStart))
   reserve(information.memoryMapAddress, Int(information.memoryMapLength))
   reserve(information.modulesAddress, Int(information.modulesCount) * ModuleTable.entrySize)
   if let address = information.commandLineAddress { reserve(address, cString(at: address).count + 1) }
@@ -111,7 +111,7 @@ private func initializeMemory(information: MultibootInformation, memoryMap: Memo
   }
   // Reservations below 1 MiB (the information structure itself) need no entry: the
   // first MiB is never handed out.
-  Paging.enable(directMapEnd: max(PhysicalMemory.usableEnd, arch_kernel_image_end()))
+  Paging.enable(directMapEnd: max(PhysicalMemory.usableEnd, Processor.kernelImageEnd()))
   DescriptorTables.setDoubleFaultDirectory(Paging.directory)
   KernelHeap.initialize()
 }
@@ -120,10 +120,10 @@ private func initializeMemory(information: MultibootInformation, memoryMap: Memo
 private func calibrateTimestampCounter() {
   Timer.sleep(ticks: 1)  // start on a tick edge
   let startTicks = Timer.ticks
-  let start = cpu_timestamp()
+  let start = Processor.timestamp()
   Timer.sleep(ticks: 10)
   let elapsedTicks = Timer.ticks - startTicks
-  let elapsed = cpu_timestamp() - start
+  let elapsed = Processor.timestamp() - start
   // ticks * divisor / inputFrequency seconds elapsed
   let nanoseconds = elapsedTicks * Timer.divisor * 1_000_000_000 / Timer.inputFrequency
   Boot.timestampsPerMillisecond = max(1, elapsed * 1_000_000 / max(nanoseconds, 1))
@@ -144,7 +144,7 @@ private func findSymbolMap(_ modules: ModuleTable) {
 private func printBanner() {
   let frames = PhysicalMemory.statistics
   let usableMiB = frames.usableFrames * Int(Paging.pageSize) / 1_048_576
-  let bootMilliseconds = (cpu_timestamp() - arch_boot_timestamp()) / Boot.timestampsPerMillisecond
+  let bootMilliseconds = (Processor.timestamp() - Processor.bootTimestamp()) / Boot.timestampsPerMillisecond
   let clock = Machine.readClock()
   func two(_ value: Int) -> KernelMessage { value < 10 ? "0\(value)" : "\(value)" }
   Log.info(

@@ -4,7 +4,6 @@
 // and stops the machine (`Machine.stop(.panic)`); it never returns and never allocates.
 // A panic during a panic stops at once, so a broken report cannot loop.
 
-import CPU
 import KernelCore
 
 /// Stops the kernel with a report; for states the kernel cannot continue from.
@@ -12,7 +11,7 @@ import KernelCore
 func panic(_ reason: KernelMessage) -> Never {
   Panic.begin()
   Panic.line(reason)
-  Panic.backtrace(instruction: 0, framePointer: arch_frame_pointer())
+  Panic.backtrace(instruction: 0, framePointer: Processor.framePointer())
   Panic.threadAndServers()
   Panic.end()
 }
@@ -26,7 +25,7 @@ enum Panic {
 
   /// Starts a report: masks interrupts and prints the header.
   static func begin() {
-    cpu_disable_interrupts()
+    Processor.disableInterrupts()
     if inProgress {
       KernelConsole.write("KERNEL PANIC during panic report; stopping\n")
       Machine.stop(.panic)
@@ -78,8 +77,8 @@ enum Panic {
     }
     var frame = framePointer
     // The running thread's stack: the boot stack, or a thread stack from the heap.
-    var stackBottom = arch_boot_stack_bottom()
-    var stackTop = arch_boot_stack_top()
+    var stackBottom = Processor.bootStackBottom()
+    var stackTop = Processor.bootStackTop()
     if let stack = Scheduler.current?.stack {
       stackBottom = UInt32(UInt(bitPattern: stack))
       stackTop = stackBottom + UInt32(Thread.stackSize)

@@ -5,7 +5,6 @@
 // image, boot information, command lines and modules) can be allocated. Every frame
 // operation runs with interrupts disabled. Freeing a frame twice panics with the address.
 
-import CPU
 import KernelCore
 
 enum PhysicalMemory {
@@ -23,8 +22,8 @@ enum PhysicalMemory {
 
   /// Builds the allocator from `memoryMap`, then removes `reservations`.
   static func initialize(memoryMap: MemoryMap, reservations: UnsafeBufferPointer<Reservation>) {
-    let storage = arch_frame_bitmap_storage()!
-    let words = Int(arch_frame_bitmap_words())
+    let storage = Processor.frameBitmapStorage()!
+    let words = Int(Processor.frameBitmapWords())
     let limit = min(words * 32, Int(Paging.directMapLimit / Paging.pageSize))
     var frames = FrameAllocator(
       frameLimit: limit,

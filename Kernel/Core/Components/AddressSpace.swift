@@ -8,7 +8,6 @@
 // last server of the space is gone and no thread is inside it any more (a thread still
 // looping in a failed server may be). All changes happen with interrupts disabled.
 
-import CPU
 import I686CodeGeneration
 import KernelCore
 
@@ -77,7 +76,7 @@ final class AddressSpace {
       base: thunkPage)
     thunks = CallStubs.writeUserThunks(into: &writer)
     thunkFrame = frame
-    user_mode_state.5 = CallChain.layout.threadNumber
+    UserModeState.threadNumberAddress = CallChain.layout.threadNumber
     // UserMode.S's call entry has these offsets built in.
     precondition(
       ServerWords.failed == 2 && ServerWords.gate == 4 && ServerWords.stackPointers == 5

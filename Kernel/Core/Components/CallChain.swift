@@ -10,7 +10,6 @@
 // switches threads (`save`, `restore`). The storage also holds the running thread's
 // number, which lock stubs write into the locks they take.
 
-import CPU
 import KernelCore
 
 enum CallChain {
@@ -20,7 +19,7 @@ enum CallChain {
   private static let capacity = Int(CallABI.chainCapacity)
   // In the kernel image (Calls.S), zeroed at boot: a fixed address with no lazy
   // initialization to check on each use (a thread switch uses it twice).
-  private static var storage: UnsafeMutablePointer<UInt32> { arch_call_chain_storage() }
+  private static var storage: UnsafeMutablePointer<UInt32> { Processor.callChainStorage() }
 
   /// The addresses generated stubs use.
   static var layout: CallChainLayout {

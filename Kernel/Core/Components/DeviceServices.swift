@@ -7,7 +7,6 @@
 // the PIC at once and the line stays masked until the driver's handler, called on the
 // line's own kernel thread (high priority), returns.
 
-import CPU
 import KernelCore
 
 /// A range of I/O ports.
@@ -22,12 +21,12 @@ final class IOPortsService: IOPortsImplementation {
 
   func read8(offset: UInt) -> UInt {
     guard offset < count else { return UInt(UInt32.max) }
-    return UInt(cpu_inb(base + UInt16(truncatingIfNeeded: offset)))
+    return UInt(Processor.readPort8(base + UInt16(truncatingIfNeeded: offset)))
   }
 
   func write8(offset: UInt, value: UInt) -> UInt {
     guard offset < count else { return 0 }
-    cpu_outb(base + UInt16(truncatingIfNeeded: offset), UInt8(truncatingIfNeeded: value))
+    Processor.writePort8(base + UInt16(truncatingIfNeeded: offset), UInt8(truncatingIfNeeded: value))
     return 1
   }
 
@@ -39,23 +38,23 @@ final class IOPortsService: IOPortsImplementation {
 
   func read16(offset: UInt) -> UInt {
     guard let port = port(offset, width: 2) else { return UInt(UInt32.max) }
-    return UInt(cpu_inw(port))
+    return UInt(Processor.readPort16(port))
   }
 
   func write16(offset: UInt, value: UInt) -> UInt {
     guard let port = port(offset, width: 2) else { return 0 }
-    cpu_outw(port, UInt16(truncatingIfNeeded: value))
+    Processor.writePort16(port, UInt16(truncatingIfNeeded: value))
     return 1
   }
 
   func read32(offset: UInt) -> UInt {
     guard let port = port(offset, width: 4) else { return UInt(UInt32.max) }
-    return UInt(cpu_inl(port))
+    return UInt(Processor.readPort32(port))
   }
 
   func write32(offset: UInt, value: UInt) -> UInt {
     guard let port = port(offset, width: 4) else { return 0 }
-    cpu_outl(port, UInt32(truncatingIfNeeded: value))
+    Processor.writePort32(port, UInt32(truncatingIfNeeded: value))
     return 1
   }
 
@@ -94,8 +93,8 @@ final class PciConfigurationService: PciConfigurationImplementation {
       return UInt(UInt32.max)
     }
     return Machine.withInterruptsDisabled {  // the two accesses are one transaction
-      cpu_outl(Self.addressPort, address)
-      return UInt(cpu_inl(Self.dataPort))
+      Processor.writePort32(Self.addressPort, address)
+      return UInt(Processor.readPort32(Self.dataPort))
     }
   }
 
@@ -104,8 +103,8 @@ final class PciConfigurationService: PciConfigurationImplementation {
       return 0
     }
     Machine.withInterruptsDisabled {
-      cpu_outl(Self.addressPort, address)
-      cpu_outl(Self.dataPort, UInt32(truncatingIfNeeded: value))
+      Processor.writePort32(Self.addressPort, address)
+      Processor.writePort32(Self.dataPort, UInt32(truncatingIfNeeded: value))
     }
     return 1
   }

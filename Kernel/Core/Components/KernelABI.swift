@@ -6,7 +6,6 @@
 // `UserABI` binds the same names for a server loaded in user mode. Allocation is charged to the server whose code is
 // running (the top of the call chain), from that server's own heap.
 
-import CPU
 import I686CodeGeneration
 import KernelCore
 
@@ -51,7 +50,7 @@ enum KernelABI {
     // The user-mode heap's calls: a kernel-mode server's runtime never makes them.
     case .heapStart, .heapGrow, .heapShrink:
       return address(tesseraKernelNoHeap as @convention(c) () -> UInt32)
-    case .memcpy, .memmove, .memset, .memcmp: return arch_string_function(name.baseAddress)
+    case .memcpy, .memmove, .memset, .memcmp: return Processor.stringFunction(name.baseAddress)
     }
   }
 

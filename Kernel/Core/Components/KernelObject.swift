@@ -8,7 +8,6 @@
 // server, with its lock if it is not thread-safe, so any memory it frees is charged to
 // it) and the kernel forgets it.
 
-import CPU
 import KernelCore
 
 final class KernelObject: ReferencedObject {

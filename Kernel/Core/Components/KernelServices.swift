@@ -9,7 +9,6 @@
 // stubs, so their blocks are copied and bounded like any other call. Kernel services act
 // for the server that called them (the call chain's innermost server).
 
-import CPU
 import I686CodeGeneration
 import KernelCore
 

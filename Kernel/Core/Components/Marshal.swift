@@ -10,7 +10,6 @@
 // from the callee's table to the caller's. Blocks are copied through kernel buffers, so a
 // callee never sees the caller's memory.
 
-import CPU
 import I686CodeGeneration
 import KernelCore
 
@@ -68,7 +67,7 @@ enum KernelReferences {
     -> UInt64
   {
     guard let object = table.object(handle) else { return UInt64(CallABI.statusInvalidHandle) << 32 }
-    return arch_call_words(
+    return Processor.callWords(
       gate, handle, object.digest &+ UInt32(method), words.baseAddress, UInt32(words.count))
   }
 }
@@ -100,7 +99,7 @@ private func isBlockAccessible(_ caller: Server?, _ address: UInt32, _ count: UI
 private func copyBlock(
   _ caller: Server?, to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, _ count: UInt32
 ) -> Bool {
-  if caller?.space != nil { return arch_copy_user(destination, source, count) == 0 }
+  if caller?.space != nil { return Processor.copyUser(destination, source, count) == 0 }
   destination.copyMemory(from: source, byteCount: Int(truncatingIfNeeded: count))  // a checked block size
   return true
 }
@@ -233,7 +232,7 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
       if result >> 32 != 0 { status = UInt32(truncatingIfNeeded: result >> 32) }
     } else {
       result = words.span.withUnsafeBufferPointer { buffer in
-        arch_call_words_callee(
+        Processor.callWordsWithRecordPushed(
           information.dispatch, arguments[0], arguments[1], buffer.baseAddress, UInt32(method.callWords))
       }
     }

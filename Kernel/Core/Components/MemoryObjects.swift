@@ -14,7 +14,6 @@
 // fault of the server (contained as any other). The kernel itself never touches a pager
 // region: a block passed from one that is not mapped yet is refused (badBlock).
 
-import CPU
 import KernelCore
 
 /// A run of frames handed out as a Memory reference.
@@ -151,11 +150,11 @@ enum MemoryObjects {
     let mapping = server.mappings[index]
     let page = (address - mapping.address) / Paging.pageSize
     var words: InlineArray<2, UInt32> = [page * Paging.pageSize, write ? 1 : 0]
-    cpu_enable_interrupts()
+    Processor.enableInterrupts()
     let result = words.withMutableBuffer { buffer in
       KernelReferences.call(mapping.pager, method: 0, words: UnsafeBufferPointer(buffer))
     }
-    cpu_disable_interrupts()
+    Processor.disableInterrupts()
     // The answer lands in the table of the server that faulted (the pager's caller);
     // the mapping keeps it in the kernel's table instead.
     let handle = UInt32(truncatingIfNeeded: result)

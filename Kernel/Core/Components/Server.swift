@@ -12,7 +12,6 @@
 // `unload` runs when no other table references the server any more: it releases the
 // server's own table (which may unload others), then frees image, code, table and heap.
 
-import CPU
 import I686CodeGeneration
 import KernelCore
 
@@ -229,7 +228,8 @@ final class Server: ReferenceOwner {
     server.generateMethodEntries(&writer)
     loaded.append(server)
     if let name = file.manifest.name.baseAddress {
-      tessera_debugger_server_loaded(imageAddress, name, UInt32(truncatingIfNeeded: file.manifest.name.count))
+      DebuggerHook.serverLoaded(
+        image: imageAddress, name: name, length: UInt32(truncatingIfNeeded: file.manifest.name.count))
     }
     return .success(server)
   }
@@ -398,7 +398,7 @@ final class Server: ReferenceOwner {
         ServerLock.release(lock)
       }
     }
-    guard space != nil else { return arch_call_words_callee(function, context, 0, nil, 0) }
+    guard space != nil else { return Processor.callWordsWithRecordPushed(function, context, 0, nil, 0) }
     var arguments: InlineArray<2, UInt32> = [context, 0]
     return arguments.withMutableBuffer { buffer in
       UserCalls.upcall(self, entry: function, arguments: buffer)

@@ -10,7 +10,6 @@
 // It never runs server code: destroys and restarted starts go to the server's worker
 // (ServerWorker), so a server that sleeps there cannot hold up other restarts.
 
-import CPU
 import KernelCore
 
 enum Supervisor {

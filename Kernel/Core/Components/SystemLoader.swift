@@ -8,7 +8,6 @@
 // unloaded, and it reports the group's objects and whether the kernel heap is back where
 // it was when the group began. (Later lines cannot bind to instances of an ended group.)
 
-import CPU
 import KernelCore
 
 enum SystemLoader {

@@ -13,7 +13,6 @@
 // server: it is marked failed, the fault is logged with the server backtrace, and the
 // innermost upcall returns `statusServerUnavailable`; so does every later call into it.
 
-import CPU
 import I686CodeGeneration
 import KernelCore
 
@@ -57,13 +56,13 @@ enum UserCalls {
     var blockAddress = pointer + frameBytes
     for index in blocks.indices {
       let block = blocks[index]
-      _ = memcpy(UnsafeMutableRawPointer(bitPattern: UInt(blockAddress))!, block.buffer, block.size)
+      Processor.copyBytes(UnsafeMutableRawPointer(bitPattern: UInt(blockAddress))!, block.buffer, block.size)
       arguments[block.word] = blockAddress
       blockAddress += (block.size + 15) & ~15
     }
     let stack = UnsafeMutablePointer<UInt32>(bitPattern: UInt(pointer))!
     stack[0] = AddressSpace.thunks.returnTrampoline
-    _ = memcpy(stack + 1, arguments.baseAddress!, UInt32(4 * arguments.count))
+    Processor.copyBytes(stack + 1, arguments.baseAddress!, UInt32(4 * arguments.count))
     // Read-modify-writes that generated upcall code and other threads make too: with
     // interrupts off (one processor), so a preemption between the load and the store
     // cannot lose another thread's count (it did: a lost increment underflowed later and
@@ -72,13 +71,14 @@ enum UserCalls {
       space.threadsInside += 1
       server.threadsInside += 1
     }
-    let running = user_mode_state.4
-    user_mode_state.4 = UInt32(UInt(bitPattern: server.words))
-    let result = arch_upcall(entry, pointer)
-    user_mode_state.4 = running
+    let running = UserModeState.runningServer
+    UserModeState.runningServer = UInt32(UInt(bitPattern: server.words))
+    let result = Processor.upcall(entry, pointer)
+    UserModeState.runningServer = running
     if result >> 32 == 0 {
       for block in blocks where block.copiesOut {
-        _ = memcpy(block.buffer, UnsafeRawPointer(bitPattern: UInt(arguments[block.word]))!, block.size)
+        Processor.copyBytes(
+          block.buffer, UnsafeRawPointer(bitPattern: UInt(arguments[block.word]))!, block.size)
       }
     }
     Machine.withInterruptsDisabled {
@@ -99,9 +99,9 @@ enum UserCalls {
   {
     UpcallLayout(
       chain: CallChain.layout, serverWords: UInt32(UInt(bitPattern: server.words)),
-      state: withUnsafeMutablePointer(to: &user_mode_state) { UInt32(UInt(bitPattern: $0)) },
+      state: UserModeState.address,
       dispatch: dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
-      upcall: KernelABI.address(arch_upcall as @convention(c) (UInt32, UInt32) -> UInt64),
+      upcall: KernelABI.address(Processor.upcallFunction),
       failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void),
       stacksStart: AddressSpace.stacksStart, stackShift: 16, words: method.callWords,
       lockRelease: locked ? ServerLock.releaseAddress : nil)
@@ -133,7 +133,7 @@ func userUpcallFailed() { Supervisor.wake() }
 func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   // Checked before any reference is taken: the abort abandons this frame, and a
   // reference held in it would keep the server's object alive for ever.
-  if UserCalls.callingServerFailed() { arch_upcall_abort(CallABI.statusServerUnavailable) }
+  if UserCalls.callingServerFailed() { Processor.abortUpcall(CallABI.statusServerUnavailable) }
   let server = UserCalls.callingServer()
   var arguments: InlineArray<10, UInt32> = .init(repeating: 0)
   let count = argumentCountFor(code)
@@ -142,7 +142,7 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
     return failure(CallABI.statusInvalidHandle)
   }
   let copied = arguments.withMutableBuffer { buffer in
-    arch_copy_user(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(source)), UInt32(4 * count))
+    Processor.copyUser(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(source)), UInt32(4 * count))
   }
   guard copied == 0 else { return failure(CallABI.statusInvalidHandle) }
   let space = server.space!
@@ -154,16 +154,16 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   switch code {
   case 0...UserCallCode.maximumCall:
     return arguments.withMutableBuffer { buffer in
-      arch_call_words(server.entries.gate, buffer[0], buffer[1], buffer.baseAddress! + 2, code)
+      Processor.callWords(server.entries.gate, buffer[0], buffer[1], buffer.baseAddress! + 2, code)
     }
   case UserCallCode.export:
     return UInt64(tesseraKernelExport(arguments[0], arguments[1]))
   case UserCallCode.acquire:
     return UInt64(
-      UInt32(truncatingIfNeeded: arch_call_words(server.entries.acquire, arguments[0], 0, nil, 0)))
+      UInt32(truncatingIfNeeded: Processor.callWords(server.entries.acquire, arguments[0], 0, nil, 0)))
   case UserCallCode.release:
     return UInt64(
-      UInt32(truncatingIfNeeded: arch_call_words(server.entries.release, arguments[0], 0, nil, 0)))
+      UInt32(truncatingIfNeeded: Processor.callWords(server.entries.release, arguments[0], 0, nil, 0)))
   case UserCallCode.putchar:
     return UInt64(UInt32(bitPattern: putchar(Int32(bitPattern: arguments[0]))))
   case UserCallCode.heapStart:
@@ -176,7 +176,7 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
   case UserCallCode.null:
     return 0
   case UserCallCode.pause:
-    user_mode_state.1 = 0  // it waits: the watchdog restarts
+    UserModeState.userTicks = 0  // it waits: the watchdog restarts
     Scheduler.sleep(ticks: 1)
     return 0
   default:
@@ -224,7 +224,7 @@ enum UserFaults {
   /// Stops the server whose user code caused `frame` and returns to its caller with
   /// `statusServerUnavailable`; never returns.
   static func contain(_ frame: UnsafeMutablePointer<InterruptFrame>, reason: StaticString) -> Never {
-    arch_upcall_abort(stop(frame, reason: reason))
+    Processor.abortUpcall(stop(frame, reason: reason))
   }
 
   // Everything that holds references happens here, so nothing on the abandoned frames
@@ -237,9 +237,11 @@ enum UserFaults {
     }
     if !server.failed {
       var location: KernelMessage = ""
-      if let (offset, _) = server.locate(registers.eip) { location = " (image offset \(hex: offset))" }
+      if let (offset, _) = server.locate(registers.instructionAddress) {
+        location = " (image offset \(hex: offset))"
+      }
       Log.error(
-        "server \(server.name) stopped: \(reason) at eip \(hex: registers.eip, width: 8)\(location), cr2 \(hex: cpu_cr2(), width: 8), error code \(hex: registers.error_code)"
+        "server \(server.name) stopped: \(reason) at eip \(hex: registers.instructionAddress, width: 8)\(location), cr2 \(hex: Processor.faultAddress(), width: 8), error code \(hex: registers.errorCode)"
       )
       Log.error("server backtrace: \(CallChain.describeRunning())")
       server.fail()
@@ -270,16 +272,16 @@ enum KernelFaults {
   /// Resumes the innermost resume frame if the trap at `frame` is a kernel-mode server's;
   /// returns otherwise (the caller panics).
   static func contain(_ frame: UnsafeMutablePointer<InterruptFrame>) {
-    let resume = arch_resume_point
+    let resume = Processor.resumePoint
     guard stopServers(frame, resume: resume) else { return }
-    arch_resume(resume, CallABI.statusServerUnavailable)
+    Processor.resume(resume, CallABI.statusServerUnavailable)
   }
 
   // Everything that holds references happens here, so nothing on the abandoned frames
   // keeps an object alive.
   @inline(never)
   private static func stopServers(_ frame: UnsafeMutablePointer<InterruptFrame>, resume: UInt32) -> Bool {
-    let eip = frame.pointee.eip
+    let eip = frame.pointee.instructionAddress
     guard resume != 0, let server = CallChain.currentServer, server.space == nil,
       let (offset, generated) = server.locate(eip), !generated
     else { return false }

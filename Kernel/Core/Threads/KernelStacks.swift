@@ -9,7 +9,6 @@
 // (Exceptions.doubleFault) naming the thread: the CPU cannot push the page fault's frame
 // on a stack that is gone, so it raises a double fault, which runs on a stack of its own.
 
-import CPU
 import KernelCore
 
 enum KernelStacks {
@@ -61,14 +60,14 @@ enum KernelStacks {
   static func remaining() -> UInt32 {
     var marker: UInt32 = 0
     let pointer = withUnsafeMutablePointer(to: &marker) { UInt32(UInt(bitPattern: $0)) }
-    let bottom = Scheduler.current?.stack.map { UInt32(UInt(bitPattern: $0)) } ?? arch_boot_stack_bottom()
+    let bottom = Scheduler.current?.stack.map { UInt32(UInt(bitPattern: $0)) } ?? Processor.bootStackBottom()
     return pointer >= bottom ? pointer - bottom : 0
   }
 
   /// The thread number whose guard `address` lies in, if any (the boot thread's guard is
   /// the page below the boot stack).
   static func guardOwner(of address: UInt32) -> UInt32? {
-    if address & ~(Paging.pageSize - 1) == arch_boot_stack_guard() { return 1 }
+    if address & ~(Paging.pageSize - 1) == Processor.bootStackGuard() { return 1 }
     guard address >= Paging.kernelStacksStart, address < Paging.kernelStacksEnd else { return nil }
     let offset = address - Paging.kernelStacksStart
     return offset % slotSize < slotSize - stackSize ? offset / slotSize : nil

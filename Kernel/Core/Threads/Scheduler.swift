@@ -7,7 +7,6 @@
 // through every server it calls. Switches requested by the timer happen after the IRQ is
 // acknowledged, on the way out of the interrupt.
 
-import CPU
 import KernelCore
 
 enum Scheduler {
@@ -158,7 +157,7 @@ enum Scheduler {
         return helper
       })
     else { return nil }
-    let start = cpu_timestamp()
+    let start = Processor.timestamp()
     while remaining > 0 {
       remaining -= 1
       Machine.withInterruptsDisabled {
@@ -166,7 +165,7 @@ enum Scheduler {
         block()
       }
     }
-    let ticks = cpu_timestamp() &- start
+    let ticks = Processor.timestamp() &- start
     Machine.withInterruptsDisabled {
       done = true
       wake(helper)
@@ -197,9 +196,9 @@ enum Scheduler {
   /// Ends the running thread. Its stack is abandoned mid-function, so nothing on it may
   /// hold a reference: the switch is prepared in a function that returns raw values only.
   static func exit() -> Never {
-    cpu_disable_interrupts()
+    Processor.disableInterrupts()
     let (oldStack, newStack) = prepareFinalSwitch()
-    arch_switch_stack(oldStack, newStack)
+    Processor.switchStack(oldStack, newStack)
     panic("a finished thread was scheduled again")
   }
 
@@ -235,7 +234,7 @@ enum Scheduler {
   /// Switches to the next ready thread (interrupts disabled).
   private static func switchToNext() {
     guard let (oldStack, newStack) = prepareSwitch() else { return }
-    arch_switch_stack(oldStack, newStack)
+    Processor.switchStack(oldStack, newStack)
     // Back on this thread's stack, running again.
     if finished != nil { freeFinished() }
   }
@@ -255,25 +254,25 @@ enum Scheduler {
       return nil
     }
     switches &+= 1
-    cpu_save_fpu(previous.fpuState)
+    Processor.saveFloatingPoint(previous.fpuState)
     CallChain.save(into: previous.chain)
     previous.directory = Paging.activeDirectory
-    previous.entryStack = user_mode_state.0
-    previous.userTicks = user_mode_state.1
-    previous.userServer = user_mode_state.4
-    previous.resumePoint = arch_resume_point
+    previous.entryStack = UserModeState.entryStack
+    previous.userTicks = UserModeState.userTicks
+    previous.userServer = UserModeState.runningServer
+    previous.resumePoint = Processor.resumePoint
     if previous.state == .finished { finished = previous }
     next.state = .running
     current = next
     CallChain.restore(from: next.chain)
     CallChain.threadNumber = next.number
-    cpu_restore_fpu(next.fpuState)
+    Processor.restoreFloatingPoint(next.fpuState)
     Paging.activate(next.directory == 0 ? Paging.directory : next.directory)
-    user_mode_state.0 = next.entryStack
-    user_mode_state.1 = next.userTicks
-    user_mode_state.4 = next.userServer
-    arch_resume_point = next.resumePoint
-    UnsafeMutablePointer<UInt32>(bitPattern: UInt(user_mode_state.2))!.pointee = next.entryStack
+    UserModeState.entryStack = next.entryStack
+    UserModeState.userTicks = next.userTicks
+    UserModeState.runningServer = next.userServer
+    Processor.resumePoint = next.resumePoint
+    UserModeState.stackPointerWord.pointee = next.entryStack
     return (previous.savedStack, next.savedStack.pointee)
   }
 }

@@ -6,7 +6,6 @@
 // away. Threads are kernel objects only: servers never see them, they start them through
 // the kernel's Threads service and meet them as callers.
 
-import CPU
 import KernelCore
 
 final class Thread {
@@ -82,7 +81,7 @@ final class Thread {
       // callee-saved registers: edi, esi, ebx, ebp, then the return address.
       let top = UnsafeMutablePointer<UInt32>(bitPattern: UInt(bitPattern: stack) + UInt(Self.stackSize))! - 8
       for word in 0..<8 { top[word] = 0 }
-      top[4] = arch_thread_start_address()
+      top[4] = Processor.threadStartAddress()
       savedStack.pointee = UInt32(UInt(bitPattern: top))
       // A fresh FPU state: the one fninit gives (control word 0x37F, MXCSR 0x1F80).
       fpuState.storeBytes(of: 0x037F, toByteOffset: 0, as: UInt16.self)
