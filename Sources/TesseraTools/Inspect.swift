@@ -134,7 +134,7 @@ public func checkComposition(path: String, serverDirectories: [String], interfac
     return nil
   }
 
-  try text.withUnsafeBufferPointer { buffer in
+  text.withUnsafeBufferPointer { buffer in
     for (line, statement) in Composition(text: buffer) {
       let location = "\(path):\(line)"
       switch statement {

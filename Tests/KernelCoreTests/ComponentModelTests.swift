@@ -447,7 +447,7 @@ enum SampleManifest {
     for words in [0, 8] {
       let layout = UpcallLayout(
         chain: chain, serverWords: 0x4000, state: 0x5000, dispatch: 0x4010_0000, trampoline: 0x4000_0000,
-        upcall: 0x6000, failedAfterUpcall: 0x7000, stacksStart: 0xB000_0000, stackShift: 16, words: words)
+        upcall: 0x6000, failedAfterUpcall: 0x7000, words: words)
       let bytes = write {
         CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8000, slow: 0x9000)
       }
@@ -465,7 +465,7 @@ enum SampleManifest {
     }
     let locked = UpcallLayout(
       chain: chain, serverWords: 0x4000, state: 0x5000, dispatch: 0x4010_0000, trampoline: 0x4000_0000,
-      upcall: 0x6000, failedAfterUpcall: 0x7000, stacksStart: 0xB000_0000, stackShift: 16, words: 8,
+      upcall: 0x6000, failedAfterUpcall: 0x7000, words: 8,
       lockRelease: 0xA000)
     let bytes = write {
       CallStubs.writeUpcallStub(into: &$0, layout: locked, information: 0x8000, slow: 0x9000)

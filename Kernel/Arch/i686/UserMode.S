@@ -22,9 +22,10 @@
 .set WORD_FAILED, TESSERA_SERVER_WORD_FAILED
 .set WORD_GATE, TESSERA_SERVER_WORD_GATE
 .set WORD_STACK_POINTERS, TESSERA_SERVER_WORD_STACK_POINTERS
-// The kernel's own layout (Kernel/Core/Components/AddressSpace.swift), checked at boot.
-.set STACKS_START, 0xB0000000  // AddressSpace.stacksStart
-.set STACK_SHIFT, 16        // AddressSpace.stackSize is 1 << 16
+// The user stack slots (KernelCore's UserStacks).
+.set STACKS_START, TESSERA_USER_STACKS_START
+.set STACK_SHIFT, TESSERA_USER_STACK_SHIFT
+.set STACK_GUARD, TESSERA_USER_STACK_GUARD
 
 .section .bss
 .align 4
@@ -88,10 +89,10 @@ call_entry:
     movl (%edi), %edi                       // the thread number
     movl %edi, %edx                         // the caller must be on this thread's stack
     shll $STACK_SHIFT, %edx
-    addl $STACKS_START + 4096, %edx         // its lowest usable address
+    addl $STACKS_START + STACK_GUARD, %edx  // its lowest usable address
     cmpl %edx, %ecx
     jb call_off_stack
-    addl $(1 << STACK_SHIFT) - 4096, %edx   // its top
+    addl $(1 << STACK_SHIFT) - STACK_GUARD, %edx  // its top
     cmpl %edx, %ecx
     jae call_off_stack
     movl WORD_STACK_POINTERS(%esi), %edx

@@ -18,9 +18,9 @@ final class AddressSpace {
   static let regionsStart: UInt32 = 0x4010_0000
   /// Regions end here; the stacks follow.
   static let regionsEnd: UInt32 = 0xB000_0000
-  /// Thread stacks: one slot per thread number.
-  static let stacksStart: UInt32 = 0xB000_0000
-  static let stackSize: UInt32 = 64 * 1024  // 1 << 16: upcall stubs shift by 16
+  /// Thread stacks: one slot per thread number (KernelCore's UserStacks).
+  static let stacksStart = UserStacks.start
+  static let stackSize = UserStacks.slotBytes
   static let stacksEnd: UInt32 = stacksStart + UInt32(maximumThreads) * stackSize
 
   /// The thunk page's frame and addresses, made once.
@@ -77,12 +77,7 @@ final class AddressSpace {
     thunks = CallStubs.writeUserThunks(into: &writer)
     thunkFrame = frame
     UserModeState.threadNumberAddress = CallChain.layout.threadNumber
-    // UserMode.S's call entry has these offsets built in.
-    precondition(
-      ServerWords.failed == 2 && ServerWords.gate == 4 && ServerWords.stackPointers == 5
-        && UserCallCode.maximumCall == 8 && UserCallCode.null == 16 && CallABI.statusInvalidHandle == 1
-        && CallABI.statusBadBlock == 4 && stacksStart == 0xB000_0000 && stackSize == 1 << 16,
-      "UserMode.S disagrees with ServerWords or UserCallCode")
+    // UserMode.S reads its offsets, codes and stack layout from the generated KernelABI.h.
   }
 
   /// A new space with the thunk page mapped; nil without memory.
@@ -174,8 +169,7 @@ final class AddressSpace {
 
   /// The stack slot of thread `number`: its lowest usable address and its top.
   private static func stackSlot(_ number: UInt32) -> (bottom: UInt32, top: UInt32) {
-    let base = stacksStart + number * stackSize
-    return (base + Paging.pageSize, base + stackSize)
+    (UserStacks.bottom(thread: number), UserStacks.top(thread: number))
   }
 
   /// Claims `bytes` below the running thread's current user stack pointer in this space
@@ -185,8 +179,8 @@ final class AddressSpace {
     let slot = Self.stackSlot(thread)
     let current = stackPointers[Int(thread)]
     let top = current == 0 ? slot.top : current
-    guard bytes + 64 <= top - slot.bottom else { return nil }
-    let pointer = (top - bytes) & ~15
+    // The generated upcall stub claims the same way (StubExecutionTests check it).
+    guard let pointer = UserStacks.claim(bytes: bytes, current: current, thread: thread) else { return nil }
     // Back the arguments and a first page below them (more faults in on demand).
     let low = max(slot.bottom, (pointer & ~(Paging.pageSize - 1)) &- Paging.pageSize)
     guard back(start: low, bytes: top - low) else { return nil }

@@ -43,7 +43,7 @@ enum UserCalls {
     }
     guard KernelStacks.roomForCall else { return UInt64(CallABI.statusOutOfResources) << 32 }
     let thread = CallChain.threadNumber
-    let frameBytes = UInt32(4 + 4 * arguments.count + 15) & ~15
+    let frameBytes = UserStacks.frameBytes(arguments: arguments.count)
     var blockBytes: UInt32 = 0
     for block in blocks { blockBytes += (block.size + 15) & ~15 }
     let previous = Paging.activeDirectory
@@ -103,7 +103,7 @@ enum UserCalls {
       dispatch: dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
       upcall: KernelABI.address(Processor.upcallFunction),
       failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void),
-      stacksStart: AddressSpace.stacksStart, stackShift: 16, words: method.callWords,
+      words: method.callWords,
       lockRelease: locked ? ServerLock.releaseAddress : nil)
   }
 

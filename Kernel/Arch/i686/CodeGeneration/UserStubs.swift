@@ -76,10 +76,6 @@ public struct UpcallLayout {
   public var upcall: UInt32
   /// The kernel function to call after an upcall into a server that has failed.
   public var failedAfterUpcall: UInt32
-  /// User stacks: the first slot's address (the lowest page of a slot is its guard).
-  public var stacksStart: UInt32
-  /// log2 of a user stack slot's size.
-  public var stackShift: UInt8
   /// Call words of the method (after the context and the selector).
   public var words: Int
   /// For a server that is not thread-safe, the kernel function that hands its lock
@@ -89,7 +85,7 @@ public struct UpcallLayout {
   /// A layout.
   public init(
     chain: CallChainLayout, serverWords: UInt32, state: UInt32, dispatch: UInt32, trampoline: UInt32,
-    upcall: UInt32, failedAfterUpcall: UInt32, stacksStart: UInt32, stackShift: UInt8, words: Int,
+    upcall: UInt32, failedAfterUpcall: UInt32, words: Int,
     lockRelease: UInt32? = nil
   ) {
     self.lockRelease = lockRelease
@@ -100,8 +96,6 @@ public struct UpcallLayout {
     self.trampoline = trampoline
     self.upcall = upcall
     self.failedAfterUpcall = failedAfterUpcall
-    self.stacksStart = stacksStart
-    self.stackShift = stackShift
     self.words = words
   }
 }
@@ -126,7 +120,8 @@ extension CallStubs {
     let inside = words + UInt32(4 * ServerWords.threadsInside)
     let activeDirectory = layout.state + 12
     let runningServer = layout.state + 16
-    let frameBytes = UInt32(4 + 4 * (layout.words + 2) + 15) & ~15
+    // The claim follows UserStacks.claim (the kernel's Swift upcall claims with it).
+    let frameBytes = UserStacks.frameBytes(arguments: layout.words + 2)
     let slowPath = code.label()
     let have = code.label()
     let overflowOrBusy = code.label()
@@ -149,16 +144,16 @@ extension CallStubs {
     code.emit(0x85, 0xC0)  // test eax, eax
     code.jump(.notEqual, to: have, short: true)  // jnz have
     code.emit(0x89, 0xF8)  // mov eax, edi
-    code.emit(0xC1, 0xE0, layout.stackShift)  // shl eax, shift
+    code.emit(0xC1, 0xE0, UserStacks.shift)  // shl eax, shift
     code.emit(0x05)
-    code.emit32(layout.stacksStart &+ (1 << UInt32(layout.stackShift)))  // add eax, top of slot 0
+    code.emit32(UserStacks.top(thread: 0))  // add eax, top of slot 0
     code.bind(have)
     code.emit(0x2D)
     code.emit32(frameBytes)  // have: sub eax, frame
     code.emit(0x89, 0xF9)  // mov ecx, edi
-    code.emit(0xC1, 0xE1, layout.stackShift)  // shl ecx, shift
+    code.emit(0xC1, 0xE1, UserStacks.shift)  // shl ecx, shift
     code.emit(0x81, 0xC1)
-    code.emit32(layout.stacksStart &+ 4096 &+ 64)  // add ecx, lowest usable + slack
+    code.emit32(UserStacks.bottom(thread: 0) &+ UserStacks.slack)  // add ecx, lowest usable + slack
     code.emit(0x39, 0xC8)  // cmp eax, ecx
     code.jump(.below, to: overflowOrBusy)  // jb overflow
     if layout.lockRelease != nil {

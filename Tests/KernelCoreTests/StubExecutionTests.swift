@@ -1,0 +1,405 @@
+// StubExecutionTests: the generated call path run, not only read: bound stubs, their
+// redirect, the gate and the user-mode upcall stub, written by the real generators and
+// executed on the host by the
+// unicorn emulator (tools/run-stub) against a fake call chain, table and callees. Each
+// test checks what the caller gets back, what the call chain and the lock hold during
+// and after the call, and how many instructions the path takes.
+
+import Foundation
+import Testing
+
+@testable import I686CodeGeneration
+@testable import KernelCore
+
+/// Memory, registers and a stop address for one run of tools/run-stub, and its answer.
+struct Emulation {
+  /// What tools/run-stub answers.
+  struct Answer: Decodable {
+    var registers: [String: UInt32]
+    var reads: [[UInt32]]
+    var instructions: Int
+    var error: String?
+  }
+
+  var areas: [(address: UInt32, bytes: [UInt8])] = []
+
+  mutating func place(_ address: UInt32, bytes: [UInt8]) { areas.append((address, bytes)) }
+  mutating func place(_ address: UInt32, words: [UInt32]) {
+    place(
+      address, bytes: words.flatMap { word in (0..<4).map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } })
+  }
+
+  /// Writes code at `base` with a generator.
+  mutating func place(code base: UInt32, _ body: (inout CodeBuffer) -> Void) {
+    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
+    defer { memory.deallocate() }
+    var buffer = CodeBuffer(memory: memory, base: base)
+    body(&buffer)
+    place(base, bytes: Array(memory[0..<buffer.count]))
+  }
+
+  /// Runs from `eip` with `esp` (and `cr3`) until `stop` executes, then reads `read`
+  /// (address, words).
+  func run(eip: UInt32, esp: UInt32, cr3: UInt32 = 0, stop: UInt32, read: [(UInt32, Int)]) throws -> Answer {
+    let request: [String: Any] = [
+      "memory": areas.map {
+        ["address": $0.address, "bytes": $0.bytes.map { String(format: "%02x", $0) }.joined()]
+      },
+      // Interrupts on, as a caller has them.
+      "registers": ["eip": eip, "esp": esp, "eflags": 0x202, "cr3": cr3],
+      "stop": stop,
+      "read": read.map { ["address": $0.0, "words": $0.1] },
+    ]
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    process.arguments = [root.appendingPathComponent("tools/run-stub").path]
+    let input = Pipe()
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: request))
+    try input.fileHandleForWriting.close()
+    let answer = output.fileHandleForReading.readDataToEndOfFile()
+    let complaint = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    try #require(
+      process.terminationStatus == 0,
+      "tools/run-stub failed (it needs Debian's python3-unicorn: make dependencies installs it): \(complaint)"
+    )
+    return try JSONDecoder().decode(Answer.self, from: answer)
+  }
+}
+
+@Suite struct StubExecutionTests {
+  // The fake kernel's layout (the gate tests' call chain at 0x3000).
+  let chain = CallStubTests().chain
+  let stub: UInt32 = 0x1000
+  let gate: UInt32 = 0x1400
+  let table = TableLayout(base: 0x2000, capacity: 0x2004)
+  let entries: UInt32 = 0x2100
+  let lockWord: UInt32 = 0x4000
+  let failedWord: UInt32 = 0x4008
+  /// Writes the depth it saw at 0x6000 and the lock word at 0x6008, returns context + word 0.
+  let dispatch: UInt32 = 0x5000
+  /// The method's entry in the vector (what the gate and the general path call): returns 0xBBBB.
+  let entry: UInt32 = 0x5100
+  /// Like `dispatch`, and marks the lock contended (a waiter arrived during the call).
+  let contendingDispatch: UInt32 = 0x5200
+  let vector: UInt32 = 0xA000
+  /// The kernel's release(lock): records its argument at 0x6004 and frees the lock.
+  let release: UInt32 = 0x7000
+  let seen: UInt32 = 0x6000
+  let stop: UInt32 = 0xF000
+  let stackTop: UInt32 = 0x8000
+  let context: UInt32 = 0x9000
+  let object: UInt32 = 0x8001
+  let thread: UInt32 = 5
+
+  /// The fake kernel: chain at `depth`, the callees, the vector (method 0 -> `entry`), one
+  /// live table entry (handle 1, selector 0x50), and the caller's stack: return to `stop`,
+  /// handle, selector, words 100, 200, 300.
+  func machine(depth: UInt32, lock: UInt32 = 0, handle: UInt32 = 1, selector: UInt32 = 0x50) -> Emulation {
+    var machine = Emulation()
+    machine.place(chain.depth, words: [depth] + Array(repeating: 0, count: 2 * 64 + 64 + 64))
+    machine.place(chain.threadNumber, words: [thread])
+    machine.place(lockWord, words: [lock, 0, 0])
+    let recordDepthAndLock: [UInt8] =
+      [0x8B, 0x0D, 0x00, 0x30, 0x00, 0x00, 0x89, 0x0D, 0x00, 0x60, 0x00, 0x00]  // [0x6000] = depth
+      + [0x8B, 0x0D, 0x00, 0x40, 0x00, 0x00, 0x89, 0x0D, 0x08, 0x60, 0x00, 0x00]  // [0x6008] = lock
+    let sum: [UInt8] = [0x8B, 0x44, 0x24, 0x04, 0x03, 0x44, 0x24, 0x0C, 0xC3]  // eax = ctx + w0; ret
+    machine.place(dispatch, bytes: recordDepthAndLock + sum)
+    machine.place(entry, bytes: [0xB8, 0xBB, 0xBB, 0x00, 0x00, 0xC3])
+    machine.place(
+      contendingDispatch,
+      bytes: recordDepthAndLock + [0x81, 0x0D, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80] + sum)
+    machine.place(
+      release,
+      bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3, 0x04, 0x60, 0x00, 0x00]  // [0x6004] = lock address
+        + [0xC7, 0x05, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xC3])  // lock = 0; ret
+    machine.place(seen, words: [0, 0, 0])
+    machine.place(vector, words: [0, entry])
+    machine.place(table.base, words: [entries, 4])
+    var live = [UInt32](repeating: 0, count: 16)
+    live[CallABI.Entry.context] = context
+    live[CallABI.Entry.methods] = vector + 4
+    live[CallABI.Entry.digest] = 0x50
+    live[CallABI.Entry.methodCount] = 1
+    live[CallABI.Entry.server] = object
+    live[CallABI.Entry.count] = 1
+    machine.place(
+      entries, words: [UInt32](repeating: 0, count: 16) + live + [UInt32](repeating: 0, count: 32))
+    machine.place(stop, bytes: [0xF4])
+    machine.place(stackTop - 0x100, words: [UInt32](repeating: 0, count: 64))
+    machine.place(stackTop - 24, words: [stop, handle, selector, 100, 200, 300])
+    machine.place(code: gate) { CallStubs.writeGate(into: &$0, table: table, chain: chain) }
+    return machine
+  }
+
+  func boundTarget(lock: Bool = false) -> CallStubs.BoundTarget {
+    CallStubs.BoundTarget(
+      chainValue: object, context: context, entry: vector + 4,
+      lock: lock
+        ? CallStubs.BoundLock(lock: lockWord, failed: failedWord, dispatch: dispatch, release: release) : nil)
+  }
+
+  /// Runs a call from the caller's stack; reads the depth, the record at `record`, the
+  /// stack's six words and what the callee saw.
+  func call(_ machine: Emulation, at start: UInt32, record: UInt32) throws -> (
+    Emulation.Answer, depth: UInt32, record: [UInt32], stack: [UInt32], seen: [UInt32], lock: UInt32
+  ) {
+    let answer = try machine.run(
+      eip: start, esp: stackTop - 24, stop: stop,
+      read: [(chain.depth, 1), (chain.records + 8 * record, 2), (stackTop - 24, 6), (seen, 3), (lockWord, 1)])
+    #expect(answer.error == nil, "\(answer.error ?? "")")
+    #expect(answer.registers["esp"] == stackTop - 20, "the caller's stack is as it left it")
+    #expect(answer.registers["eflags"].map { $0 & 0x200 != 0 } == true, "interrupts are back on")
+    return (answer, answer.reads[0][0], answer.reads[1], answer.reads[2], answer.reads[3], answer.reads[4][0])
+  }
+
+  @Test func aBoundCallEntersTheCalleeWithItsContextAndTheRecordCounted() throws {
+    var machine = machine(depth: 2)
+    machine.place(code: stub) { CallStubs.writeBoundStub(into: &$0, chain: chain, target: boundTarget()) }
+    machine.place(vector, words: [0, dispatch])
+    let (answer, depth, record, stack, seen, _) = try call(machine, at: stub, record: 2)
+    #expect(answer.registers["eax"] == context + 100 && answer.registers["edx"] == 0)
+    #expect(seen[0] == 3, "the record counted while the callee ran")
+    #expect(depth == 2, "and popped after")
+    #expect(record == [stop, object], "the record held the caller's return and the object")
+    #expect(
+      Array(stack.dropFirst()) == [context, 0x50, 100, 200, 300], "the handle argument became the context")
+    #expect(
+      stack[0] > stub && stack[0] < stub + 64,
+      "the caller's return went to the record; the stub's own call took its place")
+    // The bound stub's 15 instructions and the callee's 7: docs/ARCHITECTURE.md and
+    // docs/BENCHMARKS.md count them.
+    #expect(answer.instructions == 15 + 7)
+  }
+
+  @Test func aBoundCallOnAFullChainFailsWithoutTouchingIt() throws {
+    var machine = machine(depth: CallABI.chainCapacity)
+    machine.place(code: stub) { CallStubs.writeBoundStub(into: &$0, chain: chain, target: boundTarget()) }
+    machine.place(vector, words: [0, dispatch])
+    let (answer, depth, _, stack, seen, _) = try call(machine, at: stub, record: 0)
+    #expect(answer.registers["eax"] == 0 && answer.registers["edx"] == CallABI.statusOutOfResources)
+    #expect(depth == CallABI.chainCapacity && seen[0] == 0, "no record, no call")
+    #expect(stack == [stop, 1, 0x50, 100, 200, 300])
+  }
+
+  @Test func aRedirectedStubTakesTheGateWhichChecksTheHandleAndTheSelector() throws {
+    for (handle, selector, status, result) in [
+      (UInt32(1), UInt32(0x50), UInt32(0), UInt32(0xBBBB)), (2, 0x50, CallABI.statusInvalidHandle, 0),
+      (9, 0x50, CallABI.statusInvalidHandle, 0), (1, 0x51, CallABI.statusWrongInterface, 0),
+    ] {
+      var machine = machine(depth: 0, handle: handle, selector: selector)
+      // A live stub, then its body rewritten, as Server.entryFreeing does.
+      machine.place(code: stub) { CallStubs.writeBoundStub(into: &$0, chain: chain, target: boundTarget()) }
+      machine.place(code: stub + UInt32(CallStubs.boundStubBody)) {
+        CallStubs.writeBoundRedirectBody(into: &$0, gate: gate)
+      }
+      let answer = try machine.run(
+        eip: stub, esp: stackTop - 24, stop: stop, read: [(chain.depth, 1), (chain.records, 2)])
+      #expect(answer.error == nil, "\(answer.error ?? "")")
+      #expect(answer.registers["eax"] == result && answer.registers["edx"] == status, "handle \(handle)")
+      #expect(answer.registers["esp"] == stackTop - 20 && answer.reads[0][0] == 0)
+      if status == 0 {
+        #expect(answer.reads[1] == [stop, object], "the gate's record names the entry's object")
+      }
+    }
+  }
+
+  @Test func aBoundCallIntoALockedServerTakesTheFreeLockAndFreesIt() throws {
+    var machine = machine(depth: 1)
+    machine.place(code: stub) {
+      CallStubs.writeBoundStub(into: &$0, chain: chain, target: boundTarget(lock: true))
+    }
+    let (answer, depth, _, _, seen, lock) = try call(machine, at: stub, record: 1)
+    #expect(answer.registers["eax"] == context + 100 && answer.registers["edx"] == 0)
+    #expect(seen[0] == 2 && seen[2] == thread, "the callee ran counted, with the lock this thread's")
+    #expect(lock == 0 && depth == 1, "the lock is free again and the record popped")
+    let flags = try machine.run(eip: stub, esp: stackTop - 24, stop: stop, read: [(chain.lockFlags + 4, 1)])
+    #expect(flags.reads[0][0] == 0, "the record's lock flag is cleared")
+  }
+
+  @Test func aLockHeldOrAFailedServerTakesTheMethodsEntry() throws {
+    for (lock, failed) in [(UInt32(9), UInt32(0)), (thread, 0), (0, 1)] {
+      var machine = machine(depth: 0, lock: lock)
+      machine.place(failedWord, words: [failed])
+      machine.place(code: stub) {
+        CallStubs.writeBoundStub(into: &$0, chain: chain, target: boundTarget(lock: true))
+      }
+      let (answer, depth, _, _, _, after) = try call(machine, at: stub, record: 0)
+      #expect(
+        answer.registers["eax"] == 0xBBBB, "lock \(lock), failed \(failed): the entry (the lock stub) ran")
+      #expect(after == lock && depth == 0, "the lock is untouched")
+    }
+  }
+
+  @Test func aLockFoundContendedIsHandedOnThroughRelease() throws {
+    var machine = machine(depth: 0)
+    machine.place(code: stub) {
+      CallStubs.writeBoundStub(
+        into: &$0, chain: chain,
+        target: CallStubs.BoundTarget(
+          chainValue: object, context: context, entry: vector + 4,
+          lock: CallStubs.BoundLock(
+            lock: lockWord, failed: failedWord, dispatch: contendingDispatch, release: release)
+        ))
+    }
+    let (answer, depth, _, _, seen, lock) = try call(machine, at: stub, record: 0)
+    #expect(answer.registers["eax"] == context + 100 && answer.registers["edx"] == 0, "the result survives")
+    #expect(seen[1] == lockWord, "release was called with the lock")
+    #expect(lock == 0 && depth == 0)
+  }
+}
+
+/// The upcall stub (the method entry of a user-mode server) run against a fake space: it
+/// must claim the user stack exactly as `UserStacks.claim` (the kernel's Swift upcall)
+/// does, write the frame, count the thread in, switch the address space and undo it all.
+@Suite struct UpcallStubExecutionTests {
+  let chain = CallStubTests().chain
+  let stub: UInt32 = 0x1000
+  let words: UInt32 = 0x4000
+  let stackPointers: UInt32 = 0x4100
+  let spaceCount: UInt32 = 0x4200
+  let state: UInt32 = 0x4300
+  let seen: UInt32 = 0x6000
+  /// The fake arch_upcall: writes what it sees at 0x6000..., returns 0x1234.
+  let upcall: UInt32 = 0x7100
+  let failedAfterUpcall: UInt32 = 0x7200
+  /// The fake general path (user_call_words): records its arguments' address, returns 0xDEAD.
+  let slow: UInt32 = 0x9000
+  /// The fake lock release: records its argument, frees the lock.
+  let release: UInt32 = 0xA000
+  let dispatch: UInt32 = 0x4010_0000
+  let trampoline: UInt32 = 0x4000_0000
+  let calleeDirectory: UInt32 = 0x77_7000
+  let callerDirectory: UInt32 = 0x11_1000
+  let runningBefore: UInt32 = 0x9999
+  let stop: UInt32 = 0xF000
+  let stackTop: UInt32 = 0x8000
+  let thread: UInt32 = 5
+  let object: UInt32 = 0x8001
+
+  /// Stores [address] into seen + offset: `mov eax, [address]; mov [seen+offset], eax`.
+  func record(_ address: UInt32, at offset: UInt32) -> [UInt8] {
+    [0xA1] + bytes(address) + [0xA3] + bytes(0x6000 + offset)
+  }
+  func bytes(_ word: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } }
+
+  func machine(current: UInt32, lock: UInt32 = 0, locked: Bool = false) -> Emulation {
+    var machine = Emulation()
+    machine.place(chain.depth, words: [1, stop, object] + Array(repeating: 0, count: 2 * 63 + 64 + 64))
+    machine.place(chain.threadNumber, words: [thread])
+    machine.place(
+      words,
+      words: [lock, 0, 0, 0, 0xD00D, stackPointers, calleeDirectory, spaceCount]
+        + Array(repeating: 0, count: 8))
+    var pointers = [UInt32](repeating: 0, count: 8)
+    pointers[Int(thread)] = current
+    machine.place(stackPointers, words: pointers)
+    machine.place(spaceCount, words: [0])
+    machine.place(state, words: [0, 0, 0, callerDirectory, runningBefore, chain.threadNumber])
+    machine.place(seen, words: Array(repeating: 0, count: 16))
+    machine.place(
+      upcall,
+      bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3] + bytes(0x6010)  // entry
+        + [0x8B, 0x44, 0x24, 0x08, 0xA3] + bytes(0x6014)  // user stack
+        + [0x0F, 0x20, 0xD8, 0xA3] + bytes(0x6018)  // cr3
+        + record(words + 12, at: 0x1C) + record(spaceCount, at: 0x20) + record(state + 16, at: 0x24)
+        + record(state + 12, at: 0x28) + record(words, at: 0x2C)
+        + [0xB8, 0x34, 0x12, 0x00, 0x00, 0x31, 0xD2, 0xC3])  // eax = 0x1234, edx = 0
+    machine.place(failedAfterUpcall, bytes: [0xC3])
+    machine.place(
+      slow,
+      bytes: [0x8B, 0x44, 0x24, 0x08, 0xA3] + bytes(0x6034) + [0xB8, 0xAD, 0xDE, 0, 0, 0x31, 0xD2, 0xC3])
+    machine.place(
+      release,
+      bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3] + bytes(0x6030)
+        + [0xC7, 0x05] + bytes(words) + bytes(0) + [0xC3])
+    machine.place(stop, bytes: [0xF4])
+    machine.place(stackTop - 0x100, words: Array(repeating: 0, count: 64))
+    // Entered from a gate: its return address (dropped), context, selector, three words.
+    machine.place(stackTop - 24, words: [0x1111, 0xC0C0, 0x50, 100, 200, 300])
+    // The user stack pages a claim can touch.
+    for page in [UserStacks.top(thread: thread) - 4096, UserStacks.bottom(thread: thread), 0xB005_7000] {
+      machine.place(page, words: Array(repeating: 0, count: 1024))
+    }
+    let layout = UpcallLayout(
+      chain: chain, serverWords: words, state: state, dispatch: dispatch, trampoline: trampoline,
+      upcall: upcall, failedAfterUpcall: failedAfterUpcall, words: 3, lockRelease: locked ? release : nil)
+    machine.place(code: stub) {
+      CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8888, slow: slow)
+    }
+    return machine
+  }
+
+  func run(_ machine: Emulation, frameAt pointer: UInt32?) throws -> (Emulation.Answer, [[UInt32]]) {
+    let answer = try machine.run(
+      eip: stub, esp: stackTop - 24, cr3: callerDirectory, stop: stop,
+      read: [
+        (seen, 16), (stackPointers + 4 * thread, 1), (words, 4), (spaceCount, 1), (state + 12, 2),
+        (chain.depth, 1), (pointer ?? seen, 6),
+      ])
+    #expect(answer.error == nil, "\(answer.error ?? "")")
+    #expect(answer.registers["esp"] == stackTop - 20, "back to the gate's caller")
+    return (answer, answer.reads)
+  }
+
+  @Test func aClaimKeepsTheSlackAboveTheGuardAndStaysInTheSlot() {
+    let bottom = UserStacks.bottom(thread: 3)
+    #expect(UserStacks.top(thread: 3) - bottom == UserStacks.slotBytes - UserStacks.guardBytes)
+    #expect(UserStacks.claim(bytes: 32, current: 0, thread: 3) == UserStacks.top(thread: 3) - 32)
+    #expect(UserStacks.claim(bytes: 32, current: bottom + 96, thread: 3) == bottom + 64)
+    #expect(UserStacks.claim(bytes: 32, current: bottom + 80, thread: 3) == nil)
+    #expect(UserStacks.claim(bytes: 32, current: bottom - 16, thread: 3) == nil, "below the slot")
+    #expect(UserStacks.claim(bytes: 0xFFFF_FFF0, current: 0, thread: 3) == nil, "no wrap")
+    #expect(UserStacks.frameBytes(arguments: 2) == 16 && UserStacks.frameBytes(arguments: 3) == 16)
+    #expect(UserStacks.frameBytes(arguments: 4) == 32)
+  }
+
+  @Test func theStubClaimsTheUserStackAsTheKernelDoesAndUndoesEverything() throws {
+    let bytes = UserStacks.frameBytes(arguments: 5)
+    let bottom = UserStacks.bottom(thread: thread)
+    for current in [
+      0, 0xB005_8000, bottom + UserStacks.slack + bytes, bottom + UserStacks.slack + bytes - 16,
+    ] {
+      let claimed = UserStacks.claim(bytes: bytes, current: current, thread: thread)
+      let (answer, reads) = try run(machine(current: current), frameAt: claimed)
+      let seen = reads[0]
+      guard let pointer = claimed else {
+        // Too close to the guard: the general path, with the same arguments.
+        #expect(answer.registers["eax"] == 0xDEAD, "current \(current): the general path")
+        #expect(seen[0x34 / 4] == stackTop - 20, "it gets the context, selector and words")
+        #expect(seen[0x10 / 4] == 0, "no upcall")
+        continue
+      }
+      #expect(answer.registers["eax"] == 0x1234 && answer.registers["edx"] == 0)
+      #expect(
+        seen[0x10 / 4] == dispatch && seen[0x14 / 4] == pointer,
+        "current \(current): claimed as the kernel does")
+      #expect(reads[6] == [trampoline, 0xC0C0, 0x50, 100, 200, 300], "the frame: trampoline, then the words")
+      #expect(seen[0x18 / 4] == calleeDirectory && seen[0x28 / 4] == calleeDirectory, "the callee's space")
+      #expect(seen[0x1C / 4] == 1 && seen[0x20 / 4] == 1, "the thread counted in the server and the space")
+      #expect(seen[0x24 / 4] == words, "the running server is the callee")
+      // Undone: the slot's pointer, the counts, the space, the running server, the record.
+      #expect(reads[1][0] == current && reads[2][3] == 0 && reads[3][0] == 0)
+      #expect(reads[4] == [callerDirectory, runningBefore] && answer.registers["cr3"] == callerDirectory)
+      #expect(reads[5][0] == 0, "the record is popped")
+    }
+  }
+
+  @Test func aLockedServersStubTakesAFreeLockWithTheThreadsNumberAndFreesIt() throws {
+    let (answer, reads) = try run(machine(current: 0, locked: true), frameAt: nil)
+    #expect(answer.registers["eax"] == 0x1234)
+    #expect(reads[0][0x2C / 4] == thread, "held by this thread during the upcall")
+    #expect(reads[2][0] == 0 && reads[0][0x30 / 4] == 0, "free after, without release")
+    let (busy, busyReads) = try run(machine(current: 0, lock: 9, locked: true), frameAt: nil)
+    #expect(busy.registers["eax"] == 0xDEAD, "a held lock takes the general path, which waits")
+    #expect(busyReads[2][0] == 9 && busyReads[1][0] == 0, "nothing claimed, the lock untouched")
+  }
+}
