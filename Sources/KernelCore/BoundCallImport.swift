@@ -1,6 +1,7 @@
-// BoundCalls: the imports through which a server calls the methods of its required slots
-// (`tessera_bound_call<words>_<slot>_<method>`), and the per-import stubs the kernel
-// generates for them once the composition has bound the slot.
+// BoundCallImport: the imports through which a server calls the methods of its required
+// slots (`tessera_bound_call<words>_<slot>_<method>`) and counts their references
+// (`tessera_bound_acquire_<slot>`, `tessera_bound_release_<slot>`): the names' rules. The
+// stubs the kernel generates for them are I686CodeGeneration's BoundStubs.
 //
 // Contract: a generated proxy calls the bound import for a handle that is one of its
 // server's required slots of the proxy's interface, and `tessera_call<words>` for every
@@ -89,5 +90,69 @@ public struct BoundCallImport: Equatable, Sendable {
       return "calls method \(method) of slot \(slot) with \(words) words; it takes \(expected)"
     }
     return nil
+  }
+}
+
+/// Any bound import: a call (above), or the count of a required slot's reference taken or
+/// dropped (`tessera_bound_acquire_<slot>`, `tessera_bound_release_<slot>`: arguments and
+/// results as `tessera_acquire` and `tessera_release`, the handle included). The kernel
+/// gives each a stub specialized for the slot's entry.
+public enum BoundImport: Equatable, Sendable {
+  /// `tessera_bound_callW_SLOT_METHOD`.
+  case call(BoundCallImport)
+  /// `tessera_bound_acquire_SLOT`.
+  case acquire(slot: Int)
+  /// `tessera_bound_release_SLOT`.
+  case release(slot: Int)
+
+  private static let prefix: StaticString = "tessera_bound_"
+  private static let acquirePrefix: StaticString = "tessera_bound_acquire_"
+  private static let releasePrefix: StaticString = "tessera_bound_release_"
+
+  /// Whether `name` starts like a bound import (then it must be a valid one).
+  public static func hasPrefix(_ name: UnsafeBufferPointer<UInt8>) -> Bool { starts(name, with: prefix) }
+
+  private static func starts(_ name: UnsafeBufferPointer<UInt8>, with start: StaticString) -> Bool {
+    let length = start.utf8CodeUnitCount
+    return name.count >= length && equals(UnsafeBufferPointer(rebasing: name[0..<length]), start)
+  }
+
+  /// The bound import named `name`; nil if it is none (for the slot number: decimal, 1 to
+  /// 255, no leading zero).
+  public static func parse(_ name: UnsafeBufferPointer<UInt8>) -> BoundImport? {
+    if BoundCallImport.hasPrefix(name) { return BoundCallImport.parse(name).map { .call($0) } }
+    for (start, isAcquire) in [(acquirePrefix, true), (releasePrefix, false)] where starts(name, with: start)
+    {
+      let digits = UnsafeBufferPointer(rebasing: name[start.utf8CodeUnitCount...])
+      guard (1...3).contains(digits.count), digits[0] != UInt8(ascii: "0") else { return nil }
+      var slot = 0
+      for digit in digits {
+        guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return nil }
+        slot = slot * 10 + Int(digit - UInt8(ascii: "0"))
+      }
+      guard slot <= 255 else { return nil }
+      return isAcquire ? .acquire(slot: slot) : .release(slot: slot)
+    }
+    return nil
+  }
+
+  /// Whether this import suits `manifest` (`problem(in:)` is nil).
+  public func fits(_ manifest: ServerManifest) -> Bool {
+    switch self {
+    case .call(let call): call.fits(manifest)
+    case .acquire(let slot), .release(let slot): slot <= manifest.slotCount
+    }
+  }
+
+  /// Why this import does not suit `manifest`; nil if it does.
+  public func problem(in manifest: ServerManifest) -> KernelMessage? {
+    switch self {
+    case .call(let call): return call.problem(in: manifest)
+    case .acquire(let slot), .release(let slot):
+      guard slot <= manifest.slotCount else {
+        return "names slot \(slot), and the server has \(manifest.slotCount) slots"
+      }
+      return nil
+    }
   }
 }

@@ -14,6 +14,9 @@ public enum KernelImport: Equatable, Sendable {
   case call(words: Int)
   /// `tessera_bound_callW_SLOT_METHOD`: a call through a required slot (BoundCalls).
   case boundCall(BoundCallImport)
+  /// `tessera_bound_acquire_SLOT`, `tessera_bound_release_SLOT`: a required slot's count
+  /// (the same arguments as `tessera_acquire`, `tessera_release`).
+  case boundAcquire(slot: Int), boundRelease(slot: Int)
   /// `tessera_export(interfaceIndex, context)`.
   case export
   /// `tessera_acquire(handle)`.
@@ -52,9 +55,13 @@ public enum KernelImport: Equatable, Sendable {
       self = .call(words: Int(name[12] - UInt8(ascii: "0")))
       return
     }
-    if BoundCallImport.hasPrefix(name) {
-      guard let bound = BoundCallImport.parse(name) else { return nil }
-      self = .boundCall(bound)
+    if BoundImport.hasPrefix(name) {
+      switch BoundImport.parse(name) {
+      case .call(let call): self = .boundCall(call)
+      case .acquire(let slot): self = .boundAcquire(slot: slot)
+      case .release(let slot): self = .boundRelease(slot: slot)
+      case nil: return nil
+      }
       return
     }
     for entry in Self.fixedNames where equals(name, entry.name) {
@@ -65,14 +72,15 @@ public enum KernelImport: Equatable, Sendable {
   }
 
   /// The code of the user thunk a user-mode server's import is bound to (a bound call
-  /// takes the thunk of `tessera_callN`); nil if a user-mode server binds it otherwise.
+  /// takes the thunk of `tessera_callN`, a bound acquire or release that of
+  /// `tessera_acquire` or `tessera_release`); nil if a user-mode server binds it otherwise.
   public var userCode: UInt32? {
     switch self {
     case .call(let words): UInt32(words)
     case .boundCall(let bound): UInt32(bound.words)
     case .export: UserCallCode.export
-    case .acquire: UserCallCode.acquire
-    case .release: UserCallCode.release
+    case .acquire, .boundAcquire: UserCallCode.acquire
+    case .release, .boundRelease: UserCallCode.release
     case .putchar: UserCallCode.putchar
     case .heapStart: UserCallCode.heapStart
     case .heapGrow: UserCallCode.heapGrow

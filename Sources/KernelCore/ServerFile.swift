@@ -215,17 +215,17 @@ public struct ServerFile {
       }
     }
 
-    // Bound-call imports: each must name a method of one of the file's slots, with its
-    // number of words (the kernel generates a stub for each, see BoundCalls). The loop
+    // Bound imports: each must name one of the file's slots, and a call a method of it
+    // with its number of words (the kernel generates a stub for each, see BoundImport). The loop
     // only finds the first bad one: the error (two KernelMessages) is made outside it, so
     // the supervisor's small stack does not carry it through every import (restarts
     // validate files on it).
     var badBoundCall: UnsafeBufferPointer<UInt8>? = nil
     var boundCalls = 0
     forEachImport { name in
-      guard badBoundCall == nil, BoundCallImport.hasPrefix(name) else { return }
+      guard badBoundCall == nil, BoundImport.hasPrefix(name) else { return }
       boundCalls += 1
-      if let bound = BoundCallImport.parse(name), bound.fits(manifest) { return }
+      if let bound = BoundImport.parse(name), bound.fits(manifest) { return }
       badBoundCall = name
     }
     if let badBoundCall { throw Self.boundCallError(badBoundCall, manifest: manifest) }
@@ -233,24 +233,32 @@ public struct ServerFile {
     guard boundCalls <= Self.maximumBoundCalls else { throw .tooManyBoundCalls(boundCalls) }
   }
 
-  /// The most bound-call imports a file may have (a server calling every method of 16
-  /// slots of 32 methods each has 512).
+  /// The most bound imports a file may have (a server calling every method of 16 slots
+  /// of 32 methods each has 512; each slot's acquire and release count too).
   public static let maximumBoundCalls = 512
 
   @inline(never)
   private static func boundCallError(_ name: UnsafeBufferPointer<UInt8>, manifest: ServerManifest)
     -> ServerFileError
   {
-    guard let bound = BoundCallImport.parse(name) else {
-      return .badBoundCall(name: "\(text: name)", problem: "is not tessera_bound_callW_SLOT_METHOD")
+    guard let bound = BoundImport.parse(name) else {
+      let form: KernelMessage =
+        BoundCallImport.hasPrefix(name)
+        ? "tessera_bound_callW_SLOT_METHOD" : "tessera_bound_acquire_SLOT or tessera_bound_release_SLOT"
+      return .badBoundCall(name: "\(text: name)", problem: "is not \(form)")
     }
     return .badBoundCall(name: "\(text: name)", problem: bound.problem(in: manifest) ?? "")
   }
 
   /// Calls `body` with every bound-call import of the file (all valid: `init` checked them).
   public func forEachBoundCall(_ body: (BoundCallImport) -> Void) {
+    forEachBoundImport { if case .call(let call) = $0 { body(call) } }
+  }
+
+  /// Calls `body` with every bound import of the file (all valid: `init` checked them).
+  public func forEachBoundImport(_ body: (BoundImport) -> Void) {
     forEachImport { name in
-      if let bound = BoundCallImport.parse(name) { body(bound) }
+      if let bound = BoundImport.parse(name) { body(bound) }
     }
   }
 

@@ -131,6 +131,10 @@ func boundCallDeclarations(_ slots: [(handle: Int, interface: InterfaceDeclarati
       text += "@_extern(c, \"\(name)\")\n"
       text += "private func \(name)(\(parameters.joined(separator: ", "))) -> UInt64\n"
     }
+    for operation in ["acquire", "release"] {
+      let name = "tessera_bound_\(operation)_\(slot.handle)"
+      text += "@_extern(c, \"\(name)\")\nprivate func \(name)(_ handle: UInt32) -> UInt32\n"
+    }
   }
   return text.isEmpty ? "" : text + "\n"
 }
@@ -189,6 +193,37 @@ func proxySource(_ interface: InterfaceDeclaration, boundHandles: [Int] = []) ->
         ? "    return handle == 0 ? nil : \(name)(handle: handle)\n" : "    return \(name)(handle: handle)\n"
     }
     text += "  }\n\n"
+  }
+  if !boundHandles.isEmpty {
+    // A slot's count goes through its bound acquire and release (the kernel's code for
+    // them reads the slot's entry directly); other handles through the general ones.
+    func countSwitch(_ operation: String, _ result: String) -> String {
+      var text = "    switch handle {\n"
+      for handle in boundHandles {
+        text += "    case \(handle): \(result)tessera_bound_\(operation)_\(handle)(handle)\n"
+      }
+      return text + "    default: \(result)tessera_\(operation)(handle)\n    }\n"
+    }
+    text += """
+        /// Adds a count to the reference, so one more `release` is needed to drop it.
+        public func acquire() throws(CallError) {
+          let status: UInt32
+
+      """
+    text += countSwitch("acquire", "status = ")
+    text += """
+          guard status == 0 else { throw CallError(status: status) }
+        }
+
+        /// Drops one count; the reference is gone at zero. Returns false if the handle was
+        /// not a valid reference of this server (nothing happens then).
+        @discardableResult
+        public func release() -> Bool {
+          let status: UInt32
+
+      """
+    text += countSwitch("release", "status = ")
+    text += "    return status == 0\n  }\n\n"
   }
   text += "}\n\n"
   return text

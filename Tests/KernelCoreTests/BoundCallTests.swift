@@ -89,6 +89,30 @@ import Testing
         }
       }
     }
+    // A bound acquire or release: the same rules for the slot.
+    for (name, expected) in [
+      ("tessera_bound_acquire_x", "is not tessera_bound_acquire_SLOT or tessera_bound_release_SLOT"),
+      ("tessera_bound_acquire_0", "is not tessera_bound_acquire_SLOT or tessera_bound_release_SLOT"),
+    ] {
+      let bytes = try benchmarkFile(replacing: "tessera_bound_acquire_1", with: name)
+      bytes.withUnsafeBytes { raw in
+        do throws(ServerFileError) {
+          _ = try ServerFile(bytes: raw)
+          Issue.record("\(name) was accepted")
+        } catch {
+          #expect(error.message.string == "imports \(name), which \(expected)")
+        }
+      }
+    }
+    try data.withUnsafeBytes { raw in
+      let manifest = try ServerFile(bytes: raw).manifest
+      for bound in [BoundImport.acquire(slot: slots + 1), .release(slot: slots + 1)] {
+        #expect(!bound.fits(manifest))
+        #expect(
+          bound.problem(in: manifest)?.string == "names slot \(slots + 1), and the server has \(slots) slots")
+      }
+      #expect(BoundImport.acquire(slot: slots).fits(manifest))
+    }
     // A slot past the last (a longer name than any the file has, so checked directly).
     try data.withUnsafeBytes { raw in
       let manifest = try ServerFile(bytes: raw).manifest

@@ -38,14 +38,21 @@ import Testing
   @Test func callsBoundCallsAndTheRestAreTold() {
     #expect(kind("tessera_call0") == .call(words: 0) && kind("tessera_call8") == .call(words: 8))
     #expect(kind("tessera_bound_call2_3_4") == .boundCall(BoundCallImport(words: 2, slot: 3, method: 4)))
+    #expect(kind("tessera_bound_acquire_3") == .boundAcquire(slot: 3))
+    #expect(kind("tessera_bound_release_255") == .boundRelease(slot: 255))
     #expect(kind("free") == .free && kind("memcmp") == .memcmp)
     for refused in [
       "tessera_call9", "tessera_call", "tessera_bound_call2_0_4", "malloc", "tessera_exchange", "", "exit",
+      "tessera_bound_acquire_0", "tessera_bound_acquire_07", "tessera_bound_acquire_256",
+      "tessera_bound_acquire_",
+      "tessera_bound_release_1x", "tessera_bound_release_1000", "tessera_bound_count_1", "tessera_bound_",
     ] {
       #expect(kind(refused) == nil, "\(refused)")
     }
     // User mode: every kernel call has a thunk; the allocator and string functions do not.
     #expect(kind("tessera_bound_call2_3_4")?.userCode == 2)
+    #expect(kind("tessera_bound_acquire_3")?.userCode == UserCallCode.acquire)
+    #expect(kind("tessera_bound_release_3")?.userCode == UserCallCode.release)
     #expect(kind("tessera_pause")?.userCode == UserCallCode.pause)
     #expect(kind("posix_memalign")?.userCode == nil && kind("memcpy")?.userCode == nil)
   }

@@ -1,5 +1,5 @@
 // StubExecutionTests: the generated call path run, not only read: bound stubs, their
-// redirect, the gate and the user-mode upcall stub, written by the real generators and
+// redirect, the gate, bound acquires and releases and the user-mode upcall stub, written by the real generators and
 // executed on the host by the
 // unicorn emulator (tools/run-stub) against a fake call chain, table and callees. Each
 // test checks what the caller gets back, what the call chain and the lock hold during
@@ -254,6 +254,66 @@ struct Emulation {
     #expect(answer.registers["eax"] == context + 100 && answer.registers["edx"] == 0, "the result survives")
     #expect(seen[1] == lockWord, "release was called with the lock")
     #expect(lock == 0 && depth == 0)
+  }
+}
+
+/// A bound acquire and release (`tessera_bound_acquire_<slot>`) run against a fake table.
+@Suite struct BoundCountExecutionTests {
+  let table = TableLayout(base: 0x2000, capacity: 0x2004)
+  let entries: UInt32 = 0x2100
+  let code: UInt32 = 0x1000
+  let lastCount: UInt32 = 0x7000
+  let stop: UInt32 = 0xF000
+  let stackTop: UInt32 = 0x8000
+
+  /// Runs slot 3's bound acquire or release with the entry's method count and count;
+  /// returns EAX, the count after, and the handle lastCount saw (0 if not called).
+  func run(acquire: Bool, methods: UInt32 = 1, count: UInt32) throws -> (
+    status: UInt32, count: UInt32, lastCountSaw: UInt32, instructions: Int
+  ) {
+    var machine = Emulation()
+    var live = [UInt32](repeating: 0, count: 16)
+    live[CallABI.Entry.methodCount] = methods
+    live[CallABI.Entry.count] = count
+    // Only 4 entries: the stub reads the entry from the base alone (no capacity check).
+    machine.place(table.base, words: [entries, 4])
+    machine.place(entries, words: [UInt32](repeating: 0xEEEE_EEEE, count: 3 * 16) + live)
+    // lastCount: records the handle at [esp+4] at 0x6000, returns 0.
+    machine.place(lastCount, bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3, 0x00, 0x60, 0x00, 0x00, 0x31, 0xC0, 0xC3])
+    machine.place(0x6000, words: [0])
+    machine.place(stop, bytes: [0xF4])
+    machine.place(stackTop - 16, words: [stop, 3, 0, 0])
+    machine.place(code: code) {
+      if acquire {
+        CallStubs.writeBoundAcquire(into: &$0, table: table, slot: 3)
+      } else {
+        CallStubs.writeBoundRelease(into: &$0, table: table, slot: 3, lastCount: lastCount)
+      }
+    }
+    let answer = try machine.run(
+      eip: code, esp: stackTop - 16, stop: stop,
+      read: [(entries + 3 * 64 + UInt32(4 * CallABI.Entry.count), 1), (0x6000, 1)])
+    #expect(answer.error == nil, "\(answer.error ?? "")")
+    return (answer.registers["eax"]!, answer.reads[0][0], answer.reads[1][0], answer.instructions)
+  }
+
+  @Test func aBoundAcquireCountsOnTheSlotsEntry() throws {
+    let counted = try run(acquire: true, count: 2)
+    #expect(counted.status == 0 && counted.count == 3)
+    #expect(counted.instructions == 7, "mov, cmp, je, add, jc, xor, ret: the general acquire's 11 less 4")
+    let freed = try run(acquire: true, methods: 0, count: 0)
+    #expect(freed.status == CallABI.statusInvalidHandle && freed.count == 0, "a freed slot entry is refused")
+    let full = try run(acquire: true, count: 0xFFFF_FFFF)
+    #expect(full.status == CallABI.statusOutOfResources && full.count == 0xFFFF_FFFF, "never wraps to 0")
+  }
+
+  @Test func aBoundReleaseDropsACountAndHandsTheLastToTheKernel() throws {
+    let dropped = try run(acquire: false, count: 2)
+    #expect(dropped.status == 0 && dropped.count == 1 && dropped.lastCountSaw == 0)
+    let last = try run(acquire: false, count: 1)
+    #expect(last.status == 0 && last.count == 0 && last.lastCountSaw == 3, "the kernel gets the handle")
+    let freed = try run(acquire: false, methods: 0, count: 0)
+    #expect(freed.status == CallABI.statusInvalidHandle && freed.count == 0 && freed.lastCountSaw == 0)
   }
 }
 

@@ -23,9 +23,7 @@ enum KernelABI {
       let acquire = writer.address
       CallStubs.writeAcquire(into: &writer, table: table)
       let release = writer.address
-      CallStubs.writeRelease(
-        into: &writer, table: table,
-        lastCount: KernelABI.address(tesseraKernelReleaseLast as @convention(c) (UInt32) -> UInt32))
+      CallStubs.writeRelease(into: &writer, table: table, lastCount: KernelABI.releaseLastAddress)
       return TableEntries(gate: gate, acquire: acquire, release: release)
     }
   }
@@ -36,7 +34,7 @@ enum KernelABI {
     guard let kind = KernelImport(name: name) else { return nil }
     switch kind {
     case .call: return table.gate
-    case .boundCall: return nil
+    case .boundCall, .boundAcquire, .boundRelease: return nil
     case .export: return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
     case .acquire: return table.acquire
     case .release: return table.release
@@ -52,6 +50,11 @@ enum KernelABI {
       return address(tesseraKernelNoHeap as @convention(c) () -> UInt32)
     case .memcpy, .memmove, .memset, .memcmp: return Processor.stringFunction(name.baseAddress)
     }
+  }
+
+  /// The kernel's release of a last count, where generated release code jumps.
+  static var releaseLastAddress: UInt32 {
+    address(tesseraKernelReleaseLast as @convention(c) (UInt32) -> UInt32)
   }
 
   /// The address of marshal_call, which marshaling stubs call.

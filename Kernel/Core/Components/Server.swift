@@ -156,10 +156,16 @@ final class Server: ReferenceOwner {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
     var boundCalls: [BoundCallImport] = []
-    if space == nil { file.forEachBoundCall { boundCalls.append($0) } }
+    var boundCounts = 0  // bound acquires and releases
+    if space == nil {
+      file.forEachBoundImport { bound in
+        if case .call(let call) = bound { boundCalls.append(call) } else { boundCounts += 1 }
+      }
+    }
     let codeSize =
       CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + boundCalls.count
-      * CallStubs.boundStubSize + methods * (CallStubs.methodEntrySize + 4)
+      * CallStubs.boundStubSize + boundCounts * CallStubs.boundCountSize + methods
+      * (CallStubs.methodEntrySize + 4)
     guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else {
       return .failure(.outOfMemory)
     }
@@ -205,6 +211,25 @@ final class Server: ReferenceOwner {
       CallStubs.writeBoundRedirect(into: &writer, gate: entries.gate)
       writer.pad(to: start + CallStubs.boundStubSize)
     }
+    if boundCounts > 0 {
+      // The bound acquires and releases read the slot's entry without a capacity check:
+      // the table has room for every slot before any of the server's code runs.
+      server.table.reserve(entries: file.manifest.slotCount + 1)
+      file.forEachBoundImport { bound in
+        let start = writer.count
+        switch bound {
+        case .call: return
+        case .acquire(let slot):
+          server.boundCounts.append(BoundCount(bound: bound, address: writer.address))
+          CallStubs.writeBoundAcquire(into: &writer, table: server.table.layout, slot: slot)
+        case .release(let slot):
+          server.boundCounts.append(BoundCount(bound: bound, address: writer.address))
+          CallStubs.writeBoundRelease(
+            into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress)
+        }
+        writer.pad(to: start + CallStubs.boundCountSize)
+      }
+    }
     let previous = Paging.activeDirectory
     if let space { Paging.activate(space.directory) }  // the image is written where it runs
     do throws(ServerFileError) {
@@ -212,8 +237,9 @@ final class Server: ReferenceOwner {
         into: UnsafeMutableRawBufferPointer(start: image, count: Int(file.imageSize)),
         base: imageAddress,
         resolve: { name in
-          if space == nil, let call = BoundCallImport.parse(name) {
-            return server.boundStubs.first { $0.call == call }?.address
+          if space == nil, let bound = BoundImport.parse(name) {
+            if case .call(let call) = bound { return server.boundStubs.first { $0.call == call }?.address }
+            return server.boundCounts.first { $0.bound == bound }?.address
           }
           return space == nil
             ? KernelABI.address(of: name, table: entries)
@@ -292,6 +318,14 @@ final class Server: ReferenceOwner {
   }
   /// The stubs of the server's bound-call imports (kernel mode only).
   private var boundStubs: [BoundStub] = []
+
+  /// The code of one bound acquire or release (kernel mode only; written once, at load).
+  struct BoundCount {
+    var bound: BoundImport
+    var address: UInt32
+  }
+  /// The server's bound acquires and releases.
+  private var boundCounts: [BoundCount] = []
 
   /// A method-vector word holding a lock stub, and the dispatch function it calls.
   struct LockedEntry {

@@ -280,16 +280,34 @@ public enum CallStubs {
   /// (it never wraps to 0, which would free the entry under its holders).
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
     let invalid = code.label()
-    let full = code.label()
     loadEntry(&code, table: table, invalid: invalid)
-    code.emit(0x83, 0x78, displacement(CallABI.Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    writeAcquireBody(&code, offset: 0, invalid: invalid)
+  }
+
+  /// Writes `tessera_bound_acquire_<slot>`: `writeAcquire` for the entry of handle `slot`,
+  /// found from the table's base alone. The handle is not checked against the capacity:
+  /// the table holds every slot's entry before the server runs and never shrinks
+  /// (Server.load reserves them), and a freed entry is refused as in `writeAcquire`.
+  public static func writeBoundAcquire(into code: inout CodeBuffer, table: TableLayout, slot: Int) {
+    let invalid = code.label()
+    code.emit(0xA1)
+    code.emit32(table.base)  // mov eax, [base]
+    writeAcquireBody(&code, offset: UInt32(slot) << UInt32(CallABI.entryShift), invalid: invalid)
+  }
+
+  private static func writeAcquireBody(_ code: inout CodeBuffer, offset: UInt32, invalid: CodeLabel) {
+    let full = code.label()
+    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
+    code.emit(0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
-    code.emit(0x83, 0x40, displacement(CallABI.Entry.count), 0x01)  // add dword [eax+entry count], 1
+    entryOperand(&code, opcode: 0x83, extension: 0, field: CallABI.Entry.count, offset: offset)
+    code.emit(0x01)  // add dword [eax+entry count], 1
     code.jump(.below, to: full, short: true)  // jc full
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.bind(full)
-    code.emit(0xFF, 0x48, displacement(CallABI.Entry.count))  // full: dec dword [eax+entry count]
+    // full: dec dword [eax+entry count]
+    entryOperand(&code, opcode: 0xFF, extension: 1, field: CallABI.Entry.count, offset: offset)
     code.emit(0xB8)
     code.emit32(CallABI.statusOutOfResources)  // mov eax, 6
     code.emit(0xC3)  // ret
@@ -305,11 +323,32 @@ public enum CallStubs {
   /// invalid handle.
   public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, lastCount: UInt32) {
     let invalid = code.label()
-    let last = code.label()
     loadEntry(&code, table: table, invalid: invalid)
-    code.emit(0x83, 0x78, displacement(CallABI.Entry.methodCount), 0x00)  // cmp dword [eax+count], 0
+    writeReleaseBody(&code, offset: 0, lastCount: lastCount, invalid: invalid)
+  }
+
+  /// Writes `tessera_bound_release_<slot>`: `writeRelease` for the entry of handle `slot`
+  /// (see `writeBoundAcquire`); the last count goes to `lastCount` with the caller's
+  /// arguments, the handle included, as from `writeRelease`.
+  public static func writeBoundRelease(
+    into code: inout CodeBuffer, table: TableLayout, slot: Int, lastCount: UInt32
+  ) {
+    let invalid = code.label()
+    code.emit(0xA1)
+    code.emit32(table.base)  // mov eax, [base]
+    writeReleaseBody(
+      &code, offset: UInt32(slot) << UInt32(CallABI.entryShift), lastCount: lastCount, invalid: invalid)
+  }
+
+  private static func writeReleaseBody(
+    _ code: inout CodeBuffer, offset: UInt32, lastCount: UInt32, invalid: CodeLabel
+  ) {
+    let last = code.label()
+    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
+    code.emit(0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
-    code.emit(0xFF, 0x48, displacement(CallABI.Entry.count))  // dec dword [eax+entry count]
+    // dec dword [eax+entry count]
+    entryOperand(&code, opcode: 0xFF, extension: 1, field: CallABI.Entry.count, offset: offset)
     code.jump(.equal, to: last, short: true)  // jz last
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
@@ -319,5 +358,22 @@ public enum CallStubs {
     code.bind(invalid)
     returnInvalidHandle(&code)
     precondition(code.isComplete)
+  }
+
+  /// Bytes at most: one bound acquire or release.
+  public static let boundCountSize = 48
+
+  /// Writes the opcode and operand of `opcode /extension dword [eax + offset + 4 x field]`,
+  /// with an 8-bit displacement when it fits.
+  private static func entryOperand(
+    _ code: inout CodeBuffer, opcode: UInt8, extension: UInt8, field: Int, offset: UInt32
+  ) {
+    let displacement = offset &+ UInt32(4 * field)
+    if displacement < 0x80 {
+      code.emit(opcode, 0x40 | `extension` << 3, UInt8(displacement))
+    } else {
+      code.emit(opcode, 0x80 | `extension` << 3)
+      code.emit32(displacement)
+    }
   }
 }
