@@ -59,7 +59,7 @@ public enum ServerFileError: Error, Equatable, Sendable {
     case .unresolvedImport(let name): "imports \(name), which the kernel does not offer"
     case .badBoundCall(let name, let problem): "imports \(name), which \(problem)"
     case .tooManyBoundCalls(let count):
-      "imports \(count) bound calls; at most \(ServerFile.maximumBoundCalls)"
+      "imports \(count) bound calls, acquires and releases; at most \(ServerFile.maximumBoundCalls)"
     }
   }
 }
@@ -233,9 +233,9 @@ public struct ServerFile {
     guard boundCalls <= Self.maximumBoundCalls else { throw .tooManyBoundCalls(boundCalls) }
   }
 
-  /// The most bound imports a file may have (a server calling every method of 16 slots
-  /// of 32 methods each has 512; each slot's acquire and release count too).
-  public static let maximumBoundCalls = 512
+  /// The most bound imports a file may have: a server calling every method of 16 slots of
+  /// 32 methods each has 512 calls, and at most 255 slots have an acquire and a release.
+  public static let maximumBoundCalls = 512 + 2 * 255
 
   @inline(never)
   private static func boundCallError(_ name: UnsafeBufferPointer<UInt8>, manifest: ServerManifest)

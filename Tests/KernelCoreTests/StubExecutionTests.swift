@@ -282,7 +282,8 @@ struct Emulation {
     machine.place(lastCount, bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3, 0x00, 0x60, 0x00, 0x00, 0x31, 0xC0, 0xC3])
     machine.place(0x6000, words: [0])
     machine.place(stop, bytes: [0xF4])
-    machine.place(stackTop - 16, words: [stop, 3, 0, 0])
+    // The handle argument is not the slot: the last count must still name the slot.
+    machine.place(stackTop - 16, words: [stop, 7, 0, 0])
     machine.place(code: code) {
       if acquire {
         CallStubs.writeBoundAcquire(into: &$0, table: table, slot: 3)
@@ -311,7 +312,8 @@ struct Emulation {
     let dropped = try run(acquire: false, count: 2)
     #expect(dropped.status == 0 && dropped.count == 1 && dropped.lastCountSaw == 0)
     let last = try run(acquire: false, count: 1)
-    #expect(last.status == 0 && last.count == 0 && last.lastCountSaw == 3, "the kernel gets the handle")
+    #expect(
+      last.status == 0 && last.count == 0 && last.lastCountSaw == 3, "the kernel gets the slot's handle")
     let freed = try run(acquire: false, methods: 0, count: 0)
     #expect(freed.status == CallABI.statusInvalidHandle && freed.count == 0 && freed.lastCountSaw == 0)
   }

@@ -328,8 +328,9 @@ public enum CallStubs {
   }
 
   /// Writes `tessera_bound_release_<slot>`: `writeRelease` for the entry of handle `slot`
-  /// (see `writeBoundAcquire`); the last count goes to `lastCount` with the caller's
-  /// arguments, the handle included, as from `writeRelease`.
+  /// (see `writeBoundAcquire`); the last count goes to `lastCount` with the handle
+  /// argument set to `slot` (a caller passing another would otherwise leave the slot's
+  /// entry at count 0 without freeing it).
   public static func writeBoundRelease(
     into code: inout CodeBuffer, table: TableLayout, slot: Int, lastCount: UInt32
   ) {
@@ -337,11 +338,14 @@ public enum CallStubs {
     code.emit(0xA1)
     code.emit32(table.base)  // mov eax, [base]
     writeReleaseBody(
-      &code, offset: UInt32(slot) << UInt32(CallABI.entryShift), lastCount: lastCount, invalid: invalid)
+      &code, offset: UInt32(slot) << UInt32(CallABI.entryShift), lastCount: lastCount, invalid: invalid,
+      handle: UInt32(slot))
   }
 
+  /// With `handle`, the last count passes that handle to `lastCount` whatever the caller
+  /// passed (the entry counted down is the slot's).
   private static func writeReleaseBody(
-    _ code: inout CodeBuffer, offset: UInt32, lastCount: UInt32, invalid: CodeLabel
+    _ code: inout CodeBuffer, offset: UInt32, lastCount: UInt32, invalid: CodeLabel, handle: UInt32? = nil
   ) {
     let last = code.label()
     entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
@@ -353,8 +357,12 @@ public enum CallStubs {
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.bind(last)
+    if let handle {
+      code.emit(0xC7, 0x44, 0x24, 0x04)
+      code.emit32(handle)  // last: mov dword [esp+4], slot
+    }
     code.emit(0xE9)
-    code.emitRelative(to: lastCount)  // last: jmp lastCount
+    code.emitRelative(to: lastCount)  // jmp lastCount
     code.bind(invalid)
     returnInvalidHandle(&code)
     precondition(code.isComplete)
