@@ -139,9 +139,9 @@ final class Releaser: RunnableImplementation {
   }
 }
 
-/// A kernel call with an arbitrary call code: the user thunks' sequence (KernelCore's
-/// UserThunks) with the code patched in, run from the heap. Arguments are read by the
-/// kernel from the user stack like a thunk's.
+/// A kernel call with an arbitrary call code: the user thunks' sequence
+/// (Kernel/Arch/i686/CodeGeneration/UserStubs.swift) with the code patched in, run from
+/// the heap. Arguments are read by the kernel from the user stack like a thunk's.
 final class RawCall {
   private let code: UnsafeMutableRawPointer
   private let codeOffset: Int

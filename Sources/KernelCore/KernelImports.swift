@@ -12,7 +12,7 @@
 public enum KernelImport: Equatable, Sendable {
   /// `tessera_call0` ... `tessera_call8`: a call through a reference (the table's gate).
   case call(words: Int)
-  /// `tessera_bound_callW_SLOT_METHOD`: a call through a required slot (BoundCalls).
+  /// `tessera_bound_callW_SLOT_METHOD`: a call through a required slot (BoundCallImport).
   case boundCall(BoundCallImport)
   /// `tessera_bound_acquire_SLOT`, `tessera_bound_release_SLOT`: a required slot's count
   /// (the same arguments as `tessera_acquire`, `tessera_release`).

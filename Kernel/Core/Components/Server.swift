@@ -310,7 +310,7 @@ final class Server: ReferenceOwner {
     }
   }
 
-  /// The stub of one bound-call import (BoundCalls): a redirect to the gate until its slot
+  /// The stub of one bound-call import (BoundStubs): a redirect to the gate until its slot
   /// is bound (`bindSlots`) and again once the slot's entry is freed.
   struct BoundStub {
     var call: BoundCallImport

@@ -1,5 +1,6 @@
-// UserThunks: the user-mode side of the kernel ABI: the code a server loaded in user mode
-// calls instead of the kernel functions, and the codes that name each kernel call.
+// UserStubs: the user-mode side of the kernel ABI: the thunks a server loaded in user mode
+// calls instead of the kernel functions (their codes are CallABI's UserCallCode), and the
+// upcall stub through which the kernel calls a user-mode server's method.
 //
 // Contract: `writeUserThunks` writes one page of position-dependent code for the address
 // it will run at (every user address space maps the same page at `Paging.userStart`).
@@ -9,6 +10,9 @@
 // in EBX, which the thunk moves to EDX, so a thunk returns exactly what the kernel-mode
 // function it replaces returns. The return trampoline is where every upcall's user
 // function returns to: it hands EAX back to the kernel (EAX = `UserCallCode.return`).
+// `writeUpcallStub` writes the method entry of a user-mode server's words-only method; it
+// claims the user stack as KernelCore's `UserStacks.claim` says (UpcallStubExecutionTests
+// hold it to that).
 
 import KernelCore
 
