@@ -34,12 +34,10 @@ final class ServerWorker {
   nonisolated(unsafe) private(set) static var all: [ServerWorker] = []
 
   let account: ResourceAccount
-  /// Work posted and not taken yet: `queue[taken...]`. Taking moves an index, not the
-  /// rest of the array (a server releasing objects in a loop queues thousands of destroys
-  /// within one time slice; one `removeFirst` per item made draining them quadratic).
-  private var queue: [Work] = []
-  private var taken = 0
-  private var pending: Bool { taken < queue.count }
+  /// Work posted and not taken yet (taking is O(1): a server releasing objects in a loop
+  /// queues thousands of destroys within one time slice, and draining them must stay
+  /// linear).
+  private var queue = WorkQueue<Work>()
   private var thread: Thread?
   /// Whether the thread waits in `next` for work. Only then may it be woken: inside a
   /// callback or destroy it may wait for a lock, a semaphore or a sleep's end, and waking
@@ -83,7 +81,7 @@ final class ServerWorker {
   static func hasQueuedCall(_ handle: UInt32, for account: ResourceAccount) -> Bool {
     Machine.withInterruptsDisabled {
       guard let worker = all.first(where: { $0.account === account }) else { return false }
-      return worker.queue[worker.taken...].contains { work in
+      return worker.queue.contains { work in
         if case .call(let queued) = work { return queued == handle }
         return false
       }
@@ -105,7 +103,7 @@ final class ServerWorker {
   private func next() -> Work? {
     Machine.withInterruptsDisabled {
       var idleSince = Timer.ticks
-      while !pending {
+      while queue.isEmpty {
         if account.use(of: .timers) > 0 {
           waitingForWork = true
           Scheduler.block()  // woken by a post or by a timer's end
@@ -122,20 +120,7 @@ final class ServerWorker {
           waitingForWork = false
         }
       }
-      let work = queue[taken]
-      queue[taken] = .call(0)  // the queue no longer keeps the work's object
-      taken += 1
-      if !pending {
-        queue = []  // drained: the storage goes back to the heap
-        taken = 0
-      } else if taken >= 64 && taken * 2 >= queue.count {
-        // A worker that never catches up (timers posting faster than their callbacks
-        // run) must not keep every item ever posted: drop the taken half, once per
-        // `taken` items, which keeps taking linear.
-        queue.removeFirst(taken)
-        taken = 0
-      }
-      return work
+      return queue.take()
     }
   }
 
