@@ -250,11 +250,6 @@ public struct ServerFile {
     return .badBoundCall(name: "\(text: name)", problem: bound.problem(in: manifest) ?? "")
   }
 
-  /// Calls `body` with every bound-call import of the file (all valid: `init` checked them).
-  public func forEachBoundCall(_ body: (BoundCallImport) -> Void) {
-    forEachBoundImport { if case .call(let call) = $0 { body(call) } }
-  }
-
   /// Calls `body` with every bound import of the file (all valid: `init` checked them).
   public func forEachBoundImport(_ body: (BoundImport) -> Void) {
     forEachImport { name in

@@ -48,7 +48,7 @@ import Testing
     let (_, data) = try #require(try BuiltServers.files().first { $0.name == "Benchmark.srv" })
     var calls: [BoundCallImport] = []
     try data.withUnsafeBytes { raw in
-      try ServerFile(bytes: raw).forEachBoundCall { calls.append($0) }
+      try ServerFile(bytes: raw).forEachBoundImport { if case .call(let call) = $0 { calls.append(call) } }
     }
     // target, locked, isolated and isolatedLocked are slots 1-4 of Compute; compute takes
     // three words.

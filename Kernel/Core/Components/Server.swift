@@ -156,15 +156,15 @@ final class Server: ReferenceOwner {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
     var boundCalls: [BoundCallImport] = []
-    var boundCounts = 0  // bound acquires and releases
+    var boundCounts: [BoundImport] = []  // bound acquires and releases
     if space == nil {
       file.forEachBoundImport { bound in
-        if case .call(let call) = bound { boundCalls.append(call) } else { boundCounts += 1 }
+        if case .call(let call) = bound { boundCalls.append(call) } else { boundCounts.append(bound) }
       }
     }
     let codeSize =
       CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + boundCalls.count
-      * CallStubs.boundStubSize + boundCounts * CallStubs.boundCountSize + methods
+      * CallStubs.boundStubSize + boundCounts.count * CallStubs.boundCountSize + methods
       * (CallStubs.methodEntrySize + 4)
     guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else {
       return .failure(.outOfMemory)
@@ -211,24 +211,23 @@ final class Server: ReferenceOwner {
       CallStubs.writeBoundRedirect(into: &writer, gate: entries.gate)
       writer.pad(to: start + CallStubs.boundStubSize)
     }
-    if boundCounts > 0 {
+    if !boundCounts.isEmpty {
       // The bound acquires and releases read the slot's entry without a capacity check:
       // the table has room for every slot before any of the server's code runs.
       server.table.reserve(entries: file.manifest.slotCount + 1)
-      file.forEachBoundImport { bound in
-        let start = writer.count
-        switch bound {
-        case .call: return
-        case .acquire(let slot):
-          server.boundCounts.append(BoundCount(bound: bound, address: writer.address))
-          CallStubs.writeBoundAcquire(into: &writer, table: server.table.layout, slot: slot)
-        case .release(let slot):
-          server.boundCounts.append(BoundCount(bound: bound, address: writer.address))
-          CallStubs.writeBoundRelease(
-            into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress)
-        }
-        writer.pad(to: start + CallStubs.boundCountSize)
+    }
+    for bound in boundCounts {
+      let start = writer.count
+      server.boundCounts.append(BoundCount(bound: bound, address: writer.address))
+      switch bound {
+      case .call: break  // not collected above
+      case .acquire(let slot):
+        CallStubs.writeBoundAcquire(into: &writer, table: server.table.layout, slot: slot)
+      case .release(let slot):
+        CallStubs.writeBoundRelease(
+          into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress)
       }
+      writer.pad(to: start + CallStubs.boundCountSize)
     }
     let previous = Paging.activeDirectory
     if let space { Paging.activate(space.directory) }  // the image is written where it runs
