@@ -8,8 +8,8 @@ public func benchmarkLine(
 )
   -> KernelMessage
 {
-  // Outside -icount (the smoke test) the clock is wall time: a loop may take less than the
-  // baseline, which counts as 0, and no figure may trap the benchmark.
+  // Outside -icount (a benchmark server booted by hand) the clock is wall time: a loop may
+  // take less than the baseline, which counts as 0, and no figure may trap the benchmark.
   let difference = total > baseline ? total - baseline : 0
   let (hundredths, overflow) = difference.multipliedReportingOverflow(by: 100)
   let perOperation = (overflow ? UInt64.max : hundredths) / max(iterations, 1)

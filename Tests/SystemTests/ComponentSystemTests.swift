@@ -7,21 +7,22 @@ import TesseraTools
 import Testing
 
 /// Boots the default kernel image with `composition` and every server file; returns once
-/// a line contains `until` (by default: the kernel is idle, the composition is done).
+/// a line contains `until` (by default: the kernel is idle, the composition is done), or
+/// kills the guest after `timeout` seconds.
 func bootComposition(
   _ composition: String, test: String, input: (after: String, text: String)? = nil,
   until marker: String = "idling", countInstructions: Bool = false, devices: [String] = [],
-  arguments: [String] = []
+  arguments: [String] = [], timeout: TimeInterval = 60
 ) throws -> BootResult {
   let name = URL(fileURLWithPath: composition).deletingPathExtension().lastPathComponent
   let result = try QEMU.boot(
     image: "kernel", modules: [composition] + QEMU.serverModules, append: "on-panic=exit", input: input,
-    countInstructions: countInstructions, timeout: 60, log: "\(test)-\(name)", devices: devices,
+    countInstructions: countInstructions, timeout: timeout, log: "\(test)-\(name)", devices: devices,
     arguments: arguments
   ) { $0.contains(marker) }
   if result.timedOut {
     Issue.record(
-      "\(test) (\(composition)): the guest did not finish within 60 s and was killed; last output:\n\(result.tail())"
+      "\(test) (\(composition)): the guest did not finish within \(Int(timeout)) s and was killed; last output:\n\(result.tail())"
     )
   }
   #expect(
