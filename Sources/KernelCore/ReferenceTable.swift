@@ -163,9 +163,13 @@ public struct ReferenceTable<Object: ReferencedObject> {
 
   /// Removes a count from `handle`; at zero the entry is freed, and the lifetime rules
   /// above may destroy the object and unload its owner. False if the handle is not valid.
+  /// A live entry whose count is already 0 (generated release code counted it down and is
+  /// on its way to `freeIfUnheld`) holds nothing to release: false.
   public mutating func release(_ handle: UInt32) -> Bool {
     guard object(handle) != nil, let index = index(handle) else { return false }
-    entries![index * Self.wordsPerEntry + Word.count] -= 1
+    let count = entries! + index * Self.wordsPerEntry + Word.count
+    guard count.pointee != 0 else { return false }
+    count.pointee -= 1
     freeIfUnheld(handle)
     return true
   }
@@ -193,11 +197,15 @@ public struct ReferenceTable<Object: ReferencedObject> {
     return true
   }
 
-  /// Releases every count of every entry (when the owner is unloaded).
+  /// Releases every count of every entry at once (when the owner is unloaded), however
+  /// large the counts are.
   public mutating func releaseAll() {
     var handle: UInt32 = 1
     while UInt(handle) < header[1] {
-      while object(handle) != nil { _ = release(handle) }
+      if object(handle) != nil, let index = index(handle) {
+        entries![index * Self.wordsPerEntry + Word.count] = 0
+        freeIfUnheld(handle)
+      }
       handle += 1
     }
   }

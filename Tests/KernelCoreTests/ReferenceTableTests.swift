@@ -67,6 +67,24 @@ final class FakeObject: ReferencedObject {
     #expect(!kernel.acquire(7) && !released)
   }
 
+  /// Counts generated code left behind (a count already at 0 on its way to the kernel, or
+  /// any count a server piled up) neither trap nor stall the kernel's own release.
+  @Test func countsGeneratedCodeLeftAreReleasedWithoutTrapOrLoop() {
+    let server = FakeServer("a", log: log)
+    let object = FakeObject("o", owner: nil)
+    let handle = server.table.install(object)
+    let count =
+      UnsafeMutablePointer<UInt>(bitPattern: server.table.header[0])! + Int(handle)
+      * CallABI.entryWords + CallABI.Entry.count
+    count.pointee = 0  // generated release counted the last one down
+    let released = server.table.release(handle)
+    #expect(!released, "nothing is held to release")
+    #expect(server.table.object(handle) === object && !object.destroyed)
+    count.pointee = UInt(UInt32.max)
+    server.table.releaseAll()
+    #expect(object.destroyed && server.table.object(handle) == nil && server.table.used == 0)
+  }
+
   @Test func entriesCarryWhatGeneratedCodeReads() {
     var table = ReferenceTable<FakeObject>(owner: nil)
     let handle = table.install(FakeObject("o", owner: nil))

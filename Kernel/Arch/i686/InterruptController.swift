@@ -138,6 +138,11 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
         UserFaults.contain(frame, reason: "watchdog: running for 2 seconds without calling out of its server")
       }
     }
+    if Scheduler.needsReschedule && frame.pointee.cs & 3 == 0 {
+      // A thread switched away in the middle of a generated acquire or release starts it
+      // again: a table grown meanwhile must not miss its count (CountWindow).
+      frame.pointee.eip = Server.resumeAddress(preemptedAt: frame.pointee.eip)
+    }
     Scheduler.preemptIfNeeded()  // after the EOI, so the timer keeps ticking meanwhile
   default:
     Exceptions.report(frame, reason: "unexpected interrupt vector")

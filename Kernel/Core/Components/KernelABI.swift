@@ -13,17 +13,16 @@ enum KernelABI {
   /// The generated code of one reference table.
   struct TableEntries {
     var gate: UInt32
-    var acquire: UInt32
-    var release: UInt32
+    var acquire: CountWindow
+    var release: CountWindow
 
     /// Writes the gate and the acquire/release fast paths of `table`.
     static func write(into writer: inout CodeBuffer, table: TableLayout) -> TableEntries {
       let gate = writer.address
       CallStubs.writeGate(into: &writer, table: table, chain: CallChain.layout)
-      let acquire = writer.address
-      CallStubs.writeAcquire(into: &writer, table: table)
-      let release = writer.address
-      CallStubs.writeRelease(into: &writer, table: table, lastCount: KernelABI.releaseLastAddress)
+      let acquire = CallStubs.writeAcquire(into: &writer, table: table)
+      let release = CallStubs.writeRelease(
+        into: &writer, table: table, lastCount: KernelABI.releaseLastAddress)
       return TableEntries(gate: gate, acquire: acquire, release: release)
     }
   }
@@ -36,8 +35,8 @@ enum KernelABI {
     case .call: return table.gate
     case .boundCall, .boundAcquire, .boundRelease: return nil
     case .export: return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
-    case .acquire: return table.acquire
-    case .release: return table.release
+    case .acquire: return table.acquire.start
+    case .release: return table.release.start
     case .posixMemalign:
       return address(
         serverPosixMemalign

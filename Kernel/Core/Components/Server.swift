@@ -31,7 +31,12 @@ final class Server: ReferenceOwner {
   /// The address space of a user-mode server; nil in kernel mode.
   let space: AddressSpace?
   /// The generated code of the server's table (its imports' targets).
-  private(set) var entries = KernelABI.TableEntries(gate: 0, acquire: 0, release: 0)
+  private(set) var entries = KernelABI.TableEntries(
+    gate: 0, acquire: CountWindow(start: 0, commit: 0), release: CountWindow(start: 0, commit: 0))
+  /// The windows of the server's acquire and release code (general and bound), where a
+  /// preempted thread starts again (CountWindow). A user-mode server's acquire and release
+  /// run the general code too, in the kernel, on its behalf (UserCalls).
+  private(set) var countWindows = CountWindows()
   /// Set when the server faulted: every call into it fails from then on.
   var failed: Bool { words[ServerWords.failed] != 0 }
   /// Whether the supervisor has dealt with the failure (released its references).
@@ -205,6 +210,8 @@ final class Server: ReferenceOwner {
     let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
     server.entries = entries
     server.words[ServerWords.gate] = entries.gate
+    server.countWindows.append(entries.acquire)
+    server.countWindows.append(entries.release)
     for call in boundCalls {
       let start = writer.count
       server.boundStubs.append(BoundStub(call: call, address: writer.address))
@@ -222,10 +229,12 @@ final class Server: ReferenceOwner {
       switch bound {
       case .call: break  // not collected above
       case .acquire(let slot):
-        CallStubs.writeBoundAcquire(into: &writer, table: server.table.layout, slot: slot)
+        server.countWindows.append(
+          CallStubs.writeBoundAcquire(into: &writer, table: server.table.layout, slot: slot))
       case .release(let slot):
-        CallStubs.writeBoundRelease(
-          into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress)
+        server.countWindows.append(
+          CallStubs.writeBoundRelease(
+            into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress))
       }
       writer.pad(to: start + CallStubs.boundCountSize)
     }
@@ -386,6 +395,15 @@ final class Server: ReferenceOwner {
         CallStubs.writeBoundRedirectBody(into: &writer, gate: entries.gate)
       }
     }
+  }
+
+  /// Where a thread preempted in kernel mode before executing `address` resumes: the start
+  /// of the acquire or release it was inside, if it had not changed the count yet
+  /// (CountWindow), else `address`. Only the running server's windows are looked at: only
+  /// its code calls its table's acquire and release (a user-mode server's through the
+  /// kernel, which runs them for it).
+  static func resumeAddress(preemptedAt address: UInt32) -> UInt32 {
+    CallChain.currentServer?.countWindows.resumeAddress(interruptedAt: address) ?? address
   }
 
   /// Where the image starts (in the kernel, or in the server's user address space).

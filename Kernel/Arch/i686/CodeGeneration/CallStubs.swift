@@ -277,80 +277,102 @@ public enum CallStubs {
 
   /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
   /// 1 for an invalid handle, or `CallABI.statusOutOfResources` when the count is at its largest
-  /// (it never wraps to 0, which would free the entry under its holders).
-  public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) {
+  /// (it never wraps to 0, which would free the entry under its holders). Returns the
+  /// code's `CountWindow`: one `inc` is the only write.
+  @discardableResult
+  public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) -> CountWindow {
+    let start = code.address
     let invalid = code.label()
     loadEntry(&code, table: table, invalid: invalid)
-    writeAcquireBody(&code, offset: 0, invalid: invalid)
+    return CountWindow(start: start, commit: writeAcquireBody(&code, offset: 0, invalid: invalid))
   }
 
   /// Writes `tessera_bound_acquire_<slot>`: `writeAcquire` for the entry of handle `slot`,
   /// found from the table's base alone. The handle is not checked against the capacity:
   /// the table holds every slot's entry before the server runs and never shrinks
   /// (Server.load reserves them), and a freed entry is refused as in `writeAcquire`.
-  public static func writeBoundAcquire(into code: inout CodeBuffer, table: TableLayout, slot: Int) {
+  @discardableResult
+  public static func writeBoundAcquire(into code: inout CodeBuffer, table: TableLayout, slot: Int)
+    -> CountWindow
+  {
+    let start = code.address
     let invalid = code.label()
     code.emit(0xA1)
     code.emit32(table.base)  // mov eax, [base]
-    writeAcquireBody(&code, offset: UInt32(slot) << UInt32(CallABI.entryShift), invalid: invalid)
+    let commit = writeAcquireBody(&code, offset: UInt32(slot) << UInt32(CallABI.entryShift), invalid: invalid)
+    return CountWindow(start: start, commit: commit)
   }
 
-  private static func writeAcquireBody(_ code: inout CodeBuffer, offset: UInt32, invalid: CodeLabel) {
+  /// Returns the address of the `inc`. The largest count is refused before it, not undone
+  /// after: an undoing `dec` would be a second write, outside the window.
+  private static func writeAcquireBody(_ code: inout CodeBuffer, offset: UInt32, invalid: CodeLabel) -> UInt32
+  {
     let full = code.label()
     entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
     code.emit(0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
-    entryOperand(&code, opcode: 0x83, extension: 0, field: CallABI.Entry.count, offset: offset)
-    code.emit(0x01)  // add dword [eax+entry count], 1
-    code.jump(.below, to: full, short: true)  // jc full
+    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.count, offset: offset)
+    code.emit(0xFF)  // cmp dword [eax+entry count], -1
+    code.jump(.equal, to: full, short: true)  // je full
+    let commit = code.address
+    // inc dword [eax+entry count]
+    entryOperand(&code, opcode: 0xFF, extension: 0, field: CallABI.Entry.count, offset: offset)
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
     code.bind(full)
-    // full: dec dword [eax+entry count]
-    entryOperand(&code, opcode: 0xFF, extension: 1, field: CallABI.Entry.count, offset: offset)
     code.emit(0xB8)
-    code.emit32(CallABI.statusOutOfResources)  // mov eax, 6
+    code.emit32(CallABI.statusOutOfResources)  // full: mov eax, 6
     code.emit(0xC3)  // ret
     code.bind(invalid)
     returnInvalidHandle(&code)
     precondition(code.isComplete)
+    return commit
   }
 
   /// Writes a table's `tessera_release(handle)`: one `dec` of the entry's count (a single
   /// instruction, so a thread switch cannot split it); when that was the last count it
   /// jumps to `lastCount`, the kernel, which frees the entry (perhaps destroying an
   /// object or unloading a server) with the same arguments. Returns 0, or 1 for an
-  /// invalid handle.
-  public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, lastCount: UInt32) {
+  /// invalid handle. Returns the code's `CountWindow`: the `dec` is the only write.
+  @discardableResult
+  public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, lastCount: UInt32)
+    -> CountWindow
+  {
+    let start = code.address
     let invalid = code.label()
     loadEntry(&code, table: table, invalid: invalid)
-    writeReleaseBody(&code, offset: 0, lastCount: lastCount, invalid: invalid)
+    let commit = writeReleaseBody(&code, offset: 0, lastCount: lastCount, invalid: invalid)
+    return CountWindow(start: start, commit: commit)
   }
 
   /// Writes `tessera_bound_release_<slot>`: `writeRelease` for the entry of handle `slot`
   /// (see `writeBoundAcquire`); the last count goes to `lastCount` with the handle
   /// argument set to `slot` (a caller passing another would otherwise leave the slot's
   /// entry at count 0 without freeing it).
+  @discardableResult
   public static func writeBoundRelease(
     into code: inout CodeBuffer, table: TableLayout, slot: Int, lastCount: UInt32
-  ) {
+  ) -> CountWindow {
+    let start = code.address
     let invalid = code.label()
     code.emit(0xA1)
     code.emit32(table.base)  // mov eax, [base]
-    writeReleaseBody(
+    let commit = writeReleaseBody(
       &code, offset: UInt32(slot) << UInt32(CallABI.entryShift), lastCount: lastCount, invalid: invalid,
       handle: UInt32(slot))
+    return CountWindow(start: start, commit: commit)
   }
 
   /// With `handle`, the last count passes that handle to `lastCount` whatever the caller
-  /// passed (the entry counted down is the slot's).
+  /// passed (the entry counted down is the slot's). Returns the address of the `dec`.
   private static func writeReleaseBody(
     _ code: inout CodeBuffer, offset: UInt32, lastCount: UInt32, invalid: CodeLabel, handle: UInt32? = nil
-  ) {
+  ) -> UInt32 {
     let last = code.label()
     entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
     code.emit(0x00)  // cmp dword [eax+count], 0
     code.jump(.equal, to: invalid, short: true)  // je invalid
+    let commit = code.address
     // dec dword [eax+entry count]
     entryOperand(&code, opcode: 0xFF, extension: 1, field: CallABI.Entry.count, offset: offset)
     code.jump(.equal, to: last, short: true)  // jz last
@@ -366,6 +388,7 @@ public enum CallStubs {
     code.bind(invalid)
     returnInvalidHandle(&code)
     precondition(code.isComplete)
+    return commit
   }
 
   /// Bytes at most: one bound acquire or release.
