@@ -481,12 +481,12 @@ enum SampleManifest {
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {
     let acquire = try disassemble(write { CallStubs.writeAcquire(into: &$0, table: table) }, base: 0x1000)
     // A count at its largest is not wrapped to 0 (that would free the entry under its
-    // holders): the add is undone and outOfResources (6) returned.
+    // holders): it is refused before the one write, with outOfResources (6).
     #expect(
       acquire == [
         "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1031", "shl eax,0x6",
         "add eax,DWORD PTR ds:0x2000", "cmp DWORD PTR [eax+0xc],0x0", "je 0x1031",
-        "add DWORD PTR [eax+0x18],0x1", "jb 0x1028", "xor eax,eax", "ret", "dec DWORD PTR [eax+0x18]",
+        "cmp DWORD PTR [eax+0x18],0xffffffff", "je 0x102b", "inc DWORD PTR [eax+0x18]", "xor eax,eax", "ret",
         "mov eax,0x6", "ret", "mov eax,0x1", "ret",
       ], "\(acquire)")
     let releaseBytes = write { CallStubs.writeRelease(into: &$0, table: table, lastCount: 0x9000) }
