@@ -5,8 +5,8 @@
 // the entry's count with one read-modify-write instruction (the commit). A thread
 // preempted between the two that resumed where it stopped would change the count in the
 // array it read, which a table growing meanwhile (`ReferenceTable.grow`) has replaced: the
-// change would be lost. The code before the commit only reads memory and writes EAX, ECX
-// and EDX (which the caller does not expect kept), so it can run again from the start.
+// change would be lost. The code before the commit only reads memory and writes EAX and
+// the flags (which the caller does not expect kept), so it can run again from the start.
 // The kernel moves a preempted thread's instruction address with `resumeAddress` before
 // it switches away (the interrupt path of the architecture calls it).
 

@@ -340,7 +340,8 @@ struct Emulation {
 
 /// An acquire or release preempted after each of its instructions while the table grows
 /// (a new array at a new base, the old one left as it was): resumed where
-/// `CountWindow.resumeAddress` says, the count lands in the new array exactly once.
+/// `CountWindow.resumeAddress` says, the count lands in the new array exactly once, and a
+/// release of the last count reaches the kernel with the slot's handle.
 @Suite struct PreemptedCountExecutionTests {
   let table = TableLayout(base: 0x2000, capacity: 0x2004)
   let oldEntries: UInt32 = 0x2100
@@ -356,16 +357,21 @@ struct Emulation {
     var acquires: Bool { self == .boundAcquire || self == .acquire }
   }
 
-  /// The machine with the table at `base` (`capacity` entries), the arrays' words and the
-  /// stack's, and the code of `kind`; returns the machine and the code's window.
-  func machine(kind: Kind, header: [UInt32], old: [UInt32], new: [UInt32]?, stack: [UInt32]) -> (
-    Emulation, CountWindow
-  ) {
+  /// The machine with the table's header, the arrays' words, the stack's, what the
+  /// kernel's last count has recorded so far (`seen`) and the code of `kind`; returns the
+  /// machine and the code's window.
+  func machine(kind: Kind, header: [UInt32], old: [UInt32], new: [UInt32]?, stack: [UInt32], seen: UInt32 = 0)
+    -> (
+      Emulation, CountWindow
+    )
+  {
     var machine = Emulation()
     machine.place(table.base, words: header)
     machine.place(oldEntries, words: old)
     if let new { machine.place(newEntries, words: new) }
-    machine.place(lastCount, bytes: [0x31, 0xC0, 0xC3])  // xor eax, eax; ret
+    // lastCount: records the handle at [esp+4] at 0x6000, returns 0.
+    machine.place(lastCount, bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3, 0x00, 0x60, 0x00, 0x00, 0x31, 0xC0, 0xC3])
+    machine.place(0x6000, words: [seen])
     machine.place(stop, bytes: [0xF4])
     machine.place(stackTop - 16, words: stack)
     var window = CountWindow(start: 0, commit: 0)
@@ -381,27 +387,29 @@ struct Emulation {
     return (machine, window)
   }
 
-  /// Preempts `kind` after `executed` instructions, grows the table, and resumes at the
-  /// window's answer (or, with `rewinding` false, where it stopped); returns the count in
-  /// the new array and the status, or nil if the code had finished before the preemption.
-  func preempt(_ kind: Kind, after executed: Int, rewinding: Bool = true) throws -> (
-    count: UInt32, status: UInt32
+  /// Preempts `kind` on an entry holding `count` after `executed` instructions, grows the
+  /// table, and resumes at the window's answer (or, with `rewinding` false, where it
+  /// stopped); returns the count in the new array, the status and the handle the kernel's
+  /// last count saw (0: not called), or nil if the code had finished before the preemption.
+  func preempt(_ kind: Kind, count: UInt32, after executed: Int, rewinding: Bool = true) throws -> (
+    count: UInt32, status: UInt32, lastCountSaw: UInt32
   )? {
     let entryWords = CallABI.entryWords
     var old = [UInt32](repeating: 0, count: 4 * entryWords)
     old[slot * entryWords + CallABI.Entry.methodCount] = 1
-    old[slot * entryWords + CallABI.Entry.count] = 2
+    old[slot * entryWords + CallABI.Entry.count] = count
     let stack: [UInt32] = [stop, UInt32(slot), 0, 0]
     let (first, window) = machine(kind: kind, header: [oldEntries, 4], old: old, new: nil, stack: stack)
     let paused = try first.run(
       eip: code, esp: stackTop - 16, stop: stop, pause: executed,
-      read: [(oldEntries, 4 * entryWords), (stackTop - 16, 4)])
+      read: [(oldEntries, 4 * entryWords), (stackTop - 16, 4), (0x6000, 1)])
     #expect(paused.error == nil, "\(paused.error ?? "")")
     guard paused.paused else { return nil }
     // Another thread grows the table: the entries are copied to a larger array.
     let copied = paused.reads[0] + [UInt32](repeating: 0, count: 4 * entryWords)
     let (second, _) = machine(
-      kind: kind, header: [newEntries, 8], old: paused.reads[0], new: copied, stack: paused.reads[1])
+      kind: kind, header: [newEntries, 8], old: paused.reads[0], new: copied, stack: paused.reads[1],
+      seen: paused.reads[2][0])
     let interrupted = paused.registers["eip"]!
     let resumed = try second.run(
       eip: rewinding ? window.resumeAddress(interruptedAt: interrupted) : interrupted,
@@ -410,19 +418,31 @@ struct Emulation {
         "eax": paused.registers["eax"]!, "ecx": paused.registers["ecx"]!,
         "edx": paused.registers["edx"]!, "eflags": paused.registers["eflags"]!,
       ],
-      stop: stop, read: [(newEntries + UInt32(4 * (slot * entryWords + CallABI.Entry.count)), 1)])
+      stop: stop,
+      read: [(newEntries + UInt32(4 * (slot * entryWords + CallABI.Entry.count)), 1), (0x6000, 1)])
     #expect(resumed.error == nil, "\(resumed.error ?? "")")
-    return (resumed.reads[0][0], resumed.registers["eax"]!)
+    return (resumed.reads[0][0], resumed.registers["eax"]!, resumed.reads[1][0])
   }
 
-  @Test(arguments: Kind.allCases) func aPreemptedCountLandsInTheGrownTableOnce(kind: Kind) throws {
-    let expected: UInt32 = kind.acquires ? 3 : 1
+  @Test(
+    arguments: [
+      (Kind.boundAcquire, 2), (.acquire, 2), (.boundRelease, 2), (.release, 2), (.boundRelease, 1),
+      (.release, 1),
+    ] as [(Kind, UInt32)])
+  func aPreemptedCountLandsInTheGrownTableOnce(kind: Kind, count: UInt32) throws {
+    let expected = kind.acquires ? count + 1 : count - 1
+    // Only a release of the last count calls the kernel, with the slot's handle.
+    let lastCountSaw: UInt32 = expected == 0 ? UInt32(slot) : 0
     var preemptions = 0
     var lostWithoutRewinding = 0
     var executed = 0
-    while let result = try preempt(kind, after: executed) {
-      #expect(result.count == expected && result.status == 0, "preempted after \(executed) instructions")
-      if let unguarded = try preempt(kind, after: executed, rewinding: false), unguarded.count != expected {
+    while let result = try preempt(kind, count: count, after: executed) {
+      #expect(
+        result.count == expected && result.status == 0 && result.lastCountSaw == lastCountSaw,
+        "preempted after \(executed) instructions")
+      if let unguarded = try preempt(kind, count: count, after: executed, rewinding: false),
+        unguarded.count != expected
+      {
         lostWithoutRewinding += 1
       }
       preemptions += 1

@@ -51,12 +51,15 @@ enum KernelReferences {
 
   /// The gate the kernel calls objects through, like a server's tessera_callN (the
   /// symbol map cannot name it: it is generated; a backtrace shows it as "?").
+  /// Only the gate: the kernel counts its own references in Swift (`table`), so no
+  /// generated acquire or release code is written for its table.
   static let gate: UInt32 = {
-    let size = CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize
+    let size = CallStubs.gateSize
     let code = KernelHeap.allocate(byteCount: size, alignment: 16)!
     var writer = CodeBuffer(
       memory: UnsafeMutableRawBufferPointer(start: code, count: size), base: UInt32(UInt(bitPattern: code)))
-    return KernelABI.TableEntries.write(into: &writer, table: table.layout).gate
+    CallStubs.writeGate(into: &writer, table: table.layout, chain: CallChain.layout)
+    return writer.base
   }()
 
   /// Calls method `method` of the object behind kernel handle `handle` with `words`.

@@ -435,15 +435,23 @@ enum SystemLoader {
       current.server.unload()
       return
     }
-    let kernelHandle = KernelReferences.table.install(main)
-    _ = current.server.table.release(handle)
+    // The server's threads may run from `start` on, changing its table and the kernel's:
+    // tables are changed with interrupts disabled (one processor), as everywhere else.
+    let kernelHandle = Machine.withInterruptsDisabled { () -> UInt32 in
+      let installed = KernelReferences.table.install(main)
+      _ = current.server.table.release(handle)
+      return installed
+    }
     instances.append(Instance(name: current.name, server: current.server, handle: kernelHandle))
     if current.restart {
-      let entry = Supervised(
-        name: current.name, file: current.file, placement: current.placement,
-        bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
-        mainHandle: KernelReferences.table.install(main), quotas: current.quotas, settings: current.settings)
-      Machine.withInterruptsDisabled { supervised.append(entry) }
+      Machine.withInterruptsDisabled {
+        supervised.append(
+          Supervised(
+            name: current.name, file: current.file, placement: current.placement,
+            bindings: current.bindings.map { KernelReferences.table.install($0!) }, server: current.server,
+            mainHandle: KernelReferences.table.install(main), quotas: current.quotas,
+            settings: current.settings))
+      }
     }
   }
 
