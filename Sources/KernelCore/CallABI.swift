@@ -27,9 +27,17 @@ public enum CallABI {
     public static let server = 4
     /// The KernelObject (kernel bookkeeping).
     public static let object = 5
-    /// The entry's count: how often the owner of the table holds this reference.
+    /// The entry's count: how often the owner of the table holds this reference (0 to
+    /// `largestCount`); `freeCount` in a free entry.
     public static let count = 6
   }
+  /// The most counts an entry holds; acquire refuses more. Below 2^31, so that generated
+  /// release finds a live count falling to 0, a live count of 0 going negative and a free
+  /// entry's count with one signed test.
+  public static let largestCount: UInt32 = 0x7FFF_FFFF
+  /// The count of a free entry: above `largestCount`, so acquire's one unsigned test
+  /// refuses a free entry and a full count alike.
+  public static let freeCount: UInt32 = 0x8000_0000
   /// Calls that may be nested in one call chain.
   public static let chainCapacity: UInt32 = 64
   /// Status words returned in EDX (and by acquire/release in EAX); ServerRuntime's

@@ -31,34 +31,34 @@ public struct CountWindow: Equatable, Sendable {
   }
 }
 
-/// The windows of one server's acquire and release code, kept in the order they were
-/// written (ascending addresses), with the range that holds them all for a quick refusal.
+/// The windows of one server's generated code, kept sorted by address (they do not
+/// overlap), so a preempted address is looked up by binary search.
 public struct CountWindows: Sendable {
   private var windows: [CountWindow] = []
-  private var lowest: UInt32 = .max
-  private var highest: UInt32 = 0
 
   /// No windows.
   public init() {}
 
-  /// Adds `window`.
+  /// Adds `window` (in any order).
   public mutating func append(_ window: CountWindow) {
-    windows.append(window)
-    lowest = min(lowest, window.start)
-    highest = max(highest, window.commit)
+    var index = windows.count
+    while index > 0 && windows[index - 1].start > window.start { index -= 1 }
+    windows.insert(window, at: index)
   }
 
-  /// The windows, in the order appended.
+  /// The windows, by address.
   public var all: [CountWindow] { windows }
 
   /// Where a thread interrupted before executing `address` resumes (see
   /// `CountWindow.resumeAddress`): the address itself unless it lies inside a window.
   public func resumeAddress(interruptedAt address: UInt32) -> UInt32 {
-    guard address > lowest && address <= highest else { return address }
-    for window in windows {
-      let resumed = window.resumeAddress(interruptedAt: address)
-      if resumed != address { return resumed }
+    // The last window starting before the address is the only one that may hold it.
+    var low = 0
+    var high = windows.count
+    while low < high {
+      let middle = low + (high - low) / 2
+      if windows[middle].start < address { low = middle + 1 } else { high = middle }
     }
-    return address
+    return low == 0 ? address : windows[low - 1].resumeAddress(interruptedAt: address)
   }
 }

@@ -2,7 +2,8 @@
 //
 // Contract: handle 0 is the null reference and never valid. Every entry holds one object
 // and a count, in the layout the generated code reads (CallABI.Entry; one machine word
-// per field). A free entry has method count 0, so gates and acquire/release refuse it.
+// per field). A free entry (handle 0's too) has method count 0, so gates refuse it, and
+// count `CallABI.freeCount`, so acquire and release do.
 // Lifetime rules, all enforced here:
 //   - an entry's count is how often the table's owner holds the reference (acquire adds
 //     one, release removes one); at zero the entry is freed;
@@ -152,11 +153,12 @@ public struct ReferenceTable<Object: ReferencedObject> {
     return UInt32(handle)
   }
 
-  /// Adds a count to `handle`; false if the handle is not valid.
+  /// Adds a count to `handle`; false if the handle is not valid or its count is at
+  /// `CallABI.largestCount`.
   public func acquire(_ handle: UInt32) -> Bool {
     guard object(handle) != nil, let index = index(handle) else { return false }
     let count = entries! + index * Self.wordsPerEntry + Word.count
-    guard count.pointee < UInt(UInt32.max) else { return false }  // never wraps to 0
+    guard count.pointee < UInt(CallABI.largestCount) else { return false }
     count.pointee += 1
     return true
   }
@@ -164,11 +166,12 @@ public struct ReferenceTable<Object: ReferencedObject> {
   /// Removes a count from `handle`; at zero the entry is freed, and the lifetime rules
   /// above may destroy the object and unload its owner. False if the handle is not valid.
   /// A live entry whose count is already 0 (generated release code counted it down and is
-  /// on its way to `freeIfUnheld`) holds nothing to release: false.
+  /// on its way to `freeIfUnheld`), or for a moment below (a server releasing what it does
+  /// not hold, which generated code undoes), holds nothing to release: false.
   public mutating func release(_ handle: UInt32) -> Bool {
     guard object(handle) != nil, let index = index(handle) else { return false }
     let count = entries! + index * Self.wordsPerEntry + Word.count
-    guard count.pointee != 0 else { return false }
+    guard count.pointee != 0 && count.pointee <= UInt(CallABI.largestCount) else { return false }
     count.pointee -= 1
     freeIfUnheld(handle)
     return true
@@ -184,6 +187,7 @@ public struct ReferenceTable<Object: ReferencedObject> {
     guard entry[Word.count] == 0 else { return true }
     owner?.entryFreeing(handle: handle)
     for word in 0..<Self.wordsPerEntry { entry[word] = 0 }
+    entry[Word.count] = UInt(CallABI.freeCount)
     entry[Self.nextFree] = firstFree
     firstFree = UInt(handle)
     used -= 1
@@ -221,8 +225,11 @@ public struct ReferenceTable<Object: ReferencedObject> {
       newEntries.update(from: entries, count: oldCapacity * Self.wordsPerEntry)
       newEntries[Self.retiredLink] = UInt(bitPattern: entries)  // freed with the table
     }
-    // Chain the new entries (handle 0 stays reserved as null).
+    // Chain the new entries (handle 0 stays reserved as null), all free.
     let first = max(oldCapacity, 1)
+    for handle in oldCapacity..<newCapacity {
+      newEntries[handle * Self.wordsPerEntry + Word.count] = UInt(CallABI.freeCount)
+    }
     for handle in first..<newCapacity {
       newEntries[handle * Self.wordsPerEntry + Self.nextFree] =
         handle + 1 < newCapacity ? UInt(handle + 1) : firstFree

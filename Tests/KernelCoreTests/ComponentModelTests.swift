@@ -480,25 +480,33 @@ enum SampleManifest {
 
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {
     let acquire = try disassemble(write { CallStubs.writeAcquire(into: &$0, table: table) }, base: 0x1000)
-    // A count at its largest is not wrapped to 0 (that would free the entry under its
-    // holders): it is refused before the one write, with outOfResources (6).
+    // One unsigned compare refuses a free entry (count 0x80000000) and a full count
+    // (0x7fffffff) before the one write; the refusal then tells them apart: invalid (1)
+    // or outOfResources (6).
     #expect(
       acquire == [
-        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1031", "shl eax,0x6",
-        "add eax,DWORD PTR ds:0x2000", "cmp DWORD PTR [eax+0xc],0x0", "je 0x1031",
-        "cmp DWORD PTR [eax+0x18],0xffffffff", "je 0x102b", "inc DWORD PTR [eax+0x18]", "xor eax,eax", "ret",
+        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1034", "shl eax,0x6",
+        "add eax,DWORD PTR ds:0x2000", "cmp DWORD PTR [eax+0x18],0x7fffffff", "jae 0x1028",
+        "inc DWORD PTR [eax+0x18]", "xor eax,eax", "ret", "cmp DWORD PTR [eax+0xc],0x0", "je 0x1034",
         "mov eax,0x6", "ret", "mov eax,0x1", "ret",
       ], "\(acquire)")
     let releaseBytes = write { CallStubs.writeRelease(into: &$0, table: table, lastCount: 0x9000) }
     #expect(releaseBytes.count <= CallStubs.releaseSize)
     let release = try disassemble(releaseBytes, base: 0x1000)
-    // Both invalid-handle exits (a handle past the table, a free entry) lead to
-    // `mov eax,0x1` at 0x102c; the last count goes through `jmp 0x9000` at 0x1027.
+    // The `dec`, and a result above 0 returns. Else the entry is found again: a free entry
+    // gets its count back (0x80000000, stored at 0x104f) and a count below 0 gets 0, both
+    // invalid (1, at 0x1052); a count taken again meanwhile returns 0 (0x1058); the last
+    // count goes to the kernel (`jmp 0x9000` at 0x105b).
     #expect(
       release == [
-        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x102c", "shl eax,0x6",
-        "add eax,DWORD PTR ds:0x2000", "cmp DWORD PTR [eax+0xc],0x0", "je 0x102c", "dec DWORD PTR [eax+0x18]",
-        "je 0x1027", "xor eax,eax", "ret", "jmp 0x9000", "mov eax,0x1", "ret",
-      ])
+        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1052", "shl eax,0x6",
+        "add eax,DWORD PTR ds:0x2000", "dec DWORD PTR [eax+0x18]", "jle 0x1021", "xor eax,eax", "ret",
+        "mov eax,DWORD PTR [esp+0x4]", "cmp eax,DWORD PTR ds:0x2004", "jae 0x1052", "shl eax,0x6",
+        "add eax,DWORD PTR ds:0x2000", "mov ecx,0x80000000", "cmp DWORD PTR [eax+0xc],0x0", "je 0x104f",
+        "cmp DWORD PTR [eax+0x18],0x0", "je 0x105b", "jg 0x1058", "xor ecx,ecx",
+        "mov DWORD PTR [eax+0x18],ecx",
+        "mov eax,0x1", "ret", "xor eax,eax", "ret", "jmp 0x9000",
+      ], "\(release)")
   }
+
 }

@@ -18,9 +18,10 @@ import Testing
   @Test func aServersWindowsAnswerForTheirOwnCodeOnly() {
     var windows = CountWindows()
     #expect(windows.resumeAddress(interruptedAt: 0x100) == 0x100, "no windows")
+    // Appended out of order, as the loader and the binding of slots do.
+    windows.append(CountWindow(start: 0x400, commit: 0x40C))
     windows.append(CountWindow(start: 0x100, commit: 0x110))
     windows.append(CountWindow(start: 0x140, commit: 0x150))
-    windows.append(CountWindow(start: 0x400, commit: 0x40C))
     #expect(windows.resumeAddress(interruptedAt: 0x108) == 0x100)
     #expect(windows.resumeAddress(interruptedAt: 0x14A) == 0x140)
     #expect(windows.resumeAddress(interruptedAt: 0x40C) == 0x400)
@@ -28,6 +29,21 @@ import Testing
     #expect(
       windows.resumeAddress(interruptedAt: 0x40D) == 0x40D
         && windows.resumeAddress(interruptedAt: 0x10) == 0x10)
-    #expect(windows.all.count == 3)
+    #expect(windows.all.map(\.start) == [0x100, 0x140, 0x400])
+  }
+
+  @Test func lookupAgreesWithEveryWindowAtEveryAddress() {
+    var windows = CountWindows()
+    var plain: [CountWindow] = []
+    var start: UInt32 = 0x1000
+    for length in [5, 1, 30, 12, 7, 48, 2] as [UInt32] {
+      plain.append(CountWindow(start: start, commit: start + length))
+      start += length + 9
+    }
+    for window in plain.reversed() { windows.append(window) }
+    for address in UInt32(0xFF0)...start + 4 {
+      let expected = plain.first { $0.resumeAddress(interruptedAt: address) != address }?.start ?? address
+      #expect(windows.resumeAddress(interruptedAt: address) == expected, "at \(address)")
+    }
   }
 }

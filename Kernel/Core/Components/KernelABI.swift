@@ -13,8 +13,10 @@ enum KernelABI {
   /// The generated code of one reference table.
   struct TableEntries {
     var gate: UInt32
-    var acquire: CountWindow
-    var release: CountWindow
+    var acquire: UInt32
+    var release: UInt32
+    /// The windows of the acquire and release code (CountWindow).
+    var windows: [CountWindow]
 
     /// Writes the gate and the acquire/release fast paths of `table`.
     static func write(into writer: inout CodeBuffer, table: TableLayout) -> TableEntries {
@@ -23,7 +25,9 @@ enum KernelABI {
       let acquire = CallStubs.writeAcquire(into: &writer, table: table)
       let release = CallStubs.writeRelease(
         into: &writer, table: table, lastCount: KernelABI.releaseLastAddress)
-      return TableEntries(gate: gate, acquire: acquire, release: release)
+      return TableEntries(
+        gate: gate, acquire: acquire.start, release: release.0.start,
+        windows: [acquire, release.0, release.1])
     }
   }
 
@@ -35,8 +39,8 @@ enum KernelABI {
     case .call: return table.gate
     case .boundCall, .boundAcquire, .boundRelease: return nil
     case .export: return address(tesseraKernelExport as @convention(c) (UInt32, UInt32) -> UInt32)
-    case .acquire: return table.acquire.start
-    case .release: return table.release.start
+    case .acquire: return table.acquire
+    case .release: return table.release
     case .posixMemalign:
       return address(
         serverPosixMemalign

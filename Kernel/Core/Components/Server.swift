@@ -31,11 +31,11 @@ final class Server: ReferenceOwner {
   /// The address space of a user-mode server; nil in kernel mode.
   let space: AddressSpace?
   /// The generated code of the server's table (its imports' targets).
-  private(set) var entries = KernelABI.TableEntries(
-    gate: 0, acquire: CountWindow(start: 0, commit: 0), release: CountWindow(start: 0, commit: 0))
-  /// The windows of the server's acquire and release code (general and bound), where a
-  /// preempted thread starts again (CountWindow). A user-mode server's acquire and release
-  /// run the general code too, in the kernel, on its behalf (UserCalls).
+  private(set) var entries = KernelABI.TableEntries(gate: 0, acquire: 0, release: 0, windows: [])
+  /// The windows of the server's acquire and release code (general and bound) and of its
+  /// bound-call stubs (up to the record's count), where a preempted thread starts again
+  /// (CountWindow). A user-mode server's acquire and release run the general code too, in
+  /// the kernel, on its behalf (UserCalls).
   private(set) var countWindows = CountWindows()
   /// Set when the server faulted: every call into it fails from then on.
   var failed: Bool { words[ServerWords.failed] != 0 }
@@ -210,8 +210,7 @@ final class Server: ReferenceOwner {
     let entries = KernelABI.TableEntries.write(into: &writer, table: server.table.layout)
     server.entries = entries
     server.words[ServerWords.gate] = entries.gate
-    server.countWindows.append(entries.acquire)
-    server.countWindows.append(entries.release)
+    for window in entries.windows { server.countWindows.append(window) }
     for call in boundCalls {
       let start = writer.count
       server.boundStubs.append(BoundStub(call: call, address: writer.address))
@@ -232,9 +231,10 @@ final class Server: ReferenceOwner {
         server.countWindows.append(
           CallStubs.writeBoundAcquire(into: &writer, table: server.table.layout, slot: slot))
       case .release(let slot):
-        server.countWindows.append(
-          CallStubs.writeBoundRelease(
-            into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress))
+        let (count, undo) = CallStubs.writeBoundRelease(
+          into: &writer, table: server.table.layout, slot: slot, lastCount: KernelABI.releaseLastAddress)
+        server.countWindows.append(count)
+        server.countWindows.append(undo)
       }
       writer.pad(to: start + CallStubs.boundCountSize)
     }
@@ -372,36 +372,38 @@ final class Server: ReferenceOwner {
           start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.boundStubSize),
         base: stub.address)
       let entry = UInt32(truncatingIfNeeded: words.methods) &+ UInt32(4 * stub.call.method)
-      CallStubs.writeBoundStub(
+      let window = CallStubs.writeBoundStub(
         into: &writer, chain: CallChain.layout,
         target: CallStubs.BoundTarget(
           chainValue: UInt32(truncatingIfNeeded: words.chainValue),
           context: UInt32(truncatingIfNeeded: words.context), entry: entry,
           lock: object.owner?.boundLock(entry: entry)))
+      countWindows.append(window)
     }
   }
 
   /// The entry of `handle` is being freed: its bound-call stubs go back to the gate (see
-  /// `CallStubs.writeBoundRedirect` for why rewriting a live stub is safe).
+  /// `CallStubs.writeBoundRedirect` for why rewriting a live stub is safe). Their windows
+  /// stay: a thread at the redirect is at a window's start, which nothing moves.
   func entryFreeing(handle: UInt32) {
     Machine.withInterruptsDisabled {
       for stub in boundStubs where UInt32(truncatingIfNeeded: stub.call.slot) == handle {
-        let body = stub.address + UInt32(CallStubs.boundStubBody)
         var writer = CodeBuffer(
           memory: UnsafeMutableRawBufferPointer(
-            start: UnsafeMutableRawPointer(bitPattern: UInt(body)),
-            count: CallStubs.boundStubSize - CallStubs.boundStubBody),
-          base: body)
-        CallStubs.writeBoundRedirectBody(into: &writer, gate: entries.gate)
+            start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.boundRedirectSize
+          ),
+          base: stub.address)
+        CallStubs.writeBoundRedirect(into: &writer, gate: entries.gate)
       }
     }
   }
 
   /// Where a thread preempted in kernel mode before executing `address` resumes: the start
-  /// of the acquire or release it was inside, if it had not changed the count yet
-  /// (CountWindow), else `address`. Only the running server's windows are looked at: only
-  /// its code calls its table's acquire and release (a user-mode server's through the
-  /// kernel, which runs them for it).
+  /// of the acquire, release or bound stub it was inside, if it had not changed the count
+  /// yet (CountWindow), else `address`. Only the running server's windows are looked at:
+  /// only its code calls its table's acquire and release (a user-mode server's through the
+  /// kernel, which runs them for it) and its bound stubs, which run before their record
+  /// names the callee.
   static func resumeAddress(preemptedAt address: UInt32) -> UInt32 {
     CallChain.currentServer?.countWindows.resumeAddress(interruptedAt: address) ?? address
   }

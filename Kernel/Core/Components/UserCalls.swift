@@ -160,10 +160,10 @@ func userEntry(_ code: UInt32, _ userStack: UInt32) -> UInt64 {
     return UInt64(tesseraKernelExport(arguments[0], arguments[1]))
   case UserCallCode.acquire:
     return UInt64(
-      UInt32(truncatingIfNeeded: Processor.callWords(server.entries.acquire.start, arguments[0], 0, nil, 0)))
+      UInt32(truncatingIfNeeded: Processor.callWords(server.entries.acquire, arguments[0], 0, nil, 0)))
   case UserCallCode.release:
     return UInt64(
-      UInt32(truncatingIfNeeded: Processor.callWords(server.entries.release.start, arguments[0], 0, nil, 0)))
+      UInt32(truncatingIfNeeded: Processor.callWords(server.entries.release, arguments[0], 0, nil, 0)))
   case UserCallCode.putchar:
     return UInt64(UInt32(bitPattern: putchar(Int32(bitPattern: arguments[0]))))
   case UserCallCode.heapStart:

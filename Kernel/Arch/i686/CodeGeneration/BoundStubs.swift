@@ -2,16 +2,13 @@
 // server (BoundCallImport names them), and the redirect that sends it back to the gate.
 //
 // Contract: see `writeBoundStub` and `writeBoundRedirect`; the kernel (Server.bindSlots)
-// writes them, and rewrites a live stub only from `boundStubBody` on.
+// writes them, and rewrites a live stub only with the redirect, over its first bytes.
 
 import KernelCore
 
 extension CallStubs {
   /// Bytes at most of one bound-call stub (host tests check it).
   public static let boundStubSize = 256
-  /// Where a bound stub's body starts: after `pushfd; cli`, the only bytes that stay the
-  /// same when the kernel rewrites a stub (see `writeBoundRedirect`).
-  public static let boundStubBody = 2
 
   /// The lock of a bound object's server that is not thread-safe, in kernel mode: its
   /// stub takes a free lock itself (as a lock stub would) and calls the dispatch function.
@@ -57,31 +54,32 @@ extension CallStubs {
   }
 
   /// Writes a bound stub that only goes to `gate` (the stub of a slot not bound yet, or no
-  /// longer): `pushfd; cli; popfd; jmp gate`. Written over a live stub from
-  /// `boundStubBody` on (with interrupts disabled), it redirects it safely: a thread
-  /// preempted on the first two bytes resumes into the redirect, and no thread can be
-  /// preempted between the `cli` and the record being counted.
+  /// longer): `jmp gate`, 5 bytes. Written over the start of a live stub (with interrupts
+  /// disabled), it redirects it safely: no thread switched away is inside the stub's first
+  /// 5 bytes, because a thread preempted before its record counts starts the stub again
+  /// (the window `writeBoundStub` returns), and the first instruction is 6 bytes long.
   public static func writeBoundRedirect(into code: inout CodeBuffer, gate: UInt32) {
-    code.emit(0x9C)  // pushfd
-    code.emit(0xFA)  // cli
-    writeBoundRedirectBody(into: &code, gate: gate)
-  }
-
-  /// The part of `writeBoundRedirect` from `boundStubBody` on.
-  public static func writeBoundRedirectBody(into code: inout CodeBuffer, gate: UInt32) {
-    code.emit(0x9D)  // popfd
     code.emit(0xE9)
     code.emitRelative(to: gate)  // jmp gate                 (it checks the handle)
   }
 
+  /// Bytes `writeBoundRedirect` writes.
+  public static let boundRedirectSize = 5
+
   /// Writes the stub of one method of a bound slot: the gate's work with the entry's
-  /// fields known. With interrupts off it pushes and counts the call-chain record naming
-  /// the object (so the object and its server stay while the call runs); then it moves
-  /// the caller's return address into the record, replaces the handle argument with the
-  /// context, calls the method's entry through the object's method vector, pops the
-  /// record and returns to the caller with status 0 (or what the entry returned, for
-  /// entries that return to the caller themselves, as lock, marshaling and upcall stubs
-  /// do). A full call chain returns `CallABI.statusOutOfResources`.
+  /// fields known. It pushes and counts the call-chain record naming the object (so the
+  /// object and its server stay while the call runs); then it moves the caller's return
+  /// address into the record, replaces the handle argument with the context, calls the
+  /// method's entry through the object's method vector, pops the record and returns to
+  /// the caller with status 0 (or what the entry returned, for entries that return to the
+  /// caller themselves, as lock, marshaling and upcall stubs do). A full call chain
+  /// returns `CallABI.statusOutOfResources`.
+  ///
+  /// Interrupts stay on: up to the `inc` that counts the record, the stub only reads and
+  /// writes the uncounted record slot and EDX, so a thread preempted there starts it again
+  /// (the returned `CountWindow`, which the kernel applies when it switches the thread
+  /// away), and finds the redirect if the slot's entry was freed meanwhile. The gate, whose
+  /// window would also have to replace the handle argument, keeps its `cli`.
   ///
   /// With `target.lock`, the stub first tries what the method's lock stub would do on its
   /// fast path: take the free lock with one `lock cmpxchg`, flag the record, call the
@@ -89,12 +87,13 @@ extension CallStubs {
   /// contended one to a waiter through `release`). A lock that is held (by this thread:
   /// re-entry, or another: waiting) and a failed server take the method's entry, whose lock
   /// stub (or refusing entry) does the rest.
+  @discardableResult
   public static func writeBoundStub(into code: inout CodeBuffer, chain: CallChainLayout, target: BoundTarget)
+    -> CountWindow
   {
+    let start = code.address
     let overflow = code.label()
     let general = code.label()
-    code.emit(0x9C)  // pushfd
-    code.emit(0xFA)  // cli
     code.emit(0x8B, 0x15)
     code.emit32(chain.depth)  // mov edx, [depth]          this record's index
     code.emit(0x83, 0xFA, UInt8(CallABI.chainCapacity))  // cmp edx, capacity
@@ -102,9 +101,9 @@ extension CallStubs {
     code.emit(0xC7, 0x04, 0xD5)
     code.emit32(chain.records + 4)
     code.emit32(target.chainValue)  // mov dword [records+edx*8+4], object
+    let commit = code.address
     code.emit(0xFF, 0x05)
     code.emit32(chain.depth)  // inc dword [depth]        the record counts
-    code.emit(0x9D)  // popfd
     code.emit(0x8F, 0x04, 0xD5)
     code.emit32(chain.records)  // pop [records+edx*8]      caller's return address
     code.emit(0xC7, 0x04, 0x24)
@@ -158,8 +157,8 @@ extension CallStubs {
     code.emit(0x31, 0xD2)  // xor edx, edx             status: success
     popRecordAndReturn(&code, chain: chain)
     code.bind(overflow)
-    code.emit(0x9D)  // overflow: popfd
-    returnFailure(&code, status: CallABI.statusOutOfResources)
+    returnFailure(&code, status: CallABI.statusOutOfResources)  // overflow:
     precondition(code.isComplete)
+    return CountWindow(start: start, commit: commit)
   }
 }

@@ -24,7 +24,7 @@ public enum CallStubs {
   /// Bytes at most: A table's acquire code.
   public static let acquireSize = 64
   /// Bytes at most: A table's release code.
-  public static let releaseSize = 64
+  public static let releaseSize = 128
 
   private static func displacement(_ word: Int) -> UInt8 { UInt8(word * 4) }
 
@@ -276,9 +276,10 @@ public enum CallStubs {
   }
 
   /// Writes a table's `tessera_acquire(handle)`: one more count on the entry. Returns 0,
-  /// 1 for an invalid handle, or `CallABI.statusOutOfResources` when the count is at its largest
-  /// (it never wraps to 0, which would free the entry under its holders). Returns the
-  /// code's `CountWindow`: one `inc` is the only write.
+  /// 1 for an invalid handle, or `CallABI.statusOutOfResources` when the count is at
+  /// `CallABI.largestCount`. One unsigned compare refuses a free entry (its count is
+  /// `CallABI.freeCount`) and a full count alike, before the one write, the `inc`; the
+  /// returned `CountWindow` ends there.
   @discardableResult
   public static func writeAcquire(into code: inout CodeBuffer, table: TableLayout) -> CountWindow {
     let start = code.address
@@ -303,25 +304,26 @@ public enum CallStubs {
     return CountWindow(start: start, commit: commit)
   }
 
-  /// Returns the address of the `inc`. The largest count is refused before it, not undone
-  /// after: an undoing `dec` would be a second write, outside the window.
+  /// Returns the address of the `inc`.
   private static func writeAcquireBody(_ code: inout CodeBuffer, offset: UInt32, invalid: CodeLabel) -> UInt32
   {
-    let full = code.label()
-    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
-    code.emit(0x00)  // cmp dword [eax+count], 0
-    code.jump(.equal, to: invalid, short: true)  // je invalid
-    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.count, offset: offset)
-    code.emit(0xFF)  // cmp dword [eax+entry count], -1
-    code.jump(.equal, to: full, short: true)  // je full
+    let refused = code.label()
+    // cmp dword [eax+entry count], largest
+    entryOperand(&code, opcode: 0x81, extension: 7, field: CallABI.Entry.count, offset: offset)
+    code.emit32(CallABI.largestCount)
+    code.jump(.aboveOrEqual, to: refused, short: true)  // jae refused    free, or full
     let commit = code.address
     // inc dword [eax+entry count]
     entryOperand(&code, opcode: 0xFF, extension: 0, field: CallABI.Entry.count, offset: offset)
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xC3)  // ret
-    code.bind(full)
+    code.bind(refused)
+    // refused: cmp dword [eax+methods], 0       no methods: a free entry
+    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
+    code.emit(0x00)
+    code.jump(.equal, to: invalid, short: true)  // je invalid
     code.emit(0xB8)
-    code.emit32(CallABI.statusOutOfResources)  // full: mov eax, 6
+    code.emit32(CallABI.statusOutOfResources)  // mov eax, 6               full
     code.emit(0xC3)  // ret
     code.bind(invalid)
     returnInvalidHandle(&code)
@@ -329,20 +331,23 @@ public enum CallStubs {
     return commit
   }
 
-  /// Writes a table's `tessera_release(handle)`: one `dec` of the entry's count (a single
-  /// instruction, so a thread switch cannot split it); when that was the last count it
-  /// jumps to `lastCount`, the kernel, which frees the entry (perhaps destroying an
-  /// object or unloading a server) with the same arguments. Returns 0, or 1 for an
-  /// invalid handle. Returns the code's `CountWindow`: the `dec` is the only write.
+  /// Writes a table's `tessera_release(handle)`: one `dec` of the entry's count, the only
+  /// write of the way everyone takes; a result above 0 returns 0 at once. Anything else
+  /// (the last count gone, a free entry's count or a count of 0 counted down) goes to a
+  /// second part that finds the entry again and tells them apart: the last count jumps to
+  /// `lastCount`, the kernel, which frees the entry (perhaps destroying an object or
+  /// unloading a server) with the same arguments; a count taken again meanwhile returns
+  /// 0; a free entry (count back to `CallABI.freeCount`) and a count below 0 (back to 0)
+  /// are undone with one store and return 1 for an invalid handle. Returns the two
+  /// `CountWindow`s: the `dec`'s and the undo's.
   @discardableResult
   public static func writeRelease(into code: inout CodeBuffer, table: TableLayout, lastCount: UInt32)
-    -> CountWindow
+    -> (CountWindow, CountWindow)
   {
-    let start = code.address
-    let invalid = code.label()
-    loadEntry(&code, table: table, invalid: invalid)
-    let commit = writeReleaseBody(&code, offset: 0, lastCount: lastCount, invalid: invalid)
-    return CountWindow(start: start, commit: commit)
+    writeReleaseBody(&code, lastCount: lastCount) { code, invalid in
+      loadEntry(&code, table: table, invalid: invalid)
+      return 0
+    }
   }
 
   /// Writes `tessera_bound_release_<slot>`: `writeRelease` for the entry of handle `slot`
@@ -352,31 +357,58 @@ public enum CallStubs {
   @discardableResult
   public static func writeBoundRelease(
     into code: inout CodeBuffer, table: TableLayout, slot: Int, lastCount: UInt32
-  ) -> CountWindow {
-    let start = code.address
-    let invalid = code.label()
-    code.emit(0xA1)
-    code.emit32(table.base)  // mov eax, [base]
-    let commit = writeReleaseBody(
-      &code, offset: UInt32(slot) << UInt32(CallABI.entryShift), lastCount: lastCount, invalid: invalid,
-      handle: UInt32(slot))
-    return CountWindow(start: start, commit: commit)
+  ) -> (CountWindow, CountWindow) {
+    writeReleaseBody(&code, lastCount: lastCount, handle: UInt32(slot)) { code, _ in
+      code.emit(0xA1)
+      code.emit32(table.base)  // mov eax, [base]
+      return UInt32(slot) << UInt32(CallABI.entryShift)
+    }
   }
 
+  /// `findEntry` writes the code that puts the entry's address less the returned offset
+  /// in EAX (it runs twice: the second part reads the table again, which may have grown).
   /// With `handle`, the last count passes that handle to `lastCount` whatever the caller
-  /// passed (the entry counted down is the slot's). Returns the address of the `dec`.
+  /// passed (the entry counted down is the slot's).
   private static func writeReleaseBody(
-    _ code: inout CodeBuffer, offset: UInt32, lastCount: UInt32, invalid: CodeLabel, handle: UInt32? = nil
-  ) -> UInt32 {
+    _ code: inout CodeBuffer, lastCount: UInt32, handle: UInt32? = nil,
+    findEntry: (inout CodeBuffer, CodeLabel) -> UInt32
+  ) -> (CountWindow, CountWindow) {
+    let invalid = code.label()
+    let other = code.label()
     let last = code.label()
-    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
-    code.emit(0x00)  // cmp dword [eax+count], 0
-    code.jump(.equal, to: invalid, short: true)  // je invalid
+    let undo = code.label()
+    let taken = code.label()
+    let start = code.address
+    let offset = findEntry(&code, invalid)
     let commit = code.address
     // dec dword [eax+entry count]
     entryOperand(&code, opcode: 0xFF, extension: 1, field: CallABI.Entry.count, offset: offset)
-    code.jump(.equal, to: last, short: true)  // jz last
+    code.jump(.lessOrEqual, to: other, short: true)  // jle other
     code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xC3)  // ret
+    code.bind(other)
+    let otherStart = code.address
+    _ = findEntry(&code, invalid)  // other: the entry again
+    code.emit(0xB9)
+    code.emit32(CallABI.freeCount)  // mov ecx, free count
+    // cmp dword [eax+methods], 0
+    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.methodCount, offset: offset)
+    code.emit(0x00)
+    code.jump(.equal, to: undo, short: true)  // je undo                 a free entry
+    // cmp dword [eax+entry count], 0
+    entryOperand(&code, opcode: 0x83, extension: 7, field: CallABI.Entry.count, offset: offset)
+    code.emit(0x00)
+    code.jump(.equal, to: last, short: true)  // je last
+    code.jump(.greater, to: taken, short: true)  // jg taken                acquired again meanwhile
+    code.emit(0x31, 0xC9)  // xor ecx, ecx             below 0: back to 0
+    code.bind(undo)
+    let undoCommit = code.address
+    // undo: mov [eax+entry count], ecx
+    entryOperand(&code, opcode: 0x89, extension: 1, field: CallABI.Entry.count, offset: offset)
+    code.bind(invalid)
+    returnInvalidHandle(&code)
+    code.bind(taken)
+    code.emit(0x31, 0xC0)  // taken: xor eax, eax
     code.emit(0xC3)  // ret
     code.bind(last)
     if let handle {
@@ -385,14 +417,12 @@ public enum CallStubs {
     }
     code.emit(0xE9)
     code.emitRelative(to: lastCount)  // jmp lastCount
-    code.bind(invalid)
-    returnInvalidHandle(&code)
     precondition(code.isComplete)
-    return commit
+    return (CountWindow(start: start, commit: commit), CountWindow(start: otherStart, commit: undoCommit))
   }
 
   /// Bytes at most: one bound acquire or release.
-  public static let boundCountSize = 48
+  public static let boundCountSize = 96
 
   /// Writes the opcode and operand of `opcode /extension dword [eax + offset + 4 x field]`,
   /// with an 8-bit displacement when it fits.

@@ -24,6 +24,10 @@ public enum JumpCondition: UInt8 {
   case sign = 0x8
   /// Sign clear.
   case notSign = 0x9
+  /// Signed less or equal (zero, or sign unlike overflow).
+  case lessOrEqual = 0xE
+  /// Signed greater (not zero, sign like overflow).
+  case greater = 0xF
 }
 
 /// Bytes of machine code being written for a known run address.
