@@ -1,16 +1,18 @@
-// CountWindow: the instructions of a generated acquire or release that a thread preempted
-// among them runs again from the start, so a table that grew meanwhile is not missed.
+// CountWindow: the instructions of generated code that a thread preempted among them runs
+// again from the start, because what they read may have changed meanwhile.
 //
-// Contract: generated acquire and release code reads the table's base word, then changes
-// the entry's count with one read-modify-write instruction (the commit). A thread
-// preempted between the two that resumed where it stopped would change the count in the
-// array it read, which a table growing meanwhile (`ReferenceTable.grow`) has replaced: the
-// change would be lost. The code before the commit only reads memory and writes EAX and
-// the flags (which the caller does not expect kept), so it can run again from the start.
-// The kernel moves a preempted thread's instruction address with `resumeAddress` before
-// it switches away (the interrupt path of the architecture calls it).
+// Contract: a window's code reads what other threads may change, then writes one count
+// with one instruction (the commit): acquire and release read the table's base word and
+// change an entry's count (a table growing meanwhile, `ReferenceTable.grow`, moves the
+// entries to a new array, so the change would be lost in the old one); release's second
+// part undoes its `dec` with one store; a bound stub counts its call-chain record (the
+// slot's entry freed meanwhile, the stub would call an object nothing pins). The code
+// before the commit only reads memory and writes registers the caller does not expect kept
+// (EAX, ECX, EDX, the flags) and the uncounted record slot, so it can run again from the
+// start. The kernel moves a preempted thread's instruction address with `resumeAddress`
+// before it switches away (the interrupt path of the architecture calls it).
 
-/// One acquire's or release's window: from its first instruction to its commit.
+/// One window: from the code's first instruction to its commit.
 public struct CountWindow: Equatable, Sendable {
   /// The address of the code's first instruction, where a preempted thread starts again.
   public var start: UInt32
@@ -39,10 +41,12 @@ public struct CountWindows: Sendable {
   /// No windows.
   public init() {}
 
-  /// Adds `window` (in any order).
+  /// Adds `window` (in any order); windows must not overlap.
   public mutating func append(_ window: CountWindow) {
     var index = windows.count
     while index > 0 && windows[index - 1].start > window.start { index -= 1 }
+    precondition(index == 0 || windows[index - 1].commit < window.start, "windows overlap")
+    precondition(index == windows.count || window.commit < windows[index].start, "windows overlap")
     windows.insert(window, at: index)
   }
 

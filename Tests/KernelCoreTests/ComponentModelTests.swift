@@ -390,7 +390,7 @@ enum SampleManifest {
         "mov ecx,DWORD PTR ds:0x3000", "jmp DWORD PTR [ecx*8+0x3004]", "popf", "xor eax,eax", "mov edx,0x6",
         "ret",
       ])
-    // Every way out restores the caller's flags; a free entry (count 0) is an invalid handle.
+    // Every way out restores the caller's flags; a free entry (method count 0) is an invalid handle.
     #expect(listing.filter { $0 == "popf" }.count == 4)
     #expect(listing.contains("je 0x108e"), "the free-entry check jumps to the invalid-handle return")
     #expect(Array(listing.suffix(4)) == ["popf", "xor eax,eax", "mov edx,0x1", "ret"])

@@ -139,8 +139,9 @@ func interruptDispatch(_ frame: UnsafeMutablePointer<InterruptFrame>) {
       }
     }
     if Scheduler.needsReschedule && frame.pointee.cs & 3 == 0 {
-      // A thread switched away in the middle of a generated acquire or release starts it
-      // again: a table grown meanwhile must not miss its count (CountWindow).
+      // A thread switched away in the middle of a generated acquire, release or bound
+      // stub, before its count, starts it again (CountWindow): a table grown meanwhile
+      // must not miss the count, a slot freed meanwhile must send the stub to the gate.
       frame.pointee.eip = Server.resumeAddress(preemptedAt: frame.pointee.eip)
     }
     Scheduler.preemptIfNeeded()  // after the EOI, so the timer keeps ticking meanwhile

@@ -153,18 +153,22 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
     case .reference:
       let handle = arguments[2 + word]
       if handle != 0 {
-        guard let object = withTable(of: caller, { $0.object(handle) }) else {
-          status = CallABI.statusInvalidHandle
-          break
+        // Looked up and installed at once: between the two another thread of the caller
+        // could release the handle, destroying the object before the callee's table
+        // counted it.
+        let expected = information.parameterInterfaces[position]
+        let (installed, refusal) = Machine.withInterruptsDisabled { () -> (UInt32, UInt32) in
+          guard let object = withTable(of: caller, { $0.object(handle) }) else {
+            return (0, CallABI.statusInvalidHandle)
+          }
+          guard let expected, object.interface.matches(expected) else {
+            return (0, CallABI.statusWrongInterface)
+          }
+          let installed = withTable(of: callee) { $0.install(object) }
+          return installed != 0 ? (installed, 0) : (0, CallABI.statusOutOfResources)
         }
-        guard let expected = information.parameterInterfaces[position], object.interface.matches(expected)
-        else {
-          status = CallABI.statusWrongInterface
-          break
-        }
-        let installed = withTable(of: callee) { $0.install(object) }
-        guard installed != 0 else {
-          status = CallABI.statusOutOfResources
+        guard refusal == 0 else {
+          status = refusal
           break
         }
         words[word] = installed
@@ -276,20 +280,25 @@ func marshalCall(_ informationAddress: UnsafeMutableRawPointer, _ arguments: Uns
   if status == 0 && (method.result == .reference || method.result == .optionalReference) {
     if value == 0 {
       if method.result == .reference { status = CallABI.statusNullReference }
-    } else if let object = withTable(of: callee, { $0.object(value) }) {
-      // The callee's word names a reference of the declared interface, or the call fails:
-      // a caller's table never holds a reference of a type it did not ask for.
-      let returned = value
-      value = 0
-      if let expected = information.resultInterface, object.interface.matches(expected) {
-        value = withTable(of: caller) { $0.install(object) }
-        if value == 0 { status = CallABI.statusOutOfResources }
-      } else {
-        status = CallABI.statusWrongInterface
-      }
-      _ = withTable(of: callee) { $0.release(returned) }
     } else {
-      status = CallABI.statusInvalidHandle
+      // The callee's word names a reference of the declared interface, or the call fails:
+      // a caller's table never holds a reference of a type it did not ask for. Looked up,
+      // installed and released at once (another thread of the callee could release it in
+      // between).
+      let returned = value
+      let expected = information.resultInterface
+      (value, status) = Machine.withInterruptsDisabled { () -> (UInt32, UInt32) in
+        guard let object = withTable(of: callee, { $0.object(returned) }) else {
+          return (0, CallABI.statusInvalidHandle)
+        }
+        var outcome: (UInt32, UInt32) = (0, CallABI.statusWrongInterface)
+        if let expected, object.interface.matches(expected) {
+          let installed = withTable(of: caller) { $0.install(object) }
+          outcome = installed != 0 ? (installed, 0) : (0, CallABI.statusOutOfResources)
+        }
+        _ = withTable(of: callee) { $0.release(returned) }
+        return outcome
+      }
     }
   }
 

@@ -425,7 +425,10 @@ enum SystemLoader {
       current.server.unload()
       return
     }
-    for binding in current.bindings { _ = current.server.table.install(binding!) }
+    // Interrupts off: the objects' servers are running, and installing counts on them.
+    Machine.withInterruptsDisabled {
+      for binding in current.bindings { _ = current.server.table.install(binding!) }
+    }
     current.server.bindSlots()
     current.server.account.limits = current.quotas
     current.server.settings = current.settings
@@ -509,7 +512,9 @@ enum SystemLoader {
       Log.error("system: \(text: entry.name) could not be loaded again; it stays failed")
       return
     }
-    for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
+    Machine.withInterruptsDisabled {  // as at the first load
+      for handle in entry.bindings { _ = fresh.table.install(KernelReferences.table.object(handle)!) }
+    }
     fresh.bindSlots()
     fresh.account.limits = entry.quotas
     fresh.settings = entry.settings

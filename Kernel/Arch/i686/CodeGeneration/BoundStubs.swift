@@ -96,6 +96,8 @@ extension CallStubs {
     let general = code.label()
     code.emit(0x8B, 0x15)
     code.emit32(chain.depth)  // mov edx, [depth]          this record's index
+    // No thread stops inside the bytes the redirect overwrites.
+    precondition(code.address - start >= UInt32(boundRedirectSize))
     code.emit(0x83, 0xFA, UInt8(CallABI.chainCapacity))  // cmp edx, capacity
     code.jump(.aboveOrEqual, to: overflow)  // jae overflow
     code.emit(0xC7, 0x04, 0xD5)
