@@ -32,6 +32,32 @@ final class Incrementer: RunnableImplementation {
   }
 }
 
+/// Acquires and releases its reference to a counter (a required slot: the bound acquire
+/// and release) until the clock passes `deadline`, counting the pairs and the refusals,
+/// then signals `done`. Preempted among the instructions of either, a thread starts it
+/// again (the kernel's count windows): every pair must succeed.
+final class Counting: RunnableImplementation {
+  let deadline: UInt
+  let done: Semaphore
+  var pairs: UInt = 0
+  var refused: UInt = 0
+
+  init(deadline: UInt, done: Semaphore) {
+    self.deadline = deadline
+    self.done = done
+  }
+
+  func run() {
+    while ((try? Required.clock.uptimeMilliseconds()) ?? UInt.max) < deadline {
+      for _ in 0..<1_000 {
+        if (try? Required.counter.acquire()) == nil || !Required.counter.release() { refused += 1 }
+        pairs += 1
+      }
+    }
+    try? done.signal()
+  }
+}
+
 /// Puts 1 ... items into the queue, then signals `done`.
 final class Producer: RunnableImplementation {
   let items: UInt
@@ -92,6 +118,49 @@ final class Tests: ProgramImplementation {
     return (incrementers.reduce(0) { $0 + $1.calls }, try counter.value())
   }
 
+  /// Runs `workers` threads acquiring and releasing the counter's reference for
+  /// `milliseconds`; returns the pairs they made and how many were refused.
+  func countPairs(workers: Int, milliseconds: UInt) throws(CallError) -> (pairs: UInt, refused: UInt) {
+    let done = try Required.sync.makeSemaphore(count: 0)
+    let deadline = try Required.clock.uptimeMilliseconds() + milliseconds
+    var counters: [Counting] = []
+    for _ in 0..<workers {
+      let counting = Counting(deadline: deadline, done: done)
+      counters.append(counting)
+      guard let work = Runnable.export(counting) else { throw .outOfResources }
+      let thread = try Required.threads.spawn(work: work, priority: 2)
+      work.release()
+      check(thread != 0, "no thread could be started")
+    }
+    for _ in 0..<workers { try done.wait() }
+    done.release()
+    return (counters.reduce(0) { $0 + $1.pairs }, counters.reduce(0) { $0 + $1.refused })
+  }
+
+  /// The kernel's count of preempted threads sent back to the start of generated counting
+  /// code (the `windows:` line of its threads report).
+  func windowRestarts() throws(CallError) -> UInt {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4)
+    defer { buffer.deallocate() }
+    let filled = min(Int(try Required.system.threads(text: buffer)), buffer.count)
+    let prefix: StaticString = "windows: "
+    let length = prefix.utf8CodeUnitCount
+    var start = 0
+    while start + length <= filled {
+      var matches = true
+      for offset in 0..<length where buffer[start + offset] != prefix.utf8Start[offset] { matches = false }
+      if matches { break }
+      start += 1
+    }
+    var value: UInt = 0
+    var position = start + length
+    while position < filled, buffer[position] >= 48, buffer[position] <= 57, value < 100_000_000 {
+      value = value * 10 + UInt(buffer[position] - 48)
+      position += 1
+    }
+    return value
+  }
+
   /// A one-shot timer fires once, on time; a periodic one fires every period until
   /// cancelled, and never after.
   func testTimers() throws(CallError) {
@@ -146,6 +215,17 @@ final class Tests: ProgramImplementation {
       )
       check(racyInside > 1, "a thread-safe server was never entered concurrently")
       check(racy.count < racy.calls, "the wrongly thread-safe counter lost nothing: the test cannot tell")
+
+      // Acquire and release from many threads at once, 40 time slices: no pair may be
+      // refused, and threads are preempted inside them (the kernel starts those again).
+      let restartsBefore = try windowRestarts()
+      let counting = try countPairs(workers: workers, milliseconds: 400)
+      let restarts = try windowRestarts() &- restartsBefore
+      say(
+        "concurrency: \(counting.pairs) acquire-release pairs by \(workers) threads, \(counting.refused) refused, \(restarts) preempted threads started one again"
+      )
+      check(
+        counting.pairs > 0 && counting.refused == 0, "\(counting.refused) acquire-release pairs were refused")
 
       // Producer and consumer through the bounded queue: every item once, in order.
       let items: UInt = 100_000

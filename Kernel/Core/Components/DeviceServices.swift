@@ -445,6 +445,7 @@ final class SystemInfoService: SystemInfoImplementation {
       // instructions under -icount shift=0: tools/tcp-bench reads busy = elapsed - halted).
       out.line(
         "cpu: \(Machine.timestampsSinceBoot) timestamps since boot, \(Machine.haltedTimestamps) halted")
+      out.line("windows: \(Server.windowRestarts) preempted threads started generated counting code again")
       let widths = [8, 10, 10, 10, 14]
       out.line(
         columns(

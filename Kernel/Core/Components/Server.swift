@@ -405,8 +405,16 @@ final class Server: ReferenceOwner {
   /// kernel, which runs them for it) and its bound stubs, which run before their record
   /// names the callee.
   static func resumeAddress(preemptedAt address: UInt32) -> UInt32 {
-    CallChain.currentServer?.countWindows.resumeAddress(interruptedAt: address) ?? address
+    guard let resumed = CallChain.currentServer?.countWindows.resumeAddress(interruptedAt: address),
+      resumed != address
+    else { return address }
+    windowRestarts &+= 1
+    return resumed
   }
+
+  /// How often a preempted thread was sent back to a window's start since boot (the
+  /// `threads` report prints it; ConcurrencyTest makes it happen).
+  nonisolated(unsafe) static var windowRestarts: UInt32 = 0
 
   /// Where the image starts (in the kernel, or in the server's user address space).
   var imageAddress: UInt32 { UInt32(UInt(bitPattern: image)) }
