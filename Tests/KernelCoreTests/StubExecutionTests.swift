@@ -20,6 +20,9 @@ struct Emulation {
     var instructions: Int
     var paused: Bool
     var error: String?
+
+    /// Where a paused run stopped: the next instruction.
+    var interrupted: UInt32 { registers["eip"]! }
   }
 
   var areas: [(address: UInt32, bytes: [UInt8])] = []
@@ -37,6 +40,19 @@ struct Emulation {
     var buffer = CodeBuffer(memory: memory, base: base)
     body(&buffer)
     place(base, bytes: Array(memory[0..<buffer.count]))
+  }
+
+  /// Runs on, in this machine, from where `paused` stopped (its stack and the registers
+  /// generated code may use), at `eip`: where the kernel resumes a preempted thread.
+  func resume(_ paused: Answer, at eip: UInt32, stop: UInt32, read: [(UInt32, Int)]) throws -> Answer {
+    let registers = paused.registers
+    return try run(
+      eip: eip, esp: registers["esp"]!,
+      registers: [
+        "eax": registers["eax"]!, "ecx": registers["ecx"]!, "edx": registers["edx"]!,
+        "eflags": registers["eflags"]!,
+      ],
+      stop: stop, read: read)
   }
 
   /// Runs from `eip` with `esp` (and `cr3`, and further `registers`) until `stop` executes,
@@ -255,15 +271,10 @@ struct Emulation {
         second.place(chain.depth, words: paused.reads[0])
         second.place(stack.0, words: paused.reads[1])
         second.place(seen, words: paused.reads[2])
-        let interrupted = paused.registers["eip"]!
-        let resumed = try second.run(
-          eip: rewinding ? window.resumeAddress(interruptedAt: interrupted) : interrupted,
-          esp: paused.registers["esp"]!,
-          registers: [
-            "eax": paused.registers["eax"]!, "ecx": paused.registers["ecx"]!,
-            "edx": paused.registers["edx"]!, "eflags": paused.registers["eflags"]!,
-          ],
-          stop: stop, read: [(chain.depth, 1), (seen, 1)])
+        let interrupted = paused.interrupted
+        let resumed = try second.resume(
+          paused, at: rewinding ? window.resumeAddress(interruptedAt: interrupted) : interrupted, stop: stop,
+          read: [(chain.depth, 1), (seen, 1)])
         let calledWithoutRecord =
           resumed.error == nil && resumed.registers["eax"] == context + 100 && !counted
           && resumed.reads[1][0] == 1
@@ -492,7 +503,7 @@ struct Emulation {
     old[slot * entryWords + CallABI.Entry.methodCount] = free ? 0 : 1
     old[slot * entryWords + CallABI.Entry.count] = count
     let stack: [UInt32] = [stop, UInt32(slot), 0, 0]
-    let (first, window) = machine(kind: kind, header: [oldEntries, 4], old: old, new: nil, stack: stack)
+    let (first, windows) = machine(kind: kind, header: [oldEntries, 4], old: old, new: nil, stack: stack)
     let paused = try first.run(
       eip: code, esp: stackTop - 16, stop: stop, pause: executed,
       read: [(oldEntries, 4 * entryWords), (stackTop - 16, 4), (0x6000, 1)])
@@ -503,15 +514,9 @@ struct Emulation {
     let (second, _) = machine(
       kind: kind, header: [newEntries, 8], old: paused.reads[0], new: copied, stack: paused.reads[1],
       seen: paused.reads[2][0])
-    let interrupted = paused.registers["eip"]!
-    let resumed = try second.run(
-      eip: rewinding ? window.resumeAddress(interruptedAt: interrupted) : interrupted,
-      esp: paused.registers["esp"]!,
-      registers: [
-        "eax": paused.registers["eax"]!, "ecx": paused.registers["ecx"]!,
-        "edx": paused.registers["edx"]!, "eflags": paused.registers["eflags"]!,
-      ],
-      stop: stop,
+    let interrupted = paused.interrupted
+    let resumed = try second.resume(
+      paused, at: rewinding ? windows.resumeAddress(interruptedAt: interrupted) : interrupted, stop: stop,
       read: [(newEntries + UInt32(4 * (slot * entryWords + CallABI.Entry.count)), 1), (0x6000, 1)])
     #expect(resumed.error == nil, "\(resumed.error ?? "")")
     return (resumed.reads[0][0], resumed.registers["eax"]!, resumed.reads[1][0])
