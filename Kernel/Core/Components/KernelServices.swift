@@ -84,6 +84,7 @@ final class SemaphoreObject: SemaphoreImplementation {
         count -= 1
         return
       }
+      guard !callerFailed else { return }
       let thread = Scheduler.current!
       waiters.append(thread.number)
       thread.waitingSemaphore = self
@@ -100,7 +101,7 @@ final class SemaphoreObject: SemaphoreImplementation {
         count -= 1
         return 1
       }
-      guard milliseconds > 0 else { return 0 }
+      guard milliseconds > 0, !callerFailed else { return 0 }
       let thread = Scheduler.current!
       waiters.append(thread.number)
       thread.waitingSemaphore = self
@@ -111,6 +112,13 @@ final class SemaphoreObject: SemaphoreImplementation {
       return waiters.remove(thread.number) ? 0 : 1
     }
   }
+
+  /// Whether the server the waiting thread is inside has failed (interrupts disabled).
+  /// `Server.fail` abandons the waits it finds blocked; a thread that entered the kernel
+  /// before the failure and had not blocked yet (preempted on its way here) would wait for
+  /// good, holding the failed server loaded and its restart off, so it gives the wait up
+  /// here, as `abandon` would.
+  private var callerFailed: Bool { CallChain.currentServer?.failed ?? false }
 
   /// Ends `thread`'s wait without a unit: a server it is inside failed, and nothing may
   /// keep it (the failed server unloads only when no thread is inside). Interrupts
