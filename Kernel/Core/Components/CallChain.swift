@@ -187,6 +187,25 @@ enum CallChain {
     return nil
   }
 
+  /// The level and callee word of the innermost record naming a server in `thread`'s
+  /// (saved) chain, and that server (see `innermostServer(of:)`). Interrupts disabled.
+  static func innermostServerRecord(of thread: Thread) -> (level: Int, word: UInt32, server: Server)? {
+    let buffer = thread === Scheduler.current ? storage : thread.chain
+    var level = min(Int(truncatingIfNeeded: buffer[0]), capacity) - 1
+    while level >= 0 {
+      let word = buffer[1 + 2 * level + 1]
+      if let server = decode(word).server { return (level, word, server) }
+      level -= 1
+    }
+    return nil
+  }
+
+  /// Whether the running thread's chain still holds, at `level`, a record with callee
+  /// `word` (three loads: no record is decoded).
+  static func holds(level: Int, word: UInt32) -> Bool {
+    level < depth && storage[1 + 2 * level + 1] == word
+  }
+
   /// Whether `test` holds for the callee word of any record of any thread's chain.
   private static func anyRecord(_ test: (UInt32) -> Bool) -> Bool {
     func contains(_ buffer: UnsafeMutablePointer<UInt32>) -> Bool {

@@ -477,12 +477,17 @@ final class Server: ReferenceOwner {
     // will never signal again), and the server could never unload: their waits end now,
     // without a unit, and they leave as threads inside a failed server do. A wait in a
     // server this one called is that server's own, and stays.
+    // A thread inside it that is not blocked may be on its way into a wait (it entered the
+    // kernel before the failure): it is marked, and gives the wait up when it gets there.
     Machine.withInterruptsDisabled {
       _ = Scheduler.anyThread { thread in
-        if thread.state == .blocked || thread.state == .sleeping, let semaphore = thread.waitingSemaphore,
-          CallChain.innermostServer(of: thread) === self
-        {
+        guard let record = CallChain.innermostServerRecord(of: thread), record.server === self else {
+          return false
+        }
+        if thread.state == .blocked || thread.state == .sleeping, let semaphore = thread.waitingSemaphore {
           semaphore.abandon(thread)
+        } else {
+          thread.failedRecord = (record.level, record.word)
         }
         return false
       }

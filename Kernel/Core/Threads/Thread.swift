@@ -53,6 +53,10 @@ final class Thread {
   /// The semaphore this thread is blocked on (SemaphoreObject.wait), so a server that
   /// fails while the thread waits inside it can wake it (Server.fail).
   var waitingSemaphore: SemaphoreObject?
+  /// Set by `Server.fail` on a thread inside the failing server that was not blocked: the
+  /// chain level and callee word of its record of that server. While the thread's chain
+  /// still holds that record, its semaphore waits are given up (SemaphoreObject.wait).
+  var failedRecord: (level: Int, word: UInt32)? = nil
 
   /// nil when memory for its stack or state is short.
   init?(number: UInt32, name: KernelMessage, priority: Int, entry: (() -> Void)?, hasStack: Bool) {
