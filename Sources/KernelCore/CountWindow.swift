@@ -50,9 +50,6 @@ public struct CountWindows: Sendable {
     windows.insert(window, at: index)
   }
 
-  /// The windows, by address.
-  public var all: [CountWindow] { windows }
-
   /// Where a thread interrupted before executing `address` resumes (see
   /// `CountWindow.resumeAddress`): the address itself unless it lies inside a window.
   public func resumeAddress(interruptedAt address: UInt32) -> UInt32 {

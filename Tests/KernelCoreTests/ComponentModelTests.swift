@@ -478,6 +478,23 @@ enum SampleManifest {
     #expect(listing.contains("call 0xa000"), "a waiter is handed the lock")
   }
 
+  @Test func countingCodeFitsTheRoomTheLoaderGivesIt() {
+    #expect(write { CallStubs.writeAcquire(into: &$0, table: table) }.count <= CallStubs.acquireSize)
+    #expect(
+      write { _ = CallStubs.writeRelease(into: &$0, table: table, lastCount: 0x9000) }.count
+        <= CallStubs.releaseSize)
+    // The largest slot needs 32-bit displacements: the longest code.
+    for slot in [1, 2, 255] {
+      let acquire = write { CallStubs.writeBoundAcquire(into: &$0, table: table, slot: slot) }
+      let release = write {
+        _ = CallStubs.writeBoundRelease(into: &$0, table: table, slot: slot, lastCount: 0x9000)
+      }
+      #expect(
+        acquire.count <= CallStubs.boundCountSize && release.count <= CallStubs.boundCountSize, "slot \(slot)"
+      )
+    }
+  }
+
   @Test func acquireAndReleaseCountWithoutCallingTheKernel() throws {
     let acquire = try disassemble(write { CallStubs.writeAcquire(into: &$0, table: table) }, base: 0x1000)
     // One unsigned compare refuses a free entry (count 0x80000000) and a full count

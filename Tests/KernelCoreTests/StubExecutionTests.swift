@@ -347,14 +347,35 @@ struct Emulation {
   }
 }
 
+/// The fake kernel of the acquire and release tests: where the table, the code, the
+/// kernel's last-count function and the caller's stack are.
+protocol CountingMachine {}
+
+extension CountingMachine {
+  var table: TableLayout { TableLayout(base: 0x2000, capacity: 0x2004) }
+  /// The table's entries (before it grows, in the preemption tests).
+  var entries: UInt32 { 0x2100 }
+  var code: UInt32 { 0x1000 }
+  var lastCount: UInt32 { 0x7000 }
+  /// Where `lastCount` records the handle it was given.
+  var lastCountSaw: UInt32 { 0x6000 }
+  var stop: UInt32 { 0xF000 }
+  var stackTop: UInt32 { 0x8000 }
+
+  /// Places the kernel's last-count function (it records the handle at [esp+4] at
+  /// `lastCountSaw`, returns 0) with `seen` recorded so far, and the stop.
+  func placeKernel(in machine: inout Emulation, seen: UInt32 = 0) {
+    machine.place(
+      lastCount,
+      bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3]
+        + (0..<4).map { UInt8(truncatingIfNeeded: lastCountSaw >> ($0 * 8)) } + [0x31, 0xC0, 0xC3])
+    machine.place(lastCountSaw, words: [seen])
+    machine.place(stop, bytes: [0xF4])
+  }
+}
+
 /// A bound acquire and release (`tessera_bound_acquire_<slot>`) run against a fake table.
-@Suite struct BoundCountExecutionTests {
-  let table = TableLayout(base: 0x2000, capacity: 0x2004)
-  let entries: UInt32 = 0x2100
-  let code: UInt32 = 0x1000
-  let lastCount: UInt32 = 0x7000
-  let stop: UInt32 = 0xF000
-  let stackTop: UInt32 = 0x8000
+@Suite struct BoundCountExecutionTests: CountingMachine {
 
   /// Runs slot 3's bound acquire or release with the entry's method count and count;
   /// returns EAX, the count after, and the handle lastCount saw (0 if not called).
@@ -369,10 +390,7 @@ struct Emulation {
     // Only 4 entries: the stub reads the entry from the base alone (no capacity check).
     machine.place(table.base, words: [entries, 4])
     machine.place(entries, words: [UInt32](repeating: 0xEEEE_EEEE, count: 3 * 16) + live)
-    // lastCount: records the handle at [esp+4] at 0x6000, returns 0.
-    machine.place(lastCount, bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3, 0x00, 0x60, 0x00, 0x00, 0x31, 0xC0, 0xC3])
-    machine.place(0x6000, words: [0])
-    machine.place(stop, bytes: [0xF4])
+    placeKernel(in: &machine)
     // The handle argument is not the slot: the last count must still name the slot.
     machine.place(stackTop - 16, words: [stop, general ? 3 : 7, 0, 0])
     machine.place(code: code) {
@@ -385,7 +403,7 @@ struct Emulation {
     }
     let answer = try machine.run(
       eip: code, esp: stackTop - 16, stop: stop,
-      read: [(entries + 3 * 64 + UInt32(4 * CallABI.Entry.count), 1), (0x6000, 1)])
+      read: [(entries + 3 * 64 + UInt32(4 * CallABI.Entry.count), 1), (lastCountSaw, 1)])
     #expect(answer.error == nil, "\(answer.error ?? "")")
     return (answer.registers["eax"]!, answer.reads[0][0], answer.reads[1][0], answer.instructions)
   }
@@ -442,14 +460,9 @@ struct Emulation {
 /// (a new array at a new base, the old one left as it was): resumed where
 /// `CountWindow.resumeAddress` says, the count lands in the new array exactly once, and a
 /// release of the last count reaches the kernel with the slot's handle.
-@Suite struct PreemptedCountExecutionTests {
-  let table = TableLayout(base: 0x2000, capacity: 0x2004)
-  let oldEntries: UInt32 = 0x2100
+@Suite struct PreemptedCountExecutionTests: CountingMachine {
+  /// The array the table grows into.
   let newEntries: UInt32 = 0x3100
-  let code: UInt32 = 0x1000
-  let lastCount: UInt32 = 0x7000
-  let stop: UInt32 = 0xF000
-  let stackTop: UInt32 = 0x8000
   let slot = 3
 
   enum Kind: CaseIterable {
@@ -465,12 +478,9 @@ struct Emulation {
   {
     var machine = Emulation()
     machine.place(table.base, words: header)
-    machine.place(oldEntries, words: old)
+    machine.place(entries, words: old)
     if let new { machine.place(newEntries, words: new) }
-    // lastCount: records the handle at [esp+4] at 0x6000, returns 0.
-    machine.place(lastCount, bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3, 0x00, 0x60, 0x00, 0x00, 0x31, 0xC0, 0xC3])
-    machine.place(0x6000, words: [seen])
-    machine.place(stop, bytes: [0xF4])
+    placeKernel(in: &machine, seen: seen)
     machine.place(stackTop - 16, words: stack)
     var windows = CountWindows()
     machine.place(code: code) {
@@ -503,10 +513,10 @@ struct Emulation {
     old[slot * entryWords + CallABI.Entry.methodCount] = free ? 0 : 1
     old[slot * entryWords + CallABI.Entry.count] = count
     let stack: [UInt32] = [stop, UInt32(slot), 0, 0]
-    let (first, windows) = machine(kind: kind, header: [oldEntries, 4], old: old, new: nil, stack: stack)
+    let (first, windows) = machine(kind: kind, header: [entries, 4], old: old, new: nil, stack: stack)
     let paused = try first.run(
       eip: code, esp: stackTop - 16, stop: stop, pause: executed,
-      read: [(oldEntries, 4 * entryWords), (stackTop - 16, 4), (0x6000, 1)])
+      read: [(entries, 4 * entryWords), (stackTop - 16, 4), (lastCountSaw, 1)])
     #expect(paused.error == nil, "\(paused.error ?? "")")
     guard paused.paused else { return nil }
     // Another thread grows the table: the entries are copied to a larger array.
@@ -517,7 +527,7 @@ struct Emulation {
     let interrupted = paused.interrupted
     let resumed = try second.resume(
       paused, at: rewinding ? windows.resumeAddress(interruptedAt: interrupted) : interrupted, stop: stop,
-      read: [(newEntries + UInt32(4 * (slot * entryWords + CallABI.Entry.count)), 1), (0x6000, 1)])
+      read: [(newEntries + UInt32(4 * (slot * entryWords + CallABI.Entry.count)), 1), (lastCountSaw, 1)])
     #expect(resumed.error == nil, "\(resumed.error ?? "")")
     return (resumed.reads[0][0], resumed.registers["eax"]!, resumed.reads[1][0])
   }
