@@ -129,6 +129,13 @@ public enum UserCallCode {
   public static let count = 18
   /// What the return trampoline passes: the upcall's function has returned.
   public static let `return`: UInt32 = 0xFFFF_FFFF
+  /// A user-mode server's bound call k (a `tessera_bound_call` import) is code
+  /// `boundBase + k`: the kernel jumps to the k-th stub in the server's words
+  /// (`ServerWords.boundCalls`), written for the slot's target once it is bound.
+  public static let boundBase: UInt32 = 0x100
+  /// Bound-call codes a user-mode server has at most; further bound imports take the
+  /// thunks of `tessera_callN` (the general path, slower, just as correct).
+  public static let boundCallCapacity = 64
 }
 
 /// Word offsets of a server's kernel words (one small allocation per server whose address
@@ -150,6 +157,13 @@ public enum ServerWords {
   public static let directory = 6
   /// User mode: the address of its space's count of threads inside.
   public static let spaceThreadsInside = 7
+  /// User mode: `UserCallCode.boundBase` plus the number of its bound-call stubs (codes
+  /// below it are bound calls); 0 once the server has failed, so that every bound code
+  /// takes the general entry, which stops the thread.
+  public static let boundCallLimit = 8
+  /// User mode: the address of the stub of each bound-call code, from here on
+  /// (`UserCallCode.boundCallCapacity` words).
+  public static let boundCalls = 9
   /// Words in all.
-  public static let count = 8
+  public static let count = boundCalls + UserCallCode.boundCallCapacity
 }

@@ -12,10 +12,22 @@ public func kernelABIHeader() -> String {
     ("TESSERA_RETURN_CODE", hex(UserCallCode.return), "UserCallCode.return: the return trampoline's code"),
     ("TESSERA_NULL_CODE", "\(UserCallCode.null)", "UserCallCode.null: the benchmarks' null system call"),
     ("TESSERA_MAXIMUM_CALL", "\(UserCallCode.maximumCall)", "UserCallCode.maximumCall: tessera_call0 ... 8"),
+    (
+      "TESSERA_BOUND_BASE", hex(UserCallCode.boundBase),
+      "UserCallCode.boundBase: a user-mode server's bound call 0"
+    ),
     ("TESSERA_STATUS_INVALID_HANDLE", "\(CallABI.statusInvalidHandle)", "CallABI.statusInvalidHandle"),
     ("TESSERA_STATUS_BAD_BLOCK", "\(CallABI.statusBadBlock)", "CallABI.statusBadBlock"),
     ("TESSERA_SERVER_WORD_FAILED", "\(4 * ServerWords.failed)", "byte offset of ServerWords.failed"),
     ("TESSERA_SERVER_WORD_GATE", "\(4 * ServerWords.gate)", "byte offset of ServerWords.gate"),
+    (
+      "TESSERA_SERVER_WORD_BOUND_LIMIT", "\(4 * ServerWords.boundCallLimit)",
+      "byte offset of ServerWords.boundCallLimit"
+    ),
+    (
+      "TESSERA_SERVER_WORD_BOUND_CALLS", "\(4 * ServerWords.boundCalls)",
+      "byte offset of ServerWords.boundCalls"
+    ),
     (
       "TESSERA_SERVER_WORD_STACK_POINTERS", "\(4 * ServerWords.stackPointers)",
       "byte offset of ServerWords.stackPointers"

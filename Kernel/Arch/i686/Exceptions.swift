@@ -23,7 +23,7 @@ enum Exceptions {
   static let invalidOpcode: UInt32 = 6
 
   /// Handles an exception frame from `interruptDispatch`: page faults the kernel serves
-  /// (a user stack growing, a user copy's fixup) resume; faults in user mode stop the
+  /// (a user stack growing, a user copy's or a bound stub's fixup) resume; faults in user mode stop the
   /// server (UserFaults); anything else is a panic.
   static func handle(_ frame: UnsafeMutablePointer<InterruptFrame>) {
     let fromUser = frame.pointee.cs & 3 == 3
@@ -41,6 +41,10 @@ enum Exceptions {
       }
       if !fromUser, eip >= arch_call_copy_start_address(), eip < arch_call_copy_end_address() {
         frame.pointee.eip = arch_call_copy_fixup_address()
+        return
+      }
+      if !fromUser, let fixup = Server.faultFixup(at: eip) {
+        frame.pointee.eip = fixup  // a bound stub's read of its caller's words: refused
         return
       }
     }

@@ -87,6 +87,12 @@ enum Processor {
     get { arch_resume_point }
     set { arch_resume_point = newValue }
   }
+  /// The address of the resume-frame word, for generated code.
+  @inline(__always) static var resumePointAddress: UInt32 { arch_resume_point_address() }
+  /// The general path of a user-mode server's bound call (arch_bound_call_general).
+  @inline(__always) static var boundCallGeneralAddress: UInt32 { arch_bound_call_general_address() }
+  /// The call entry past its gate lookup (arch_bound_call_direct).
+  @inline(__always) static var boundCallDirectAddress: UInt32 { arch_bound_call_direct_address() }
   /// Continues at resume frame `frame` as if its call had returned `status` (arch_resume).
   @inline(__always) static func resume(_ frame: UInt32, _ status: UInt32) -> Never {
     arch_resume(frame, status)

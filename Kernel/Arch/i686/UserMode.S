@@ -22,6 +22,9 @@
 .set WORD_FAILED, TESSERA_SERVER_WORD_FAILED
 .set WORD_GATE, TESSERA_SERVER_WORD_GATE
 .set WORD_STACK_POINTERS, TESSERA_SERVER_WORD_STACK_POINTERS
+.set WORD_BOUND_LIMIT, TESSERA_SERVER_WORD_BOUND_LIMIT
+.set WORD_BOUND_CALLS, TESSERA_SERVER_WORD_BOUND_CALLS
+.set BOUND_BASE, TESSERA_BOUND_BASE
 // The user stack slots (KernelCore's UserStacks).
 .set STACKS_START, TESSERA_USER_STACKS_START
 .set STACK_SHIFT, TESSERA_USER_STACK_SHIFT
@@ -40,6 +43,8 @@ arch_sysenter_entry:
     movl user_mode_state, %esp
     cmpl $RETURN_CODE, %eax
     je upcall_returned
+    cmpl $BOUND_BASE, %eax
+    jae bound_entry
     cmpl $NULL_CODE, %eax
     je null_call
     pushl %ebp
@@ -68,6 +73,32 @@ return_to_user:             // ESP at the saved registers, EAX result, EBX statu
     popl %ebp
     sti                     // takes effect after sysexit
     sysexit
+// A bound call: the calling server's stub for the code (UserBoundStubs.swift), entered
+// with the user's registers but EAX and EBX (which the thunk saved). A code the server was
+// not given, or any code of a server that has failed (its limit is 0), takes the general
+// entry, which refuses it or stops the thread.
+bound_entry:
+    movl user_mode_state+16, %ebx           // the calling server's words
+    cmpl WORD_BOUND_LIMIT(%ebx), %eax
+    jae bound_unknown
+    jmp *(WORD_BOUND_CALLS - 4 * BOUND_BASE)(%ebx,%eax,4)
+bound_unknown:
+    pushl %ebp
+    pushl %edi
+    pushl %esi
+    pushl %edx
+    pushl %ecx
+    jmp general_entry
+// A bound call whose stub takes the general path (its slot is not bound to a user-mode
+// server in another space, or no longer; or the callee failed): tessera_callN, N in EAX.
+.global arch_bound_call_general
+arch_bound_call_general:
+    pushl %ebp
+    pushl %edi
+    pushl %esi
+    pushl %edx
+    pushl %ecx
+    jmp call_entry
 null_call:
     xorl %eax, %eax
     xorl %ebx, %ebx
@@ -76,7 +107,7 @@ null_call:
 
 // tessera_callN from user mode: the arguments are copied from the user stack (a fault
 // in the copy refuses the call) and the calling server's own gate is called, as a
-// kernel-mode server's import would call it. The thread's user stack pointer in this
+// kernel-mode server's import would call it (or, for a bound call, its kernel bound stub). The thread's user stack pointer in this
 // space is recorded first (and restored after), so upcalls nested in the call start
 // below the caller's live frames. A failed server takes the general path (which stops
 // the thread).
@@ -84,6 +115,11 @@ call_entry:
     movl user_mode_state+16, %esi           // the calling server's words
     cmpl $0, WORD_FAILED(%esi)
     jne general_entry
+    movl WORD_GATE(%esi), %ebp              // what to call: the caller's gate
+// A bound call's stub that calls a kernel bound stub (UserBoundStubs.swift) enters here,
+// with the user's registers pushed, ESI the caller's words, EBP that stub and EAX = N.
+.global arch_bound_call_direct
+arch_bound_call_direct:
     movl $0, user_mode_state+4              // a call out of the server: the watchdog restarts
     movl user_mode_state+20, %edi
     movl (%edi), %edi                       // the thread number
@@ -109,7 +145,6 @@ call_entry:
     pushl (%edi)                            // the chain's depth,
     pushl arch_resume_point                 // the enclosing frame
     movl %esp, arch_resume_point
-    movl WORD_GATE(%esi), %edx
     leal 8(,%eax,4), %edi                   // bytes: handle, selector, N words
     subl %edi, %esp
     andl $-16, %esp
@@ -123,7 +158,7 @@ arch_call_copy_start:                       // a page fault here resumes at the 
     rep movsl
 .global arch_call_copy_end
 arch_call_copy_end:
-    call *%edx                              // the gate: edx:eax, as it returns them
+    call *%ebp                              // the gate or bound stub: edx:eax, as it returns them
 call_done:                                  // also where a contained trap resumes
     cli
     movl -16(%ebx), %ecx                    // the enclosing resume frame again

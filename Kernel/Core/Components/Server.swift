@@ -153,24 +153,33 @@ final class Server: ReferenceOwner {
       slot = free
     }
 
-    // Code: gate, acquire, release, a stub per bound-call import (kernel mode; a user-mode
-    // server's go to the thunks of tessera_callN), then a vector and an entry per
-    // exported method.
+    // Code: gate, acquire, release, a stub per bound-call import (kernel mode) or per
+    // bound-call code (user mode: its first `boundCallCapacity` bound-call imports; the
+    // rest go to the thunks of tessera_callN), then a vector and an entry per exported
+    // method.
     var methods = 0
     for export in 0..<file.manifest.exportCount {
       methods += file.manifest.interface(file.manifest.export(export)).methodCount
     }
     var boundCalls: [BoundCallImport] = []
     var boundCounts: [BoundImport] = []  // bound acquires and releases
-    if space == nil {
-      file.forEachBoundImport { bound in
-        if case .call(let call) = bound { boundCalls.append(call) } else { boundCounts.append(bound) }
+    var userBoundCalls: [BoundCallImport] = []
+    file.forEachBoundImport { bound in
+      switch (bound, space) {
+      case (.call(let call), nil): boundCalls.append(call)
+      case (.call(let call), _?):
+        if userBoundCalls.count < UserCallCode.boundCallCapacity && !userBoundCalls.contains(call) {
+          userBoundCalls.append(call)
+          boundCalls.append(call)  // its kernel bound stub, which the call entry calls
+        }
+      case (_, nil): boundCounts.append(bound)
+      case (_, _?): break  // a user-mode server's acquires and releases go to their thunks
       }
     }
     let codeSize =
       CallStubs.gateSize + CallStubs.acquireSize + CallStubs.releaseSize + boundCalls.count
-      * CallStubs.boundStubSize + boundCounts.count * CallStubs.boundCountSize + methods
-      * (CallStubs.methodEntrySize + 4)
+      * CallStubs.boundStubSize + boundCounts.count * CallStubs.boundCountSize + userBoundCalls.count
+      * CallStubs.userBoundStubSize + methods * (CallStubs.methodEntrySize + 4)
     guard let code = KernelHeap.allocate(byteCount: codeSize, alignment: 16) else {
       return .failure(.outOfMemory)
     }
@@ -217,6 +226,17 @@ final class Server: ReferenceOwner {
       CallStubs.writeBoundRedirect(into: &writer, gate: entries.gate)
       writer.pad(to: start + CallStubs.boundStubSize)
     }
+    for (index, call) in userBoundCalls.enumerated() {
+      let start = writer.count
+      server.userBoundStubs.append(UserBoundStub(call: call, address: writer.address))
+      server.words[ServerWords.boundCalls + index] = writer.address
+      CallStubs.writeUserBoundRedirect(
+        into: &writer, words: call.words, general: Processor.boundCallGeneralAddress)
+      writer.pad(to: start + CallStubs.userBoundStubSize)
+    }
+    if !userBoundCalls.isEmpty {
+      server.words[ServerWords.boundCallLimit] = UserCallCode.boundBase + UInt32(userBoundCalls.count)
+    }
     if !boundCounts.isEmpty {
       // The bound acquires and releases read the slot's entry without a capacity check:
       // the table has room for every slot before any of the server's code runs.
@@ -248,6 +268,11 @@ final class Server: ReferenceOwner {
           if space == nil, let bound = BoundImport.parse(name) {
             if case .call(let call) = bound { return server.boundStubs.first { $0.call == call }?.address }
             return server.boundCounts.first { $0.bound == bound }?.address
+          }
+          if space != nil, let call = BoundCallImport.parse(name),
+            let index = server.userBoundStubs.firstIndex(where: { $0.call == call })
+          {
+            return AddressSpace.thunks.boundThunks[index]
           }
           return space == nil
             ? KernelABI.address(of: name, table: entries)
@@ -324,8 +349,21 @@ final class Server: ReferenceOwner {
     var call: BoundCallImport
     var address: UInt32
   }
-  /// The stubs of the server's bound-call imports (kernel mode only).
+  /// The stubs of the server's bound-call imports (a user-mode server's: of its bound-call
+  /// codes, which the call entry calls).
   private var boundStubs: [BoundStub] = []
+
+  /// The stub of one bound-call code of a user-mode server (UserBoundStubs): a redirect to
+  /// the general path until its slot is bound to a server it can call directly
+  /// (`bindSlots`), and again once the slot's entry is freed.
+  struct UserBoundStub {
+    var call: BoundCallImport
+    var address: UInt32
+    /// Where a fault in its reads of the caller's words resumes, once it is specialized.
+    var reads: (start: UInt32, end: UInt32, fixup: UInt32)? = nil
+  }
+  /// The stubs of a user-mode server's bound-call codes, code `boundBase + index`.
+  private var userBoundStubs: [UserBoundStub] = []
 
   /// The code of one bound acquire or release (kernel mode only; written once, at load).
   struct BoundCount {
@@ -360,6 +398,7 @@ final class Server: ReferenceOwner {
   /// to the gate, which refuses the call as it would any.
   func bindSlots() {
     let manifest = file.manifest
+    var specialized: [BoundCallImport] = []
     for stub in boundStubs {
       guard let object = table.object(UInt32(stub.call.slot)) else { continue }
       let required = manifest.interface(manifest.slot(stub.call.slot - 1).interface)
@@ -379,14 +418,96 @@ final class Server: ReferenceOwner {
           context: UInt32(truncatingIfNeeded: words.context), entry: entry,
           lock: object.owner?.boundLock(entry: entry)))
       countWindows.append(window)
+      specialized.append(stub.call)
     }
+    // A user-mode server's bound codes: into another space's thread-safe server in one
+    // stub; else through the call entry to the kernel bound stub just written.
+    for index in userBoundStubs.indices {
+      let stub = userBoundStubs[index]
+      guard specialized.contains(stub.call), let object = table.object(UInt32(stub.call.slot)) else {
+        continue
+      }
+      var writer = CodeBuffer(
+        memory: UnsafeMutableRawBufferPointer(
+          start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.userBoundStubSize),
+        base: stub.address)
+      if let target = userBoundTarget(object, method: stub.call.method, words: stub.call.words) {
+        let addresses = CallStubs.writeUserBoundStub(into: &writer, target: target)
+        userBoundStubs[index].reads = (
+          addresses.argumentReadsStart, addresses.argumentReadsEnd, addresses.fixup
+        )
+      } else if let bound = boundStubs.first(where: { $0.call == stub.call }) {
+        CallStubs.writeUserDirectStub(
+          into: &writer, callerWords: UInt32(UInt(bitPattern: words)), boundStub: bound.address,
+          words: stub.call.words, direct: Processor.boundCallDirectAddress)
+      }
+    }
+  }
+
+  /// What a user-mode bound stub calling `method` of `object` (with `words` call words,
+  /// its slot's interface checked) bakes in; nil when the call must go through the call
+  /// entry: the callee is not a thread-safe user-mode server in another space (a
+  /// kernel-mode callee, a lock to take, no address space to switch).
+  private func userBoundTarget(_ object: KernelObject, method: Int, words: Int) -> UserBoundTarget? {
+    guard let space, let callee = object.owner, let calleeSpace = callee.space, calleeSpace !== space,
+      callee.file.manifest.isThreadSafe
+    else { return nil }
+    guard method < object.interface.methodCount, object.interface.method(method).isWordsOnly,
+      object.interface.method(method).callWords == words,
+      let dispatch = callee.file.functionAddress(
+        ServerFile.dispatchSymbol(interface: object.interface.name, method: method))
+    else { return nil }
+    let entry = object.entryWords
+    return UserBoundTarget(
+      chain: CallChain.layout, state: UserModeState.address,
+      taskStackPointer: UInt32(UInt(bitPattern: UserModeState.stackPointerWord)),
+      resumePoint: Processor.resumePointAddress,
+      userResume: AddressSpace.thunkPage + CallStubs.userThunkResumeOffset,
+      callerWords: UInt32(UInt(bitPattern: self.words)), callerDirectory: space.directory,
+      callerStackPointers: space.stackPointersAddress, calleeWords: UInt32(UInt(bitPattern: callee.words)),
+      calleeDirectory: calleeSpace.directory, calleeStackPointers: calleeSpace.stackPointersAddress,
+      calleeSpaceThreadsInside: calleeSpace.threadsInsideAddress,
+      chainValue: UInt32(truncatingIfNeeded: entry.chainValue),
+      context: UInt32(truncatingIfNeeded: entry.context),
+      selector: object.digest &+ UInt32(truncatingIfNeeded: method),
+      dispatch: callee.imageAddress &+ dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
+      words: words,
+      general: Processor.boundCallGeneralAddress,
+      failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void))
+  }
+
+  /// Where a page fault in kernel mode at `address` resumes if it lies in a user-mode bound
+  /// stub's reads of its caller's words (a stack page the kernel could not back); nil
+  /// otherwise.
+  static func faultFixup(at address: UInt32) -> UInt32? {
+    for server in loaded {
+      guard let (_, generated) = server.locate(address), generated else { continue }
+      for stub in server.userBoundStubs {
+        if let reads = stub.reads, address >= reads.start, address < reads.end { return reads.fixup }
+      }
+      return nil
+    }
+    return nil
   }
 
   /// The entry of `handle` is being freed: its bound-call stubs go back to the gate (see
   /// `CallStubs.writeBoundRedirect` for why rewriting a live stub is safe). Their windows
-  /// stay: a thread at the redirect is at a window's start, which nothing moves.
+  /// stay: a thread at the redirect is at a window's start, which nothing moves. A user-mode
+  /// server's stubs go back to the general path; no thread is ever switched away inside
+  /// their first bytes (they run with interrupts disabled up to the `sysexit`).
   func entryFreeing(handle: UInt32) {
     Machine.withInterruptsDisabled {
+      for index in userBoundStubs.indices
+      where UInt32(truncatingIfNeeded: userBoundStubs[index].call.slot) == handle {
+        let stub = userBoundStubs[index]
+        var writer = CodeBuffer(
+          memory: UnsafeMutableRawBufferPointer(
+            start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)),
+            count: CallStubs.userBoundRedirectSize),
+          base: stub.address)
+        CallStubs.writeUserBoundRedirect(
+          into: &writer, words: stub.call.words, general: Processor.boundCallGeneralAddress)
+      }
       for stub in boundStubs where UInt32(truncatingIfNeeded: stub.call.slot) == handle {
         var writer = CodeBuffer(
           memory: UnsafeMutableRawBufferPointer(
@@ -473,6 +594,7 @@ final class Server: ReferenceOwner {
   /// returns `serverUnavailable`.
   func fail() {
     words[ServerWords.failed] = 1
+    words[ServerWords.boundCallLimit] = 0  // its bound codes take the general entry, which stops the thread
     // Threads blocked in a semaphore wait this server made would wait for good (its code
     // will never signal again), and the server could never unload: their waits end now,
     // without a unit, and they leave as threads inside a failed server do. A wait in a

@@ -24,6 +24,8 @@ public enum JumpCondition: UInt8 {
   case sign = 0x8
   /// Sign clear.
   case notSign = 0x9
+  /// Unsigned above (carry and zero clear).
+  case above = 0x7
   /// Signed less or equal (zero, or sign unlike overflow).
   case lessOrEqual = 0xE
   /// Signed greater (not zero, sign like overflow).

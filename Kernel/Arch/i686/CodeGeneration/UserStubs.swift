@@ -22,6 +22,9 @@ public struct UserThunkAddresses {
   public var returnTrampoline: UInt32 = 0
   /// The thunk of each `UserCallCode`.
   public var thunks: InlineArray<18, UInt32> = .init(repeating: 0)
+  /// The thunk of each bound-call code (`UserCallCode.boundBase + k`), which a user-mode
+  /// server's k-th bound-call import is resolved to.
+  public var boundThunks: InlineArray<64, UInt32> = .init(repeating: 0)
 
   /// An empty table (filled by `writeUserThunks`).
   public init() {}
@@ -29,7 +32,11 @@ public struct UserThunkAddresses {
 
 extension CallStubs {
   /// Bytes at most of the user thunk page's code.
-  public static let userThunksSize = 16 + 16 + UserCallCode.count * 10
+  public static let userThunksSize = 16 + 16 + (UserCallCode.count + UserCallCode.boundCallCapacity) * 10
+
+  /// Where the user thunk page's common part resumes after `sysenter`: the kernel's
+  /// bound-call stubs return there (`writeUserThunks` puts it at this offset).
+  public static let userThunkResumeOffset: UInt32 = 21
 
   /// Writes the user thunk page (see the file comment) and returns where each thunk is.
   public static func writeUserThunks(into code: inout CodeBuffer) -> UserThunkAddresses {
@@ -51,13 +58,20 @@ extension CallStubs {
     code.emit(0x89, 0xDA)  // back: mov edx, ebx       the status
     code.emit(0x5B)  // pop ebx
     code.emit(0xC3)  // ret
+    precondition(backAddress == code.base + userThunkResumeOffset)
     code.memory.storeBytes(of: backAddress.littleEndian, toByteOffset: back, as: UInt32.self)
-    for index in 0..<UserCallCode.count {
-      addresses.thunks[index] = code.address
+    func thunk(_ callCode: UInt32) -> UInt32 {
+      let address = code.address
       code.emit(0xB8)
-      code.emit32(UInt32(index))  // mov eax, code
+      code.emit32(callCode)  // mov eax, code
       code.emit(0xE9)
       code.emitRelative(to: common)  // jmp common
+      return address
+    }
+    for index in 0..<UserCallCode.count { addresses.thunks[index] = thunk(UInt32(index)) }
+    precondition(addresses.boundThunks.count == UserCallCode.boundCallCapacity)
+    for index in 0..<UserCallCode.boundCallCapacity {
+      addresses.boundThunks[index] = thunk(UserCallCode.boundBase + UInt32(index))
     }
     return addresses
   }

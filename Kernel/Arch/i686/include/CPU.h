@@ -96,6 +96,13 @@ static inline __attribute__((always_inline)) uint32_t arch_call_copy_start_addre
 static inline __attribute__((always_inline)) uint32_t arch_call_copy_end_address(void) { return (uint32_t)(uintptr_t)arch_call_copy_end; }
 static inline __attribute__((always_inline)) uint32_t arch_call_copy_fixup_address(void) { return (uint32_t)(uintptr_t)arch_call_copy_fixup; }
 
+/// The general path of a user-mode server's bound call (UserMode.S; EAX = its words).
+void arch_bound_call_general(void);
+static inline __attribute__((always_inline)) uint32_t arch_bound_call_general_address(void) { return (uint32_t)(uintptr_t)&arch_bound_call_general; }
+/// The call entry past its gate lookup (UserMode.S; ESI the caller's words, EBP the stub to call, EAX = words).
+void arch_bound_call_direct(void);
+static inline __attribute__((always_inline)) uint32_t arch_bound_call_direct_address(void) { return (uint32_t)(uintptr_t)&arch_bound_call_direct; }
+
 /// Calls `function(context, selector, words...)` (Calls.S).
 uint64_t arch_call_words(uint32_t function, uint32_t context, uint32_t selector, const uint32_t *words, uint32_t count);
 /// arch_call_words for a callee whose call-chain record the caller pushed (see Calls.S).
@@ -105,6 +112,7 @@ uint64_t arch_call_words_callee(uint32_t function, uint32_t context, uint32_t se
 /// address of the call chain's depth word, which resume frames record.
 extern uint32_t arch_resume_point;
 extern uint32_t arch_chain_depth_address;
+static inline __attribute__((always_inline)) uint32_t arch_resume_point_address(void) { return (uint32_t)(uintptr_t)&arch_resume_point; }
 /// The running thread's call chain (Calls.S), at a fixed address generated code bakes in:
 /// TESSERA_CALL_CHAIN_WORDS words (CallChain checks that it agrees).
 extern uint32_t call_chain_storage[];

@@ -1,0 +1,370 @@
+// UserBoundStubs: the stub the kernel generates for each bound-call code of a user-mode
+// server (UserCallCode.boundBase + k), which UserMode.S's `sysenter` entry jumps to: a
+// call into another user address space in one piece of code, from the caller's `sysenter`
+// to the callee's `sysexit` and back.
+//
+// Contract: `writeUserBoundStub` and `writeUserBoundRedirect` write position-dependent
+// code for its run address; the kernel (Server.bindSlots, Server.entryFreeing) writes the
+// redirect at load and over a live stub's first bytes, and the stub once the slot is bound
+// to a thread-safe user-mode server in another space. The stub runs with interrupts
+// disabled from the `sysenter` to the `sysexit` each way, so no thread is ever switched
+// away inside it: rewriting its start never meets a thread there. Its frame on the kernel
+// stack is arch_upcall's (UserMode.S), so the return trampoline and arch_upcall_abort end
+// it as they end any upcall.
+
+import KernelCore
+
+/// What a user-to-user bound stub has baked in (see `CallStubs.writeUserBoundStub`).
+public struct UserBoundTarget {
+  /// The call chain.
+  public var chain: CallChainLayout
+  /// The address of `user_mode_state` (CPU.h: word 0 the entry stack, 1 the user ticks,
+  /// 3 the active directory, 4 the running user-mode server's words).
+  public var state: UInt32
+  /// The address of the TSS's esp0 (kept equal to the entry stack).
+  public var taskStackPointer: UInt32
+  /// The address of arch_resume_point (the innermost resume frame; an upcall saves it).
+  public var resumePoint: UInt32
+  /// Where the user thunk page's common part resumes after `sysenter`
+  /// (`CallStubs.userThunkResumeOffset`).
+  public var userResume: UInt32
+  /// The calling server's words, page directory and per-thread user stack pointers.
+  public var callerWords: UInt32
+  /// The caller's page directory.
+  public var callerDirectory: UInt32
+  /// The caller's space's user stack pointers (one word per thread number).
+  public var callerStackPointers: UInt32
+  /// The callee's server words (its failed word and threads-inside count are read).
+  public var calleeWords: UInt32
+  /// The callee's page directory (another space's: the stub switches CR3).
+  public var calleeDirectory: UInt32
+  /// The callee's space's user stack pointers.
+  public var calleeStackPointers: UInt32
+  /// The callee's space's count of threads inside.
+  public var calleeSpaceThreadsInside: UInt32
+  /// The bound object's call-chain value (its record pins it).
+  public var chainValue: UInt32
+  /// The object's context, the callee's first argument.
+  public var context: UInt32
+  /// The method's selector (the interface's digest plus the method's index).
+  public var selector: UInt32
+  /// The method's dispatch function in the callee's image.
+  public var dispatch: UInt32
+  /// The return trampoline's user address (the upcall's return address).
+  public var trampoline: UInt32
+  /// Call words of the method (after the handle and the selector).
+  public var words: Int
+  /// arch_bound_call_general (UserMode.S): the general path, `tessera_callN` with N in EAX.
+  public var general: UInt32
+  /// The kernel function to call after an upcall into a server that has failed.
+  public var failedAfterUpcall: UInt32
+
+  /// A target.
+  public init(
+    chain: CallChainLayout, state: UInt32, taskStackPointer: UInt32, resumePoint: UInt32, userResume: UInt32,
+    callerWords: UInt32, callerDirectory: UInt32, callerStackPointers: UInt32, calleeWords: UInt32,
+    calleeDirectory: UInt32, calleeStackPointers: UInt32, calleeSpaceThreadsInside: UInt32,
+    chainValue: UInt32,
+    context: UInt32, selector: UInt32, dispatch: UInt32, trampoline: UInt32, words: Int, general: UInt32,
+    failedAfterUpcall: UInt32
+  ) {
+    self.chain = chain
+    self.state = state
+    self.taskStackPointer = taskStackPointer
+    self.resumePoint = resumePoint
+    self.userResume = userResume
+    self.callerWords = callerWords
+    self.callerDirectory = callerDirectory
+    self.callerStackPointers = callerStackPointers
+    self.calleeWords = calleeWords
+    self.calleeDirectory = calleeDirectory
+    self.calleeStackPointers = calleeStackPointers
+    self.calleeSpaceThreadsInside = calleeSpaceThreadsInside
+    self.chainValue = chainValue
+    self.context = context
+    self.selector = selector
+    self.dispatch = dispatch
+    self.trampoline = trampoline
+    self.words = words
+    self.general = general
+    self.failedAfterUpcall = failedAfterUpcall
+  }
+}
+
+/// Addresses inside a written user-to-user bound stub, for the kernel's fault handling and
+/// for tests.
+public struct UserBoundStubAddresses: Equatable, Sendable {
+  /// The reads of the caller's words, from here up to `argumentReadsEnd`: a page fault
+  /// there (a stack page the kernel could not back) resumes at `fixup`, which refuses the
+  /// call. Nothing has changed yet.
+  public var argumentReadsStart: UInt32
+  /// The address after the last read.
+  public var argumentReadsEnd: UInt32
+  /// Where a faulting argument read resumes.
+  public var fixup: UInt32
+  /// The `sti` before the `sysexit` into the callee.
+  public var enter: UInt32
+  /// Where the upcall's frame returns to (the trampoline's or an abort's return).
+  public var continuation: UInt32
+  /// The `sti` before the `sysexit` back to the caller.
+  public var leave: UInt32
+}
+
+extension CallStubs {
+  /// Bytes at most of one user-mode bound-call stub (host tests check the largest).
+  public static let userBoundStubSize = 512
+
+  /// Bytes `writeUserBoundRedirect` writes: fewer than the stub's first instructions.
+  public static let userBoundRedirectSize = 10
+
+  /// Writes the stub of a bound-call code that only takes the general path:
+  /// `mov eax, words; jmp general` (arch_bound_call_general, which enters the caller's gate
+  /// as `tessera_callN` would; the gate checks the handle and selector the proxy pushed).
+  public static func writeUserBoundRedirect(into code: inout CodeBuffer, words: Int, general: UInt32) {
+    code.emit(0xB8)
+    code.emit32(UInt32(truncatingIfNeeded: words))  // mov eax, words
+    code.emit(0xE9)
+    code.emitRelative(to: general)  // jmp general
+  }
+
+  /// Writes the stub of a bound-call code whose slot has a kernel bound stub
+  /// (`writeBoundStub`, which redirects itself to the gate when the slot's entry is freed):
+  /// the call entry's work without its gate lookup. It pushes the user's registers as the
+  /// entry does and goes to `direct` (arch_bound_call_direct) with ESI the caller's words,
+  /// EBP `boundStub` and EAX the call words.
+  public static func writeUserDirectStub(
+    into code: inout CodeBuffer, callerWords: UInt32, boundStub: UInt32, words: Int, direct: UInt32
+  ) {
+    code.emit(0x55, 0x57, 0x56, 0x52, 0x51)  // push ebp, edi, esi, edx, ecx
+    code.emit(0xBE)
+    code.emit32(callerWords)  // mov esi, caller words
+    code.emit(0xBD)
+    code.emit32(boundStub)  // mov ebp, bound stub
+    code.emit(0xB8)
+    code.emit32(UInt32(truncatingIfNeeded: words))  // mov eax, words
+    code.emit(0xE9)
+    code.emitRelative(to: direct)  // jmp direct
+  }
+
+  /// Writes the stub of a bound call from a user-mode server into a thread-safe user-mode
+  /// server in another space. Entered from UserMode.S's `sysenter` entry with interrupts
+  /// disabled, ESP the entry stack, ECX the caller's user stack (saved EBX, return
+  /// address, handle, selector, words), and the caller's ESI, EDI and EBP. It
+  ///
+  /// - refuses a user stack outside the thread's slot, or too close to its top for the
+  ///   arguments (`statusBadBlock`), as the general entry does;
+  /// - takes the general path (the caller's gate, which refuses or waits) for a failed
+  ///   callee and for a callee stack too deep for the frame (`UserStacks.claim`);
+  /// - pushes and counts the call-chain record naming the object (a full chain returns
+  ///   `statusOutOfResources`);
+  /// - records the caller's stack pointer in its space (nested upcalls into the caller
+  ///   start below it) and claims the frame in the callee's, switches CR3, writes the
+  ///   trampoline, context, selector and words there, counts the thread in;
+  /// - builds arch_upcall's frame (with the caller's ESI, EDI and EBP in it) and enters the
+  ///   dispatch function with no caller register left but the words on the stack.
+  ///
+  /// On the way back (the trampoline's `sysenter`, or an abort) it undoes it all and
+  /// returns to the caller's thunk with the result in EAX and the status in EBX.
+  public static func writeUserBoundStub(into code: inout CodeBuffer, target: UserBoundTarget)
+    -> UserBoundStubAddresses
+  {
+    let words = UInt32(truncatingIfNeeded: target.words)
+    let chain = target.chain
+    let failed = target.calleeWords + UInt32(4 * ServerWords.failed)
+    let inside = target.calleeWords + UInt32(4 * ServerWords.threadsInside)
+    let activeDirectory = target.state + 12
+    let runningServer = target.state + 16
+    let argumentBytes = 16 + 4 * words  // saved EBX, return address, handle, selector, words
+    let frameBytes = UserStacks.frameBytes(arguments: target.words + 2)
+    let fresh = code.label()
+    let have = code.label()
+    let general = code.label()
+    let offStack = code.label()
+    let overflow = code.label()
+    let failedAfter = code.label()
+    let leave = code.label()
+    // The caller's stack: EDX = ECX - bottom(thread) in 0...slot - guard - arguments.
+    code.emit(0xA1)
+    code.emit32(chain.threadNumber)  // mov eax, [thread]
+    code.emit(0x89, 0xC3)  // mov ebx, eax
+    code.emit(0xC1, 0xE3, UserStacks.shift)  // shl ebx, shift
+    precondition(code.count >= userBoundRedirectSize, "the redirect covers whole instructions")
+    code.emit(0x8D, 0x91)
+    code.emit32(0 &- UserStacks.bottom(thread: 0))  // lea edx, [ecx - bottom(0)]
+    code.emit(0x29, 0xDA)  // sub edx, ebx
+    code.emit(0x81, 0xFA)
+    code.emit32(UserStacks.slotBytes - UserStacks.guardBytes - argumentBytes)  // cmp edx, room
+    code.jump(.above, to: offStack)  // ja off stack
+    code.emit(0x83, 0x3D)
+    code.emit32(failed)
+    code.emit(0x00)  // cmp dword [failed], 0
+    code.jump(.notEqual, to: general)  // jne general             (its gate refuses)
+    // The claim in the callee's space, as UserStacks.claim.
+    code.emit(0x8B, 0x14, 0x85)
+    code.emit32(target.calleeStackPointers)  // mov edx, [callee pointers+eax*4]
+    code.emit(0x85, 0xD2)  // test edx, edx
+    code.jump(.equal, to: fresh)  // jz fresh
+    code.bind(have)
+    code.emit(0x81, 0xEA)
+    code.emit32(frameBytes)  // have: sub edx, frame
+    code.emit(0x8D, 0x9B)
+    code.emit32(UserStacks.bottom(thread: 0) &+ UserStacks.slack)  // lea ebx, [ebx + lowest(0)]
+    code.emit(0x39, 0xDA)  // cmp edx, ebx
+    code.jump(.below, to: general)  // jb general             (too deep: it refuses)
+    code.emit(0x51)  // push ecx                  the caller's stack, for the way back
+    code.emit(0xFF, 0x34, 0x85)
+    code.emit32(target.callerStackPointers)  // push dword [caller pointers+eax*4]
+    code.emit(0xFF, 0x34, 0x85)
+    code.emit32(target.calleeStackPointers)  // push dword [callee pointers+eax*4]
+    // The words, last first; a fault here changed nothing yet.
+    let readsStart = code.address
+    for word in (0..<words).reversed() {
+      code.emit(0xFF, 0x71, UInt8(16 + 4 * word))  // push dword [ecx+16+4k]
+    }
+    let readsEnd = code.address
+    code.emit(0x8B, 0x1D)
+    code.emit32(chain.depth)  // mov ebx, [depth]         this record's index
+    code.emit(0x83, 0xFB, UInt8(CallABI.chainCapacity))  // cmp ebx, capacity
+    code.jump(.aboveOrEqual, to: overflow)  // jae overflow
+    code.emit(0xC7, 0x04, 0xDD)
+    code.emit32(chain.records + 4)
+    code.emit32(target.chainValue)  // mov dword [records+ebx*8+4], object
+    code.emit(0xC7, 0x04, 0xDD)
+    code.emit32(chain.records)
+    let recordReturn = code.count
+    code.emit32(0)  // mov dword [records+ebx*8], continuation   (backtraces)
+    code.emit(0xFF, 0x05)
+    code.emit32(chain.depth)  // inc dword [depth]        the record counts
+    code.emit(0x89, 0x14, 0x85)
+    code.emit32(target.calleeStackPointers)  // mov [callee pointers+eax*4], edx
+    code.emit(0x83, 0xE1, 0xF0)  // and ecx, -16
+    code.emit(0x89, 0x0C, 0x85)
+    code.emit32(target.callerStackPointers)  // mov [caller pointers+eax*4], ecx
+    code.emit(0xB9)
+    code.emit32(target.calleeDirectory)  // mov ecx, callee directory
+    code.emit(0x89, 0x0D)
+    code.emit32(activeDirectory)  // mov [active directory], ecx
+    code.emit(0x0F, 0x22, 0xD9)  // mov cr3, ecx
+    code.emit(0xC7, 0x02)
+    code.emit32(target.trampoline)  // mov dword [edx], trampoline
+    code.emit(0xC7, 0x42, 0x04)
+    code.emit32(target.context)  // mov dword [edx+4], context
+    code.emit(0xC7, 0x42, 0x08)
+    code.emit32(target.selector)  // mov dword [edx+8], selector
+    for word in 0..<words {
+      code.emit(0x8F, 0x42, UInt8(12 + 4 * word))  // pop dword [edx+12+4k]
+    }
+    code.emit(0xFF, 0x05)
+    code.emit32(inside)  // inc dword [threads inside]
+    code.emit(0xFF, 0x05)
+    code.emit32(target.calleeSpaceThreadsInside)  // inc dword [space's threads inside]
+    code.emit(0xC7, 0x05)
+    code.emit32(runningServer)
+    code.emit32(target.calleeWords)  // mov dword [running server], callee
+    // arch_upcall's frame: return address, flags, EBP, EBX, ESI, EDI, the enclosing entry
+    // stack, user ticks and resume frame.
+    code.emit(0x68)
+    let frameReturn = code.count
+    code.emit32(0)  // push continuation
+    code.emit(0x9C)  // pushfd                    interrupts off when it returns
+    code.emit(0x55, 0x53, 0x56, 0x57)  // push ebp, ebx, esi, edi  the caller's, restored on return
+    code.emit(0xFF, 0x35)
+    code.emit32(target.state)  // push dword [entry stack]
+    code.emit(0x6A, 0x00)  // push 0                    the caller's ticks, restarted
+    code.emit(0xFF, 0x35)
+    code.emit32(target.resumePoint)  // push dword [resume point]
+    code.emit(0x89, 0x25)
+    code.emit32(target.state)  // mov [entry stack], esp
+    code.emit(0x89, 0x25)
+    code.emit32(target.taskStackPointer)  // mov [tss.esp0], esp
+    code.emit(0xC7, 0x05)
+    code.emit32(target.state + 4)
+    code.emit32(0)  // mov dword [user ticks], 0
+    code.emit(0x89, 0xD1)  // mov ecx, edx               the callee's stack
+    code.emit(0xBA)
+    code.emit32(target.dispatch)  // mov edx, dispatch
+    code.emit(0x31, 0xF6, 0x31, 0xFF, 0x31, 0xED)  // xor esi, esi; xor edi, edi; xor ebp, ebp
+    let enter = code.address
+    code.emit(0xFB)  // sti                       (after the sysexit)
+    code.emit(0x0F, 0x35)  // sysexit
+    // Back from the upcall: EAX the result, EDX the status, the caller's ESI, EDI, EBP.
+    let continuationAt = code.address
+    code.emit(0xC7, 0x05)
+    code.emit32(runningServer)
+    code.emit32(target.callerWords)  // continuation: mov dword [running server], caller
+    code.emit(0xFF, 0x0D)
+    code.emit32(inside)  // dec dword [threads inside]
+    code.emit(0xFF, 0x0D)
+    code.emit32(target.calleeSpaceThreadsInside)  // dec dword [space's threads inside]
+    code.emit(0xB9)
+    code.emit32(target.callerDirectory)  // mov ecx, caller directory
+    code.emit(0x89, 0x0D)
+    code.emit32(activeDirectory)  // mov [active directory], ecx
+    code.emit(0x0F, 0x22, 0xD9)  // mov cr3, ecx
+    code.emit(0x8B, 0x0D)
+    code.emit32(chain.threadNumber)  // mov ecx, [thread]
+    code.emit(0x8F, 0x04, 0x8D)
+    code.emit32(target.calleeStackPointers)  // pop dword [callee pointers+ecx*4]
+    code.emit(0x8F, 0x04, 0x8D)
+    code.emit32(target.callerStackPointers)  // pop dword [caller pointers+ecx*4]
+    code.emit(0xFF, 0x0D)
+    code.emit32(chain.depth)  // dec dword [depth]        the record is popped
+    code.emit(0x83, 0x3D)
+    code.emit32(failed)
+    code.emit(0x00)  // cmp dword [failed], 0
+    code.jump(.notEqual, to: failedAfter, short: true)  // jne failed after
+    code.bind(leave)
+    code.emit(0x89, 0xD3)  // leave: mov ebx, edx       the status
+    code.emit(0x59)  // pop ecx                   the caller's stack
+    code.emit(0xBA)
+    code.emit32(target.userResume)  // mov edx, user resume
+    let leaveAt = code.address
+    code.emit(0xFB)  // sti
+    code.emit(0x0F, 0x35)  // sysexit
+    code.bind(failedAfter)
+    code.emit(0x55)  // failed after: push ebp
+    code.emit(0x89, 0xE5)  // mov ebp, esp
+    code.emit(0x83, 0xE4, 0xF0)  // and esp, -16             (a C call)
+    code.emit(0x50, 0x52)  // push eax, edx
+    code.emit(0x83, 0xEC, 0x08)  // sub esp, 8
+    code.emit(0xE8)
+    code.emitRelative(to: target.failedAfterUpcall)  // call failed-after-upcall
+    code.emit(0x83, 0xC4, 0x08)  // add esp, 8
+    code.emit(0x5A, 0x58)  // pop edx, eax
+    code.emit(0x89, 0xEC)  // mov esp, ebp
+    code.emit(0x5D)  // pop ebp
+    code.jump(to: leave, short: true)  // jmp leave
+    code.bind(fresh)
+    code.emit(0x8D, 0x93)
+    code.emit32(UserStacks.top(thread: 0))  // fresh: lea edx, [ebx + top(0)]
+    code.jump(to: have)  // jmp have
+    code.bind(general)
+    code.emit(0xBA)
+    code.emit32(target.userResume)  // general: mov edx, user resume
+    writeUserBoundRedirect(into: &code, words: target.words, general: target.general)
+    code.bind(offStack)
+    refuse(&code, status: CallABI.statusBadBlock, userResume: target.userResume)  // off stack:
+    code.bind(overflow)
+    refuse(&code, status: CallABI.statusOutOfResources, userResume: target.userResume)  // overflow:
+    let fixup = code.address
+    refuse(&code, status: CallABI.statusInvalidHandle, userResume: target.userResume)  // fixup:
+    precondition(code.isComplete)
+    code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: recordReturn, as: UInt32.self)
+    code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: frameReturn, as: UInt32.self)
+    return UserBoundStubAddresses(
+      argumentReadsStart: readsStart, argumentReadsEnd: readsEnd, fixup: fixup, enter: enter,
+      continuation: continuationAt, leave: leaveAt)
+  }
+
+  /// Writes a refused user-mode call's return to the caller's thunk: result 0 and `status`
+  /// in EBX, ECX still the caller's stack.
+  private static func refuse(_ code: inout CodeBuffer, status: UInt32, userResume: UInt32) {
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xBB)
+    code.emit32(status)  // mov ebx, status
+    code.emit(0xBA)
+    code.emit32(userResume)  // mov edx, user resume
+    code.emit(0xFB)  // sti
+    code.emit(0x0F, 0x35)  // sysexit
+  }
+}
