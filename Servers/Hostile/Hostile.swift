@@ -169,6 +169,43 @@ final class RawCall {
   }
 }
 
+/// A bound call (code `UserCallCode.boundBase + k`) entered with a user stack of the
+/// caller's choosing: the user thunks' sequence with ECX patched, the real stack pointer
+/// kept aside and restored when the kernel returns (to the forged stack).
+final class ForgedStackCall {
+  private let code: UnsafeMutableRawPointer
+  private let saved: UnsafeMutablePointer<UInt32>
+  private let stackOffset: Int
+  private let codeOffset: Int
+
+  init() {
+    saved = .allocate(capacity: 1)
+    code = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 16)
+    func bytes(_ word: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
+    var program: [UInt8] = [0x53, 0x89, 0x25] + bytes(UInt32(UInt(bitPattern: saved)))  // push ebx; mov [saved], esp
+    stackOffset = program.count + 1
+    program += [0xB9, 0, 0, 0, 0]  // mov ecx, stack
+    let backField = program.count + 1
+    program += [0xBA, 0, 0, 0, 0]  // mov edx, back
+    codeOffset = program.count + 1
+    program += [0xB8, 0, 0, 0, 0, 0x0F, 0x34]  // mov eax, code; sysenter
+    let back = UInt32(UInt(bitPattern: code)) + UInt32(program.count)
+    program.replaceSubrange(backField..<backField + 4, with: bytes(back))
+    program += [0x8B, 0x25] + bytes(UInt32(UInt(bitPattern: saved)))  // back: mov esp, [saved]
+    program += [0x89, 0xDA, 0x5B, 0xC3]  // mov edx, ebx; pop ebx; ret
+    precondition(program.count <= 48)
+    code.copyMemory(from: program, byteCount: program.count)
+  }
+
+  /// Makes bound call `code` with ECX = `stack`; its status.
+  func call(_ callCode: UInt32, stack: UInt32) -> UInt32 {
+    code.storeBytes(of: stack, toByteOffset: stackOffset, as: UInt32.self)
+    code.storeBytes(of: callCode, toByteOffset: codeOffset, as: UInt32.self)
+    let function = unsafeBitCast(code, to: (@convention(c) () -> UInt64).self)
+    return UInt32(truncatingIfNeeded: function() >> 32)
+  }
+}
+
 final class Attacker: ProgramImplementation {
   var failures = 0
 
@@ -248,6 +285,7 @@ final class Attacker: ProgramImplementation {
       let rebound = status { () throws(CallError) in try Required.supervision.rebind(reference: reference) }
       attack("rebind-handle", rebound, ok: rebound == 0)
     }
+    forgeBoundCallStacks()
     mapUntilTheTableIsFull()
     nestDeeply()
     gateRace()
@@ -411,6 +449,35 @@ final class Attacker: ProgramImplementation {
     _ = memory.release()
     report("@@ATTACK mapped \(addresses.count) times before a map was refused")
     attack("map-table-full", refused, ok: refused == 0 && addresses.count > 100)
+  }
+
+  /// Every bound-call code (its own, which call into another space or the kernel, and
+  /// codes past them) with user stacks that are not its thread's: below its slot, in its
+  /// guard, too close to its top for the words, another thread's, the kernel's. Each must
+  /// be refused, and a real call must still work after them.
+  func forgeBoundCallStacks() {
+    let before = status { () throws(CallError) in UInt(try Required.target.compute(a: 1, b: 2, c: 3)) }
+    let forged = ForgedStackCall()
+    var here: UInt32 = 0
+    let slot =
+      withUnsafeMutablePointer(to: &here) { UInt32(UInt(bitPattern: $0)) } & ~(UserStacks.slotBytes - 1)
+    let stacks: [UInt32] = [
+      0, slot - 4, slot + 16, slot + UserStacks.slotBytes - 8, slot + UserStacks.slotBytes - 4,
+      slot + UserStacks.slotBytes + 0x800, 0xC000_0000, 0xFFFF_FFF0, 0x0010_0000,
+    ]
+    var refused: UInt = 0
+    var accepted: UInt = 0
+    for index in 0..<UInt32(UserCallCode.boundCallCapacity + 8) {
+      for stack in stacks {
+        if forged.call(UserCallCode.boundBase + index, stack: stack) == 0 {
+          accepted += 1
+        } else {
+          refused += 1
+        }
+      }
+    }
+    let after = status { () throws(CallError) in UInt(try Required.target.compute(a: 1, b: 2, c: 3)) }
+    attack("bound-stack", refused, ok: accepted == 0 && before == 6 && after == 6)
   }
 
   /// Raw kernel calls with random codes, handles, selectors, pointers and lengths. Only

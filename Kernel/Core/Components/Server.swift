@@ -462,7 +462,6 @@ final class Server: ReferenceOwner {
       chain: CallChain.layout, state: UserModeState.address,
       taskStackPointer: UInt32(UInt(bitPattern: UserModeState.stackPointerWord)),
       resumePoint: Processor.resumePointAddress,
-      userResume: AddressSpace.thunkPage + CallStubs.userThunkResumeOffset,
       callerWords: UInt32(UInt(bitPattern: self.words)), callerDirectory: space.directory,
       callerStackPointers: space.stackPointersAddress, calleeWords: UInt32(UInt(bitPattern: callee.words)),
       calleeDirectory: calleeSpace.directory, calleeStackPointers: calleeSpace.stackPointersAddress,

@@ -25,9 +25,6 @@ public struct UserBoundTarget {
   public var taskStackPointer: UInt32
   /// The address of arch_resume_point (the innermost resume frame; an upcall saves it).
   public var resumePoint: UInt32
-  /// Where the user thunk page's common part resumes after `sysenter`
-  /// (`CallStubs.userThunkResumeOffset`).
-  public var userResume: UInt32
   /// The calling server's words, page directory and per-thread user stack pointers.
   public var callerWords: UInt32
   /// The caller's page directory.
@@ -61,7 +58,7 @@ public struct UserBoundTarget {
 
   /// A target.
   public init(
-    chain: CallChainLayout, state: UInt32, taskStackPointer: UInt32, resumePoint: UInt32, userResume: UInt32,
+    chain: CallChainLayout, state: UInt32, taskStackPointer: UInt32, resumePoint: UInt32,
     callerWords: UInt32, callerDirectory: UInt32, callerStackPointers: UInt32, calleeWords: UInt32,
     calleeDirectory: UInt32, calleeStackPointers: UInt32, calleeSpaceThreadsInside: UInt32,
     chainValue: UInt32,
@@ -72,7 +69,6 @@ public struct UserBoundTarget {
     self.state = state
     self.taskStackPointer = taskStackPointer
     self.resumePoint = resumePoint
-    self.userResume = userResume
     self.callerWords = callerWords
     self.callerDirectory = callerDirectory
     self.callerStackPointers = callerStackPointers
@@ -100,7 +96,7 @@ public struct UserBoundStubAddresses: Equatable, Sendable {
   public var argumentReadsStart: UInt32
   /// The address after the last read.
   public var argumentReadsEnd: UInt32
-  /// Where a faulting argument read resumes.
+  /// Where a faulting argument read resumes (its `sti` 17 bytes on).
   public var fixup: UInt32
   /// The `sti` before the `sysexit` into the callee.
   public var enter: UInt32
@@ -108,6 +104,11 @@ public struct UserBoundStubAddresses: Equatable, Sendable {
   public var continuation: UInt32
   /// The `sti` before the `sysexit` back to the caller.
   public var leave: UInt32
+  /// The refusal of a user stack outside the thread's slot (`statusBadBlock`; its `sti`
+  /// 9 bytes on).
+  public var offStack: UInt32
+  /// The refusal of a full call chain (`statusOutOfResources`; its `sti` 17 bytes on).
+  public var overflow: UInt32
 }
 
 extension CallStubs {
@@ -164,7 +165,8 @@ extension CallStubs {
   ///   dispatch function with no caller register left but the words on the stack.
   ///
   /// On the way back (the trampoline's `sysenter`, or an abort) it undoes it all and
-  /// returns to the caller's thunk with the result in EAX and the status in EBX.
+  /// returns to the caller's resume address (EDX at its `sysenter`) with the result in EAX
+  /// and the status in EBX; so do its refusals.
   public static func writeUserBoundStub(into code: inout CodeBuffer, target: UserBoundTarget)
     -> UserBoundStubAddresses
   {
@@ -179,26 +181,29 @@ extension CallStubs {
     let fresh = code.label()
     let have = code.label()
     let general = code.label()
+    let deep = code.label()
     let offStack = code.label()
     let overflow = code.label()
     let failedAfter = code.label()
     let leave = code.label()
-    // The caller's stack: EDX = ECX - bottom(thread) in 0...slot - guard - arguments.
+    // The caller's stack: ECX - bottom(thread) in 0...slot - guard - arguments.
     code.emit(0xA1)
     code.emit32(chain.threadNumber)  // mov eax, [thread]
     code.emit(0x89, 0xC3)  // mov ebx, eax
     code.emit(0xC1, 0xE3, UserStacks.shift)  // shl ebx, shift
     precondition(code.count >= userBoundRedirectSize, "the redirect covers whole instructions")
-    code.emit(0x8D, 0x91)
-    code.emit32(0 &- UserStacks.bottom(thread: 0))  // lea edx, [ecx - bottom(0)]
-    code.emit(0x29, 0xDA)  // sub edx, ebx
-    code.emit(0x81, 0xFA)
-    code.emit32(UserStacks.slotBytes - UserStacks.guardBytes - argumentBytes)  // cmp edx, room
+    code.emit(0x81, 0xC3)
+    code.emit32(UserStacks.bottom(thread: 0))  // add ebx, bottom(0)       bottom(thread)
+    code.emit(0x29, 0xD9)  // sub ecx, ebx
+    code.emit(0x81, 0xF9)
+    code.emit32(UserStacks.slotBytes - UserStacks.guardBytes - argumentBytes)  // cmp ecx, room
     code.jump(.above, to: offStack)  // ja off stack
+    code.emit(0x01, 0xD9)  // add ecx, ebx
     code.emit(0x83, 0x3D)
     code.emit32(failed)
     code.emit(0x00)  // cmp dword [failed], 0
     code.jump(.notEqual, to: general)  // jne general             (its gate refuses)
+    code.emit(0x52)  // push edx                  where the caller resumes
     // The claim in the callee's space, as UserStacks.claim.
     code.emit(0x8B, 0x14, 0x85)
     code.emit32(target.calleeStackPointers)  // mov edx, [callee pointers+eax*4]
@@ -207,10 +212,9 @@ extension CallStubs {
     code.bind(have)
     code.emit(0x81, 0xEA)
     code.emit32(frameBytes)  // have: sub edx, frame
-    code.emit(0x8D, 0x9B)
-    code.emit32(UserStacks.bottom(thread: 0) &+ UserStacks.slack)  // lea ebx, [ebx + lowest(0)]
+    code.emit(0x8D, 0x5B, UInt8(UserStacks.slack))  // lea ebx, [ebx + slack]    the lowest frame
     code.emit(0x39, 0xDA)  // cmp edx, ebx
-    code.jump(.below, to: general)  // jb general             (too deep: it refuses)
+    code.jump(.below, to: deep)  // jb deep                (the general path refuses)
     code.emit(0x51)  // push ecx                  the caller's stack, for the way back
     code.emit(0xFF, 0x34, 0x85)
     code.emit32(target.callerStackPointers)  // push dword [caller pointers+eax*4]
@@ -316,8 +320,7 @@ extension CallStubs {
     code.bind(leave)
     code.emit(0x89, 0xD3)  // leave: mov ebx, edx       the status
     code.emit(0x59)  // pop ecx                   the caller's stack
-    code.emit(0xBA)
-    code.emit32(target.userResume)  // mov edx, user resume
+    code.emit(0x5A)  // pop edx                   where it resumes
     let leaveAt = code.address
     code.emit(0xFB)  // sti
     code.emit(0x0F, 0x35)  // sysexit
@@ -336,34 +339,46 @@ extension CallStubs {
     code.jump(to: leave, short: true)  // jmp leave
     code.bind(fresh)
     code.emit(0x8D, 0x93)
-    code.emit32(UserStacks.top(thread: 0))  // fresh: lea edx, [ebx + top(0)]
+    code.emit32(UserStacks.slotBytes - UserStacks.guardBytes)  // fresh: lea edx, [ebx + top - bottom]
     code.jump(to: have)  // jmp have
+    code.bind(deep)
+    code.emit(0x5A)  // deep: pop edx
     code.bind(general)
-    code.emit(0xBA)
-    code.emit32(target.userResume)  // general: mov edx, user resume
-    writeUserBoundRedirect(into: &code, words: target.words, general: target.general)
+    writeUserBoundRedirect(into: &code, words: target.words, general: target.general)  // general:
     code.bind(offStack)
-    refuse(&code, status: CallABI.statusBadBlock, userResume: target.userResume)  // off stack:
+    let offStackAt = code.address
+    code.emit(0x01, 0xD9)  // off stack: add ecx, ebx
+    refuse(&code, status: CallABI.statusBadBlock)
+    // The pushes made so far go: the next sysenter starts on the entry stack again.
     code.bind(overflow)
-    refuse(&code, status: CallABI.statusOutOfResources, userResume: target.userResume)  // overflow:
+    let overflowAt = code.address
+    resumeFromEntryStack(&code, state: target.state)  // overflow:
+    refuse(&code, status: CallABI.statusOutOfResources)
     let fixup = code.address
-    refuse(&code, status: CallABI.statusInvalidHandle, userResume: target.userResume)  // fixup:
+    resumeFromEntryStack(&code, state: target.state)  // fixup:
+    refuse(&code, status: CallABI.statusInvalidHandle)
     precondition(code.isComplete)
     code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: recordReturn, as: UInt32.self)
     code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: frameReturn, as: UInt32.self)
     return UserBoundStubAddresses(
       argumentReadsStart: readsStart, argumentReadsEnd: readsEnd, fixup: fixup, enter: enter,
-      continuation: continuationAt, leave: leaveAt)
+      continuation: continuationAt, leave: leaveAt, offStack: offStackAt, overflow: overflowAt)
   }
 
-  /// Writes a refused user-mode call's return to the caller's thunk: result 0 and `status`
-  /// in EBX, ECX still the caller's stack.
-  private static func refuse(_ code: inout CodeBuffer, status: UInt32, userResume: UInt32) {
+  /// Writes `edx` = the caller's resume address, the first word the stub pushed on the
+  /// entry stack (interrupts are off: the words below ESP stay).
+  private static func resumeFromEntryStack(_ code: inout CodeBuffer, state: UInt32) {
+    code.emit(0x8B, 0x25)
+    code.emit32(state)  // mov esp, [entry stack]
+    code.emit(0x8B, 0x54, 0x24, 0xFC)  // mov edx, [esp-4]
+  }
+
+  /// Writes a refused user-mode call's return to the caller: result 0 and `status` in EBX,
+  /// ECX and EDX the caller's stack and resume address.
+  private static func refuse(_ code: inout CodeBuffer, status: UInt32) {
     code.emit(0x31, 0xC0)  // xor eax, eax
     code.emit(0xBB)
     code.emit32(status)  // mov ebx, status
-    code.emit(0xBA)
-    code.emit32(userResume)  // mov edx, user resume
     code.emit(0xFB)  // sti
     code.emit(0x0F, 0x35)  // sysexit
   }

@@ -34,10 +34,6 @@ extension CallStubs {
   /// Bytes at most of the user thunk page's code.
   public static let userThunksSize = 16 + 16 + (UserCallCode.count + UserCallCode.boundCallCapacity) * 10
 
-  /// Where the user thunk page's common part resumes after `sysenter`: the kernel's
-  /// bound-call stubs return there (`writeUserThunks` puts it at this offset).
-  public static let userThunkResumeOffset: UInt32 = 21
-
   /// Writes the user thunk page (see the file comment) and returns where each thunk is.
   public static func writeUserThunks(into code: inout CodeBuffer) -> UserThunkAddresses {
     var addresses = UserThunkAddresses()
@@ -58,7 +54,6 @@ extension CallStubs {
     code.emit(0x89, 0xDA)  // back: mov edx, ebx       the status
     code.emit(0x5B)  // pop ebx
     code.emit(0xC3)  // ret
-    precondition(backAddress == code.base + userThunkResumeOffset)
     code.memory.storeBytes(of: backAddress.littleEndian, toByteOffset: back, as: UInt32.self)
     func thunk(_ callCode: UInt32) -> UInt32 {
       let address = code.address
