@@ -182,7 +182,8 @@ final class ForgedStackCall {
     saved = .allocate(capacity: 1)
     code = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 16)
     func bytes(_ word: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
-    var program: [UInt8] = [0x53, 0x89, 0x25] + bytes(UInt32(UInt(bitPattern: saved)))  // push ebx; mov [saved], esp
+    let savedAddress = UInt32(UInt(bitPattern: saved))
+    var program: [UInt8] = [0x53, 0x89, 0x25] + bytes(savedAddress)  // push ebx; mov [saved], esp
     stackOffset = program.count + 1
     program += [0xB9, 0, 0, 0, 0]  // mov ecx, stack
     let backField = program.count + 1
@@ -191,7 +192,7 @@ final class ForgedStackCall {
     program += [0xB8, 0, 0, 0, 0, 0x0F, 0x34]  // mov eax, code; sysenter
     let back = UInt32(UInt(bitPattern: code)) + UInt32(program.count)
     program.replaceSubrange(backField..<backField + 4, with: bytes(back))
-    program += [0x8B, 0x25] + bytes(UInt32(UInt(bitPattern: saved)))  // back: mov esp, [saved]
+    program += [0x8B, 0x25] + bytes(savedAddress)  // back: mov esp, [saved]
     program += [0x89, 0xDA, 0x5B, 0xC3]  // mov edx, ebx; pop ebx; ret
     precondition(program.count <= 48)
     code.copyMemory(from: program, byteCount: program.count)
