@@ -43,12 +43,16 @@ import Testing
 
   func target(words: Int = 3) -> UserBoundTarget {
     UserBoundTarget(
-      chain: chain, state: state, taskStackPointer: taskStackPointer, resumePoint: resumePoint,
-      callerWords: callerWords, callerDirectory: callerDirectory,
-      callerStackPointers: callerPointers, calleeWords: calleeWords, calleeDirectory: calleeDirectory,
-      calleeStackPointers: calleePointers, calleeSpaceThreadsInside: spaceCount, chainValue: object,
-      context: 0xC0C0, selector: 0x5E1E, dispatch: dispatch, trampoline: trampoline, words: words,
-      general: general, failedAfterUpcall: failedAfterUpcall)
+      kernel: UpcallKernel(
+        chain: chain, state: state, taskStackPointer: taskStackPointer, resumePoint: resumePoint,
+        trampoline: trampoline, failedAfterUpcall: failedAfterUpcall),
+      callee: UpcallCallee(
+        serverWords: calleeWords, directory: calleeDirectory, stackPointers: calleePointers,
+        spaceThreadsInside: spaceCount, chainValue: object, context: 0xC0C0, selector: 0x5E1E,
+        dispatch: dispatch,
+        callWords: words),
+      callerWords: callerWords, callerDirectory: callerDirectory, callerStackPointers: callerPointers,
+      general: general)
   }
 
   func bytes(_ word: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } }
@@ -333,5 +337,144 @@ import Testing
     var direct = CodeBuffer(memory: memory, base: 0x1000)
     CallStubs.writeUserDirectStub(into: &direct, callerWords: 1, boundStub: 2, words: 8, direct: 3)
     #expect(direct.count <= CallStubs.userBoundStubSize && direct.count >= CallStubs.userBoundRedirectSize)
+  }
+}
+
+/// The bound stub of a kernel-mode server's slot bound to a thread-safe user-mode server
+/// (`writeKernelToUserBoundStub`), run as UserBoundStubExecutionTests run theirs: the call
+/// from the kernel caller's `call` to the `sysexit` into the callee, and back from the
+/// upcall frame to the caller's return address.
+@Suite struct KernelToUserBoundStubExecutionTests {
+  let user = UserBoundStubExecutionTests()
+  let stop: UInt32 = 0xF000
+  let stackTop: UInt32 = 0x8000
+  /// The method's entry word (the vector), holding the fake upcall stub's address.
+  let entry: UInt32 = 0x9100
+  /// The fake upcall stub (the general path): returns 0xDEAD with the context it got.
+  let upcallStub: UInt32 = 0x9000
+  let runningBefore: UInt32 = 0x9999
+  let kernelRegisters: [String: UInt32] = ["ebx": 0xEB, "esi": 0xE51, "edi": 0xED1, "ebp": 0xEB9]
+
+  func machine(calleeCurrent: UInt32 = 0, depth: UInt32 = 1, failed: UInt32 = 0) -> (
+    Emulation, (window: CountWindow, enter: UInt32, continuation: UInt32)
+  ) {
+    var (machine, _) = user.machine(calleeCurrent: calleeCurrent, depth: depth, failed: failed)
+    // The kernel caller runs in some server: its running server and ticks are kept.
+    machine.place(
+      user.state, words: [user.entryStack, 9, user.taskStackPointer, user.callerDirectory, runningBefore])
+    machine.place(stackTop - 0x100, words: Array(repeating: 0, count: 64))
+    machine.place(stackTop - 24, words: [stop, 2, 0x5E1E, 100, 200, 300])
+    machine.place(stop, bytes: [0xF4])
+    machine.place(entry, words: [upcallStub])
+    machine.place(
+      upcallStub,
+      bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3] + user.bytes(0x6044) + [0xB8, 0xAD, 0xDE, 0, 0, 0xC3])
+    var addresses: (window: CountWindow, enter: UInt32, continuation: UInt32)? = nil
+    let kernel = user.target().kernel
+    let callee = user.target().callee
+    let entry = self.entry
+    machine.place(code: user.stub) {
+      addresses = CallStubs.writeKernelToUserBoundStub(
+        into: &$0, kernel: kernel, callee: callee, entry: entry)
+    }
+    return (machine, addresses!)
+  }
+
+  func call(_ machine: Emulation, stop: UInt32, read: [(UInt32, Int)]) throws -> Emulation.Answer {
+    try machine.run(
+      eip: user.stub, esp: stackTop - 24, cr3: user.callerDirectory, registers: kernelRegisters, stop: stop,
+      read: read)
+  }
+
+  @Test func aCallEntersTheCalleeAndReturnsToTheKernelCallerWithEverythingUndone() throws {
+    let (machine, addresses) = machine()
+    let thread = user.thread
+    let frame = UserStacks.top(thread: thread) - UserStacks.frameBytes(arguments: 5)
+    let entered = try call(
+      machine, stop: addresses.enter,
+      read: [
+        (frame, 6), (user.calleePointers + 4 * thread, 1), (user.chain.depth, 1), (user.chain.records + 8, 2),
+        (user.state, 5), (user.taskStackPointer, 1), (stackTop - 20 - 48, 12), (user.spaceCount, 1),
+      ])
+    #expect(entered.error == nil, "\(entered.error ?? "")")
+    let reads = entered.reads
+    #expect(reads[0] == [user.trampoline, 0xC0C0, 0x5E1E, 100, 200, 300], "the frame")
+    #expect(entered.registers["ecx"] == frame && entered.registers["edx"] == user.dispatch)
+    for register in ["eax", "ebx", "esi", "edi", "ebp"] {
+      #expect(entered.registers[register] == 0, "no kernel value in \(register)")
+    }
+    #expect(reads[1] == [frame] && reads[2] == [2] && reads[3] == [stop, user.object])
+    let kernelStack = entered.registers["esp"]!
+    #expect(kernelStack == stackTop - 20 - 48)
+    #expect(reads[4] == [kernelStack, 0, user.taskStackPointer, user.calleeDirectory, user.calleeWords])
+    #expect(reads[5] == [kernelStack] && entered.registers["cr3"] == user.calleeDirectory && reads[7] == [3])
+    var kept = reads[6]
+    #expect(kept[7] & 0x200 != 0, "the frame's flags: interrupts on, as the caller had them")
+    kept[7] = 0
+    #expect(
+      kept == [
+        user.enclosingResume, 9, user.entryStack, 0xED1, 0xE51, 0xEB, 0xEB9, 0, addresses.continuation,
+        runningBefore, user.callerDirectory, 0,
+      ])
+
+    var both = machine
+    let clears = addresses.enter - 6
+    both.place(clears, bytes: [0xE9] + user.bytes(user.fakeReturn &- (clears &+ 5)) + [0x90])
+    let back = try call(
+      both, stop: stop,
+      read: [
+        (user.calleePointers + 4 * thread, 1), (user.chain.depth, 1), (user.spaceCount, 1), (user.state, 5),
+        (user.calleeWords + UInt32(4 * ServerWords.threadsInside), 1),
+      ])
+    #expect(back.error == nil, "\(back.error ?? "")")
+    #expect(
+      back.registers["eax"] == 0x77 && back.registers["edx"] == 0 && back.registers["esp"] == stackTop - 20)
+    for (register, value) in kernelRegisters {
+      #expect(back.registers[register] == value, "\(register) kept")
+    }
+    #expect(back.reads[0] == [0] && back.reads[1] == [1] && back.reads[2] == [2] && back.reads[4] == [0])
+    #expect(
+      back.reads[3] == [user.entryStack, 9, user.taskStackPointer, user.callerDirectory, runningBefore])
+    #expect(back.registers["cr3"] == user.callerDirectory)
+  }
+
+  @Test func aFailedCalleeOrADeepStackTakesTheMethodsEntryAndAFullChainIsRefused() throws {
+    let (failed, _) = machine(failed: 1)
+    let general = try call(failed, stop: stop, read: [(0x6044, 1), (user.chain.depth, 1)])
+    #expect(general.error == nil && general.registers["eax"] == 0xDEAD && general.registers["edx"] == 0)
+    #expect(
+      general.reads[0] == [0xC0C0] && general.reads[1] == [1], "the entry got the context; record popped")
+
+    let frameBytes = UserStacks.frameBytes(arguments: 5)
+    let lowest = UserStacks.bottom(thread: user.thread) + UserStacks.slack
+    for current in [lowest + frameBytes, lowest + frameBytes - 16, 0xB005_8000] {
+      let claimed = UserStacks.claim(bytes: frameBytes, current: current, thread: user.thread)
+      let (deep, addresses) = machine(calleeCurrent: current)
+      let answer = try call(
+        deep, stop: claimed == nil ? stop : addresses.enter,
+        read: [(user.calleePointers + 4 * user.thread, 1)])
+      #expect(answer.error == nil, "current \(current): \(answer.error ?? "")")
+      #expect(answer.reads[0] == [claimed ?? current], "current \(current): claimed as the kernel claims")
+      if claimed == nil { #expect(answer.registers["eax"] == 0xDEAD, "the upcall stub refuses it") }
+    }
+
+    let (full, _) = machine(depth: CallABI.chainCapacity)
+    let refused = try call(full, stop: stop, read: [(user.chain.depth, 1)])
+    #expect(refused.error == nil && refused.registers["edx"] == CallABI.statusOutOfResources)
+    #expect(refused.reads[0] == [CallABI.chainCapacity])
+  }
+
+  @Test func itsWindowEndsAtTheRecordsCountAndItFitsABoundStubsRoom() {
+    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+    defer { memory.deallocate() }
+    var code = CodeBuffer(memory: memory, base: 0x1000)
+    var callee = user.target().callee
+    callee.callWords = InterfaceDescriptor.maximumCallWords
+    let (window, _, _) = CallStubs.writeKernelToUserBoundStub(
+      into: &code, kernel: user.target().kernel, callee: callee, entry: entry)
+    #expect(code.count <= CallStubs.boundStubSize)
+    #expect(window.start == 0x1000)
+    let commit = Int(window.commit - 0x1000)
+    #expect(Array(memory[commit..<commit + 6]) == [0xFF, 0x05] + user.bytes(user.chain.depth), "inc [depth]")
   }
 }

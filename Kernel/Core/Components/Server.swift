@@ -411,28 +411,44 @@ final class Server: ReferenceOwner {
           start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.boundStubSize),
         base: stub.address)
       let entry = UInt32(truncatingIfNeeded: words.methods) &+ UInt32(4 * stub.call.method)
-      let window = CallStubs.writeBoundStub(
-        into: &writer, chain: CallChain.layout,
-        target: CallStubs.BoundTarget(
-          chainValue: UInt32(truncatingIfNeeded: words.chainValue),
-          context: UInt32(truncatingIfNeeded: words.context), entry: entry,
-          lock: object.owner?.boundLock(entry: entry)))
-      countWindows.append(window)
+      if let (callee, _) = Self.upcallCallee(object, method: stub.call.method, words: stub.call.words) {
+        // Into a thread-safe user-mode server: the upcall in the stub itself.
+        let (window, _, _) = CallStubs.writeKernelToUserBoundStub(
+          into: &writer, kernel: UserCalls.upcallKernel, callee: callee, entry: entry)
+        countWindows.append(window)
+      } else {
+        let window = CallStubs.writeBoundStub(
+          into: &writer, chain: CallChain.layout,
+          target: CallStubs.BoundTarget(
+            chainValue: UInt32(truncatingIfNeeded: words.chainValue),
+            context: UInt32(truncatingIfNeeded: words.context), entry: entry,
+            lock: object.owner?.boundLock(entry: entry)))
+        countWindows.append(window)
+      }
       specialized.append(stub.call)
     }
     // A user-mode server's bound codes: into another space's thread-safe server in one
     // stub; else through the call entry to the kernel bound stub just written.
     for index in userBoundStubs.indices {
       let stub = userBoundStubs[index]
-      guard specialized.contains(stub.call), let object = table.object(UInt32(stub.call.slot)) else {
+      guard let space, specialized.contains(stub.call), let object = table.object(UInt32(stub.call.slot))
+      else {
         continue
       }
       var writer = CodeBuffer(
         memory: UnsafeMutableRawBufferPointer(
           start: UnsafeMutableRawPointer(bitPattern: UInt(stub.address)), count: CallStubs.userBoundStubSize),
         base: stub.address)
-      if let target = userBoundTarget(object, method: stub.call.method, words: stub.call.words) {
-        let addresses = CallStubs.writeUserBoundStub(into: &writer, target: target)
+      if let (callee, calleeSpace) = Self.upcallCallee(
+        object, method: stub.call.method, words: stub.call.words),
+        calleeSpace !== space
+      {
+        let addresses = CallStubs.writeUserBoundStub(
+          into: &writer,
+          target: UserBoundTarget(
+            kernel: UserCalls.upcallKernel, callee: callee, callerWords: UInt32(UInt(bitPattern: words)),
+            callerDirectory: space.directory, callerStackPointers: space.stackPointersAddress,
+            general: Processor.boundCallGeneralAddress))
         userBoundStubs[index].reads = (
           addresses.argumentReadsStart, addresses.argumentReadsEnd, addresses.fixup
         )
@@ -444,35 +460,31 @@ final class Server: ReferenceOwner {
     }
   }
 
-  /// What a user-mode bound stub calling `method` of `object` (with `words` call words,
-  /// its slot's interface checked) bakes in; nil when the call must go through the call
-  /// entry: the callee is not a thread-safe user-mode server in another space (a
-  /// kernel-mode callee, a lock to take, no address space to switch).
-  private func userBoundTarget(_ object: KernelObject, method: Int, words: Int) -> UserBoundTarget? {
-    guard let space, let callee = object.owner, let calleeSpace = callee.space, calleeSpace !== space,
-      callee.file.manifest.isThreadSafe
-    else { return nil }
-    guard method < object.interface.methodCount, object.interface.method(method).isWordsOnly,
+  /// Method `method` of `object` (with `words` call words, its slot's interface checked)
+  /// as a bound stub enters it directly, and its space; nil unless the object's server is
+  /// a thread-safe user-mode server and the method takes words only (a kernel-mode callee,
+  /// a lock to take or blocks to copy go through the method's entry).
+  private static func upcallCallee(_ object: KernelObject, method: Int, words: Int) -> (
+    UpcallCallee, AddressSpace
+  )? {
+    guard let callee = object.owner, let space = callee.space, callee.file.manifest.isThreadSafe,
+      method < object.interface.methodCount, object.interface.method(method).isWordsOnly,
       object.interface.method(method).callWords == words,
       let dispatch = callee.file.functionAddress(
         ServerFile.dispatchSymbol(interface: object.interface.name, method: method))
     else { return nil }
     let entry = object.entryWords
-    return UserBoundTarget(
-      chain: CallChain.layout, state: UserModeState.address,
-      taskStackPointer: UInt32(UInt(bitPattern: UserModeState.stackPointerWord)),
-      resumePoint: Processor.resumePointAddress,
-      callerWords: UInt32(UInt(bitPattern: self.words)), callerDirectory: space.directory,
-      callerStackPointers: space.stackPointersAddress, calleeWords: UInt32(UInt(bitPattern: callee.words)),
-      calleeDirectory: calleeSpace.directory, calleeStackPointers: calleeSpace.stackPointersAddress,
-      calleeSpaceThreadsInside: calleeSpace.threadsInsideAddress,
-      chainValue: UInt32(truncatingIfNeeded: entry.chainValue),
-      context: UInt32(truncatingIfNeeded: entry.context),
-      selector: object.digest &+ UInt32(truncatingIfNeeded: method),
-      dispatch: callee.imageAddress &+ dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
-      words: words,
-      general: Processor.boundCallGeneralAddress,
-      failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void))
+    return (
+      UpcallCallee(
+        serverWords: UInt32(UInt(bitPattern: callee.words)), directory: space.directory,
+        stackPointers: space.stackPointersAddress, spaceThreadsInside: space.threadsInsideAddress,
+        chainValue: UInt32(truncatingIfNeeded: entry.chainValue),
+        context: UInt32(truncatingIfNeeded: entry.context),
+        selector: object.digest &+ UInt32(truncatingIfNeeded: method),
+        dispatch: callee.imageAddress &+ dispatch,
+        callWords: words),
+      space
+    )
   }
 
   /// Where a page fault in kernel mode at `address` resumes if it lies in a user-mode bound

@@ -93,6 +93,15 @@ enum UserCalls {
     return result
   }
 
+  /// The kernel's addresses a bound stub that enters a user-mode server bakes in.
+  static var upcallKernel: UpcallKernel {
+    UpcallKernel(
+      chain: CallChain.layout, state: UserModeState.address,
+      taskStackPointer: UInt32(UInt(bitPattern: UserModeState.stackPointerWord)),
+      resumePoint: Processor.resumePointAddress, trampoline: AddressSpace.thunks.returnTrampoline,
+      failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void))
+  }
+
   /// What a generated upcall stub into `server`'s method `method` bakes in.
   static func upcallLayout(_ server: Server, dispatch: UInt32, method: MethodDescriptor, locked: Bool)
     -> UpcallLayout

@@ -8,7 +8,7 @@ import KernelCore
 
 extension CallStubs {
   /// Bytes at most of one bound-call stub (host tests check it).
-  public static let boundStubSize = 256
+  public static let boundStubSize = 512
 
   /// The lock of a bound object's server that is not thread-safe, in kernel mode: its
   /// stub takes a free lock itself (as a lock stub would) and calls the dispatch function.

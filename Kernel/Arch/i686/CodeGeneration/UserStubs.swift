@@ -260,17 +260,7 @@ extension CallStubs {
     code.emit32(failed)
     code.emit(0x00)  // cmp dword [failed], 0
     code.jump(.equal, to: done, short: true)  // je done
-    code.emit(0x55)  // push ebp
-    code.emit(0x89, 0xE5)  // mov ebp, esp
-    code.emit(0x83, 0xE4, 0xF0)  // and esp, -16             (a C call)
-    code.emit(0x50, 0x52)  // push eax, edx             the result
-    code.emit(0x83, 0xEC, 0x08)  // sub esp, 8
-    code.emit(0xE8)
-    code.emitRelative(to: layout.failedAfterUpcall)  // call failed-after-upcall
-    code.emit(0x83, 0xC4, 0x08)  // add esp, 8
-    code.emit(0x5A, 0x58)  // pop edx, eax
-    code.emit(0x89, 0xEC)  // mov esp, ebp
-    code.emit(0x5D)  // pop ebp
+    callKeepingResult(&code, layout.failedAfterUpcall)  // call failed-after-upcall
     code.bind(done)
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // done: pop ebp, edi, esi, ebx
     popRecordAndReturn(&code, chain: layout.chain)
