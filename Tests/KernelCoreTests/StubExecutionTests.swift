@@ -721,6 +721,48 @@ extension CountingMachine {
     }
   }
 
+  @Test func aFrameTheKernelCannotBackUndoesTheUpcallWithOutOfResources() throws {
+    // The callee's stack page is not there and cannot be backed: the write faults in the
+    // range the stub returns, with CR3 switched and the slot claimed (and the lock taken,
+    // for a locked server); its fixup undoes it all through the stub's way back.
+    for locked in [false, true] {
+      var machine = self.machine(current: 0, locked: locked)
+      let top = UserStacks.top(thread: thread)
+      machine.areas = machine.areas.filter { $0.address < top - 4096 || $0.address >= top }
+      var writes: FaultFixup? = nil
+      let layout = UpcallLayout(
+        chain: chain, serverWords: words, state: state, dispatch: dispatch, trampoline: trampoline,
+        upcall: upcall, failedAfterUpcall: failedAfterUpcall, words: 3, lockRelease: locked ? release : nil)
+      machine.place(code: stub) {
+        writes = CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8888, slow: slow)
+      }
+      let changed: [(UInt32, Int)] = [
+        (chain.depth, 1), (chain.lockFlags, 2), (stackPointers, 8), (words, 4), (state, 6),
+        (stackTop - 0x40, 16),
+      ]
+      let faulted = try machine.run(
+        eip: stub, esp: stackTop - 24, cr3: callerDirectory, stop: stop, read: changed)
+      #expect(faulted.error != nil && writes!.contains(faulted.registers["eip"]!), "locked \(locked)")
+      #expect(faulted.registers["cr3"] == calleeDirectory && faulted.reads[3][0] == (locked ? thread : 0))
+      for (area, read) in zip(changed, faulted.reads) { machine.place(area.0, words: read) }
+      var registers = faulted.registers
+      for name in ["eip", "esp", "cr3"] { registers[name] = nil }
+      let undone = try machine.run(
+        eip: writes!.fixup, esp: faulted.registers["esp"]!, cr3: calleeDirectory, registers: registers,
+        stop: stop,
+        read: [
+          (stackPointers + 4 * thread, 1), (words, 4), (spaceCount, 1), (state + 12, 2), (chain.depth, 1),
+        ])
+      #expect(undone.error == nil, "locked \(locked): \(undone.error ?? "")")
+      #expect(undone.registers["eax"] == 0 && undone.registers["edx"] == CallABI.statusOutOfResources)
+      #expect(undone.registers["esp"] == stackTop - 20, "back to the gate's caller")
+      #expect(
+        undone.reads[0] == [0] && undone.reads[1][0] == 0 && undone.reads[1][3] == 0 && undone.reads[2] == [0]
+      )
+      #expect(undone.reads[3] == [callerDirectory, runningBefore] && undone.reads[4] == [0])
+    }
+  }
+
   @Test func aLockedServersStubTakesAFreeLockWithTheThreadsNumberAndFreesIt() throws {
     let (answer, reads) = try run(machine(current: 0, locked: true), frameAt: nil)
     #expect(answer.registers["eax"] == 0x1234)

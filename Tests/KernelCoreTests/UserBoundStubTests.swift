@@ -289,16 +289,58 @@ import Testing
     let eip = answer.registers["eip"]!
     #expect(answer.error != nil, "the read faults")
     #expect(
-      eip >= addresses.argumentReadsStart && eip < addresses.argumentReadsEnd, "inside the fixed-up range")
+      eip >= addresses.argumentReads.start && eip < addresses.argumentReads.end, "inside the fixed-up range")
     #expect(answer.reads[0] == [1], "no record yet")
     // The fixup itself refuses, as the kernel resumes it with the registers of the fault.
     var resumed = base
     resumed.place(entryStack - 4, words: [userResume])  // the stub's first push
     let refusal = try resumed.run(
-      eip: addresses.fixup, esp: answer.registers["esp"]!,
+      eip: addresses.argumentReads.fixup, esp: answer.registers["esp"]!,
       registers: ["ecx": stack, "edx": 0, "eflags": 0x2],
-      stop: addresses.fixup + 17, read: [(chain.depth, 1)])
+      stop: addresses.argumentReads.fixup + 17, read: [(chain.depth, 1)])
     expectRefused(refusal, status: CallABI.statusInvalidHandle, userStack: stack, "a faulting read")
+  }
+
+  @Test func aFrameTheKernelCannotBackUndoesTheCallAndReturnsOutOfResources() throws {
+    // The callee's stack page is not there (and, as when frames are short, the kernel
+    // cannot back it): the write faults inside the fixed-up range, after the record, the
+    // stack pointers and CR3 changed; the fixup undoes them through the way back.
+    let (base, addresses) = machine()
+    var machine = Emulation()
+    let top = UserStacks.top(thread: thread)
+    machine.areas = base.areas.filter { $0.address < top - 4096 || $0.address >= top }
+    let stack = UserStacks.bottom(thread: thread) + 0x100  // the caller's words, mapped
+    machine.place(stack, words: [0xEB0, 0x4010_1234, 2, 0x5E1E, 100, 200, 300])
+    // What the call changed before the fault, carried into the run from the fixup.
+    let changed: [(UInt32, Int)] = [
+      (chain.depth, 3), (calleePointers, 8), (callerPointers, 8), (state, 6), (entryStack - 64, 16),
+    ]
+    let faulted = try call(machine, stop: addresses.enter, userStack: stack, read: changed)
+    let eip = faulted.registers["eip"]!
+    #expect(
+      faulted.error != nil && addresses.frameWrites.contains(eip), "the frame write faults in the range")
+    #expect(faulted.reads[0][0] == 2 && faulted.registers["cr3"] == calleeDirectory, "the call was under way")
+    for (area, words) in zip(changed, faulted.reads) { machine.place(area.0, words: words) }
+    var registers = faulted.registers
+    registers["eip"] = nil
+    registers["esp"] = nil
+    registers["cr3"] = nil
+    let undone = try machine.run(
+      eip: addresses.frameWrites.fixup, esp: faulted.registers["esp"]!, cr3: calleeDirectory,
+      registers: registers, stop: addresses.leave,
+      read: [
+        (calleePointers + 4 * thread, 1), (callerPointers + 4 * thread, 1), (chain.depth, 1),
+        (calleeWords + UInt32(4 * ServerWords.threadsInside), 1), (spaceCount, 1), (state, 5),
+      ])
+    #expect(undone.error == nil, "\(undone.error ?? "")")
+    #expect(undone.registers["eax"] == 0 && undone.registers["ebx"] == CallABI.statusOutOfResources)
+    #expect(
+      undone.registers["ecx"] == stack && undone.registers["edx"] == userResume,
+      "back to the caller's stack and resume address")
+    #expect(undone.reads[0] == [0] && undone.reads[1] == [0xB005_F000] && undone.reads[2] == [1])
+    #expect(undone.reads[3] == [0] && undone.reads[4] == [2], "counted out again")
+    #expect(undone.reads[5] == [entryStack, 9, taskStackPointer, callerDirectory, callerWords])
+    #expect(undone.registers["cr3"] == callerDirectory)
   }
 
   @Test func theRedirectAndTheDirectStubGoWhereTheySay() throws {
@@ -356,7 +398,7 @@ import Testing
   let kernelRegisters: [String: UInt32] = ["ebx": 0xEB, "esi": 0xE51, "edi": 0xED1, "ebp": 0xEB9]
 
   func machine(calleeCurrent: UInt32 = 0, depth: UInt32 = 1, failed: UInt32 = 0) -> (
-    Emulation, (window: CountWindow, enter: UInt32, continuation: UInt32)
+    Emulation, (window: CountWindow, enter: UInt32, continuation: UInt32, frameWrites: FaultFixup)
   ) {
     var (machine, _) = user.machine(calleeCurrent: calleeCurrent, depth: depth, failed: failed)
     // The kernel caller runs in some server: its running server and ticks are kept.
@@ -369,7 +411,7 @@ import Testing
     machine.place(
       upcallStub,
       bytes: [0x8B, 0x44, 0x24, 0x04, 0xA3] + user.bytes(0x6044) + [0xB8, 0xAD, 0xDE, 0, 0, 0xC3])
-    var addresses: (window: CountWindow, enter: UInt32, continuation: UInt32)? = nil
+    var addresses: (window: CountWindow, enter: UInt32, continuation: UInt32, frameWrites: FaultFixup)? = nil
     let kernel = user.target().kernel
     let callee = user.target().callee
     let entry = self.entry
@@ -464,13 +506,46 @@ import Testing
     #expect(refused.reads[0] == [CallABI.chainCapacity])
   }
 
+  @Test func aFrameTheKernelCannotBackUndoesTheCallAndReturnsOutOfResources() throws {
+    let (base, addresses) = machine()
+    var machine = Emulation()
+    let top = UserStacks.top(thread: user.thread)
+    machine.areas = base.areas.filter { $0.address < top - 4096 || $0.address >= top }
+    let changed: [(UInt32, Int)] = [
+      (user.chain.depth, 1 + 2 * 4), (user.calleePointers, 8), (user.state, 6), (stackTop - 0x40, 16),
+    ]
+    let faulted = try call(machine, stop: addresses.enter, read: changed)
+    #expect(faulted.error != nil && addresses.frameWrites.contains(faulted.registers["eip"]!))
+    for (area, words) in zip(changed, faulted.reads) { machine.place(area.0, words: words) }
+    var registers = faulted.registers
+    for name in ["eip", "esp", "cr3"] { registers[name] = nil }
+    let undone = try machine.run(
+      eip: addresses.frameWrites.fixup, esp: faulted.registers["esp"]!, cr3: user.calleeDirectory,
+      registers: registers, stop: stop,
+      read: [
+        (user.calleePointers + 4 * user.thread, 1), (user.chain.depth, 1), (user.spaceCount, 1),
+        (user.state, 5),
+        (user.calleeWords + UInt32(4 * ServerWords.threadsInside), 1),
+      ])
+    #expect(undone.error == nil, "\(undone.error ?? "")")
+    #expect(undone.registers["eax"] == 0 && undone.registers["edx"] == CallABI.statusOutOfResources)
+    #expect(undone.registers["esp"] == stackTop - 20 && undone.registers["cr3"] == user.callerDirectory)
+    for (register, value) in kernelRegisters {
+      #expect(undone.registers[register] == value, "\(register) kept")
+    }
+    #expect(
+      undone.reads[0] == [0] && undone.reads[1] == [1] && undone.reads[2] == [2] && undone.reads[4] == [0])
+    #expect(
+      undone.reads[3] == [user.entryStack, 9, user.taskStackPointer, user.callerDirectory, runningBefore])
+  }
+
   @Test func itsWindowEndsAtTheRecordsCountAndItFitsABoundStubsRoom() {
     let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
     defer { memory.deallocate() }
     var code = CodeBuffer(memory: memory, base: 0x1000)
     var callee = user.target().callee
     callee.callWords = InterfaceDescriptor.maximumCallWords
-    let (window, _, _) = CallStubs.writeKernelToUserBoundStub(
+    let (window, _, _, _) = CallStubs.writeKernelToUserBoundStub(
       into: &code, kernel: user.target().kernel, callee: callee, entry: entry)
     #expect(code.count <= CallStubs.boundStubSize)
     #expect(window.start == 0x1000)

@@ -65,10 +65,11 @@ enum DescriptorTables {
     cpu_load_task_register(taskStateSelector)
     cpu_set_data_segments(userDataSelector)
     user_mode_state.2 = taskStateAddress + 4
-    // sysenter: kernel code segment (and +8/+16/+24 for the others), a placeholder stack
-    // (the entry loads the thread's own at once) and the entry point.
+    // sysenter: kernel code segment (and +8/+16/+24 for the others), a stack of its own
+    // (the entry loads the thread's at once; only a debug trap on the entry's first
+    // instruction runs on it) and the entry point.
     cpu_write_msr(0x174, UInt64(kernelCodeSelector))
-    cpu_write_msr(0x175, UInt64(arch_boot_stack_top()))
+    cpu_write_msr(0x175, UInt64(arch_sysenter_stack_top_address()))
     cpu_write_msr(0x176, UInt64(arch_sysenter_entry_address()))
 
     for vector in 0..<256 {

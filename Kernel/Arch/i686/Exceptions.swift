@@ -20,6 +20,8 @@ enum Exceptions {
     "VMM communication exception", "Security exception", "Reserved (31)",
   ]
   static let pageFault: UInt32 = 14
+  static let debug: UInt32 = 1
+  private static let trapFlag: UInt32 = 0x100
   static let invalidOpcode: UInt32 = 6
 
   /// Handles an exception frame from `interruptDispatch`: page faults the kernel serves
@@ -28,6 +30,12 @@ enum Exceptions {
   static func handle(_ frame: UnsafeMutablePointer<InterruptFrame>) {
     let fromUser = frame.pointee.cs & 3 == 3
     let vector = frame.pointee.vector
+    if vector == debug, !fromUser, frame.pointee.eip == arch_sysenter_entry_address() {
+      // User code entered the kernel with the trap flag set (sysenter keeps it): the
+      // kernel does not single-step. The flag is dropped; sysexit will not restore it.
+      frame.pointee.eflags &= ~trapFlag
+      return
+    }
     if vector == pageFault {
       if servedStackFault(at: cpu_cr2()) { return }
       // A pager region's page touched in user mode (error code bit 1: a write).

@@ -36,11 +36,21 @@
 user_mode_state:            // see CPU.h
     .long 0, 0, 0, 0, 0, 0
 
+// The stack sysenter itself switches to (MSR 0x175), used only by a debug trap taken at
+// the entry's first instruction when user code set the trap flag (Exceptions clears it
+// there and returns): the entry loads the thread's own stack at once.
+.align 16
+arch_sysenter_stack:
+    .space 4096
+.global arch_sysenter_stack_top
+arch_sysenter_stack_top:
+
 .section .text
 .global arch_sysenter_entry
 .type arch_sysenter_entry, @function
 arch_sysenter_entry:
     movl user_mode_state, %esp
+    cld                     // the user's direction flag must reach no kernel code, nor another server
     cmpl $RETURN_CODE, %eax
     je upcall_returned
     cmpl $BOUND_BASE, %eax

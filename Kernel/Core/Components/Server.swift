@@ -314,11 +314,12 @@ final class Server: ReferenceOwner {
             server: self, interface: interface, method: method, dispatch: dispatch)
           marshalInformation.append(information)
           vector[method] = writer.address
-          CallStubs.writeUpcallStub(
-            into: &writer,
-            layout: UserCalls.upcallLayout(
-              self, dispatch: dispatch, method: interface.method(method), locked: !manifest.isThreadSafe),
-            information: UInt32(UInt(bitPattern: information)), slow: KernelABI.userCallWordsAddress)
+          faultFixups.append(
+            CallStubs.writeUpcallStub(
+              into: &writer,
+              layout: UserCalls.upcallLayout(
+                self, dispatch: dispatch, method: interface.method(method), locked: !manifest.isThreadSafe),
+              information: UInt32(UInt(bitPattern: information)), slow: KernelABI.userCallWordsAddress))
         } else if !wordsOnly || space != nil {
           // Marshaling, or an upcall into user mode: a stub that calls the kernel, which
           // for a user-mode words-only method only copies the words.
@@ -359,11 +360,13 @@ final class Server: ReferenceOwner {
   struct UserBoundStub {
     var call: BoundCallImport
     var address: UInt32
-    /// Where a fault in its reads of the caller's words resumes, once it is specialized.
-    var reads: (start: UInt32, end: UInt32, fixup: UInt32)? = nil
   }
   /// The stubs of a user-mode server's bound-call codes, code `boundBase + index`.
   private var userBoundStubs: [UserBoundStub] = []
+
+  /// The ranges of this server's generated code that write or read user stacks with a
+  /// fixup for a page fault the kernel cannot serve (`faultFixup`).
+  private var faultFixups: [FaultFixup] = []
 
   /// The code of one bound acquire or release (kernel mode only; written once, at load).
   struct BoundCount {
@@ -413,9 +416,10 @@ final class Server: ReferenceOwner {
       let entry = UInt32(truncatingIfNeeded: words.methods) &+ UInt32(4 * stub.call.method)
       if let (callee, _) = Self.upcallCallee(object, method: stub.call.method, words: stub.call.words) {
         // Into a thread-safe user-mode server: the upcall in the stub itself.
-        let (window, _, _) = CallStubs.writeKernelToUserBoundStub(
+        let (window, _, _, writes) = CallStubs.writeKernelToUserBoundStub(
           into: &writer, kernel: UserCalls.upcallKernel, callee: callee, entry: entry)
         countWindows.append(window)
+        faultFixups.append(writes)
       } else {
         let window = CallStubs.writeBoundStub(
           into: &writer, chain: CallChain.layout,
@@ -449,9 +453,8 @@ final class Server: ReferenceOwner {
             kernel: UserCalls.upcallKernel, callee: callee, callerWords: UInt32(UInt(bitPattern: words)),
             callerDirectory: space.directory, callerStackPointers: space.stackPointersAddress,
             general: Processor.boundCallGeneralAddress))
-        userBoundStubs[index].reads = (
-          addresses.argumentReadsStart, addresses.argumentReadsEnd, addresses.fixup
-        )
+        faultFixups.append(addresses.argumentReads)
+        faultFixups.append(addresses.frameWrites)
       } else if let bound = boundStubs.first(where: { $0.call == stub.call }) {
         CallStubs.writeUserDirectStub(
           into: &writer, callerWords: UInt32(UInt(bitPattern: words)), boundStub: bound.address,
@@ -487,16 +490,13 @@ final class Server: ReferenceOwner {
     )
   }
 
-  /// Where a page fault in kernel mode at `address` resumes if it lies in a user-mode bound
-  /// stub's reads of its caller's words (a stack page the kernel could not back); nil
-  /// otherwise.
+  /// Where a page fault in kernel mode at `address`, which the kernel could not serve,
+  /// resumes if it lies in generated code that reads or writes a user stack (a bound stub's
+  /// reads of its caller's words, an upcall's writes of its frame); nil otherwise.
   static func faultFixup(at address: UInt32) -> UInt32? {
     for server in loaded {
       guard let (_, generated) = server.locate(address), generated else { continue }
-      for stub in server.userBoundStubs {
-        if let reads = stub.reads, address >= reads.start, address < reads.end { return reads.fixup }
-      }
-      return nil
+      return server.faultFixups.first { $0.contains(address) }?.fixup
     }
     return nil
   }

@@ -310,7 +310,12 @@ enum KernelFaults {
     Log.error("server backtrace: \(CallChain.describeRunning())")
     for record in (level..<depth).reversed() {
       guard let abandoned = CallChain.server(at: record) else { continue }
-      if CallChain.tookLock(at: record) { ServerLock.release(abandoned.lock) }
+      if CallChain.tookLock(at: record) {
+        // Cleared: a later call at this level that takes no lock (a gate, a bound stub)
+        // must not find the flag and release another server's lock for it.
+        CallChain.setTookLock(false, at: record)
+        ServerLock.release(abandoned.lock)
+      }
       if !abandoned.failed && abandoned !== server {
         Log.error("server \(abandoned.name) stopped: its call into \(server.name) was abandoned")
         abandoned.fail()

@@ -111,17 +111,38 @@ public struct UserBoundTarget {
   }
 }
 
+/// Instructions of generated code that touch user memory the kernel may fail to back (a
+/// stack page, when frames are short): a page fault there that the kernel cannot serve
+/// resumes at `fixup`, which undoes what the code did and refuses the call
+/// (Server.faultFixup, Exceptions).
+public struct FaultFixup: Equatable, Sendable {
+  /// The first such instruction.
+  public var start: UInt32
+  /// The address after the last.
+  public var end: UInt32
+  /// Where a fault between them resumes, with the registers of the fault.
+  public var fixup: UInt32
+
+  /// A range and its fixup.
+  public init(start: UInt32, end: UInt32, fixup: UInt32) {
+    self.start = start
+    self.end = end
+    self.fixup = fixup
+  }
+
+  /// Whether `address` lies in the range.
+  public func contains(_ address: UInt32) -> Bool { address >= start && address < end }
+}
+
 /// Addresses inside a written user-to-user bound stub, for the kernel's fault handling and
 /// for tests.
 public struct UserBoundStubAddresses: Equatable, Sendable {
-  /// The reads of the caller's words, from here up to `argumentReadsEnd`: a page fault
-  /// there (a stack page the kernel could not back) resumes at `fixup`, which refuses the
-  /// call. Nothing has changed yet.
-  public var argumentReadsStart: UInt32
-  /// The address after the last read.
-  public var argumentReadsEnd: UInt32
-  /// Where a faulting argument read resumes (its `sti` 17 bytes on).
-  public var fixup: UInt32
+  /// The reads of the caller's words (their fixup refuses with `statusInvalidHandle`
+  /// before anything changed; its `sti` 17 bytes on).
+  public var argumentReads: FaultFixup
+  /// The writes of the callee's frame, with CR3 switched (their fixup undoes the call
+  /// through the stub's way back with `statusOutOfResources`).
+  public var frameWrites: FaultFixup
   /// The `sti` before the `sysexit` into the callee.
   public var enter: UInt32
   /// Where the upcall's frame returns to (the trampoline's or an abort's return).
@@ -137,7 +158,7 @@ public struct UserBoundStubAddresses: Equatable, Sendable {
 
 extension CallStubs {
   /// Bytes at most of one user-mode bound-call stub (host tests check the largest).
-  public static let userBoundStubSize = 512
+  public static let userBoundStubSize = 576
 
   /// Bytes `writeUserBoundRedirect` writes: fewer than the stub's first instructions.
   public static let userBoundRedirectSize = 10
@@ -187,7 +208,11 @@ extension CallStubs {
   ///   start below it) and claims the frame in the callee's, switches CR3, writes the
   ///   trampoline, context, selector and words there, counts the thread in;
   /// - builds arch_upcall's frame (with the caller's ESI, EDI and EBP in it) and enters the
-  ///   dispatch function with no caller register left but the words on the stack.
+  ///   dispatch function with no register of the caller's or the kernel's left.
+  ///
+  /// A page fault the kernel cannot serve (no frame to back a stack page) in its reads of
+  /// the caller's words refuses the call (`argumentReads`); in its writes of the callee's
+  /// frame, returns `statusOutOfResources` through the way back (`frameWrites`).
   ///
   /// On the way back (the trampoline's `sysenter`, or an abort) it undoes it all and
   /// returns to the caller's resume address with the result in EAX and the status in EBX;
@@ -264,10 +289,12 @@ extension CallStubs {
     code.emit(0x89, 0x0C, 0x85)
     code.emit32(target.callerStackPointers)  // mov [caller pointers+eax*4], ecx
     switchSpace(&code, kernel, to: callee.directory)
+    let writesStart = code.address
     writeFrameStart(&code, kernel, callee)
     for word in 0..<words {
       code.emit(0x8F, 0x42, UInt8(12 + 4 * word))  // pop dword [edx+12+4k]
     }
+    let writesEnd = code.address
     countThread(&code, callee, in: true)
     code.emit(0xC7, 0x05)
     code.emit32(kernel.state + 16)
@@ -318,14 +345,23 @@ extension CallStubs {
     let overflowAt = code.address
     resumeFromEntryStack(&code, state: kernel.state)  // overflow:
     refuse(&code, status: CallABI.statusOutOfResources)
-    let fixup = code.address
-    resumeFromEntryStack(&code, state: kernel.state)  // fixup:
+    let readsFixup = code.address
+    resumeFromEntryStack(&code, state: kernel.state)  // reads fixup:
     refuse(&code, status: CallABI.statusInvalidHandle)
+    // The frame could not be written: as if the upcall had returned the status, with the
+    // entry stack as the way back expects it and the thread counted in.
+    let writesFixup = code.address
+    code.emit(0x8B, 0x25)
+    code.emit32(kernel.state)  // writes fixup: mov esp, [entry stack]
+    code.emit(0x83, 0xEC, 0x10)  // sub esp, 16                the four pushes
+    countThread(&code, callee, in: true)
+    returnStatus(&code, CallABI.statusOutOfResources, to: continuationAt)
     precondition(code.isComplete)
     code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: recordReturn, as: UInt32.self)
     code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: frameReturn, as: UInt32.self)
     return UserBoundStubAddresses(
-      argumentReadsStart: readsStart, argumentReadsEnd: readsEnd, fixup: fixup, enter: enter,
+      argumentReads: FaultFixup(start: readsStart, end: readsEnd, fixup: readsFixup),
+      frameWrites: FaultFixup(start: writesStart, end: writesEnd, fixup: writesFixup), enter: enter,
       continuation: continuationAt, leave: leaveAt, offStack: offStackAt, overflow: overflowAt)
   }
 
@@ -338,13 +374,14 @@ extension CallStubs {
   /// old value, switches CR3, writes the frame, counts the thread in and enters the
   /// dispatch function through arch_upcall's frame (the caller's EBX, ESI, EDI, EBP and
   /// flags in it). A failed callee or a stack too deep takes the method's `entry` (its
-  /// upcall stub, whose general path refuses); a full chain returns
-  /// `statusOutOfResources`. It returns to the caller with the result in EAX and the
+  /// upcall stub, whose general path refuses); a full chain, or a frame the kernel cannot
+  /// back a stack page for (`frameWrites`), returns `statusOutOfResources`. It returns to
+  /// the caller with the result in EAX and the
   /// status in EDX (an abort's, or 0).
   @discardableResult
   public static func writeKernelToUserBoundStub(
     into code: inout CodeBuffer, kernel: UpcallKernel, callee: UpcallCallee, entry: UInt32
-  ) -> (window: CountWindow, enter: UInt32, continuation: UInt32) {
+  ) -> (window: CountWindow, enter: UInt32, continuation: UInt32, frameWrites: FaultFixup) {
     let chain = kernel.chain
     let start = code.address
     let overflow = code.label()
@@ -392,11 +429,13 @@ extension CallStubs {
     code.emit(0xFF, 0x35)
     code.emit32(kernel.state + 16)  // push dword [running server]
     switchSpace(&code, kernel, to: callee.directory)
+    let writesStart = code.address
     writeFrameStart(&code, kernel, callee)
     for word in 0..<UInt8(truncatingIfNeeded: callee.callWords) {
       code.emit(0x8B, 0x4C, 0x24, 20 + 4 * word)  // mov ecx, [esp+20+4k]     (3 pushes, handle, selector)
       code.emit(0x89, 0x4A, 12 + 4 * word)  // mov [edx+12+4k], ecx
     }
+    let writesEnd = code.address
     countThread(&code, callee, in: true)
     code.emit(0xC7, 0x05)
     code.emit32(kernel.state + 16)
@@ -438,9 +477,17 @@ extension CallStubs {
     popRecordAndReturn(&code, chain: chain)
     code.bind(overflow)
     returnFailure(&code, status: CallABI.statusOutOfResources)  // overflow:
+    // The frame could not be written: as if the upcall had returned the status (the stack
+    // is as the way back expects it; the thread is counted in first).
+    let writesFixup = code.address
+    countThread(&code, callee, in: true)  // writes fixup:
+    returnStatus(&code, CallABI.statusOutOfResources, to: continuationAt)
     precondition(code.isComplete)
     code.memory.storeBytes(of: continuationAt.littleEndian, toByteOffset: frameReturn, as: UInt32.self)
-    return (CountWindow(start: start, commit: commit), enter, continuationAt)
+    return (
+      CountWindow(start: start, commit: commit), enter, continuationAt,
+      FaultFixup(start: writesStart, end: writesEnd, fixup: writesFixup)
+    )
   }
 
   /// Writes `cmp dword [callee's failed word], 0`.
@@ -483,9 +530,9 @@ extension CallStubs {
 
   /// Writes arch_upcall's frame (UserMode.S: return address, flags, EBP, EBX, ESI, EDI,
   /// the enclosing entry stack, user ticks and resume frame), makes it the entry stack and
-  /// enters `callee`'s dispatch function on the user stack at EDX. From user mode
-  /// (`fromUser`: interrupts are off already, and the caller's ticks restart) it clears
-  /// the caller's ESI, EDI and EBP; from kernel mode it clears every register. Returns
+  /// enters `callee`'s dispatch function on the user stack at EDX with every register but
+  /// those two cleared (from user mode, `fromUser`, interrupts are off already and the
+  /// caller's ticks restart). Returns
   /// the offset of the return address's field (the continuation, patched by the caller)
   /// and the address of the `sti` before the `sysexit`.
   private static func enterUser(
@@ -517,12 +564,21 @@ extension CallStubs {
     code.emit(0x89, 0xD1)  // mov ecx, edx               the callee's stack
     code.emit(0xBA)
     code.emit32(callee.dispatch)  // mov edx, dispatch
-    if !fromUser { code.emit(0x31, 0xC0, 0x31, 0xDB) }  // xor eax, eax; xor ebx, ebx
+    code.emit(0x31, 0xC0, 0x31, 0xDB)  // xor eax, eax; xor ebx, ebx   no kernel value leaks
     code.emit(0x31, 0xF6, 0x31, 0xFF, 0x31, 0xED)  // xor esi, esi; xor edi, edi; xor ebp, ebp
     let enter = code.address
     code.emit(0xFB)  // sti                       (after the sysexit)
     code.emit(0x0F, 0x35)  // sysexit
     return (frameReturn, enter)
+  }
+
+  /// Writes a jump to `target` with result 0 and `status` in EDX.
+  static func returnStatus(_ code: inout CodeBuffer, _ status: UInt32, to target: UInt32) {
+    code.emit(0x31, 0xC0)  // xor eax, eax
+    code.emit(0xBA)
+    code.emit32(status)  // mov edx, status
+    code.emit(0xE9)
+    code.emitRelative(to: target)  // jmp target
   }
 
   /// Writes a C call of `function` (no arguments) that keeps EAX and EDX, the result.

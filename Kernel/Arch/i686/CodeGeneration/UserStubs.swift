@@ -125,9 +125,14 @@ extension CallStubs {
   /// all and returns to the gate's caller with arch_upcall's status. A failed server, or
   /// a stack that would overflow, takes the general path: `slow` (user_call_words with
   /// `information`, like a marshaling stub).
+  ///
+  /// A page fault the kernel cannot serve in its writes of the frame (no frame to back a
+  /// stack page; the range it returns) undoes the upcall as if it had returned
+  /// `statusOutOfResources`.
+  @discardableResult
   public static func writeUpcallStub(
     into code: inout CodeBuffer, layout: UpcallLayout, information: UInt32, slow: UInt32
-  ) {
+  ) -> FaultFixup {
     let words = layout.serverWords
     let failed = words + UInt32(4 * ServerWords.failed)
     let inside = words + UInt32(4 * ServerWords.threadsInside)
@@ -199,12 +204,14 @@ extension CallStubs {
     code.emit32(activeDirectory)  // mov [active directory], edx
     code.emit(0x0F, 0x22, 0xDA)  // mov cr3, edx
     code.bind(same)
+    let writesStart = code.address
     code.emit(0xC7, 0x00)
     code.emit32(layout.trampoline)  // same: mov dword [eax], trampoline
     for word in 0..<(layout.words + 2) {
       code.emit(0x8B, 0x4E, UInt8(16 + 4 * word))  // mov ecx, [esi+16+4k]
       code.emit(0x89, 0x48, UInt8(4 + 4 * word))  // mov [eax+4+4k], ecx
     }
+    let writesEnd = code.address
     code.emit(0xFF, 0x05)
     code.emit32(inside)  // inc dword [threads inside]
     code.emit(0x8B, 0x0D)
@@ -220,6 +227,7 @@ extension CallStubs {
     code.emit32(layout.dispatch)  // push dispatch
     code.emit(0xE8)
     code.emitRelative(to: layout.upcall)  // call arch_upcall          edx:eax
+    let returned = code.address
     code.emit(0x83, 0xC4, 0x08)  // add esp, 8
     code.emit(0x8F, 0x05)
     code.emit32(runningServer)  // pop dword [running server]
@@ -268,6 +276,19 @@ extension CallStubs {
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // overflow, busy: pop ebp, edi, esi, ebx
     code.bind(slowPath)
     writeMarshalStubBody(into: &code, chain: layout.chain, information: information, marshal: slow)
+    // The frame could not be written: as if arch_upcall had returned the status, with the
+    // thread counted in and the running server and arch_upcall's two arguments pushed.
+    let writesFixup = code.address
+    code.emit(0xFF, 0x05)
+    code.emit32(inside)  // writes fixup: inc dword [threads inside]
+    code.emit(0x8B, 0x0D)
+    code.emit32(words + UInt32(4 * ServerWords.spaceThreadsInside))  // mov ecx, [space's count]
+    code.emit(0xFF, 0x01)  // inc dword [ecx]
+    code.emit(0xFF, 0x35)
+    code.emit32(runningServer)  // push dword [running server]
+    code.emit(0x83, 0xEC, 0x08)  // sub esp, 8
+    returnStatus(&code, CallABI.statusOutOfResources, to: returned)
     precondition(code.isComplete)
+    return FaultFixup(start: writesStart, end: writesEnd, fixup: writesFixup)
   }
 }

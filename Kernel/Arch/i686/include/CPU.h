@@ -85,6 +85,8 @@ __attribute__((noreturn)) void arch_upcall_abort(uint32_t status);
 /// Copies `count` bytes between user and kernel memory; 1 if a page fault stopped it.
 uint32_t arch_copy_user(void *destination, const void *source, uint32_t count);
 void arch_sysenter_entry(void);
+extern char arch_sysenter_stack_top[];
+static inline __attribute__((always_inline)) uint32_t arch_sysenter_stack_top_address(void) { return (uint32_t)(uintptr_t)arch_sysenter_stack_top; }
 extern char arch_copy_user_fault_start[], arch_copy_user_fault_end[], arch_copy_user_fixup[];
 static inline __attribute__((always_inline)) uint32_t arch_sysenter_entry_address(void) { return (uint32_t)(uintptr_t)&arch_sysenter_entry; }
 static inline __attribute__((always_inline)) uint32_t arch_copy_user_fault_start_address(void) { return (uint32_t)(uintptr_t)arch_copy_user_fault_start; }
