@@ -148,15 +148,24 @@ final class RawCall {
   typealias Function =
     @convention(c) (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) -> UInt64
 
-  init() {
-    var bytes: [UInt8] = [0x53, 0x89, 0xE1, 0xBA]  // push ebx; mov ecx, esp; mov edx, back
-    code = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
-    let back = UInt32(UInt(bitPattern: code)) + 15
-    bytes += (0..<4).map { UInt8(truncatingIfNeeded: back >> (8 * $0)) }
-    codeOffset = bytes.count + 1
-    bytes += [0xB8, 0, 0, 0, 0, 0x0F, 0x34]  // mov eax, code; sysenter
-    bytes += [0x89, 0xDA, 0x5B, 0xC3]  // back: mov edx, ebx; pop ebx; ret
-    code.copyMemory(from: bytes, byteCount: bytes.count)
+  /// With `flags`, those EFLAGS bits are set just before the `sysenter` (the direction
+  /// flag, the trap flag: what the kernel must not inherit).
+  init(flags: UInt32 = 0) {
+    func bytes(_ word: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
+    var program: [UInt8] = [0x53, 0x89, 0xE1, 0xBA]  // push ebx; mov ecx, esp; mov edx, back
+    code = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 16)
+    let backField = program.count
+    program += [0, 0, 0, 0]
+    codeOffset = program.count + 1
+    program += [0xB8, 0, 0, 0, 0]  // mov eax, code
+    if flags != 0 {
+      program += [0x9C, 0x81, 0x0C, 0x24] + bytes(flags) + [0x9D]  // pushfd; or [esp], flags; popfd
+    }
+    program += [0x0F, 0x34]  // sysenter
+    let back = UInt32(UInt(bitPattern: code)) + UInt32(program.count)
+    program.replaceSubrange(backField..<backField + 4, with: bytes(back))
+    program += [0x89, 0xDA, 0x5B, 0xC3]  // back: mov edx, ebx; pop ebx; ret
+    code.copyMemory(from: program, byteCount: program.count)
   }
 
   /// Calls the kernel with `number` and ten argument words; (result, status).
@@ -287,6 +296,7 @@ final class Attacker: ProgramImplementation {
       attack("rebind-handle", rebound, ok: rebound == 0)
     }
     forgeBoundCallStacks()
+    enterWithFlags()
     mapUntilTheTableIsFull()
     nestDeeply()
     gateRace()
@@ -479,6 +489,25 @@ final class Attacker: ProgramImplementation {
     }
     let after = status { () throws(CallError) in UInt(try Required.target.compute(a: 1, b: 2, c: 3)) }
     attack("bound-stack", refused, ok: accepted == 0 && before == 6 && after == 6)
+  }
+
+  /// Kernel calls entered with the direction flag set (the kernel's copies and fills would
+  /// run backwards: allocate zeroes a page) and with the trap flag set (a single-step trap
+  /// on the kernel's first instruction): each must work as without.
+  func enterWithFlags() {
+    let backwards = RawCall(flags: 0x400)
+    let (memory, allocated) = backwards.call(1, allocateWords())  // tessera_call1
+    let zeroed = allocated == 0 && memory != 0
+    if memory != 0 { _ = tessera_release(memory) }
+    let stepping = RawCall(flags: 0x100)
+    let (_, null) = stepping.call(UserCallCode.null, [UInt32](repeating: 0, count: 10))
+    let after = status { () throws(CallError) in UInt(try Required.target.compute(a: 1, b: 2, c: 3)) }
+    attack("entry-flags", UInt(null), ok: zeroed && null == 0 && after == 6)
+  }
+
+  /// tessera_call1's words for `kernel.memory.allocate(bytes: 4096)`: handle, selector, bytes.
+  private func allocateWords() -> [UInt32] {
+    [2, MemoryService.digest, 4096] + [UInt32](repeating: 0, count: 7)
   }
 
   /// Raw kernel calls with random codes, handles, selectors, pointers and lengths. Only

@@ -17,7 +17,7 @@ import Testing
       ("spawn-many", 1), ("memory-quota", 1), ("heap-quota", 1), ("timer-quota", 1),
       ("semaphore-overflow", 1), ("rebind-handle", 4), ("map-table-full", 1), ("gate-race", 1),
       ("semaphore-race", 1),
-      ("nest-deep", 1), ("bound-stack", 1),
+      ("nest-deep", 1), ("bound-stack", 1), ("entry-flags", 1),
     ]
     for (name, expected) in counts {
       let lines = result.lines.filter { $0.contains("@@ATTACK name=\(name) ") }
