@@ -725,10 +725,13 @@ extension CountingMachine {
     // The callee's stack page is not there and cannot be backed: the write faults in the
     // range the stub returns, with CR3 switched and the slot claimed (and the lock taken,
     // for a locked server); its fixup undoes it all through the stub's way back.
-    for locked in [false, true] {
-      var machine = self.machine(current: 0, locked: locked)
-      let top = UserStacks.top(thread: thread)
+    let top = UserStacks.top(thread: thread)
+    // The frame wholly on the top page (the first write faults), and across its lower edge
+    // (a later one does).
+    for (locked, current) in [(false, 0), (true, 0), (false, top - 4096 + 16), (true, top - 4096 + 16)] {
+      var machine = self.machine(current: current, locked: locked)
       machine.areas = machine.areas.filter { $0.address < top - 4096 || $0.address >= top }
+      machine.place(top - 8192, words: Array(repeating: 0, count: 1024))
       var writes: FaultFixup? = nil
       let layout = UpcallLayout(
         chain: chain, serverWords: words, state: state, dispatch: dispatch, trampoline: trampoline,
@@ -742,7 +745,9 @@ extension CountingMachine {
       ]
       let faulted = try machine.run(
         eip: stub, esp: stackTop - 24, cr3: callerDirectory, stop: stop, read: changed)
-      #expect(faulted.error != nil && writes!.contains(faulted.registers["eip"]!), "locked \(locked)")
+      let eip = faulted.registers["eip"]!
+      #expect(faulted.error != nil && writes!.contains(eip), "locked \(locked)")
+      #expect((eip > writes!.start) == (current != 0), "the first write faults, or a later one")
       #expect(faulted.registers["cr3"] == calleeDirectory && faulted.reads[3][0] == (locked ? thread : 0))
       for (area, read) in zip(changed, faulted.reads) { machine.place(area.0, words: read) }
       var registers = faulted.registers
@@ -757,7 +762,8 @@ extension CountingMachine {
       #expect(undone.registers["eax"] == 0 && undone.registers["edx"] == CallABI.statusOutOfResources)
       #expect(undone.registers["esp"] == stackTop - 20, "back to the gate's caller")
       #expect(
-        undone.reads[0] == [0] && undone.reads[1][0] == 0 && undone.reads[1][3] == 0 && undone.reads[2] == [0]
+        undone.reads[0] == [current] && undone.reads[1][0] == 0 && undone.reads[1][3] == 0
+          && undone.reads[2] == [0]
       )
       #expect(undone.reads[3] == [callerDirectory, runningBefore] && undone.reads[4] == [0])
     }

@@ -25,8 +25,10 @@ enum Exceptions {
   static let invalidOpcode: UInt32 = 6
 
   /// Handles an exception frame from `interruptDispatch`: page faults the kernel serves
-  /// (a user stack growing, a user copy's or a bound stub's fixup) resume; faults in user mode stop the
-  /// server (UserFaults); anything else is a panic.
+  /// (a user stack growing; a user copy's fixup; generated code's reads and writes of user
+  /// stacks, whose fixups undo the call) resume, and so does a trap flag a user set before
+  /// `sysenter`; faults in user mode stop the server (UserFaults); anything else is a
+  /// panic.
   static func handle(_ frame: UnsafeMutablePointer<InterruptFrame>) {
     let fromUser = frame.pointee.cs & 3 == 3
     let vector = frame.pointee.vector
@@ -52,7 +54,7 @@ enum Exceptions {
         return
       }
       if !fromUser, let fixup = Server.faultFixup(at: eip) {
-        frame.pointee.eip = fixup  // a bound stub's read of its caller's words: refused
+        frame.pointee.eip = fixup  // a stub's user-stack access: the call is undone and refused
         return
       }
     }

@@ -10,8 +10,10 @@
 // kernel stack below its own frame the entry stack (user_mode_state[0], and the TSS's
 // esp0), so a sysenter or an interrupt from user mode never overwrites a live frame.
 // arch_upcall_abort unwinds to the innermost upcall (a faulted or stopped server).
-// arch_copy_user and the call entry's argument copy are the only code that reads user
-// memory on behalf of a caller; a page fault inside either resumes at its fixup.
+// arch_copy_user, the call entry's argument copy and the generated stubs' accesses of
+// user stacks (UserBoundStubs.swift, FaultFixup) are the only code that touches user
+// memory on behalf of a caller; a page fault there the kernel cannot serve resumes at a
+// fixup.
 
 #include "KernelABI.h"          // generated from KernelCore's constants (tessera abi-header)
 .set RETURN_CODE, TESSERA_RETURN_CODE
