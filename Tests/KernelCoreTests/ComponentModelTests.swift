@@ -446,8 +446,10 @@ enum SampleManifest {
   @Test func upcallStubFitsAMethodEntryAndEntersThroughTheUpcall() throws {
     for words in [0, 8] {
       let layout = UpcallLayout(
-        chain: chain, serverWords: 0x4000, state: 0x5000, dispatch: 0x4010_0000, trampoline: 0x4000_0000,
-        upcall: 0x6000, failedAfterUpcall: 0x7000, words: words)
+        kernel: UpcallKernel(
+          chain: chain, state: 0x5000, taskStackPointer: 0, resumePoint: 0, trampoline: 0x4000_0000,
+          failedAfterUpcall: 0x7000),
+        serverWords: 0x4000, dispatch: 0x4010_0000, upcall: 0x6000, words: words)
       let bytes = write {
         CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8000, slow: 0x9000)
       }
@@ -464,8 +466,10 @@ enum SampleManifest {
       #expect(!listing.contains { $0.hasPrefix("lock cmpxchg") }, "a thread-safe server takes no lock")
     }
     let locked = UpcallLayout(
-      chain: chain, serverWords: 0x4000, state: 0x5000, dispatch: 0x4010_0000, trampoline: 0x4000_0000,
-      upcall: 0x6000, failedAfterUpcall: 0x7000, words: 8,
+      kernel: UpcallKernel(
+        chain: chain, state: 0x5000, taskStackPointer: 0, resumePoint: 0, trampoline: 0x4000_0000,
+        failedAfterUpcall: 0x7000),
+      serverWords: 0x4000, dispatch: 0x4010_0000, upcall: 0x6000, words: 8,
       lockRelease: 0xA000)
     let bytes = write {
       CallStubs.writeUpcallStub(into: &$0, layout: locked, information: 0x8000, slow: 0x9000)

@@ -658,8 +658,10 @@ extension CountingMachine {
       machine.place(page, words: Array(repeating: 0, count: 1024))
     }
     let layout = UpcallLayout(
-      chain: chain, serverWords: words, state: state, dispatch: dispatch, trampoline: trampoline,
-      upcall: upcall, failedAfterUpcall: failedAfterUpcall, words: 3, lockRelease: locked ? release : nil)
+      kernel: UpcallKernel(
+        chain: chain, state: state, taskStackPointer: 0, resumePoint: 0, trampoline: trampoline,
+        failedAfterUpcall: failedAfterUpcall),
+      serverWords: words, dispatch: dispatch, upcall: upcall, words: 3, lockRelease: locked ? release : nil)
     machine.place(code: stub) {
       CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8888, slow: slow)
     }
@@ -734,8 +736,10 @@ extension CountingMachine {
       machine.place(top - 8192, words: Array(repeating: 0, count: 1024))
       var writes: FaultFixup? = nil
       let layout = UpcallLayout(
-        chain: chain, serverWords: words, state: state, dispatch: dispatch, trampoline: trampoline,
-        upcall: upcall, failedAfterUpcall: failedAfterUpcall, words: 3, lockRelease: locked ? release : nil)
+        kernel: UpcallKernel(
+          chain: chain, state: state, taskStackPointer: 0, resumePoint: 0, trampoline: trampoline,
+          failedAfterUpcall: failedAfterUpcall),
+        serverWords: words, dispatch: dispatch, upcall: upcall, words: 3, lockRelease: locked ? release : nil)
       machine.place(code: stub) {
         writes = CallStubs.writeUpcallStub(into: &$0, layout: layout, information: 0x8888, slow: slow)
       }

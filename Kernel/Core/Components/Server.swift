@@ -228,7 +228,7 @@ final class Server: ReferenceOwner {
     }
     for (index, call) in userBoundCalls.enumerated() {
       let start = writer.count
-      server.userBoundStubs.append(UserBoundStub(call: call, address: writer.address))
+      server.userBoundStubs.append(BoundStub(call: call, address: writer.address))
       server.words[ServerWords.boundCalls + index] = writer.address
       CallStubs.writeUserBoundRedirect(
         into: &writer, words: call.words, general: Processor.boundCallGeneralAddress)
@@ -344,8 +344,9 @@ final class Server: ReferenceOwner {
     }
   }
 
-  /// The stub of one bound-call import (BoundStubs): a redirect to the gate until its slot
-  /// is bound (`bindSlots`) and again once the slot's entry is freed.
+  /// The stub of one bound-call import (BoundStubs) or bound-call code (UserBoundStubs): a
+  /// redirect until its slot is bound (`bindSlots`) and again once the slot's entry is
+  /// freed.
   struct BoundStub {
     var call: BoundCallImport
     var address: UInt32
@@ -354,15 +355,10 @@ final class Server: ReferenceOwner {
   /// codes, which the call entry calls).
   private var boundStubs: [BoundStub] = []
 
-  /// The stub of one bound-call code of a user-mode server (UserBoundStubs): a redirect to
-  /// the general path until its slot is bound to a server it can call directly
+  /// The stubs of a user-mode server's bound-call codes, code `boundBase + index`
+  /// (UserBoundStubs): a redirect to the general path until the slot is bound
   /// (`bindSlots`), and again once the slot's entry is freed.
-  struct UserBoundStub {
-    var call: BoundCallImport
-    var address: UInt32
-  }
-  /// The stubs of a user-mode server's bound-call codes, code `boundBase + index`.
-  private var userBoundStubs: [UserBoundStub] = []
+  private var userBoundStubs: [BoundStub] = []
 
   /// The ranges of this server's generated code that write or read user stacks with a
   /// fixup for a page fault the kernel cannot serve (`faultFixup`).

@@ -107,12 +107,8 @@ enum UserCalls {
     -> UpcallLayout
   {
     UpcallLayout(
-      chain: CallChain.layout, serverWords: UInt32(UInt(bitPattern: server.words)),
-      state: UserModeState.address,
-      dispatch: dispatch, trampoline: AddressSpace.thunks.returnTrampoline,
-      upcall: KernelABI.address(Processor.upcallFunction),
-      failedAfterUpcall: KernelABI.address(userUpcallFailed as @convention(c) () -> Void),
-      words: method.callWords,
+      kernel: upcallKernel, serverWords: UInt32(UInt(bitPattern: server.words)), dispatch: dispatch,
+      upcall: KernelABI.address(Processor.upcallFunction), words: method.callWords,
       lockRelease: locked ? ServerLock.releaseAddress : nil)
   }
 

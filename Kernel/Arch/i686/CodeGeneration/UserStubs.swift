@@ -74,21 +74,16 @@ extension CallStubs {
 
 /// What a user-mode upcall stub has baked in (see `CallStubs.writeUpcallStub`).
 public struct UpcallLayout {
-  /// The call chain (for the thread number and the record pop).
-  public var chain: CallChainLayout
+  /// The kernel's addresses (the chain, `user_mode_state`, the trampoline, the function
+  /// called after an upcall into a failed server), as the bound stubs that enter user mode
+  /// bake them in.
+  public var kernel: UpcallKernel
   /// The callee's server words.
   public var serverWords: UInt32
-  /// The address of `user_mode_state` (word 3: the active directory; word 4: the words of
-  /// the user-mode server running).
-  public var state: UInt32
   /// The user function to enter (the method's dispatch function).
   public var dispatch: UInt32
-  /// The return trampoline's user address.
-  public var trampoline: UInt32
   /// arch_upcall.
   public var upcall: UInt32
-  /// The kernel function to call after an upcall into a server that has failed.
-  public var failedAfterUpcall: UInt32
   /// Call words of the method (after the context and the selector).
   public var words: Int
   /// For a server that is not thread-safe, the kernel function that hands its lock
@@ -97,19 +92,15 @@ public struct UpcallLayout {
 
   /// A layout.
   public init(
-    chain: CallChainLayout, serverWords: UInt32, state: UInt32, dispatch: UInt32, trampoline: UInt32,
-    upcall: UInt32, failedAfterUpcall: UInt32, words: Int,
+    kernel: UpcallKernel, serverWords: UInt32, dispatch: UInt32, upcall: UInt32, words: Int,
     lockRelease: UInt32? = nil
   ) {
-    self.lockRelease = lockRelease
-    self.chain = chain
+    self.kernel = kernel
     self.serverWords = serverWords
-    self.state = state
     self.dispatch = dispatch
-    self.trampoline = trampoline
     self.upcall = upcall
-    self.failedAfterUpcall = failedAfterUpcall
     self.words = words
+    self.lockRelease = lockRelease
   }
 }
 
@@ -136,8 +127,8 @@ extension CallStubs {
     let words = layout.serverWords
     let failed = words + UInt32(4 * ServerWords.failed)
     let inside = words + UInt32(4 * ServerWords.threadsInside)
-    let activeDirectory = layout.state + 12
-    let runningServer = layout.state + 16
+    let activeDirectory = layout.kernel.state + 12
+    let runningServer = layout.kernel.state + 16
     // The claim follows UserStacks.claim (the kernel's Swift upcall claims with it).
     let frameBytes = UserStacks.frameBytes(arguments: layout.words + 2)
     let slowPath = code.label()
@@ -154,7 +145,7 @@ extension CallStubs {
     code.emit(0x53, 0x56, 0x57, 0x55)  // push ebx, esi, edi, ebp
     code.emit(0x89, 0xE6)  // mov esi, esp               context at [esi+16]
     code.emit(0x8B, 0x3D)
-    code.emit32(layout.chain.threadNumber)  // mov edi, [thread]
+    code.emit32(layout.kernel.chain.threadNumber)  // mov edi, [thread]
     code.emit(0x8B, 0x2D)
     code.emit32(words + UInt32(4 * ServerWords.stackPointers))  // mov ebp, [stack pointers]
     code.emit(0x8D, 0x6C, 0xBD, 0x00)  // lea ebp, [ebp+edi*4+0]   this thread's slot
@@ -182,10 +173,10 @@ extension CallStubs {
       code.jump(.notEqual, to: overflowOrBusy)  // jne busy
       code.emit(0x89, 0xC8)  // mov eax, ecx
       code.emit(0x8B, 0x15)
-      code.emit32(layout.chain.depth)  // mov edx, [depth]
+      code.emit32(layout.kernel.chain.depth)  // mov edx, [depth]
       code.emit(0x4A)  // dec edx
       code.emit(0xC7, 0x04, 0x95)
-      code.emit32(layout.chain.lockFlags)
+      code.emit32(layout.kernel.chain.lockFlags)
       code.emit32(1)  // mov dword [flags+edx*4], 1   this call took the lock
     }
     code.emit(0xFF, 0x75, 0x00)  // push dword [ebp]          the slot's value, restored after
@@ -206,7 +197,7 @@ extension CallStubs {
     code.bind(same)
     let writesStart = code.address
     code.emit(0xC7, 0x00)
-    code.emit32(layout.trampoline)  // same: mov dword [eax], trampoline
+    code.emit32(layout.kernel.trampoline)  // same: mov dword [eax], trampoline
     for word in 0..<(layout.words + 2) {
       code.emit(0x8B, 0x4E, UInt8(16 + 4 * word))  // mov ecx, [esi+16+4k]
       code.emit(0x89, 0x48, UInt8(4 + 4 * word))  // mov [eax+4+4k], ecx
@@ -248,10 +239,10 @@ extension CallStubs {
     code.emit(0x8F, 0x01)  // pop dword [ecx]
     if let release = layout.lockRelease {
       code.emit(0x8B, 0x0D)
-      code.emit32(layout.chain.depth)  // mov ecx, [depth]
+      code.emit32(layout.kernel.chain.depth)  // mov ecx, [depth]
       code.emit(0x49)  // dec ecx
       code.emit(0xC7, 0x04, 0x8D)
-      code.emit32(layout.chain.lockFlags)
+      code.emit32(layout.kernel.chain.lockFlags)
       code.emit32(0)  // mov dword [flags+ecx*4], 0
       code.emit(0x31, 0xC9)  // xor ecx, ecx
       code.emit(0x87, 0x0D)
@@ -268,14 +259,14 @@ extension CallStubs {
     code.emit32(failed)
     code.emit(0x00)  // cmp dword [failed], 0
     code.jump(.equal, to: done, short: true)  // je done
-    callKeepingResult(&code, layout.failedAfterUpcall)  // call failed-after-upcall
+    callKeepingResult(&code, layout.kernel.failedAfterUpcall)  // call failed-after-upcall
     code.bind(done)
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // done: pop ebp, edi, esi, ebx
-    popRecordAndReturn(&code, chain: layout.chain)
+    popRecordAndReturn(&code, chain: layout.kernel.chain)
     code.bind(overflowOrBusy)
     code.emit(0x5D, 0x5F, 0x5E, 0x5B)  // overflow, busy: pop ebp, edi, esi, ebx
     code.bind(slowPath)
-    writeMarshalStubBody(into: &code, chain: layout.chain, information: information, marshal: slow)
+    writeMarshalStubBody(into: &code, chain: layout.kernel.chain, information: information, marshal: slow)
     // The frame could not be written: as if arch_upcall had returned the status, with the
     // thread counted in and the running server and arch_upcall's two arguments pushed.
     let writesFixup = code.address
